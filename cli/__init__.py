@@ -1,0 +1,1 @@
+"""The ``gitstate`` command line (installed as the ``gitstate_cli`` package)."""

@@ -1,0 +1,105 @@
+"""Canonical JSON: one deterministic byte string per JSON value.
+
+Format: keys sorted, UTF-8, minimal string escaping (``"``, ``\\`` and control
+characters only), shortest round-trip floats (``1e16``, ``0.1``), integers exact,
+2-space indentation with one value per line, and a final newline.
+
+Accepted: ``dict`` with ``str`` keys, ``list``, ``str``, ``int`` in [-2**63, 2**64),
+finite ``float``, ``bool``, ``None``; and, as pydantic's JSON mode does, a
+``tuple`` becomes an array, an ``Enum`` its value and a ``UUID`` its string.
+Rejected with :class:`EncodingError` naming the JSON path: NaN and infinities,
+non-string keys, sets, bytes, lone surrogates, larger integers, and any other
+object (convert pydantic models with ``model_dump(mode="json")`` first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from .errors import EncodingError
+
+_OPTIONS = (
+    orjson.OPT_INDENT_2
+    | orjson.OPT_SORT_KEYS
+    | orjson.OPT_APPEND_NEWLINE
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
+_LEAVES = (str, int, bool, type(None), uuid.UUID)
+
+
+def encode(value: Any) -> bytes:
+    """Return the canonical JSON bytes of ``value`` (see the module docstring)."""
+    try:
+        data = orjson.dumps(value, option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        _find_problem(value, "$")
+        raise  # unreachable: _find_problem raises for anything orjson rejects
+    _check_floats(value)
+    return data
+
+
+def decode(data: bytes | str) -> Any:
+    """Parse JSON text; invalid JSON raises :class:`EncodingError`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EncodingError(f"invalid JSON: {exc}") from exc
+
+
+def _check_floats(value: Any) -> None:
+    """orjson writes NaN/Infinity as null; find them (cheap walk, no path kept)."""
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            push(item.values())
+        elif kind is list or kind is tuple:
+            push(item)
+        elif kind is float and not math.isfinite(item):
+            _find_problem(value, "$")
+
+
+def _child(path: str, key: str) -> str:
+    if key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _find_problem(value: Any, path: str) -> None:
+    """Raise an EncodingError naming the first bad value under ``path``."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise EncodingError(f"non-string key {key!r} at {path}", path)
+            _find_problem(key, path)
+            _find_problem(item, _child(path, key))
+    elif kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            _find_problem(item, f"{path}[{i}]")
+    elif kind is float:
+        if not math.isfinite(value):
+            raise EncodingError(f"non-finite number {value!r} at {path}", path)
+    elif kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EncodingError(f"string with a lone surrogate at {path}", path) from None
+    elif kind is int:
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise EncodingError(f"integer {value} at {path} is outside [-2**63, 2**64)", path)
+    elif isinstance(value, Enum):
+        _find_problem(value.value, path)
+    elif kind not in _LEAVES:
+        raise EncodingError(f"value of type {kind.__name__} at {path} is not JSON", path)

@@ -1,0 +1,67 @@
+"""The one exception hierarchy of gitstate: every failure is a ``GitstateError``."""
+
+from __future__ import annotations
+
+
+class GitstateError(Exception):
+    """Base class of every error gitstate raises on purpose."""
+
+
+class NotARepositoryError(GitstateError):
+    """The path is not a git repository that gitstate can use."""
+
+
+class InvalidAgentIdError(GitstateError, ValueError):
+    """An agent id breaks the naming rules (see ``gitstate.ids``)."""
+
+
+class InvalidNameError(GitstateError, ValueError):
+    """A checkpoint name breaks the naming rules, or is reserved."""
+
+
+class InvalidArgumentError(GitstateError, ValueError):
+    """An argument has a value gitstate cannot use (message names it)."""
+
+
+class NameTakenError(GitstateError):
+    """A checkpoint name is already used by another checkpoint of the agent."""
+
+
+class AgentNotFoundError(GitstateError, LookupError):
+    """The agent has no branch in the repository."""
+
+
+class AgentExistsError(GitstateError):
+    """An agent with that id already exists."""
+
+
+class RevisionNotFoundError(GitstateError, LookupError):
+    """No checkpoint of the agent matches the revision."""
+
+
+class AmbiguousRevisionError(RevisionNotFoundError):
+    """An abbreviated revision matches several checkpoints."""
+
+    def __init__(self, message: str, candidates: list[str]):
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class EncodingError(GitstateError, ValueError):
+    """A value cannot be stored as canonical JSON; ``path`` names where (``$.a[2]``)."""
+
+    def __init__(self, message: str, path: str = "$"):
+        super().__init__(message)
+        self.path = path
+
+
+class InvalidStateError(GitstateError, ValueError):
+    """A stored state does not validate against the requested model."""
+
+
+class ConcurrentUpdateError(GitstateError):
+    """Another writer kept the agent busy until the retry budget ran out."""
+
+
+class CorruptObjectError(GitstateError):
+    """A git object is missing, unreadable, or not what a checkpoint must be."""

@@ -1,0 +1,400 @@
+"""``StateRepository``: save, load, resolve and list agent checkpoints in a bare git repo."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, Optional, TypeVar
+
+from dulwich.errors import NotGitRepository
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+from pydantic import BaseModel, ValidationError
+
+from . import codec
+from .message import build as build_message, parse as parse_message
+from .errors import (
+    AgentNotFoundError,
+    AmbiguousRevisionError,
+    CorruptObjectError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NameTakenError,
+    NotARepositoryError,
+    RevisionNotFoundError,
+)
+from .ids import (
+    BRANCH_PREFIX,
+    TAG_PREFIX,
+    branch_ref,
+    is_checkpoint_id,
+    is_valid_name,
+    new_checkpoint_id,
+    tag_prefix,
+    tag_ref,
+    validate_agent_id,
+    validate_name,
+)
+from .models import AgentInfo, AgentState, Checkpoint
+from .store import Store
+
+M = TypeVar("M", bound=BaseModel)
+
+STATE_FILE = b"state.json"
+COMMITTER = b"gitstate <gitstate@localhost>"
+CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
+_REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
+_HEX = re.compile(r"[0-9a-f]{7,40}")
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class StateRepository:
+    """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
+
+    Open one with :meth:`init` or :meth:`open`. Instances may be shared between
+    threads and used from many processes at once. ``durable=True`` fsyncs
+    objects, refs and their directories before :meth:`save` returns.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
+                 lock_timeout: float = 60.0):
+        self.path = os.path.abspath(os.fspath(path))
+        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout)
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
+        """Create a bare repository at ``path`` (or open the one already there)."""
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
+            return cls.open(path, **options)
+        if os.path.isdir(path) and os.listdir(path):
+            raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
+        os.makedirs(path, exist_ok=True)
+        repo = Repo.init_bare(path)
+        config = repo.get_config()
+        config.set((b"gitstate",), b"version", b"1")
+        config.set((b"gc",), b"auto", b"0")
+        config.write_to_path()
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+        repo.close()
+        return cls(path, **options)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
+        """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``)."""
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise NotARepositoryError(f"{path} does not exist or is not a directory")
+        try:
+            repo = Repo(path)
+        except NotGitRepository:
+            raise NotARepositoryError(f"{path} is not a git repository") from None
+        bare = repo.bare
+        repo.close()
+        if not bare:
+            raise NotARepositoryError(f"{path} is a git work tree; gitstate needs a bare repository")
+        return cls(path, **options)
+
+    # -- saving ----------------------------------------------------------------------
+    def save(
+        self,
+        state: BaseModel | Mapping[str, Any],
+        *,
+        agent_id: Optional[str] = None,
+        name: Optional[str] = None,
+        message: Optional[str] = None,
+        time: Optional[datetime] = None,
+        trailers: Optional[Mapping[str, str]] = None,
+    ) -> Checkpoint:
+        """Save ``state`` as a new checkpoint (a commit on the agent's branch).
+
+        The agent is ``agent_id`` if given (also written into the state), else
+        the state's own ``agent_id``. ``name`` tags the checkpoint and must be
+        new for this agent. ``time`` (timezone-aware) sets the author time,
+        default now. ``trailers`` adds commit trailers beside gitstate's own.
+        """
+        data, schema_version = _plain(state)
+        agent_id = validate_agent_id(agent_id if agent_id is not None else data.get("agent_id"))
+        if data.get("agent_id") != agent_id:
+            data = {**data, "agent_id": agent_id}
+        if name is not None:
+            validate_name(name)
+            self._check_name_free(agent_id, name)
+        when = _timestamp(time)
+        iteration, status = data.get("iteration"), data.get("status")
+        iteration = iteration if type(iteration) is int else None
+        status = status if isinstance(status, str) else None
+        fields = {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": agent_id}
+        if iteration is not None:
+            fields["Iteration"] = str(iteration)
+        if status is not None:
+            fields["Status"] = status
+        fields["Schema-Version"] = str(schema_version)
+        for key, value in (trailers or {}).items():
+            if key in CORE_TRAILERS:
+                raise InvalidArgumentError(f"trailer {key!r} is set by gitstate itself")
+            fields[key] = value
+        summary = message if message is not None else _summary(agent_id, iteration, status, name)
+        text = build_message(summary, fields)
+
+        blob = Blob.from_string(codec.encode(data))
+        tree = Tree()
+        tree.add(STATE_FILE, 0o100644, blob.id)
+        self._store.write(blob)
+        self._store.write(tree)
+        commit = self._commit_on_branch(agent_id, tree.id, text, when, name)
+        return self._checkpoint(commit, agent_id, (name,) if name else ())
+
+    def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: int,
+                          name: Optional[str]) -> Commit:
+        store, ref = self._store, branch_ref(agent_id)
+        author = f"{agent_id} <{agent_id}@gitstate>".encode()
+        with store.agent_lock(agent_id) as lock:
+            if name is not None:
+                self._check_name_free(agent_id, name)
+            while True:
+                parent = store.read_ref(ref)
+                commit = Commit()
+                commit.tree = tree
+                commit.parents = [parent] if parent else []
+                commit.author, commit.committer = author, COMMITTER
+                commit.author_time, commit.commit_time = when, _timestamp(None)
+                commit.author_timezone = commit.commit_timezone = 0
+                commit.encoding = None
+                commit.message = text
+                store.write(commit)
+                if store.update_ref(lock, ref, parent, commit.id):
+                    break  # else a non-gitstate writer moved the branch: rebuild on its head
+            if name is not None:
+                store.update_ref(lock, tag_ref(agent_id, name), None, commit.id)
+        return commit
+
+    def _check_name_free(self, agent_id: str, name: str) -> None:
+        taken = self._store.read_ref(tag_ref(agent_id, name))
+        if taken is not None:
+            raise NameTakenError(
+                f"agent {agent_id!r} already has a checkpoint named {name!r} ({taken[:7].decode()})"
+            )
+
+    def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
+        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        validate_name(name)
+        target = self.resolve(agent_id, rev)
+        with self._store.agent_lock(agent_id) as lock:
+            self._check_name_free(agent_id, name)
+            self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode())
+        return self.resolve(agent_id, target.commit)
+
+    # -- reading ---------------------------------------------------------------------
+    def _object(self, sha: bytes, kind: type) -> Any:
+        try:
+            obj = self._store.repo.object_store[sha]
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
+        except Exception as exc:  # zlib / parse errors from a damaged object file
+            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
+        if not isinstance(obj, kind):
+            raise CorruptObjectError(f"object {sha.decode()} is a {obj.type_name.decode()}, "
+                                     f"expected a {kind.type_name.decode()}")
+        return obj
+
+    def _head(self, agent_id: str) -> bytes:
+        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id)))
+        if head is None:
+            raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
+        return head
+
+    def _walk(self, start: bytes) -> Iterator[Commit]:
+        """Commits from ``start`` back along first parents, newest first, lazily."""
+        sha: Optional[bytes] = start
+        while sha is not None:
+            commit = self._object(sha, Commit)
+            yield commit
+            sha = commit.parents[0] if commit.parents else None
+
+    def _names(self, agent_id: str) -> dict[bytes, list[str]]:
+        """Commit SHA -> checkpoint names of one agent."""
+        prefix = tag_prefix(agent_id)
+        names: dict[bytes, list[str]] = {}
+        for ref, sha in self._store.read_refs(prefix).items():
+            names.setdefault(sha, []).append(ref[len(prefix):].decode())
+        return names
+
+    def _checkpoint(self, commit: Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
+        summary, trailers = parse_message(commit.message)
+        iteration = trailers.get("Iteration")
+        return Checkpoint(
+            checkpoint_id=trailers.get("Checkpoint-Id", commit.id.decode()),
+            commit=commit.id.decode(),
+            agent_id=trailers.get("Agent-Id", agent_id),
+            iteration=int(iteration) if iteration and iteration.lstrip("-").isdigit() else None,
+            status=trailers.get("Status"),
+            names=tuple(sorted(names)),
+            created=_utc(commit.author_time),
+            message=summary,
+            parent=commit.parents[0].decode() if commit.parents else None,
+            schema_version=int(trailers.get("Schema-Version", "1")),
+            trailers=trailers,
+        )
+
+    def resolve(self, agent_id: str, rev: Optional[str] = None) -> Checkpoint:
+        """The checkpoint a revision names, in the agent's history.
+
+        Revisions: ``None``/``latest`` (the head), a checkpoint name, a checkpoint
+        id, a full or abbreviated (7+ hex digits) commit SHA, each optionally
+        followed by ``~N`` (N checkpoints older) or ``^`` (one older).
+        """
+        head = self._head(agent_id)
+        text = "latest" if rev is None else str(rev).strip()
+        match = _REV.fullmatch(text)
+        if not match:
+            raise RevisionNotFoundError(f"{text!r} is not a revision")
+        base = match["base"] or "latest"
+        steps = sum(1 if s == "^" else int(s[1:] or 1)
+                    for s in re.findall(r"~\d*|\^", match["steps"]))
+        sha = self._resolve_base(agent_id, head, base)
+        for i, commit in enumerate(self._walk(sha)):
+            if i == steps:
+                return self._checkpoint(commit, agent_id, tuple(self._names(agent_id).get(commit.id, ())))
+        raise RevisionNotFoundError(
+            f"{text!r}: agent {agent_id!r} has only {i} checkpoint(s) older than {base!r}"
+        )
+
+    def _resolve_base(self, agent_id: str, head: bytes, base: str) -> bytes:
+        if base in ("latest", "HEAD"):
+            return head
+        if is_valid_name(base):
+            tagged = self._store.read_ref(tag_ref(agent_id, base))
+            if tagged is not None:
+                return tagged
+        if is_checkpoint_id(base):
+            for commit in self._walk(head):
+                if f"\nCheckpoint-Id: {base}\n".encode() in commit.message:
+                    return commit.id
+        elif _HEX.fullmatch(base.lower()):
+            prefix = base.lower().encode()
+            found = [c.id for c in self._walk(head) if c.id.startswith(prefix)]
+            if len(found) > 1:
+                listed = ", ".join(sha.decode() for sha in found)
+                raise AmbiguousRevisionError(f"{base!r} matches {len(found)} checkpoints of "
+                                             f"{agent_id!r}: {listed}", [s.decode() for s in found])
+            if found:
+                return found[0]
+        raise RevisionNotFoundError(f"no checkpoint {base!r} in the history of agent {agent_id!r}")
+
+    def latest(self, agent_id: str) -> Checkpoint:
+        """The newest checkpoint of an agent."""
+        return self.resolve(agent_id, None)
+
+    def load(self, agent_id: str, rev: Optional[str] = None, *,
+             model: Optional[type[M]] = AgentState) -> Any:  # M, or a dict when model is None
+        """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
+        checkpoint = self.resolve(agent_id, rev)
+        data = self.read_state(checkpoint.commit)
+        if model is None:
+            return data
+        version = getattr(model, "schema_version", 1)
+        if checkpoint.schema_version != version:
+            migrate = getattr(model, "migrate", None)
+            if migrate is None:
+                warnings.warn(f"checkpoint {checkpoint.checkpoint_id} has schema version "
+                              f"{checkpoint.schema_version}, {model.__name__} expects {version}")
+            else:
+                data = migrate(data, checkpoint.schema_version)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidStateError(f"checkpoint {checkpoint.checkpoint_id} of {agent_id!r} "
+                                    f"is not a valid {model.__name__}: {exc}") from exc
+
+    def read_state(self, commit: str) -> Any:
+        """The decoded ``state.json`` of one checkpoint commit (hex SHA)."""
+        tree = self._object(self._object(commit.encode(), Commit).tree, Tree)
+        try:
+            _mode, sha = tree[STATE_FILE]
+        except KeyError:
+            raise CorruptObjectError(f"commit {commit} has no state.json") from None
+        return codec.decode(self._object(sha, Blob).data)
+
+    def log(self, agent_id: str, *, limit: Optional[int] = None,
+            before: Optional[datetime] = None, since: Optional[datetime] = None,
+            status: Optional[str] = None) -> list[Checkpoint]:
+        """Checkpoints of an agent, newest first, read lazily (``limit=20`` reads ~20 commits).
+
+        ``before``/``since`` keep checkpoints created before / at or after a time;
+        ``status`` keeps those with that status.
+        """
+        if limit is not None and limit < 0:
+            raise InvalidArgumentError(f"limit must be >= 0, got {limit}")
+        head = self._head(agent_id)
+        names = self._names(agent_id)
+        result: list[Checkpoint] = []
+        for commit in self._walk(head):
+            if limit is not None and len(result) >= limit:
+                break
+            created = _utc(commit.author_time)
+            if before is not None and created >= _aware(before, "before"):
+                continue
+            if since is not None and created < _aware(since, "since"):
+                continue
+            checkpoint = self._checkpoint(commit, agent_id, tuple(names.get(commit.id, ())))
+            if status is not None and checkpoint.status != status:
+                continue
+            result.append(checkpoint)
+        return result
+
+    def agents(self) -> list[AgentInfo]:
+        """Every agent, sorted by id, with its newest checkpoint."""
+        tags: dict[str, dict[bytes, list[str]]] = {}
+        for ref, sha in self._store.read_refs(TAG_PREFIX.encode()).items():
+            agent, _, name = ref[len(TAG_PREFIX):].decode().partition("/")
+            tags.setdefault(agent, {}).setdefault(sha, []).append(name)
+        result = []
+        prefix = len(BRANCH_PREFIX)
+        for ref, sha in sorted(self._store.read_refs(BRANCH_PREFIX.encode()).items()):
+            agent_id = ref[prefix:].decode()
+            names = tuple(tags.get(agent_id, {}).get(sha, ()))
+            head = self._checkpoint(self._object(sha, Commit), agent_id, names)
+            result.append(AgentInfo(agent_id=agent_id, head=head))
+        return result
+
+
+def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The state as a JSON-mode dict, and its schema version."""
+    if isinstance(state, BaseModel):
+        return state.model_dump(mode="json"), getattr(type(state), "schema_version", 1)
+    if isinstance(state, Mapping):
+        return dict(state), 1
+    raise InvalidArgumentError(
+        f"state must be a pydantic model or a mapping, not {type(state).__name__}")
+
+
+def _aware(when: datetime, what: str) -> datetime:
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        raise InvalidArgumentError(f"{what} must be a timezone-aware datetime, got {when!r}")
+    return when
+
+
+def _timestamp(when: Optional[datetime]) -> int:
+    if when is None:
+        return int(datetime.now(timezone.utc).timestamp())
+    return int(_aware(when, "time").timestamp())
+
+
+def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],
+             name: Optional[str]) -> str:
+    parts = [agent_id]
+    if iteration is not None:
+        parts.append(f"iteration {iteration}")
+    if status is not None:
+        parts.append(status)
+    if name is not None:
+        parts.append(f"[{name}]")
+    return " ".join(parts)

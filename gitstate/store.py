@@ -1,0 +1,293 @@
+"""The only code that writes git objects and refs.
+
+Objects are written as loose objects the way git writes them: into a temporary
+``tmp_obj_*`` file (which ``git fsck`` ignores if a crash leaves it behind),
+then renamed into place. Refs are updated by compare-and-swap with git's own
+protocol (``<ref>.lock`` created with O_EXCL, then renamed over the ref).
+
+Every ref update of an agent happens under that agent's lock: an ``flock`` on
+``<repo>/gitstate/locks/agents/<agent_id>``, which the kernel releases when the
+holder dies. Before creating a ``<ref>.lock``, the holder writes its path into
+the lock file and clears it afterwards; so whoever takes the lock next and
+finds a path there knows that its owner died mid-update and removes it. A
+``<ref>.lock`` that no gitstate writer owns (a live ``git`` process) is waited
+for, never removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import threading
+import time
+from contextlib import AbstractContextManager, contextmanager
+from typing import Iterator
+
+from dulwich.objects import ShaFile
+from dulwich.repo import Repo
+
+from .errors import ConcurrentUpdateError
+
+LOOSE_COMPRESSION = 1  # git's own default for loose objects (core.looseCompression)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Backoff:
+    """Exponential backoff with jitter until a deadline."""
+
+    def __init__(self, timeout: float):
+        self.deadline = time.monotonic() + timeout
+        self.delay = 0.0005
+
+    def wait(self) -> bool:
+        """Sleep a little; False once the deadline has passed."""
+        if time.monotonic() >= self.deadline:
+            return False
+        time.sleep(self.delay * (0.5 + random.random()))
+        self.delay = min(self.delay * 2, 0.05)
+        return True
+
+
+class RefLock:
+    """A held lock (agent or packed-refs); records the ``.lock`` files it may create."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @contextmanager
+    def guarding(self, lock_path: str) -> Iterator[None]:
+        os.pwrite(self.fd, lock_path.encode() + b"\n", 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(self.fd, 0)
+
+
+class Store:
+    """Reads and writes the objects and refs of one bare repository."""
+
+    def __init__(self, path: str, *, durable: bool = False, lock_timeout: float = 60.0):
+        self.path = path
+        self.durable = durable
+        self.lock_timeout = lock_timeout
+        self.objects_dir = os.path.join(path, "objects")
+        self._local = threading.local()
+        self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
+
+    # -- reading ---------------------------------------------------------------------
+    @property
+    def repo(self) -> Repo:
+        """This thread's dulwich ``Repo`` (dulwich repos must not be shared by threads)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = self._local.repo = Repo(self.path, bare=True)
+        return repo
+
+    def _packed_refs(self) -> dict[bytes, bytes]:
+        path = os.path.join(self.path, "packed-refs")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._packed is None or self._packed[0] != key:
+            refs: dict[bytes, bytes] = {}
+            with open(path, "rb") as f:
+                for line in f:
+                    if line[:1] in (b"#", b"^"):
+                        continue
+                    sha, _, name = line.rstrip(b"\n").partition(b" ")
+                    refs[name] = sha
+            self._packed = (key, refs)
+        return self._packed[1]
+
+    def read_ref(self, ref: bytes) -> bytes | None:
+        """The SHA (hex bytes) a ref points to, or None if it does not exist."""
+        try:
+            with open(os.path.join(self.path, os.fsdecode(ref)), "rb") as f:
+                value = f.read().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return self._packed_refs().get(ref)
+        except IsADirectoryError:
+            return None
+        return value or None
+
+    def read_refs(self, prefix: bytes) -> dict[bytes, bytes]:
+        """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win."""
+        refs = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
+        top = os.path.join(self.path, os.fsdecode(prefix))
+        for root, _dirs, files in os.walk(top):
+            rel = os.path.relpath(root, self.path)
+            for name in files:
+                if name.endswith(".lock"):
+                    continue
+                ref = os.fsencode(os.path.join(rel, name))
+                sha = self.read_ref(ref)
+                if sha:
+                    refs[ref] = sha
+        return refs
+
+    # -- writing objects -------------------------------------------------------------
+    def write(self, obj: ShaFile) -> None:
+        """Write ``obj`` as a loose object unless it is already there."""
+        hexsha = obj.id.decode()
+        folder = os.path.join(self.objects_dir, hexsha[:2])
+        path = os.path.join(folder, hexsha[2:])
+        if os.path.exists(path):
+            return
+        data = obj.as_legacy_object(compression_level=LOOSE_COMPRESSION)
+        try:
+            os.mkdir(folder)
+            new_folder = True
+        except FileExistsError:
+            new_folder = False
+        tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        if self.durable:
+            _fsync_dir(folder)
+            if new_folder:
+                _fsync_dir(self.objects_dir)
+
+    # -- locks -----------------------------------------------------------------------
+    @contextmanager
+    def _flock(self, relpath: str) -> Iterator[RefLock]:
+        path = os.path.join(self.path, "gitstate", "locks", relpath)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            backoff = _Backoff(self.lock_timeout)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not backoff.wait():
+                        raise ConcurrentUpdateError(
+                            f"gave up after {self.lock_timeout:g}s waiting for the lock {path}"
+                        ) from None
+            debris = os.pread(fd, 4096, 0)
+            if debris:  # the previous holder died inside a ref update: its lock is ours to clear
+                for stale in debris.decode().split("\n"):
+                    if stale:
+                        try:
+                            os.unlink(stale)
+                        except FileNotFoundError:
+                            pass
+                os.ftruncate(fd, 0)
+            yield RefLock(fd)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
+        """Hold the write lock of one agent (serializes gitstate writers of that agent)."""
+        return self._flock(os.path.join("agents", agent_id))
+
+    # -- writing refs ----------------------------------------------------------------
+    def update_ref(self, lock: RefLock, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
+        """Move ``ref`` from ``old`` to ``new`` atomically; False if it was not at ``old``.
+
+        ``old=None`` means the ref must not exist; ``new=None`` deletes it. A
+        ``<ref>.lock`` held by another process is waited for, with backoff.
+        """
+        path = os.path.join(self.path, os.fsdecode(ref))
+        lock_path = path + ".lock"
+        backoff = _Backoff(self.lock_timeout)
+        with lock.guarding(lock_path):
+            while True:
+                try:
+                    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+                except FileExistsError:
+                    if not backoff.wait():
+                        raise ConcurrentUpdateError(
+                            f"{lock_path} stayed locked for {self.lock_timeout:g}s "
+                            "(another git process is updating this ref)"
+                        ) from None
+            try:
+                if self.read_ref(ref) != old:
+                    return False
+                if new is None:
+                    self._delete_ref(ref, path)
+                    return True
+                os.write(fd, new + b"\n")
+                if self.durable:
+                    os.fsync(fd)
+                os.close(fd)
+                fd = -1
+                os.rename(lock_path, path)
+                if self.durable:
+                    _fsync_dir(os.path.dirname(path))
+                return True
+            finally:
+                if fd != -1:
+                    os.close(fd)
+                    os.unlink(lock_path)
+
+    def _delete_ref(self, ref: bytes, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        if ref in self._packed_refs():
+            self._rewrite_packed_refs(ref)
+
+    def _rewrite_packed_refs(self, drop: bytes) -> None:
+        """Rewrite packed-refs without ``drop`` (under git's ``packed-refs.lock``)."""
+        path = os.path.join(self.path, "packed-refs")
+        with self._flock("packed-refs") as lock, lock.guarding(path + ".lock"):
+            backoff = _Backoff(self.lock_timeout)
+            while True:
+                try:
+                    fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileExistsError:
+                    if not backoff.wait():
+                        raise ConcurrentUpdateError(f"{path}.lock stayed locked") from None
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().split(b"\n")
+                kept, skip_peeled = [], False
+                for line in lines:
+                    if line.startswith(b"^"):
+                        if not skip_peeled:
+                            kept.append(line)
+                        continue
+                    skip_peeled = line.endswith(b" " + drop)
+                    if not skip_peeled:
+                        kept.append(line)
+                os.write(fd, b"\n".join(kept))
+                if self.durable:
+                    os.fsync(fd)
+                os.close(fd)
+                fd = -1
+                os.rename(path + ".lock", path)
+            finally:
+                if fd != -1:
+                    os.close(fd)
+                    os.unlink(path + ".lock")
+        self._packed = None
