@@ -1,0 +1,55 @@
+"""Shared fixtures: real bare repositories, checked with the real ``git`` binary."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitstate import AgentState, StateRepository
+
+
+def git(repo: StateRepository | str | os.PathLike[str], *args: str, check: bool = True) -> str:
+    """Run the real git binary on a bare repository and return its stdout."""
+    path = repo.path if isinstance(repo, StateRepository) else os.fspath(repo)
+    result = subprocess.run(["git", "--git-dir", path, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+def fsck(repo: StateRepository | str) -> None:
+    """Assert ``git fsck --strict`` accepts the repository (no errors, no warnings)."""
+    path = repo.path if isinstance(repo, StateRepository) else repo
+    result = subprocess.run(["git", "--git-dir", path, "fsck", "--strict", "--no-dangling"],
+                            capture_output=True, text=True)
+    problems = [line for line in result.stderr.splitlines() if not line.startswith("notice:")]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+def snapshot(repo: StateRepository) -> dict[str, str]:
+    """Every file of the repository with a hash of its content (locks folder excluded)."""
+    root = Path(repo.path)
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith("gitstate/locks"):
+            files[rel] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return files
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> StateRepository:
+    return StateRepository.init(tmp_path / "state.git")
+
+
+def grow(state: AgentState, steps: int = 1) -> AgentState:
+    """Advance an agent the way a real run does: one message and one action per step."""
+    for _ in range(steps):
+        state.increment_iteration()
+        state.add_message("assistant", f"step {state.iteration}: looked at file_{state.iteration}.py")
+        state.add_action({"tool": "read_file", "path": f"src/file_{state.iteration}.py"})
+    return state
