@@ -151,3 +151,32 @@ def test_a_writer_outside_gitstate_moving_the_branch_is_not_overwritten(repo: St
     cp = repo.save({"agent_id": "mixed", "iteration": 2})
     assert cp.parent == outside.commit
     assert [c.iteration for c in repo.log("mixed")] == [2, 7]
+
+
+SAVE_AND_ACK = r"""
+import sys
+from gitstate import StateRepository
+repo = StateRepository.open(sys.argv[1])
+i = 0
+while True:
+    i += 1
+    cp = repo.save({"agent_id": "crashy", "iteration": i, "pad": "x" * (i * 997 % 20000)})
+    print(cp.commit, flush=True)
+"""
+
+
+@pytest.mark.parametrize("acks", [1, 7, 23, 40])
+def test_kill_at_any_moment_keeps_every_acknowledged_save(repo: StateRepository, acks: int) -> None:
+    acknowledged = []
+    for _round in range(3):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_AND_ACK, repo.path],
+                                 stdout=subprocess.PIPE, text=True)
+        for _ in range(acks):
+            acknowledged.append(child.stdout.readline().strip())
+        child.send_signal(signal.SIGKILL)  # lands somewhere inside a later save
+        child.wait()
+        fsck(repo)
+        history = set(git(repo, "rev-list", "agents/crashy").split())
+        assert set(acknowledged) <= history
+    assert repo.save({"agent_id": "crashy", "iteration": 0}).parent in history
+    fsck(repo)
