@@ -6,13 +6,15 @@ import hashlib
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from dulwich.objects import Blob, Commit, Tree
 from pydantic import BaseModel
 
 from conftest import fsck, git, grow
-from gitstate import AgentState, AgentStatus, AmbiguousRevisionError, Checkpoint, StateRepository
+from gitstate import (AgentState, AgentStatus, AmbiguousRevisionError, Checkpoint, InvalidStateError,
+                      StateRepository)
 from gitstate.codec import encode
 from gitstate.ids import branch_ref
 
@@ -232,3 +234,27 @@ def test_ambiguous_abbreviation_lists_candidates(repo: StateRepository) -> None:
     assert newer in str(info.value) and older in str(info.value)
     longer = next(n for n in range(8, 41) if newer[:n] != older[:n])
     assert repo.resolve("x", newer[:longer]).commit == newer
+
+
+def test_schema_version_trailer_and_migration_hook(repo: StateRepository) -> None:
+    class V1(BaseModel):
+        agent_id: str
+        name: str
+
+    class V2(BaseModel):
+        schema_version: ClassVar[int] = 2
+        agent_id: str
+        first: str
+        last: str
+
+        @classmethod
+        def migrate(cls, data: dict, from_version: int) -> dict:
+            first, last = data.pop("name").split(" ", 1)
+            return {**data, "first": first, "last": last}
+
+    cp = repo.save(V1(agent_id="person", name="Ada Lovelace"))
+    assert cp.schema_version == 1
+    assert repo.load("person", model=V2) == V2(agent_id="person", first="Ada", last="Lovelace")
+    assert repo.save(repo.load("person", model=V2)).trailers["Schema-Version"] == "2"
+    with pytest.warns(UserWarning, match="schema version 2"), pytest.raises(InvalidStateError):
+        repo.load("person", model=V1)  # no migrate() going back: warned, then validated
