@@ -133,9 +133,9 @@ def plan(checkpoints: Sequence[Checkpoint], policy: RetentionPolicy,
     a reason: ``last`` (the newest ``keep_last``), ``hourly``/``daily``/
     ``weekly``/``monthly``/``yearly`` (the newest checkpoint of each of the
     newest N periods having one, in UTC; if fewer than N periods have one, the
-    oldest checkpoint is kept too, as ``oldest <period>``), ``within <d>``
-    (created at or after ``now - d``), ``named``. The newest checkpoint is
-    always kept (``latest``). An empty policy keeps everything (``no policy``).
+    oldest checkpoint is kept too, as ``<period> (oldest)`` when its period
+    already had a newer one), ``within <d>`` (created at or after ``now - d``),
+    ``named``. The newest checkpoint is always kept (``latest``). An empty policy keeps everything (``no policy``).
     """
     if now.tzinfo is None:
         raise InvalidArgumentError(f"now must be a timezone-aware datetime, got {now!r}")
@@ -151,18 +151,18 @@ def plan(checkpoints: Sequence[Checkpoint], policy: RetentionPolicy,
         if count is None:
             continue
         last = None
-        for i in order:
+        for rank, i in enumerate(order):
             if count == 0:
                 break
             value = key(checkpoints[i].created)
             if value != last:
                 reasons[i].append(bucket)
-                last = value
-                count -= 1
-        if count > 0 and order:
-            oldest = order[-1]
-            if bucket not in reasons[oldest]:
-                reasons[oldest].append(f"oldest {bucket}")
+            elif rank == len(order) - 1:  # periods left over: restic keeps the oldest too
+                reasons[i].append(f"{bucket} (oldest)")
+            else:
+                continue
+            last = value
+            count -= 1
     if isinstance(policy.keep_within, Duration):
         cutoff = policy.keep_within.before(now)
         for i in order:
