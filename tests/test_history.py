@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, grow, snapshot
+from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
 from gitstate import (
     AgentExistsError,
     AgentNotFoundError,
-    AgentState,
     ConcurrentUpdateError,
     InvalidAgentIdError,
     InvalidArgumentError,
     RevisionNotFoundError,
-    StateRepository,
 )
-
-
-def build(repo: StateRepository, agent_id: str = "a", count: int = 6,
-          names: dict[int, str] | None = None) -> list[str]:
-    """Save ``count`` checkpoints (iterations 1..count); return their ids, oldest first."""
-    state = AgentState(agent_id=agent_id)
-    ids = []
-    for i in range(1, count + 1):
-        grow(state)
-        ids.append(repo.save(state, name=(names or {}).get(i)).checkpoint_id)
-    return ids
-
-
-def ids_of(repo: StateRepository, agent_id: str = "a") -> list[str]:
-    """Checkpoint ids of the agent's history, oldest first."""
-    return [c.checkpoint_id for c in reversed(repo.log(agent_id))]
 
 
 # -- rollback -------------------------------------------------------------------------
@@ -167,15 +149,6 @@ def test_delete_agent_removes_branch_names_and_reflog(repo):
 
 
 # -- concurrent writers ---------------------------------------------------------------
-def run_beside_writer(repo: StateRepository, operation) -> tuple[list[str], object]:
-    """Run ``operation()`` while another process keeps saving to agent ``a``."""
-    with ConcurrentWriter(repo.path, "a") as writer:
-        writer.wait_for(3)
-        result = operation()
-        writer.wait_for(3)
-        return writer.stop(), result
-
-
 @pytest.mark.parametrize("operation", ["soft rollback", "delete", "fork"])
 def test_no_acknowledged_save_is_lost_beside_a_concurrent_writer(repo, operation):
     ids = build(repo, count=20)
@@ -202,29 +175,6 @@ def test_hard_rollback_beside_a_concurrent_writer_drops_only_what_it_reports(rep
     assert set(ids[10:]) <= dropped and not dropped & set(history)
     assert set(acknowledged) <= set(history) | dropped
     fsck(repo)
-
-
-def logs(repo: StateRepository) -> dict[str, str]:
-    return {path: digest for path, digest in snapshot(repo).items() if path.startswith("logs/")}
-
-
-def inject_foreign_commit(repo: StateRepository) -> dict[str, object]:
-    """Make git itself (a writer outside gitstate) move agent a's branch right after the
-    operation read the history under the lock; returns what the refs were then."""
-    original, seen = repo._history, {}
-
-    def history_then_foreign_commit(agent_id):
-        history = original(agent_id)
-        if not seen:
-            head = git(repo, "rev-parse", "agents/a").strip()
-            commit = git(repo, "commit-tree", f"{head}^{{tree}}", "-p", head, "-m", "foreign").strip()
-            git(repo, "update-ref", "refs/heads/agents/a", commit, head)
-            seen["refs"] = git(repo, "for-each-ref")
-            seen["logs"] = logs(repo)
-        return history
-
-    repo._history = history_then_foreign_commit
-    return seen
 
 
 @pytest.mark.parametrize("operation", ["hard rollback", "delete"])
