@@ -45,9 +45,11 @@ class StateDiff:
 
 
 def same(a: Any, b: Any) -> bool:
-    """JSON equality: like ``==`` but ``1``, ``1.0`` and ``True`` differ."""
+    """JSON equality: like ``==`` but ``1``, ``1.0`` and ``True`` differ, and ``0.0`` and ``-0.0``."""
     if type(a) is not type(b):
         return False
+    if type(a) is float:
+        return a.hex() == b.hex()
     if type(a) is dict:
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if type(a) is list:
