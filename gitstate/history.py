@@ -29,8 +29,6 @@ from .rewrite import rewrite
 if TYPE_CHECKING:
     from .repository import StateRepository
 
-STATE_FILE = b"state.json"
-
 
 class RollbackResult(BaseModel):
     """The agent's new head after a rollback, and the checkpoints a hard rollback dropped."""
@@ -77,11 +75,10 @@ class HistoryMixin:
         trailers = {k: v for k, v in target.trailers.items() if k != "Checkpoint-Id"}
         trailers = {"Checkpoint-Id": new_checkpoint_id(), **trailers,
                     "Rollback-Of": target.checkpoint_id}
-        tree = self._object(self._object(target.commit.encode(), Commit).tree, Tree)
+        tree = self._object(target.commit.encode(), Commit).tree
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
         when = int(datetime.now(timezone.utc).timestamp())
-        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers),
-                                        when, None)
+        commit = self._commit_on_branch(agent_id, tree, build_message(summary, trailers), when, None)
         return RollbackResult(checkpoint=self._checkpoint(commit, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:
@@ -118,6 +115,8 @@ class HistoryMixin:
         ``Forked-From``/``Forked-From-Agent``), so loading the new agent and
         saving again stays on the new branch.
         """
+        from .repository import COMMITTER, STATE_FILE  # the repository module imports this one
+
         validate_agent_id(new_agent_id)
         if new_agent_id == agent_id:
             raise AgentExistsError(f"cannot fork agent {agent_id!r} onto itself")
@@ -138,7 +137,7 @@ class HistoryMixin:
         commit = Commit()
         commit.tree, commit.parents = tree.id, [parent.id]
         commit.author = f"{new_agent_id} <{new_agent_id}@gitstate>".encode()
-        commit.committer = parent.committer
+        commit.committer = COMMITTER
         commit.author_time = commit.commit_time = int(datetime.now(timezone.utc).timestamp())
         commit.author_timezone = commit.commit_timezone = 0
         commit.message = build_message(f"{new_agent_id} fork of {agent_id} at "
