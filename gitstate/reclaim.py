@@ -7,7 +7,8 @@ not yet moved its ref (gitstate's :meth:`Store.write` freshens the time of an
 object it reuses, as git does). Loose objects are deleted; a pack holding
 unreachable objects is rewritten without them, streaming object by object and
 keeping deltas whose base stays (a delta whose base goes is stored whole);
-packs with a ``.keep`` file are left alone. Refs are read twice, before and
+packs with a ``.keep`` file are left alone. One reclaim runs at a time
+(``Store.maintenance_lock``); writers never wait for it. Refs are read twice, before and
 after the walk, and what either reading reaches is kept. Only dulwich is used,
 never the git binary.
 """
@@ -94,7 +95,11 @@ def reachable(store: Store) -> set[bytes]:
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
     """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
-    cutoff = time.time() - grace
+    with store.maintenance_lock():
+        return _reclaim(store, time.time() - grace)
+
+
+def _reclaim(store: Store, cutoff: float) -> ReclaimResult:
     keep = reachable(store)
     objects = freed = 0
     for folder in sorted(os.listdir(store.objects_dir)):

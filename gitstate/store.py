@@ -211,6 +211,10 @@ class Store:
         """Hold the write lock of one agent (serializes gitstate writers of that agent)."""
         return self._flock(os.path.join("agents", agent_id))
 
+    def maintenance_lock(self) -> AbstractContextManager[RefLock]:
+        """Held by code that deletes objects (reclaim, maintenance): one at a time per repository."""
+        return self._flock("maintenance")
+
     # -- writing refs ----------------------------------------------------------------
     def update_ref(self, lock: RefLock, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
         """Move ``ref`` from ``old`` to ``new`` atomically; False if it was not at ``old``.
