@@ -38,7 +38,10 @@ from .ids import (
     validate_agent_id,
     validate_name,
 )
+from .diff import DiffMixin
+from .history import HistoryMixin
 from .models import AgentInfo, AgentState, Checkpoint
+from .prune import PruneMixin
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,7 +57,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository:
+class StateRepository(HistoryMixin, PruneMixin, DiffMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
