@@ -15,15 +15,18 @@ from .errors import (
     NameTakenError,
     NotARepositoryError,
     RevisionNotFoundError,
+    SeedFormatError,
 )
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .repository import StateRepository
+from .seed_import import FileOutcome, SeedFile, read_seed_file
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
     "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
     "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
-    "RevisionNotFoundError", "StateRepository",
+    "RevisionNotFoundError", "SeedFormatError", "StateRepository",
+    "FileOutcome", "SeedFile", "read_seed_file",
 ]
 __version__ = "0.1.0"
