@@ -91,3 +91,23 @@ class Progress:
     def __exit__(self, *exc_info: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc_info)
+
+
+CHECKPOINT_COLUMNS = ["ITER", "STATUS", "SAVED (UTC)", "NAMES"]
+
+
+def describe(checkpoint: Checkpoint) -> str:
+    """One line naming a checkpoint: short SHA, checkpoint id, summary."""
+    return f"{style(checkpoint.short, fg='yellow')} ({checkpoint.checkpoint_id}) {checkpoint.message}"
+
+
+def checkpoint_cells(c: Checkpoint) -> list[Any]:
+    """The cells under CHECKPOINT_COLUMNS for one checkpoint."""
+    return ["" if c.iteration is None else str(c.iteration), (c.status or "", status_style(c.status)),
+            when(c.created), ",".join(c.names)]
+
+
+def history_table(checkpoints: list[Checkpoint]) -> None:
+    table(["COMMIT", *CHECKPOINT_COLUMNS, "CHECKPOINT ID", "MESSAGE"],
+          [[(c.short, {"fg": "yellow"}), *checkpoint_cells(c), c.checkpoint_id, c.message]
+           for c in checkpoints])

@@ -1,4 +1,4 @@
-"""Parameter types shared by commands: points in time and ``KEY=VALUE`` pairs."""
+"""Arguments, options and parameter types shared by commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import click
+
+from .completion import complete_agent, complete_revision
 
 _AGO = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -48,3 +50,13 @@ class KeyValue(click.ParamType):
 
 MOMENT = Moment()
 KEY_VALUE = KeyValue()
+
+agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=complete_agent)
+
+
+def json_option(help: str = "Print JSON instead of a table.") -> Any:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def revision_argument(name: str = "rev", metavar: str = "[REV]", required: bool = False) -> Any:
+    return click.argument(name, metavar=metavar, required=required, shell_complete=complete_revision)

@@ -9,39 +9,13 @@ from typing import Any, BinaryIO, Optional
 
 import click
 
-from gitstate import Checkpoint, InvalidArgumentError, StateRepository, codec
+from gitstate import InvalidArgumentError, StateRepository, codec
 
-from .completion import complete_agent, complete_revision
+from .completion import complete_agent
 from .context import Settings, pass_settings
-from .output import checkpoint_json, echo, emit_json, status_style, style, table, when
-from .params import KEY_VALUE, MOMENT
-
-agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=complete_agent)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def revision_argument(name: str = "rev", metavar: str = "REV", required: bool = False) -> Any:
-    return click.argument(name, metavar=metavar, required=required, shell_complete=complete_revision)
-
-
-def describe(checkpoint: Checkpoint) -> str:
-    """One line naming a checkpoint: short SHA, checkpoint id, summary."""
-    return f"{style(checkpoint.short, fg='yellow')} ({checkpoint.checkpoint_id}) {checkpoint.message}"
-
-
-CHECKPOINT_COLUMNS = ["ITER", "STATUS", "SAVED (UTC)", "NAMES"]
-
-
-def checkpoint_cells(c: Checkpoint) -> list[Any]:
-    """The cells under CHECKPOINT_COLUMNS for one checkpoint."""
-    return ["" if c.iteration is None else str(c.iteration), (c.status or "", status_style(c.status)),
-            when(c.created), ",".join(c.names)]
-
-
-def history_table(checkpoints: list[Checkpoint]) -> None:
-    table(["COMMIT", *CHECKPOINT_COLUMNS, "CHECKPOINT ID", "MESSAGE"],
-          [[(c.short, {"fg": "yellow"}), *checkpoint_cells(c), c.checkpoint_id, c.message]
-           for c in checkpoints])
+from .output import CHECKPOINT_COLUMNS, checkpoint_cells, checkpoint_json, describe, echo, emit_json, \
+    history_table, table
+from .params import KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
 
 
 @click.command()
@@ -72,7 +46,7 @@ def init(settings: Settings, path: Optional[str]) -> None:
 @click.option("--time", "at", type=MOMENT, help="Checkpoint time (default: now).")
 @click.option("--trailer", "trailers", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
               help="Extra commit trailer; repeatable.")
-@json_option
+@json_option("Print the new checkpoint as JSON.")
 @pass_settings
 def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Optional[str],
          message: Optional[str], at: Optional[datetime], trailers: tuple[tuple[str, str], ...],
@@ -97,7 +71,7 @@ def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Opti
 
 
 @click.command()
-@json_option
+@json_option()
 @pass_settings
 def agents(settings: Settings, as_json: bool) -> None:
     """List every agent with its newest checkpoint and checkpoint count.
@@ -127,7 +101,7 @@ def agents(settings: Settings, as_json: bool) -> None:
                               "stopped", "stopping") if s.startswith(incomplete)])
 @click.option("--since", type=MOMENT, help="Only checkpoints saved at or after this time.")
 @click.option("--until", type=MOMENT, help="Only checkpoints saved at or before this time.")
-@json_option
+@json_option()
 @pass_settings
 def log(settings: Settings, agent_id: str, limit: Optional[int], status: Optional[str],
         since: Optional[datetime], until: Optional[datetime], as_json: bool) -> None:
@@ -136,9 +110,9 @@ def log(settings: Settings, agent_id: str, limit: Optional[int], status: Optiona
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
 
     \b
-    $ gitstate log agent_7c1e9a42 --limit 2
-    COMMIT   CHECKPOINT                            SAVED (UTC)          ITER  STATUS     NAMES  MESSAGE
-    8ae86dd  0193a0e4-5f2c-7d41-9a0e-4b8f2d6c1a77  2025-06-03 14:04:00  10    completed  final  ...
+    $ gitstate log agent_7c1e9a42 --limit 1
+    COMMIT   ITER  STATUS     SAVED (UTC)          NAMES  CHECKPOINT ID                         MESSAGE
+    96f0b9e  10    completed  2025-06-03 14:04:00  final  01a214ba-c061-7bb2-ab2c-35674a8e8301  ...
     """
     before = until + timedelta(microseconds=1) if until is not None else None
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
@@ -204,7 +178,7 @@ def show(settings: Settings, agent_id: str, rev: Optional[str], field: Optional[
 @agent_argument
 @click.argument("name")
 @revision_argument()
-@json_option
+@json_option("Print the named checkpoint as JSON.")
 @pass_settings
 def tag(settings: Settings, agent_id: str, name: str, rev: Optional[str], as_json: bool) -> None:
     """Name the checkpoint at REV (default: latest). Names are never reused.
