@@ -9,6 +9,7 @@ import click
 from gitstate import __version__
 
 from .context import REPO_ENV, GitstateGroup, Settings
+from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
 from .state_commands import agents, init, log, save, show, tag
 
@@ -36,5 +37,5 @@ def cli(ctx: click.Context, repo: Optional[str], debug: bool) -> None:
     ctx.obj = Settings(repo=repo, debug=debug)
 
 
-for command in (init, save, agents, log, show, tag, import_):
+for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_):
     cli.add_command(command)

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import click
 
+from gitstate import Duration, InvalidArgumentError
+
 from .completion import complete_agent, complete_revision
 
 _AGO = re.compile(r"(\d+)\s*([smhdw])")
@@ -48,8 +50,21 @@ class KeyValue(click.ParamType):
         return key, text
 
 
+class DurationType(click.ParamType):
+    """A retention duration such as ``7d``, ``12h`` or ``1y5m7d2h`` (``m`` is months)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Duration:
+        try:
+            return Duration.parse(value)
+        except InvalidArgumentError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 MOMENT = Moment()
 KEY_VALUE = KeyValue()
+DURATION = DurationType()
 
 agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=complete_agent)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import AgentNotFoundError, InvalidArgumentError
 from .reclaim import ReclaimResult, reclaim
@@ -32,13 +32,15 @@ class PruneMixin:
 
     def prune(self: "StateRepository", agent_id: Optional[str], policy: RetentionPolicy, *,
               dry_run: bool = False, now: Optional[datetime] = None,
-              grace: Optional[timedelta] = None) -> PruneResult:
+              grace: Optional[timedelta] = None,
+              progress: Optional[Callable[[int, int], None]] = None) -> PruneResult:
         """Apply ``policy`` to one agent (or every agent when ``agent_id`` is None).
 
         Each agent's history is rewritten to the checkpoints the policy keeps
         (see :func:`gitstate.retention.plan`; ids stay, tags follow), under
         the agent's lock; then :meth:`reclaim` frees the space. ``dry_run``
         only plans. ``now`` (default: the current time) anchors ``keep_within``.
+        ``progress(done, total)`` is called after each agent.
         """
         if not isinstance(policy, RetentionPolicy):
             raise InvalidArgumentError(f"policy must be a RetentionPolicy, not {type(policy).__name__}")
@@ -51,15 +53,17 @@ class PruneMixin:
         agents = [agent_id] if agent_id is not None else [a.agent_id for a in self.agents()]
         decisions: dict[str, list[Decision]] = {}
         removed = 0
-        for agent in agents:
+        for done, agent in enumerate(agents, 1):
             try:
                 decisions[agent] = (plan(self.log(agent), policy, now) if dry_run
                                     else self._prune_agent(agent, policy, now))
             except AgentNotFoundError:
                 if agent_id is not None:
                     raise
-                continue  # deleted meanwhile
-            removed += sum(not d.keep for d in decisions[agent])
+            else:  # (an agent deleted meanwhile is skipped)
+                removed += sum(not d.keep for d in decisions[agent])
+            if progress is not None:
+                progress(done, len(agents))
         if dry_run:
             return PruneResult(decisions, removed, dry_run=True)
         return PruneResult(decisions, removed, self.reclaim(grace=grace) if removed else ReclaimResult())

@@ -1,0 +1,95 @@
+"""Running the ``gitstate`` command line in tests: through click's runner and the installed executable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from click.testing import CliRunner
+
+from gitstate import AgentState
+from gitstate_cli.main import cli
+
+from conftest import grow
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "seed_checkpoints"
+EXECUTABLE = Path(sys.executable).with_name("gitstate")
+NOON = "2025-06-03T12:00:00+00:00"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    exception: Optional[BaseException] = None
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines()]
+
+
+class Gitstate:
+    """Runs ``gitstate ARGS`` in ``cwd``, in-process with CliRunner or as the installed executable."""
+
+    def __init__(self, mode: str, cwd: Path):
+        self.mode, self.cwd = mode, cwd
+
+    def __call__(self, *args: str, input: Optional[str] = None, env: Optional[dict[str, str]] = None,
+                 color: bool = False) -> Result:
+        if self.mode == "runner":
+            result = CliRunner().invoke(cli, list(args), input=input, env=env, color=color,
+                                        prog_name="gitstate")
+            exception = None if isinstance(result.exception, SystemExit) else result.exception
+            return Result(result.exit_code, result.stdout, result.stderr, exception)
+        proc = subprocess.run([str(EXECUTABLE), *args], input=input, capture_output=True, text=True,
+                              cwd=self.cwd, env={**os.environ, **(env or {})})
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(params=["runner", "executable"])
+def gitstate(request, tmp_path, monkeypatch) -> Gitstate:
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITSTATE_REPO", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    return Gitstate(request.param, tmp_path)
+
+
+def state_json(agent_id: str = "agent_1a2b3c4d", steps: int = 0) -> str:
+    """A state after ``steps`` steps, the same every time it is asked for."""
+    state = grow(AgentState(agent_id=agent_id, task="audit payments-service", created_at=NOON), steps)
+    data = state.model_dump(mode="json")
+    data["last_updated"] = NOON
+    for entry in data["messages"] + data["actions_taken"]:
+        entry["timestamp"] = NOON
+    return json.dumps(data)
+
+
+def save_steps(gitstate: Gitstate, agent_id: str, steps: int, **names: int) -> list[dict]:
+    """Save checkpoints for iterations 1..steps at 12:01, 12:02, ... (names: name=iteration)."""
+    saved = []
+    for step in range(1, steps + 1):
+        args = ["save", "--json", "--time", f"2025-06-03T12:{step:02d}:00Z"]
+        args += [a for name, at in names.items() if at == step for a in ("--name", name)]
+        result = gitstate(*args, input=state_json(agent_id, step))
+        assert result.code == 0, result.err
+        saved.append(result.json())
+    return saved
+
+
+def assert_gitstate_error(result: Result, *words: str) -> None:
+    """Exit code 1, one line on stderr naming the problem, no traceback."""
+    assert result.code == 1, (result.out, result.err, result.exception)
+    assert result.exception is None
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    for word in words:
+        assert word in lines[0]
