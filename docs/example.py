@@ -69,6 +69,10 @@ def main() -> None:
         print(f"  {checkpoint.short}  {checkpoint.created:%Y-%m-%d %H:%M:%S}  "
               f"iteration {checkpoint.iteration:2}  {checkpoint.status:<9}  {checkpoint.checkpoint_id}")
 
+    change = repo.diff(state.agent_id, "first-finding")
+    print(f"\nWhat changed since the first finding (repo.diff): {change.summary}")
+    print(f"  as a JSON Patch: {len(change.patch)} operations, e.g. {change.patch[0]}")
+
     old = repo.load(state.agent_id, "first-finding")
     print(f"\nLoaded the checkpoint named first-finding: iteration {old.iteration}, "
           f"{len(old.findings)} finding(s), {len(old.messages)} messages, status {old.status}")
@@ -81,7 +85,8 @@ def main() -> None:
     agents = repo.agents()
     print(f"\nThe repository holds {len(agents)} agent(s). Look around with the command line:")
     print(f"  gitstate agents\n  gitstate log {state.agent_id} --limit 5\n"
-          f"  gitstate show {state.agent_id} first-finding --field findings")
+          f"  gitstate show {state.agent_id} first-finding --field findings\n"
+          f"  gitstate diff {state.agent_id} first-finding --format text")
 
 
 if __name__ == "__main__":

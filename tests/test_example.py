@@ -23,5 +23,6 @@ def test_example_runs_repeatedly_into_the_default_repository(tmp_path):
         assert git(repo, "rev-list", "--count", f"agents/{agent_id}").strip() == "20"
         assert git(repo, "rev-parse", "--verify", f"agents/{agent_id}/first-finding").strip()
         assert "Loaded the checkpoint named first-finding: iteration 5, 1 finding(s)" in output
+        assert "(repo.diff): iteration 5→20, status running→completed" in output
     assert "The repository holds 2 agent(s)" in outputs[1]
     fsck(str(repo))
