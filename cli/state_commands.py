@@ -13,8 +13,16 @@ from gitstate import InvalidArgumentError, StateRepository, codec
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
-from .output import CHECKPOINT_COLUMNS, checkpoint_cells, checkpoint_json, describe, echo, emit_json, \
-    history_table, table
+from .output import (
+    CHECKPOINT_COLUMNS,
+    checkpoint_cells,
+    checkpoint_json,
+    describe,
+    echo,
+    emit_json,
+    history_table,
+    table,
+)
 from .params import KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
 
 
