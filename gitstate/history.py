@@ -75,10 +75,13 @@ class HistoryMixin:
         trailers = {k: v for k, v in target.trailers.items() if k != "Checkpoint-Id"}
         trailers = {"Checkpoint-Id": new_checkpoint_id(), **trailers,
                     "Rollback-Of": target.checkpoint_id}
-        tree = self._object(target.commit.encode(), Commit).tree
+        tree = self._object(self._object(target.commit.encode(), Commit).tree, Tree)
+        for _name, _mode, sha in tree.iteritems():  # freshen: a reclaim running now spares them
+            self._store.write(self._object(sha, Blob))
+        self._store.write(tree)
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
         when = int(datetime.now(timezone.utc).timestamp())
-        commit = self._commit_on_branch(agent_id, tree, build_message(summary, trailers), when, None)
+        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers), when, None)
         return RollbackResult(checkpoint=self._checkpoint(commit, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:

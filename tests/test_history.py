@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, grow, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
@@ -197,4 +198,21 @@ def test_fork_beside_a_foreign_writer_still_forks_from_the_checkpoint(repo):
     repo.fork("a", ids[1], "b")
     assert ids_of(repo, "b")[:2] == ids[:2]
     assert git(repo, "log", "-1", "--format=%s", "agents/a").strip() == "foreign"
+    fsck(repo)
+
+
+def test_delete_agent_beside_a_concurrent_writer(repo):
+    """Saves acknowledged before the delete went with the agent; the later ones start it anew."""
+    build(repo, count=5)
+    with ConcurrentWriter(repo.path, "a") as writer:
+        writer.wait_for(3)
+        repo.delete_agent("a")
+        while True:  # read acknowledgements until one made after the delete shows up
+            writer.wait_for(1)
+            if repo.agents() and writer.acknowledged[-1] in ids_of(repo):
+                break
+        acknowledged = writer.stop()
+    history = ids_of(repo)
+    assert history == acknowledged[len(acknowledged) - len(history):]  # the newest saves, in order
+    assert repo.log("a")[-1].parent is None  # a fresh root: nothing of the deleted history
     fsck(repo)
