@@ -15,6 +15,7 @@ from .errors import (
     NameTakenError,
     NotARepositoryError,
     RevisionNotFoundError,
+    SeedFormatError,
 )
 from .diff import StateDiff
 from .history import RollbackResult
@@ -23,15 +24,18 @@ from .prune import PruneResult
 from .reclaim import ReclaimResult
 from .repository import StateRepository
 from .retention import Decision, Duration, RetentionPolicy, plan
+from .seed_import import FileOutcome, SeedFile, read_seed_file
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
     "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
     "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
-    "RevisionNotFoundError", "StateRepository",
+    "RevisionNotFoundError", "SeedFormatError", "StateRepository",
     # history, retention, diff
     "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
     "StateDiff", "plan",
+    # seed import
+    "FileOutcome", "SeedFile", "read_seed_file",
 ]
 __version__ = "0.1.0"
