@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from .repository import StateRepository
 
 
+# trailers that describe one commit, not its state: never copied to a derived checkpoint
+_OWN_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Rollback-Of", "Forked-From", "Forked-From-Agent")
+
+
+def _derived_trailers(source: Checkpoint, agent_id: str, extra: dict[str, str]) -> dict[str, str]:
+    """Trailers of a new checkpoint holding ``source``'s state (its Iteration, Status, Task-Id...)."""
+    kept = {k: v for k, v in source.trailers.items() if k not in _OWN_TRAILERS}
+    return {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": agent_id, **kept, **extra}
+
+
 class RollbackResult(BaseModel):
     """The agent's new head after a rollback, and the checkpoints a hard rollback dropped."""
 
@@ -72,9 +82,7 @@ class HistoryMixin:
             raise InvalidArgumentError(f"{rev!r} is already the latest checkpoint of {agent_id!r}")
         if hard:
             return self._reset(agent_id, target)
-        trailers = {k: v for k, v in target.trailers.items() if k != "Checkpoint-Id"}
-        trailers = {"Checkpoint-Id": new_checkpoint_id(), **trailers,
-                    "Rollback-Of": target.checkpoint_id}
+        trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
         tree = self._object(self._object(target.commit.encode(), Commit).tree, Tree)
         for _name, _mode, sha in tree.iteritems():  # freshen: a reclaim running now spares them
             self._store.write(self._object(sha, Blob))
@@ -133,9 +141,8 @@ class HistoryMixin:
         blob = Blob.from_string(codec.encode(data))
         tree = Tree()
         tree.add(STATE_FILE, 0o100644, blob.id)
-        trailers = {k: v for k, v in target.trailers.items() if k not in ("Checkpoint-Id", "Agent-Id")}
-        trailers = {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": new_agent_id, **trailers,
-                    "Forked-From": target.checkpoint_id, "Forked-From-Agent": agent_id}
+        trailers = _derived_trailers(target, new_agent_id, {"Forked-From": target.checkpoint_id,
+                                                             "Forked-From-Agent": agent_id})
         parent = self._object(target.commit.encode(), Commit)
         commit = Commit()
         commit.tree, commit.parents = tree.id, [parent.id]

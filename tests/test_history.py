@@ -216,3 +216,13 @@ def test_delete_agent_beside_a_concurrent_writer(repo):
     assert history == acknowledged[len(acknowledged) - len(history):]  # the newest saves, in order
     assert repo.log("a")[-1].parent is None  # a fresh root: nothing of the deleted history
     fsck(repo)
+
+
+def test_derived_checkpoints_do_not_inherit_event_trailers(repo):
+    ids = build(repo, count=3)
+    forked = repo.fork("a", ids[1], "b")
+    repo.save(grow(repo.load("b")))
+    rolled = repo.rollback("b", forked.checkpoint_id).checkpoint
+    assert rolled.trailers["Rollback-Of"] == forked.checkpoint_id and rolled.iteration == 2
+    assert "Forked-From" not in rolled.trailers and rolled.trailers["Agent-Id"] == "b"
+    assert repo.load("b").agent_id == "b"
