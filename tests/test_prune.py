@@ -14,6 +14,7 @@ from history_helpers import build, ids_of, inject_foreign_commit, logs, run_besi
 from gitstate import (
     AgentNotFoundError,
     ConcurrentUpdateError,
+    CorruptObjectError,
     InvalidArgumentError,
     StateRepository,
 )
@@ -185,4 +186,27 @@ def test_prune_fails_cleanly_when_a_foreign_writer_moves_the_branch(repo):
     with pytest.raises(ConcurrentUpdateError, match="nothing was changed"):
         repo.prune("a", RetentionPolicy(keep_last=2))
     assert git(repo, "for-each-ref") == seen["refs"] and logs(repo) == seen["logs"]
+    fsck(repo)
+
+
+def test_reclaim_refuses_to_run_on_a_repository_missing_reachable_objects(repo):
+    ids = build(repo, count=3)
+    repo.delete("a", ids[0])
+    age_objects(repo)
+    tree = git(repo, "rev-parse", "agents/a~1^{tree}").strip()
+    Path(repo.path, "objects", tree[:2], tree[2:]).unlink()
+    before = snapshot(repo)
+    with pytest.raises(CorruptObjectError, match=tree):
+        repo.reclaim(grace=timedelta(0))
+    assert snapshot(repo) == before
+
+
+def test_fetch_head_and_orig_head_are_roots(repo):
+    ids = build(repo, count=3)
+    old = repo.resolve("a", ids[0]).commit
+    Path(repo.path, "ORIG_HEAD").write_text(old + "\n")
+    repo.delete("a", ids[0])
+    age_objects(repo)
+    repo.reclaim(grace=timedelta(0))
+    assert git(repo, "cat-file", "-t", old).strip() == "commit"
     fsck(repo)
