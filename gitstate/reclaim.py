@@ -34,7 +34,11 @@ _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
 
 @dataclass(frozen=True)
 class ReclaimResult:
-    """How many unreachable objects were removed and how many bytes that freed on disk."""
+    """How many unreachable objects were removed and the change in bytes on disk.
+
+    ``bytes`` can be negative: a kept object stored as a delta on a removed base is
+    stored whole in the rewritten pack (repacking with deltas is maintenance's job).
+    """
 
     objects: int = 0
     bytes: int = 0

@@ -71,13 +71,21 @@ def test_pruning_90_percent_of_300_loose_checkpoints_frees_90_percent_of_the_spa
     fsck(repo)
 
 
-def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo):
-    state = {"agent_id": "a", "iteration": 0, "messages": []}
+def save_growing(repo: StateRepository, count: int) -> list[str]:
+    """A growing state (git's packs store most of it as deltas); the first one is named."""
+    state: dict = {"agent_id": "a", "iteration": 0, "messages": []}
     ids = []
-    for i in range(300):  # a growing state: git's packs store most of it as deltas
+    for i in range(count):
         state = {**state, "iteration": i, "messages": state["messages"] + [os.urandom(40).hex()]}
         ids.append(repo.save(state, name="first" if i == 0 else None).checkpoint_id)
-    git(repo, "gc", "--quiet")
+    return ids
+
+
+@pytest.mark.parametrize("deltas", ["offset", "ref"])
+def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo, deltas):
+    ids = save_growing(repo, 300)
+    git(repo, "-c", f"repack.useDeltaBaseOffset={'true' if deltas == 'offset' else 'false'}",
+        "gc", "--quiet")
     assert not loose_objects(repo) and Path(repo.path, "objects/info/commit-graph").exists()
     age_objects(repo)
     before = disk_size(repo)
@@ -94,6 +102,24 @@ def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo):
     packed = {line.split()[0] for line in verify.splitlines() if len(line.split()[0]) == 40}
     assert packed | loose_objects(repo) == reachable_objects(repo)
     assert disk_size(repo) < before * 0.5
+    fsck(repo)
+
+
+def test_kept_deltas_whose_base_goes_are_stored_whole(repo):
+    """git deltifies older versions against newer ones: drop the newer half and keep the older."""
+    ids = save_growing(repo, 200)
+    git(repo, "gc", "--quiet")
+    expected = {i: repo.load("a", i, model=None) for i in ids[:100:9]}
+    repo.rollback("a", ids[99], hard=True)
+    os.unlink(Path(repo.path, "logs/refs/heads/agents/a"))  # as `git reflog expire` would
+    age_objects(repo)
+    result = repo.reclaim(grace=timedelta(0))
+    assert result.objects == 300  # commit, tree and blob of the 100 newest
+    for i, data in expected.items():
+        assert repo.load("a", i, model=None) == data
+    packed = {line.split()[0] for line in git(repo, "verify-pack", "-v", *map(
+        str, Path(repo.path, "objects/pack").glob("*.idx"))).splitlines() if len(line.split()[0]) == 40}
+    assert packed == reachable_objects(repo)
     fsck(repo)
 
 
