@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, grow, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
@@ -14,6 +16,7 @@ from gitstate import (
     InvalidAgentIdError,
     InvalidArgumentError,
     RevisionNotFoundError,
+    StateRepository,
 )
 
 
@@ -226,3 +229,28 @@ def test_derived_checkpoints_do_not_inherit_event_trailers(repo):
     assert rolled.trailers["Rollback-Of"] == forked.checkpoint_id and rolled.iteration == 2
     assert "Forked-From" not in rolled.trailers and rolled.trailers["Agent-Id"] == "b"
     assert repo.load("b").agent_id == "b"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_random_deletes_keep_ids_states_and_names(tmp_path_factory, data):
+    repo = StateRepository.init(tmp_path_factory.mktemp("random") / "state.git")
+    count = data.draw(st.integers(2, 12))
+    names = {i: f"n{i}" for i in data.draw(st.sets(st.integers(1, count), max_size=4))}
+    ids = build(repo, count=count, names=names)
+    states = {i: repo.load("a", i) for i in ids}
+    name_of = {ids[i - 1]: name for i, name in names.items()}
+    alive = list(ids)
+    for _ in range(data.draw(st.integers(1, count - 1))):
+        victim = data.draw(st.sampled_from(alive))
+        repo.delete("a", victim)
+        alive.remove(victim)
+    assert ids_of(repo) == alive
+    for i in alive:
+        assert repo.load("a", i) == states[i]
+    expected_tags = sorted(f"refs/tags/agents/a/{name_of[i]}" for i in alive if i in name_of)
+    assert sorted(git(repo, "tag", "--list", "--format=%(refname)").split()) == expected_tags
+    for i in alive:
+        if i in name_of:
+            assert repo.resolve("a", name_of[i]).checkpoint_id == i
+    fsck(repo)
