@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from conftest import fsck, git
 
@@ -132,3 +134,14 @@ def test_failures_keep_the_seeds_contract(tmp_path, caplog):
     only = persistence.save_state(AgentState(agent_id="solo"))
     assert persistence.delete_checkpoint(only) is True  # the only checkpoint: the agent goes
     assert persistence.list_checkpoints() == []
+
+
+def test_load_state_reads_a_file_the_seed_wrote(tmp_path):
+    persistence = AgentStatePersistence(persist_dir=str(tmp_path / "cp"))
+    seed_file = Path(__file__).parent.parent / "fixtures" / "seed_checkpoints" / "agent_7c1e9a42_final.json"
+    state = persistence.load_state(str(seed_file))
+    assert state.agent_id == "agent_7c1e9a42"
+    assert state == AgentState.model_validate(json.loads(seed_file.read_text())["state"])
+    bad = tmp_path / "agent_x_broken.json"
+    bad.write_text("{not json")
+    assert persistence.load_state(str(bad)) is None
