@@ -119,14 +119,13 @@ def _reclaim(store: Store, cutoff: float) -> ReclaimResult:
             file = os.path.join(path, name)
             if len(name) != 38 or (folder + name).encode() in keep:
                 continue
-            st = os.stat(file)
-            if st.st_mtime < cutoff:
-                os.unlink(file)
-                objects, freed = objects + 1, freed + st.st_size
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass  # not empty
+            try:
+                st = os.stat(file)
+                if st.st_mtime < cutoff:
+                    os.unlink(file)
+                    objects, freed = objects + 1, freed + st.st_size
+            except FileNotFoundError:
+                continue  # removed by someone else (git gc)
     pack_dir = os.path.join(store.objects_dir, "pack")
     for name in sorted(os.listdir(pack_dir)) if os.path.isdir(pack_dir) else ():
         base = os.path.join(pack_dir, name[:-5])

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
@@ -235,4 +236,20 @@ def test_fetch_head_and_orig_head_are_roots(repo):
     age_objects(repo)
     repo.reclaim(grace=timedelta(0))
     assert git(repo, "cat-file", "-t", old).strip() == "commit"
+    fsck(repo)
+
+
+def test_reclaim_beside_a_writer_of_another_agent_loses_nothing(repo):
+    ids = save_run(repo, 60)
+    age_objects(repo)
+    with ConcurrentWriter(repo.path, "b") as writer:
+        writer.wait_for(3)
+        result = repo.prune("a", RetentionPolicy(keep_last=6, keep_named=False))
+        writer.wait_for(3)
+        acknowledged = writer.stop()
+    assert result.reclaimed.objects == 54 * 3 + 6
+    assert ids_of(repo, "a") == ids[-6:]
+    assert set(acknowledged) <= set(ids_of(repo, "b"))
+    for checkpoint in repo.log("b"):
+        repo.read_state(checkpoint.commit)
     fsck(repo)
