@@ -8,11 +8,11 @@ branch moves are compare-and-swap from the head read under the lock.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
 from dulwich.objects import Blob, Commit, Tree
-from pydantic import BaseModel, ConfigDict
 
 from . import codec
 from .errors import (
@@ -40,10 +40,9 @@ def _derived_trailers(source: Checkpoint, agent_id: str, extra: dict[str, str]) 
     return {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": agent_id, **kept, **extra}
 
 
-class RollbackResult(BaseModel):
+@dataclass(frozen=True)
+class RollbackResult:
     """The agent's new head after a rollback, and the checkpoints a hard rollback dropped."""
-
-    model_config = ConfigDict(frozen=True)
 
     checkpoint: Checkpoint
     hard: bool
