@@ -8,6 +8,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git
 
 from gitstate import AgentState, AgentStatus, StateRepository
@@ -145,3 +146,22 @@ def test_load_state_reads_a_file_the_seed_wrote(tmp_path):
     bad = tmp_path / "agent_x_broken.json"
     bad.write_text("{not json")
     assert persistence.load_state(str(bad)) is None
+
+
+def test_delete_checkpoint_beside_a_concurrent_writer(tmp_path):
+    persistence = AgentStatePersistence(persist_dir=str(tmp_path / "cp"))
+    state = AgentState(agent_id="a")
+    references = []
+    for _ in range(5):
+        state.iteration += 1
+        references.append(persistence.save_state(state))
+    with ConcurrentWriter(str(tmp_path / "cp"), "a") as writer:
+        writer.wait_for(3)
+        assert persistence.delete_checkpoint(references[1]) is True
+        writer.wait_for(3)
+        acknowledged = writer.stop()
+    listed = {cp["checkpoint_id"] for cp in persistence.list_checkpoints("a")}
+    assert set(acknowledged) <= listed
+    assert references[1].split("@")[1] not in listed
+    assert {r.split("@")[1] for r in references} - listed == {references[1].split("@")[1]}
+    fsck(persistence.repository)
