@@ -33,7 +33,7 @@ from typing import Any, Optional
 from dulwich.objects import Blob, Commit, Tree
 from pydantic import ValidationError
 
-from .errors import AgentNotFoundError, GitstateError
+from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
 from .ids import tag_ref, validate_name
 from .models import AgentState, Checkpoint
 from .repository import STATE_FILE, StateRepository
@@ -51,7 +51,8 @@ def checkpoint_ref(checkpoint: Checkpoint) -> str:
 def _parse_ref(reference: str) -> tuple[str, str]:
     agent_id, sep, rev = str(reference).partition("@")
     if not sep or not agent_id or not rev:
-        raise GitstateError(f"{reference!r} is not a checkpoint reference '<agent_id>@<revision>'")
+        raise InvalidArgumentError(f"{reference!r} is not a checkpoint reference "
+                                   "'<agent_id>@<revision>'")
     return agent_id, rev
 
 
@@ -146,12 +147,7 @@ class AgentStatePersistence:
     def delete_checkpoint(self, filepath: str) -> bool:
         """Remove one checkpoint from its agent's history (the agent, if it was the only one)."""
         try:
-            agent_id, rev = _parse_ref(filepath)
-            checkpoint = self.repository.resolve(agent_id, rev)
-            if checkpoint.parent is None and self.repository.latest(agent_id).commit == checkpoint.commit:
-                self.repository.delete_agent(agent_id)
-            else:
-                self.repository.delete(agent_id, rev)
+            self.repository.delete(*_parse_ref(filepath))
         except GitstateError as exc:
             logger.error("Failed to delete checkpoint %s: %s", filepath, exc)
             return False

@@ -25,6 +25,7 @@ from .ids import branch_ref, new_checkpoint_id, tag_prefix, validate_agent_id
 from .message import build as build_message
 from .models import Checkpoint
 from .rewrite import rewrite
+from .store import RefLock
 
 if TYPE_CHECKING:
     from .repository import StateRepository
@@ -167,20 +168,18 @@ class HistoryMixin:
 
         The newer checkpoints are re-created onto its parent (``git rebase``-like:
         new commit SHAs, same checkpoint ids, tags follow); the removed one's
-        names are deleted. Its objects are reclaimed by :meth:`reclaim`/:meth:`prune`.
-        The only checkpoint of an agent cannot be deleted: use :meth:`delete_agent`.
+        names are deleted. Deleting an agent's only checkpoint deletes the agent
+        (like :meth:`delete_agent`). The objects are reclaimed by :meth:`reclaim`
+        or :meth:`prune`.
         """
         target = self.resolve(agent_id, rev)
-        if target.parent is None and target.commit == self._head(agent_id).decode():
-            raise InvalidArgumentError(f"{target.checkpoint_id} is the only checkpoint of "
-                                       f"{agent_id!r}; use delete_agent to remove the agent")
         with self._store.agent_lock(agent_id) as lock:
             history = self._history(agent_id)
             position = self._position(agent_id, history, target)
             if len(history) == 1:
-                raise InvalidArgumentError(f"{target.checkpoint_id} became the only checkpoint of "
-                                           f"{agent_id!r}; use delete_agent to remove the agent")
-            rewrite(self._store, lock, agent_id, history, {history[position].id})
+                self._remove_agent(lock, agent_id, history[0].id)
+            else:
+                rewrite(self._store, lock, agent_id, history, {history[position].id})
         return target
 
     def delete_agent(self: "StateRepository", agent_id: str) -> None:
@@ -190,13 +189,15 @@ class HistoryMixin:
         refs (a fork) still reach them.
         """
         self._head(agent_id)
+        with self._store.agent_lock(agent_id) as lock:
+            self._remove_agent(lock, agent_id, self._head(agent_id))
+
+    def _remove_agent(self: "StateRepository", lock: RefLock, agent_id: str, head: bytes) -> None:
         store, ref = self._store, branch_ref(agent_id)
-        with store.agent_lock(agent_id) as lock:
-            head = self._head(agent_id)
-            if not store.update_ref(lock, ref, head, None):
-                raise ConcurrentUpdateError(f"the branch of agent {agent_id!r} moved while it was "
-                                            "being deleted (a writer outside gitstate); nothing "
-                                            "was changed, try again")
-            for tag, sha in store.read_refs(tag_prefix(agent_id)).items():
-                store.update_ref(lock, tag, sha, None)
-            store.delete_reflog(lock, ref)
+        if not store.update_ref(lock, ref, head, None):
+            raise ConcurrentUpdateError(f"the branch of agent {agent_id!r} moved while it was "
+                                        "being deleted (a writer outside gitstate); nothing "
+                                        "was changed, try again")
+        for tag, sha in store.read_refs(tag_prefix(agent_id)).items():
+            store.update_ref(lock, tag, sha, None)
+        store.delete_reflog(lock, ref)

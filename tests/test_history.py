@@ -125,11 +125,17 @@ def test_delete_the_latest_and_the_oldest(repo):
     fsck(repo)
 
 
+def test_deleting_the_only_checkpoint_deletes_the_agent(repo):
+    build(repo, count=1, names={1: "one"})
+    build(repo, agent_id="other", count=1)
+    repo.delete("a", "one")
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/agents/other"]
+    fsck(repo)
+
+
 def test_delete_bad_input_changes_nothing(repo):
     build(repo, count=1)
     before = snapshot(repo)
-    with pytest.raises(InvalidArgumentError, match="only checkpoint"):
-        repo.delete("a", "latest")
     with pytest.raises(RevisionNotFoundError):
         repo.delete("a", "nope")
     with pytest.raises(AgentNotFoundError):
