@@ -47,7 +47,7 @@ def chain(repo: StateRepository, agent: str) -> list[tuple[str, int]]:
     parents = git(repo, "rev-list", "--parents", f"agents/{agent}").splitlines()
     assert all(len(line.split()) <= 2 for line in parents), "history must be one linear chain"
     assert len([line for line in parents if len(line.split()) == 1]) == 1, "one root"
-    return [(repo.load(agent, c.commit, model=None)["writer"], c.iteration) for c in repo.log(agent)]
+    return [(repo.read_state(c.commit)["writer"], c.iteration) for c in repo.log(agent)]
 
 
 def test_four_processes_on_one_agent_make_one_chain_of_400(repo: StateRepository) -> None:
