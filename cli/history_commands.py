@@ -85,7 +85,8 @@ def delete(settings: Settings, agent_id: str, rev: Optional[str], yes: bool, as_
     """Remove checkpoint REV from AGENT's history, or with --yes and no REV the whole agent.
 
     The newer checkpoints are re-created on REV's parent (new commit SHAs,
-    same checkpoint ids). Space is reclaimed by prune or gc.
+    same checkpoint ids). Deleting an agent's only checkpoint deletes the
+    agent, so it needs --yes too. Space is reclaimed by prune or gc.
 
     \b
     $ gitstate delete agent_7c1e9a42 latest~1
@@ -94,6 +95,9 @@ def delete(settings: Settings, agent_id: str, rev: Optional[str], yes: bool, as_
     Deleted agent agent_e81d2c07
     """
     repo = settings.open()
+    if rev is not None and len(repo.log(agent_id, limit=2)) == 1 and not yes:
+        raise click.UsageError(f"{rev!r} is the only checkpoint of {agent_id!r}: deleting it "
+                               "deletes the agent, which needs --yes")
     if rev is None:
         if not yes:
             raise click.UsageError(f"deleting the whole agent {agent_id!r} needs --yes "

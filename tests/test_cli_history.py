@@ -66,7 +66,10 @@ def test_delete_a_checkpoint_or_with_yes_the_whole_agent(gitstate):
     assert [c["checkpoint_id"] for c in remaining] == [saved[2]["checkpoint_id"], saved[0]["checkpoint_id"]]
     assert remaining[0]["names"] == ["last"]
 
+    assert gitstate("delete", AGENT, "latest").code == 0
     before = snapshot(repo_of(gitstate))
+    only = gitstate("delete", AGENT, "latest")
+    assert only.code == 2 and "only checkpoint" in only.err and "--yes" in only.err
     refused = gitstate("delete", AGENT)
     assert refused.code == 2 and "--yes" in refused.err
     assert snapshot(repo_of(gitstate)) == before
