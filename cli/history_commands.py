@@ -25,7 +25,7 @@ from .output import (
 from .params import DURATION, agent_argument, json_option, revision_argument
 
 
-@click.command()
+@click.command(short_help="Return an agent to an earlier state.")
 @agent_argument
 @revision_argument(metavar="REV", required=True)
 @click.option("--hard", is_flag=True,
@@ -55,7 +55,7 @@ def rollback(settings: Settings, agent_id: str, rev: str, hard: bool, as_json: b
         echo(f"Rolled back {agent_id}: new checkpoint {describe(result.checkpoint)}")
 
 
-@click.command()
+@click.command(short_help="Start a new agent from a checkpoint.")
 @agent_argument
 @revision_argument(metavar="REV", required=True)
 @click.argument("new_agent_id", metavar="NEW_AGENT")
@@ -75,7 +75,7 @@ def fork(settings: Settings, agent_id: str, rev: str, new_agent_id: str, as_json
         echo(f"Forked {new_agent_id}: {describe(checkpoint)}")
 
 
-@click.command()
+@click.command(short_help="Delete a checkpoint, or a whole agent.")
 @agent_argument
 @revision_argument()
 @click.option("--yes", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
@@ -118,7 +118,7 @@ def delete(settings: Settings, agent_id: str, rev: Optional[str], yes: bool, as_
 DIFF_FORMATS = ("summary", "json", "patch", "text")
 
 
-@click.command()
+@click.command(short_help="Show what changed between two checkpoints.")
 @agent_argument
 @revision_argument("rev_a", metavar="REV_A", required=True)
 @revision_argument("rev_b", metavar="[REV_B]")
@@ -163,7 +163,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
             "reasons": list(decision.reasons)}
 
 
-@click.command()
+@click.command(short_help="Apply a retention policy.")
 @click.argument("agent_id", metavar="(AGENT|--all)", required=False, shell_complete=complete_agent)
 @click.option("--all", "all_agents", is_flag=True, help="Apply the policy to every agent.")
 @click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="Keep the N newest checkpoints.")

@@ -23,7 +23,7 @@ def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
             "checkpoint": checkpoint_json(outcome.checkpoint) if outcome.checkpoint else None}
 
 
-@click.command("import")
+@click.command("import", short_help="Import a folder of the seed's checkpoint files.")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--task-id", metavar="T", help="Record T in each commit's Task-Id trailer.")
 @click.option("--dry-run", is_flag=True, help="Check the files and show what would be imported.")

@@ -26,7 +26,7 @@ from .output import (
 from .params import KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
 
 
-@click.command()
+@click.command(short_help="Create a repository.")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @pass_settings
 def init(settings: Settings, path: Optional[str]) -> None:
@@ -45,7 +45,7 @@ def init(settings: Settings, path: Optional[str]) -> None:
         echo(f"Initialized empty gitstate repository in {repo.path}")
 
 
-@click.command()
+@click.command(short_help="Save a JSON state as a new checkpoint.")
 @click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
 @click.option("--agent", "agent_id", metavar="ID", shell_complete=complete_agent,
               help="Agent to save under (default: the state's agent_id).")
@@ -78,7 +78,7 @@ def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Opti
         echo(f"Saved {describe(checkpoint)}")
 
 
-@click.command()
+@click.command(short_help="List the agents and their newest checkpoints.")
 @json_option()
 @pass_settings
 def agents(settings: Settings, as_json: bool) -> None:
@@ -100,7 +100,7 @@ def agents(settings: Settings, as_json: bool) -> None:
             *checkpoint_cells(info.head)] for info, count in rows])
 
 
-@click.command()
+@click.command(short_help="List an agent's checkpoints.")
 @agent_argument
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
 @click.option("--status", help="Only checkpoints with this status.",
@@ -153,7 +153,7 @@ def field_value(state: Any, path: str) -> Any:
     return value
 
 
-@click.command()
+@click.command(short_help="Print a saved state (or one field of it).")
 @agent_argument
 @revision_argument()
 @click.option("--field", "-f", metavar="PATH", help="Print one value, e.g. task or messages[0].content.")
@@ -182,7 +182,7 @@ def show(settings: Settings, agent_id: str, rev: Optional[str], field: Optional[
         click.echo(codec.encode(value), nl=False)
 
 
-@click.command()
+@click.command(short_help="Name a checkpoint.")
 @agent_argument
 @click.argument("name")
 @revision_argument()
