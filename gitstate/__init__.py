@@ -6,6 +6,7 @@ from .errors import (
     AmbiguousRevisionError,
     ConcurrentUpdateError,
     CorruptObjectError,
+    DivergedError,
     EncodingError,
     GitstateError,
     InvalidAgentIdError,
@@ -14,9 +15,15 @@ from .errors import (
     InvalidStateError,
     NameTakenError,
     NotARepositoryError,
+    PushRejectedError,
+    RemoteError,
+    RemoteExistsError,
+    RemoteNotFoundError,
     RevisionNotFoundError,
+    TransferError,
 )
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
+from .remote import Remote, TransferResult, TransferStatus
 from .repository import StateRepository
 
 __all__ = [
@@ -25,5 +32,7 @@ __all__ = [
     "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
     "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
     "RevisionNotFoundError", "StateRepository",
+    "DivergedError", "PushRejectedError", "Remote", "RemoteError", "RemoteExistsError",
+    "RemoteNotFoundError", "TransferError", "TransferResult", "TransferStatus",
 ]
 __version__ = "0.1.0"

@@ -39,6 +39,7 @@ from .ids import (
     validate_name,
 )
 from .models import AgentInfo, AgentState, Checkpoint
+from .remote import RemoteMixin
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,7 +55,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository:
+class StateRepository(RemoteMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
