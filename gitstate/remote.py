@@ -353,12 +353,9 @@ class RemoteMixin:
             status = TransferStatus.FORCED
         else:
             status = TransferStatus.REJECTED
-            if theirs.head in self._store.repo.object_store:
-                problems.append(f"its head {_short(theirs.head)} is not in the local history "
-                                "(rewritten here, e.g. by retention?); push with force to replace it")
-            else:
-                problems.append(f"it has checkpoints not here (head {_short(theirs.head)}); "
-                                "pull first, or push with force to discard them")
+            problems.append(f"its head {_short(theirs.head)} is not in the local history (it has "
+                            "checkpoints this one lacks, or this one was rewritten, e.g. by "
+                            "retention): pull first, or push with force to replace it")
         after_tags = dict(theirs.tags)
         if tags:
             for name, sha in ours.tags.items():
