@@ -353,14 +353,14 @@ class RemoteMixin:
             status = TransferStatus.FORCED
         else:
             status = TransferStatus.REJECTED
-            problems.append(f"its head {_short(theirs.head)} is not in the local history (it has "
+            problems.append(f"the remote head {_short(theirs.head)} is not in the local history (it has "
                             "checkpoints this one lacks, or this one was rewritten, e.g. by "
                             "retention): pull first, or push with force to replace it")
         after_tags = dict(theirs.tags)
         if tags:
             for name, sha in ours.tags.items():
                 if theirs.tags.get(name, sha) != sha and not force:
-                    problems.append(f"its name {name!r} points to {_short(theirs.tags[name])}, "
+                    problems.append(f"the remote name {name!r} points to {_short(theirs.tags[name])}, "
                                     f"here to {_short(sha)}; push with force to move it")
             after_tags = {**theirs.tags, **ours.tags} if not force else dict(ours.tags)
         old = theirs.head.decode() if theirs.head else None

@@ -1,0 +1,120 @@
+"""The remote commands of the command line, run through click against a real git daemon."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from conftest import git, grow
+from servers import GitDaemon, GitHttpServer, bare
+
+from gitstate import AgentState, StateRepository
+from gitstate_cli.remote_commands import COMMANDS
+
+
+class Context:
+    """What the main command group hands to its commands (``ctx.obj``)."""
+
+    def __init__(self, repo: StateRepository, json: bool = False):
+        self.repo, self.json = repo, json
+
+
+def run(repo: StateRepository, *args: str, as_json: bool = False) -> Result:
+    group = click.Group("gitstate", commands=list(COMMANDS))
+    return CliRunner().invoke(group, list(args), obj=Context(repo, as_json))
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[GitDaemon]:
+    (tmp_path / "srv").mkdir()
+    bare(tmp_path / "srv" / "server.git")
+    running = GitDaemon(tmp_path / "srv")
+    yield running
+    running.stop()
+
+
+def test_push_fetch_pull_clone_through_the_command_line(daemon: GitDaemon, repo: StateRepository,
+                                                        tmp_path: Path) -> None:
+    state = AgentState(agent_id="cli-agent")
+    repo.save(grow(state))
+    assert run(repo, "remote", "add", "origin", daemon.url("server.git")).exit_code == 0
+    listed = run(repo, "remote")
+    assert listed.output == f"origin\t{daemon.url('server.git')}\n"
+
+    pushed = run(repo, "push")
+    assert pushed.exit_code == 0, pushed.output
+    assert pushed.output.split()[:2] == ["new", "cli-agent"]
+    assert daemon.sessions("receive-pack") == 1
+
+    other = tmp_path / "other.git"
+    cloned = run(repo, "clone", daemon.url("server.git"), str(other))
+    assert cloned.exit_code == 0 and "cloned 1 agent(s)" in cloned.output
+    copy = StateRepository.open(other)
+    assert copy.load("cli-agent") == state
+
+    repo.save(grow(state))
+    assert run(repo, "push", "origin", "cli-agent").exit_code == 0
+    fetched = run(copy, "fetch", "origin")
+    assert fetched.output.split()[:2] == ["updated", "cli-agent"]
+    pulled = run(copy, "pull", as_json=True)
+    assert pulled.exit_code == 0
+    [result] = json.loads(pulled.output)
+    assert result["status"] == "updated" and result["new"] == repo.latest("cli-agent").commit
+
+    assert run(repo, "remote", "remove", "origin").output == "removed origin\n"
+    assert run(repo, "remote", "list", as_json=True).output == "[]\n"
+
+
+def test_failures_exit_non_zero_and_name_each_agent(daemon: GitDaemon, repo: StateRepository,
+                                                    tmp_path: Path) -> None:
+    state = AgentState(agent_id="split")
+    repo.save(grow(state))
+    run(repo, "remote", "add", "origin", daemon.url("server.git"))
+    run(repo, "push")
+    copy = StateRepository.clone(daemon.url("server.git"), tmp_path / "copy.git")
+    copy.save(grow(state.model_copy(deep=True)))
+    repo.save(grow(state))
+    run(repo, "push")
+
+    pulled = run(copy, "pull")
+    assert pulled.exit_code == 1
+    assert pulled.output.startswith("diverged    split")
+    assert "gitstate pull origin split --into split-origin" in pulled.output
+    assert "Error: 1 agent(s) diverged from origin; nothing of them was changed\n" in pulled.output
+    pushed = run(copy, "push")
+    assert pushed.exit_code == 1 and pushed.output.startswith("rejected    split")
+    kept = run(copy, "pull", "origin", "split", "--into", "split-origin")
+    assert kept.exit_code == 0 and kept.output.split()[:2] == ["new", "split-origin"]
+    forced = run(copy, "push", "--force")
+    assert forced.exit_code == 0 and forced.output.split()[:2] == ["forced", "split"]
+    assert git(daemon.root / "server.git", "rev-parse", "agents/split").strip() == copy.latest("split").commit
+
+    missing = run(repo, "push", "nowhere")
+    assert missing.exit_code == 1 and "Error: no remote 'nowhere'" in missing.output
+
+
+def test_the_command_line_never_prints_credentials(tmp_path: Path, repo: StateRepository) -> None:
+    (tmp_path / "srv").mkdir()
+    bare(tmp_path / "srv" / "server.git", **{"http.receivepack": "true"})
+    http = GitHttpServer(tmp_path / "srv", credentials=("user", "hunter2-secret"))
+    try:
+        repo.save(AgentState(agent_id="c"))
+        outputs = [
+            run(repo, "remote", "add", "origin", http.url("server.git", "user:hunter2-secret")),
+            run(repo, "remote", "add", "bad", http.url("server.git", "user:wrong-hunter2-secret")),
+            run(repo, "remote", "list"),
+            run(repo, "remote", "list", as_json=True),
+            run(repo, "push"),
+            run(repo, "push", "bad"),
+            run(repo, "clone", http.url("server.git", "user:hunter2-secret"), str(tmp_path / "c.git")),
+        ]
+    finally:
+        http.stop()
+    outputs.append(run(repo, "fetch"))  # the server is gone
+    assert [r.exit_code for r in outputs] == [0, 0, 0, 0, 0, 1, 0, 1]
+    assert "user:***@" in outputs[2].output and "user:***@" in outputs[5].output
+    assert not [r.output for r in outputs if "hunter2" in r.output]
