@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -416,4 +417,39 @@ def test_remotes_live_in_git_config_and_stock_git_uses_them(tmp_path: Path, repo
     assert git(repo, "for-each-ref", "refs/remotes") == ""
     with pytest.raises(RemoteNotFoundError):
         repo.remote_remove("origin")
+    fsck(repo)
+
+
+def test_pull_beside_a_concurrent_writer_loses_no_save(tmp_path: Path, repo: StateRepository) -> None:
+    server = bare(tmp_path / "server.git")
+    source = StateRepository.init(tmp_path / "source.git")
+    source.remote_add("origin", str(server))
+    repo.remote_add("origin", str(server))
+    state = agent(source, "busy", 1)
+    source.push("origin")
+    repo.pull("origin")
+    local = state.model_copy(deep=True)
+    saved: list[str] = []
+    go = threading.Event()
+
+    def writer() -> None:
+        go.wait()
+        for _ in range(10):
+            saved.append(repo.save(grow(local)).commit)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    go.set()
+    statuses = set()
+    while thread.is_alive():
+        source.save(grow(state))
+        source.push("origin")
+        try:
+            statuses |= {r.status for r in repo.pull("origin")}
+        except DivergedError as exc:
+            statuses |= {r.status for r in exc.results}
+    thread.join()
+    assert statuses <= {TransferStatus.UPDATED, TransferStatus.DIVERGED}
+    assert len(saved) == 10 and set(saved) <= set(history(repo, "agents/busy")[::2])
+    assert repo.latest("busy").commit == saved[-1]
     fsck(repo)
