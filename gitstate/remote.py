@@ -183,7 +183,7 @@ class RemoteMixin:
         config = self._config()
         found = []
         for section in config.sections():
-            if len(section) == 2 and section[0] == b"remote" and config.has_section(section):
+            if len(section) == 2 and section[0] == b"remote":
                 try:
                     url = config.get(section, b"url").decode()
                 except KeyError:
