@@ -20,18 +20,31 @@ from .errors import (
     RemoteExistsError,
     RemoteNotFoundError,
     RevisionNotFoundError,
+    SeedFormatError,
     TransferError,
 )
+from .diff import StateDiff
+from .history import RollbackResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
+from .prune import PruneResult
+from .reclaim import ReclaimResult
 from .remote import Remote, TransferResult, TransferStatus
 from .repository import StateRepository
+from .retention import Decision, Duration, RetentionPolicy, plan
+from .seed_import import FileOutcome, SeedFile, read_seed_file
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
     "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
     "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
-    "RevisionNotFoundError", "StateRepository",
+    "RevisionNotFoundError", "SeedFormatError", "StateRepository",
+    # history, retention, diff
+    "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
+    "StateDiff", "plan",
+    # seed import
+    "FileOutcome", "SeedFile", "read_seed_file",
+    # remotes
     "DivergedError", "PushRejectedError", "Remote", "RemoteError", "RemoteExistsError",
     "RemoteNotFoundError", "TransferError", "TransferResult", "TransferStatus",
 ]
