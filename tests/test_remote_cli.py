@@ -1,4 +1,4 @@
-"""The remote commands of the command line, run through click against a real git daemon."""
+"""The remote commands of ``gitstate``, run in-process against real git servers."""
 
 from __future__ import annotations
 
@@ -6,26 +6,25 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 from conftest import git, grow
 from servers import GitDaemon, GitHttpServer, bare
 
 from gitstate import AgentState, StateRepository
-from gitstate_cli.remote_commands import COMMANDS
-
-
-class Context:
-    """What the main command group hands to its commands (``ctx.obj``)."""
-
-    def __init__(self, repo: StateRepository, json: bool = False):
-        self.repo, self.json = repo, json
+from gitstate_cli.main import cli
 
 
 def run(repo: StateRepository, *args: str, as_json: bool = False) -> Result:
-    group = click.Group("gitstate", commands=list(COMMANDS))
-    return CliRunner().invoke(group, list(args), obj=Context(repo, as_json))
+    """``gitstate --repo REPO ARGS`` (``--json`` appended if asked)."""
+    return CliRunner().invoke(cli, ["--repo", repo.path, *args, *(["--json"] if as_json else [])])
+
+
+def rows(result: Result) -> list[list[str]]:
+    """The words of each table row under the header (``STATUS AGENT HEAD NOTE``)."""
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["STATUS", "AGENT", "HEAD", "NOTE"], result.output
+    return [line.split() for line in lines[1:]]
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def test_push_fetch_pull_clone_through_the_command_line(daemon: GitDaemon, repo:
 
     pushed = run(repo, "push")
     assert pushed.exit_code == 0, pushed.output
-    assert pushed.output.split()[:2] == ["new", "cli-agent"]
+    assert rows(pushed)[0][:2] == ["new", "cli-agent"]
     assert daemon.sessions("receive-pack") == 1
 
     other = tmp_path / "other.git"
@@ -59,7 +58,7 @@ def test_push_fetch_pull_clone_through_the_command_line(daemon: GitDaemon, repo:
     repo.save(grow(state))
     assert run(repo, "push", "origin", "cli-agent").exit_code == 0
     fetched = run(copy, "fetch", "origin")
-    assert fetched.output.split()[:2] == ["updated", "cli-agent"]
+    assert rows(fetched)[0][:2] == ["updated", "cli-agent"]
     pulled = run(copy, "pull", as_json=True)
     assert pulled.exit_code == 0
     [result] = json.loads(pulled.output)
@@ -82,15 +81,15 @@ def test_failures_exit_non_zero_and_name_each_agent(daemon: GitDaemon, repo: Sta
 
     pulled = run(copy, "pull")
     assert pulled.exit_code == 1
-    assert pulled.output.startswith("diverged    split")
+    assert rows(pulled)[0][:2] == ["diverged", "split"]
     assert "gitstate pull origin split --into split-origin" in pulled.output
     assert "Error: 1 agent(s) diverged from origin; nothing of them was changed\n" in pulled.output
     pushed = run(copy, "push")
-    assert pushed.exit_code == 1 and pushed.output.startswith("rejected    split")
+    assert pushed.exit_code == 1 and rows(pushed)[0][:2] == ["rejected", "split"]
     kept = run(copy, "pull", "origin", "split", "--into", "split-origin")
-    assert kept.exit_code == 0 and kept.output.split()[:2] == ["new", "split-origin"]
+    assert kept.exit_code == 0 and rows(kept)[0][:2] == ["new", "split-origin"]
     forced = run(copy, "push", "--force")
-    assert forced.exit_code == 0 and forced.output.split()[:2] == ["forced", "split"]
+    assert forced.exit_code == 0 and rows(forced)[0][:2] == ["forced", "split"]
     assert git(daemon.root / "server.git", "rev-parse", "agents/split").strip() == copy.latest("split").commit
 
     missing = run(repo, "push", "nowhere")
