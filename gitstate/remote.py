@@ -218,11 +218,10 @@ class RemoteMixin:
                 raise RemoteExistsError(f"remote {name!r} already exists "
                                         f"({redact(config.get(section, b'url').decode())})")
             config.set(section, b"url", url.encode())
-            for kind in ("heads", "tags"):
-                local = "agents" if kind == "heads" else "tags/agents"
-                config.add(section, b"fetch", f"+refs/{kind}/agents/*:refs/remotes/{name}/{local}/*".encode())
-            for kind in ("heads", "tags"):
-                config.add(section, b"push", f"refs/{kind}/agents/*:refs/{kind}/agents/*".encode())
+            config.add(section, b"fetch", f"+{BRANCH_PREFIX}*:refs/remotes/{name}/agents/*".encode())
+            config.add(section, b"fetch", f"+{TAG_PREFIX}*:refs/remotes/{name}/tags/agents/*".encode())
+            config.add(section, b"push", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*".encode())
+            config.add(section, b"push", f"{TAG_PREFIX}*:{TAG_PREFIX}*".encode())
             config.set(section, b"tagOpt", b"--no-tags")
             config.write_to_path()
         return Remote(name=name, url=redact(url))
@@ -234,10 +233,10 @@ class RemoteMixin:
             config = self._config()
             del config[(b"remote", name.encode())]
             config.write_to_path()
-        tracked = self._store.read_refs(f"refs/remotes/{name}/".encode())
-        for agent_id in _agents_in({_as_agent_ref(name, ref): sha for ref, sha in tracked.items()}):
+        for ref in self._store.read_refs(f"refs/remotes/{name}/".encode()):
+            agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
             with self._store.agent_lock(agent_id) as lock:
-                self._mirror_tracking(lock, name, agent_id, _Agent())
+                self._set_ref(lock, ref, None)
 
     # -- tracking refs --------------------------------------------------------------------
     def _set_ref(self: "StateRepository", lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:

@@ -132,6 +132,9 @@ def test_a_second_clone_pulls_what_the_first_pushes(server: Server, tmp_path: Pa
     assert [c.checkpoint_id for c in second.log("worker")] == [c.checkpoint_id for c in first.log("worker")]
     assert second.load("worker", "done") == state
     assert [r.status for r in second.pull("origin")] == [TransferStatus.UP_TO_DATE]
+    second.save(grow(state))
+    [ahead] = second.pull("origin")
+    assert ahead.status is TransferStatus.AHEAD and ahead.new == second.latest("worker").commit
     fsck(second)
     fsck(path)
 
@@ -195,12 +198,16 @@ def test_fetch_fills_tracking_refs_only_and_prunes_deleted_agents(server: Server
     assert git(repo, "log", "--format=%H", "origin/agents/a").split() == history(source, "agents/a")[::2]
     fsck(repo)
 
-    git(path, "update-ref", "-d", "refs/heads/agents/a")
     results = {r.agent_id: r.status for r in repo.fetch("origin")}
-    assert results == {"a": TransferStatus.DELETED, "b": TransferStatus.NEW}
-    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/remotes/origin/agents/b"]
-    with pytest.raises(AgentNotFoundError, match="'a'"):
-        repo.fetch("origin", ["a"])
+    assert results == {"a": TransferStatus.UP_TO_DATE, "b": TransferStatus.NEW}
+    git(path, "update-ref", "refs/heads/agents/a", "agents/a~1")  # rewritten on the server
+    git(path, "update-ref", "-d", "refs/heads/agents/b")
+    results = {r.agent_id: r.status for r in repo.fetch("origin")}
+    assert results == {"a": TransferStatus.FORCED, "b": TransferStatus.DELETED}
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == [
+        "refs/remotes/origin/agents/a", "refs/remotes/origin/tags/agents/a/step-1"]
+    with pytest.raises(AgentNotFoundError, match="'b'"):
+        repo.fetch("origin", ["b"])
 
 
 def test_names_travel_with_their_agent(server: Server, repo: StateRepository) -> None:
@@ -218,6 +225,27 @@ def test_names_travel_with_their_agent(server: Server, repo: StateRepository) ->
         repo.push("origin")
     repo.push("origin", force=True)
     assert git(path, "rev-parse", "agents/n/step-1") == git(repo, "rev-parse", "agents/n/step-1")
+
+
+def test_pull_adds_missing_names_and_keeps_differing_ones(repo: StateRepository, tmp_path: Path) -> None:
+    server = bare(tmp_path / "server.git")
+    agent(repo, "n", 2, name_at=1)
+    repo.remote_add("origin", str(server))
+    repo.push("origin")
+    copy = StateRepository.clone(str(server), tmp_path / "copy.git")
+    step_1, latest = repo.resolve("n", "step-1").commit, repo.latest("n").commit
+    assert copy.resolve("n", "step-1").commit == step_1
+    repo.tag("n", "final")
+    repo.push("origin")
+    git(server, "update-ref", "refs/tags/agents/n/step-1", latest)
+
+    [result] = copy.pull("origin")
+
+    assert result.status is TransferStatus.UP_TO_DATE
+    assert result.reason == "kept the local name(s) 'step-1' (they differ on origin)"
+    assert copy.resolve("n", "final").commit == latest
+    assert copy.resolve("n", "step-1").commit == step_1
+    fsck(copy)
 
 
 @pytest.mark.parametrize("deny", [True, False])
