@@ -7,7 +7,6 @@ progress goes to stderr when it is a terminal.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Optional
 
@@ -17,7 +16,7 @@ from gitstate import StateRepository, TransferError, TransferResult, TransferSta
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
-from .output import echo, emit_json, table
+from .output import echo, emit_json, table, transfer_progress
 from .params import json_option
 
 AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete=complete_agent)
@@ -28,10 +27,8 @@ STATUS_COLOURS = {TransferStatus.NEW: "green", TransferStatus.UPDATED: "green",
 
 
 def _progress(as_json: bool) -> Optional[Callable[[str], None]]:
-    """Transfer progress on stderr, only when it is a terminal and the output is text."""
-    if as_json or not sys.stderr.isatty():
-        return None
-    return lambda text: click.echo(text, err=True, nl=False)
+    """Transfer progress on a terminal's stderr, unless the output is JSON."""
+    return None if as_json else transfer_progress()
 
 
 def _show(results: list[TransferResult], as_json: bool) -> None:

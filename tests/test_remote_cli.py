@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -117,3 +121,35 @@ def test_the_command_line_never_prints_credentials(tmp_path: Path, repo: StateRe
     assert [r.exit_code for r in outputs] == [0, 0, 0, 0, 0, 1, 0, 1]
     assert "user:***@" in outputs[2].output and "user:***@" in outputs[5].output
     assert not [r.output for r in outputs if "hunter2" in r.output]
+
+
+def _on_terminal(*args: str) -> tuple[int, str]:
+    """Run the installed ``gitstate ARGS`` with stderr on a pseudo-terminal; (exit code, stderr)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.run([str(Path(sys.executable).with_name("gitstate")), *args],
+                          stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal has no writer left
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_shows_on_a_terminal_and_not_in_pipes(daemon: GitDaemon, repo: StateRepository,
+                                                       tmp_path: Path) -> None:
+    repo.save(grow(AgentState(agent_id="p"), 3))
+    run(repo, "remote", "add", "origin", daemon.url("server.git"))
+    code, terminal = _on_terminal("--repo", repo.path, "push")
+    assert code == 0 and "counting objects" in terminal
+    piped = subprocess.run([str(Path(sys.executable).with_name("gitstate")), "clone",
+                            daemon.url("server.git"), str(tmp_path / "c.git")], capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""
+    code, terminal = _on_terminal("clone", daemon.url("server.git"), str(tmp_path / "d.git"))
+    assert code == 0 and "objects" in terminal.lower()
