@@ -499,7 +499,7 @@ class RemoteMixin:
         return (f"local head {describe(ours, agent_id)}, {remote}'s head {describe(theirs, remote_id)}; "
                 f"both are kept (yours: agents/{agent_id}, theirs: {remote}/agents/{remote_id}). "
                 f"To keep theirs as another agent: gitstate pull {remote} {remote_id} --into "
-                f"{agent_id}-{remote} (pull(..., into=...)); to replace theirs with yours: "
+                f"{agent_id}-{remote}; to replace theirs with yours: "
                 f"gitstate push {remote} {agent_id} --force")
 
     # -- clone ----------------------------------------------------------------------------
