@@ -91,24 +91,35 @@ class Remote(BaseModel):
 
 
 # -- URLs and secrets ---------------------------------------------------------------------
-def redact(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***``."""
+def _secret(url: str) -> Optional[str]:
+    """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is not None:
+        return parts.password
+    if parts.scheme in ("http", "https") and parts.username:
+        return parts.username
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` with its secret (see :func:`_secret`) replaced by ``***``."""
+    parts = urlsplit(url)
+    if _secret(url) is None:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    userinfo = f"{parts.username}:***" if parts.password is not None else "***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` with every form of the URL's password (and the URL itself) redacted."""
-    password = urlsplit(url).password
-    if password is None:
+    """``text`` with every form of the URL's secret (and the URL itself) redacted."""
+    secret = _secret(url)
+    if secret is None:
         return text
     text = text.replace(url, redact(url))
-    for secret in {password, unquote(password), quote(unquote(password), safe="")}:
-        if secret:
-            text = text.replace(secret, "***")
+    for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
+        if form:
+            text = text.replace(form, "***")
     return text
 
 

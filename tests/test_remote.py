@@ -381,6 +381,11 @@ def test_credentials_never_show(tmp_path: Path, repo: StateRepository,
         repo.fetch("down")
     seen.append(str(unreachable.value))
     assert unreachable.value.__cause__ is None and unreachable.value.__context__ is None
+    repo.remote_add("token", http.url("server.git", "s3cr3t-token"))  # a token as the user name
+    with pytest.raises(RemoteError) as unreachable:
+        repo.push("token")
+    assert "http://***@127.0.0.1" in str(unreachable.value)
+    seen += [str(unreachable.value), repr(repo.remotes())]
     seen += [record.getMessage() for record in caplog.records]
     assert not [text for text in seen if "s3cr3t" in text]
 
