@@ -162,7 +162,7 @@ class GitHttpServer(ThreadingHTTPServer):
                             if credentials else None)
         self.requests: list[str] = []
         self.authorizations: list[Optional[str]] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property
