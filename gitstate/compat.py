@@ -7,7 +7,8 @@ seed module, with the storage moved into a bare git repository at
 - A checkpoint reference (what ``save_state`` returns and ``load_state``,
   ``delete_checkpoint`` and ``restore_from_checkpoint`` accept) is
   ``"<agent_id>@<checkpoint_id>"``; any revision works after the ``@``
-  (a name, a commit SHA, ``latest~2``).
+  (a name, a commit SHA, ``latest~2``). ``load_state`` also reads a file the
+  seed wrote (to import whole folders, see ``StateRepository.import_seed``).
 - Like the seed, loaders return None and deleters False on failure (with a log
   line); saving raises gitstate's typed errors.
 - ``checkpoint_name``: a name that the agent already uses moves to the new
@@ -25,20 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 from dulwich.objects import Blob, Commit, Tree
+from pydantic import ValidationError
 
-from .errors import AgentNotFoundError, GitstateError
+from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
 from .ids import tag_ref, validate_name
 from .models import AgentState, Checkpoint
 from .repository import STATE_FILE, StateRepository
 from .retention import RetentionPolicy
+from .seed_import import TASK_ID, read_seed_file
 
 logger = logging.getLogger(__name__)
-
-TASK_TRAILER = "Task-Id"
 
 
 def checkpoint_ref(checkpoint: Checkpoint) -> str:
@@ -49,7 +51,8 @@ def checkpoint_ref(checkpoint: Checkpoint) -> str:
 def _parse_ref(reference: str) -> tuple[str, str]:
     agent_id, sep, rev = str(reference).partition("@")
     if not sep or not agent_id or not rev:
-        raise GitstateError(f"{reference!r} is not a checkpoint reference '<agent_id>@<revision>'")
+        raise InvalidArgumentError(f"{reference!r} is not a checkpoint reference "
+                                   "'<agent_id>@<revision>'")
     return agent_id, rev
 
 
@@ -88,11 +91,15 @@ class AgentStatePersistence:
             store.update_ref(lock, ref, store.read_ref(ref), checkpoint.commit.encode())
 
     def load_state(self, filepath: str) -> Optional[AgentState]:
-        """Load the checkpoint a reference names; None (and a log line) if that fails."""
+        """Load the checkpoint a reference names (or a checkpoint file the seed wrote);
+        None (and a log line) if that fails."""
         try:
-            agent_id, rev = _parse_ref(filepath)
-            state = self.repository.load(agent_id, rev)
-        except GitstateError as exc:
+            if "@" not in str(filepath) and os.path.isfile(filepath):  # a file the seed wrote
+                state = AgentState.model_validate(read_seed_file(filepath).state)
+            else:
+                agent_id, rev = _parse_ref(filepath)
+                state = self.repository.load(agent_id, rev)
+        except (GitstateError, ValidationError) as exc:
             logger.error("Failed to load agent state from %s: %s", filepath, exc)
             return None
         logger.info("Loaded agent state from %s", filepath)
@@ -140,12 +147,7 @@ class AgentStatePersistence:
     def delete_checkpoint(self, filepath: str) -> bool:
         """Remove one checkpoint from its agent's history (the agent, if it was the only one)."""
         try:
-            agent_id, rev = _parse_ref(filepath)
-            checkpoint = self.repository.resolve(agent_id, rev)
-            if checkpoint.parent is None and self.repository.latest(agent_id).commit == checkpoint.commit:
-                self.repository.delete_agent(agent_id)
-            else:
-                self.repository.delete(agent_id, rev)
+            self.repository.delete(*_parse_ref(filepath))
         except GitstateError as exc:
             logger.error("Failed to delete checkpoint %s: %s", filepath, exc)
             return False
@@ -168,7 +170,7 @@ class AgentStatePersistence:
     async def save_state_to_db(self, state: AgentState, task_id: str) -> bool:
         """Save ``state`` as a checkpoint of task ``task_id`` (``Task-Id`` trailer)."""
         try:
-            await asyncio.to_thread(self.save_state, state, trailers={TASK_TRAILER: task_id})
+            await asyncio.to_thread(self.save_state, state, trailers={TASK_ID: task_id})
         except GitstateError as exc:
             logger.error("Failed to save agent state for task %s: %s", task_id, exc)
             return False
@@ -183,7 +185,7 @@ class AgentStatePersistence:
         try:
             agents = [agent_id] if agent_id else [info.agent_id for info in self.repository.agents()]
             found = [c for a in agents for c in self.repository.log(a)
-                     if c.trailers.get(TASK_TRAILER) == task_id]
+                     if c.trailers.get(TASK_ID) == task_id]
             if not found:
                 return None
             newest = max(found, key=lambda c: (c.created, c.checkpoint_id))

@@ -8,11 +8,11 @@ branch moves are compare-and-swap from the head read under the lock.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
 from dulwich.objects import Blob, Commit, Tree
-from pydantic import BaseModel, ConfigDict
 
 from . import codec
 from .errors import (
@@ -25,15 +25,25 @@ from .ids import branch_ref, new_checkpoint_id, tag_prefix, validate_agent_id
 from .message import build as build_message
 from .models import Checkpoint
 from .rewrite import rewrite
+from .store import RefLock
 
 if TYPE_CHECKING:
     from .repository import StateRepository
 
 
-class RollbackResult(BaseModel):
-    """The agent's new head after a rollback, and the checkpoints a hard rollback dropped."""
+# trailers that describe one commit, not its state: never copied to a derived checkpoint
+_OWN_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Rollback-Of", "Forked-From", "Forked-From-Agent")
 
-    model_config = ConfigDict(frozen=True)
+
+def _derived_trailers(source: Checkpoint, agent_id: str, extra: dict[str, str]) -> dict[str, str]:
+    """Trailers of a new checkpoint holding ``source``'s state (its Iteration, Status, Task-Id...)."""
+    kept = {k: v for k, v in source.trailers.items() if k not in _OWN_TRAILERS}
+    return {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": agent_id, **kept, **extra}
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    """The agent's new head after a rollback, and the checkpoints a hard rollback dropped."""
 
     checkpoint: Checkpoint
     hard: bool
@@ -72,13 +82,14 @@ class HistoryMixin:
             raise InvalidArgumentError(f"{rev!r} is already the latest checkpoint of {agent_id!r}")
         if hard:
             return self._reset(agent_id, target)
-        trailers = {k: v for k, v in target.trailers.items() if k != "Checkpoint-Id"}
-        trailers = {"Checkpoint-Id": new_checkpoint_id(), **trailers,
-                    "Rollback-Of": target.checkpoint_id}
-        tree = self._object(target.commit.encode(), Commit).tree
+        trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
+        tree = self._object(self._object(target.commit.encode(), Commit).tree, Tree)
+        for _name, _mode, sha in tree.iteritems():  # freshen: a reclaim running now spares them
+            self._store.write(self._object(sha, Blob))
+        self._store.write(tree)
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
         when = int(datetime.now(timezone.utc).timestamp())
-        commit = self._commit_on_branch(agent_id, tree, build_message(summary, trailers), when, None)
+        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers), when, None)
         return RollbackResult(checkpoint=self._checkpoint(commit, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:
@@ -130,9 +141,8 @@ class HistoryMixin:
         blob = Blob.from_string(codec.encode(data))
         tree = Tree()
         tree.add(STATE_FILE, 0o100644, blob.id)
-        trailers = {k: v for k, v in target.trailers.items() if k not in ("Checkpoint-Id", "Agent-Id")}
-        trailers = {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": new_agent_id, **trailers,
-                    "Forked-From": target.checkpoint_id, "Forked-From-Agent": agent_id}
+        trailers = _derived_trailers(target, new_agent_id, {"Forked-From": target.checkpoint_id,
+                                                             "Forked-From-Agent": agent_id})
         parent = self._object(target.commit.encode(), Commit)
         commit = Commit()
         commit.tree, commit.parents = tree.id, [parent.id]
@@ -158,20 +168,18 @@ class HistoryMixin:
 
         The newer checkpoints are re-created onto its parent (``git rebase``-like:
         new commit SHAs, same checkpoint ids, tags follow); the removed one's
-        names are deleted. Its objects are reclaimed by :meth:`reclaim`/:meth:`prune`.
-        The only checkpoint of an agent cannot be deleted: use :meth:`delete_agent`.
+        names are deleted. Deleting an agent's only checkpoint deletes the agent
+        (like :meth:`delete_agent`). The objects are reclaimed by :meth:`reclaim`
+        or :meth:`prune`.
         """
         target = self.resolve(agent_id, rev)
-        if target.parent is None and target.commit == self._head(agent_id).decode():
-            raise InvalidArgumentError(f"{target.checkpoint_id} is the only checkpoint of "
-                                       f"{agent_id!r}; use delete_agent to remove the agent")
         with self._store.agent_lock(agent_id) as lock:
             history = self._history(agent_id)
             position = self._position(agent_id, history, target)
             if len(history) == 1:
-                raise InvalidArgumentError(f"{target.checkpoint_id} became the only checkpoint of "
-                                           f"{agent_id!r}; use delete_agent to remove the agent")
-            rewrite(self._store, lock, agent_id, history, {history[position].id})
+                self._remove_agent(lock, agent_id, history[0].id)
+            else:
+                rewrite(self._store, lock, agent_id, history, {history[position].id})
         return target
 
     def delete_agent(self: "StateRepository", agent_id: str) -> None:
@@ -181,13 +189,15 @@ class HistoryMixin:
         refs (a fork) still reach them.
         """
         self._head(agent_id)
+        with self._store.agent_lock(agent_id) as lock:
+            self._remove_agent(lock, agent_id, self._head(agent_id))
+
+    def _remove_agent(self: "StateRepository", lock: RefLock, agent_id: str, head: bytes) -> None:
         store, ref = self._store, branch_ref(agent_id)
-        with store.agent_lock(agent_id) as lock:
-            head = self._head(agent_id)
-            if not store.update_ref(lock, ref, head, None):
-                raise ConcurrentUpdateError(f"the branch of agent {agent_id!r} moved while it was "
-                                            "being deleted (a writer outside gitstate); nothing "
-                                            "was changed, try again")
-            for tag, sha in store.read_refs(tag_prefix(agent_id)).items():
-                store.update_ref(lock, tag, sha, None)
-            store.delete_reflog(lock, ref)
+        if not store.update_ref(lock, ref, head, None):
+            raise ConcurrentUpdateError(f"the branch of agent {agent_id!r} moved while it was "
+                                        "being deleted (a writer outside gitstate); nothing "
+                                        "was changed, try again")
+        for tag, sha in store.read_refs(tag_prefix(agent_id)).items():
+            store.update_ref(lock, tag, sha, None)
+        store.delete_reflog(lock, ref)

@@ -25,6 +25,7 @@ from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.objects import Commit, Tag, Tree, sha_to_hex
 from dulwich.pack import OFS_DELTA, Pack, UnpackedObject, write_pack_data, write_pack_index
 
+from .errors import CorruptObjectError
 from .store import Store
 
 _HEX = re.compile(rb"[0-9a-f]{40}")
@@ -33,7 +34,11 @@ _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
 
 @dataclass(frozen=True)
 class ReclaimResult:
-    """How many unreachable objects were removed and how many bytes that freed on disk."""
+    """How many unreachable objects were removed and the change in bytes on disk.
+
+    ``bytes`` can be negative: a kept object stored as a delta on a removed base is
+    stored whole in the rewritten pack (repacking with deltas is maintenance's job).
+    """
 
     objects: int = 0
     bytes: int = 0
@@ -42,11 +47,10 @@ class ReclaimResult:
 def _roots(store: Store) -> set[bytes]:
     """Every SHA a ref, a ``*HEAD`` file or a reflog entry names (hex bytes)."""
     roots = set(store.read_refs(b"refs/").values())
-    for name in os.listdir(store.path):
-        if name.endswith("HEAD"):
-            sha = store.read_ref(name.encode())
-            if sha and _HEX.fullmatch(sha):
-                roots.add(sha)
+    for name in os.listdir(store.path):  # HEAD, FETCH_HEAD, ORIG_HEAD...: first word of each line
+        if name.endswith("HEAD") and os.path.isfile(os.path.join(store.path, name)):
+            with open(os.path.join(store.path, name), "rb") as f:
+                roots.update(line[:40] for line in f if _HEX.fullmatch(line[:40]))
     for folder, _dirs, files in os.walk(os.path.join(store.path, "logs")):
         for name in files:
             with open(os.path.join(folder, name), "rb") as f:
@@ -62,7 +66,12 @@ def _reach(store: Store, roots: set[bytes], seen: set[bytes]) -> None:
     stack = [sha for sha in roots if sha not in seen]
     seen.update(stack)
     while stack:
-        obj = objects[stack.pop()]
+        sha = stack.pop()
+        try:
+            obj = objects[sha]
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
+                                     "nothing was reclaimed") from None
         if isinstance(obj, Commit):
             children = [obj.tree, *obj.parents]
         elif isinstance(obj, Tree):
@@ -78,10 +87,10 @@ def _reach(store: Store, roots: set[bytes], seen: set[bytes]) -> None:
             children = [obj.object[1]]
         else:
             children = []
-        for sha in children:
-            if sha not in seen:
-                seen.add(sha)
-                stack.append(sha)
+        for child in children:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
 
 
 def reachable(store: Store) -> set[bytes]:
@@ -110,14 +119,13 @@ def _reclaim(store: Store, cutoff: float) -> ReclaimResult:
             file = os.path.join(path, name)
             if len(name) != 38 or (folder + name).encode() in keep:
                 continue
-            st = os.stat(file)
-            if st.st_mtime < cutoff:
-                os.unlink(file)
-                objects, freed = objects + 1, freed + st.st_size
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass  # not empty
+            try:
+                st = os.stat(file)
+                if st.st_mtime < cutoff:
+                    os.unlink(file)
+                    objects, freed = objects + 1, freed + st.st_size
+            except FileNotFoundError:
+                continue  # removed by someone else (git gc)
     pack_dir = os.path.join(store.objects_dir, "pack")
     for name in sorted(os.listdir(pack_dir)) if os.path.isdir(pack_dir) else ():
         base = os.path.join(pack_dir, name[:-5])

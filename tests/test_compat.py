@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git
 
 from gitstate import AgentState, AgentStatus, StateRepository
@@ -132,3 +135,33 @@ def test_failures_keep_the_seeds_contract(tmp_path, caplog):
     only = persistence.save_state(AgentState(agent_id="solo"))
     assert persistence.delete_checkpoint(only) is True  # the only checkpoint: the agent goes
     assert persistence.list_checkpoints() == []
+
+
+def test_load_state_reads_a_file_the_seed_wrote(tmp_path):
+    persistence = AgentStatePersistence(persist_dir=str(tmp_path / "cp"))
+    seed_file = Path(__file__).parent.parent / "fixtures" / "seed_checkpoints" / "agent_7c1e9a42_final.json"
+    state = persistence.load_state(str(seed_file))
+    assert state.agent_id == "agent_7c1e9a42"
+    assert state == AgentState.model_validate(json.loads(seed_file.read_text())["state"])
+    bad = tmp_path / "agent_x_broken.json"
+    bad.write_text("{not json")
+    assert persistence.load_state(str(bad)) is None
+
+
+def test_delete_checkpoint_beside_a_concurrent_writer(tmp_path):
+    persistence = AgentStatePersistence(persist_dir=str(tmp_path / "cp"))
+    state = AgentState(agent_id="a")
+    references = []
+    for _ in range(5):
+        state.iteration += 1
+        references.append(persistence.save_state(state))
+    with ConcurrentWriter(str(tmp_path / "cp"), "a") as writer:
+        writer.wait_for(3)
+        assert persistence.delete_checkpoint(references[1]) is True
+        writer.wait_for(3)
+        acknowledged = writer.stop()
+    listed = {cp["checkpoint_id"] for cp in persistence.list_checkpoints("a")}
+    assert set(acknowledged) <= listed
+    assert references[1].split("@")[1] not in listed
+    assert {r.split("@")[1] for r in references} - listed == {references[1].split("@")[1]}
+    fsck(persistence.repository)

@@ -8,6 +8,7 @@ import json
 import jsonpatch
 import pytest
 from conftest import git, grow
+from history_helpers import build, run_beside_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -158,3 +159,11 @@ def test_git_diff_of_two_checkpoints_is_line_by_line(repo):
     assert '+      "content": "step 6: looked at file_6.py",' in changed
     assert all(line.startswith(("+", "-")) and len(line) < 120 for line in changed)
     assert len(changed) < 30  # one line per changed value, not the whole document
+
+
+def test_diff_beside_a_concurrent_writer(repo):
+    ids = build(repo, count=4)
+    acknowledged, diff = run_beside_writer(repo, lambda: repo.diff("a", ids[0]))
+    old, new = repo.read_state(diff.old.commit), repo.read_state(diff.new.commit)
+    assert encode(apply_patch(old, diff.patch)) == encode(new)
+    assert set(acknowledged) <= {c.checkpoint_id for c in repo.log("a")}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, grow, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
@@ -13,6 +16,7 @@ from gitstate import (
     InvalidAgentIdError,
     InvalidArgumentError,
     RevisionNotFoundError,
+    StateRepository,
 )
 
 
@@ -121,11 +125,17 @@ def test_delete_the_latest_and_the_oldest(repo):
     fsck(repo)
 
 
+def test_deleting_the_only_checkpoint_deletes_the_agent(repo):
+    build(repo, count=1, names={1: "one"})
+    build(repo, agent_id="other", count=1)
+    repo.delete("a", "one")
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/agents/other"]
+    fsck(repo)
+
+
 def test_delete_bad_input_changes_nothing(repo):
     build(repo, count=1)
     before = snapshot(repo)
-    with pytest.raises(InvalidArgumentError, match="only checkpoint"):
-        repo.delete("a", "latest")
     with pytest.raises(RevisionNotFoundError):
         repo.delete("a", "nope")
     with pytest.raises(AgentNotFoundError):
@@ -197,4 +207,56 @@ def test_fork_beside_a_foreign_writer_still_forks_from_the_checkpoint(repo):
     repo.fork("a", ids[1], "b")
     assert ids_of(repo, "b")[:2] == ids[:2]
     assert git(repo, "log", "-1", "--format=%s", "agents/a").strip() == "foreign"
+    fsck(repo)
+
+
+def test_delete_agent_beside_a_concurrent_writer(repo):
+    """Saves acknowledged before the delete went with the agent; the later ones start it anew."""
+    build(repo, count=5)
+    with ConcurrentWriter(repo.path, "a") as writer:
+        writer.wait_for(3)
+        repo.delete_agent("a")
+        while True:  # read acknowledgements until one made after the delete shows up
+            writer.wait_for(1)
+            if repo.agents() and writer.acknowledged[-1] in ids_of(repo):
+                break
+        acknowledged = writer.stop()
+    history = ids_of(repo)
+    assert history == acknowledged[len(acknowledged) - len(history):]  # the newest saves, in order
+    assert repo.log("a")[-1].parent is None  # a fresh root: nothing of the deleted history
+    fsck(repo)
+
+
+def test_derived_checkpoints_do_not_inherit_event_trailers(repo):
+    ids = build(repo, count=3)
+    forked = repo.fork("a", ids[1], "b")
+    repo.save(grow(repo.load("b")))
+    rolled = repo.rollback("b", forked.checkpoint_id).checkpoint
+    assert rolled.trailers["Rollback-Of"] == forked.checkpoint_id and rolled.iteration == 2
+    assert "Forked-From" not in rolled.trailers and rolled.trailers["Agent-Id"] == "b"
+    assert repo.load("b").agent_id == "b"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_random_deletes_keep_ids_states_and_names(tmp_path_factory, data):
+    repo = StateRepository.init(tmp_path_factory.mktemp("random") / "state.git")
+    count = data.draw(st.integers(2, 12))
+    names = {i: f"n{i}" for i in data.draw(st.sets(st.integers(1, count), max_size=4))}
+    ids = build(repo, count=count, names=names)
+    states = {i: repo.load("a", i) for i in ids}
+    name_of = {ids[i - 1]: name for i, name in names.items()}
+    alive = list(ids)
+    for _ in range(data.draw(st.integers(1, count - 1))):
+        victim = data.draw(st.sampled_from(alive))
+        repo.delete("a", victim)
+        alive.remove(victim)
+    assert ids_of(repo) == alive
+    for i in alive:
+        assert repo.load("a", i) == states[i]
+    expected_tags = sorted(f"refs/tags/agents/a/{name_of[i]}" for i in alive if i in name_of)
+    assert sorted(git(repo, "tag", "--list", "--format=%(refname)").split()) == expected_tags
+    for i in alive:
+        if i in name_of:
+            assert repo.resolve("a", name_of[i]).checkpoint_id == i
     fsck(repo)

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
 from gitstate import (
     AgentNotFoundError,
     ConcurrentUpdateError,
+    CorruptObjectError,
     InvalidArgumentError,
     StateRepository,
 )
@@ -70,13 +72,21 @@ def test_pruning_90_percent_of_300_loose_checkpoints_frees_90_percent_of_the_spa
     fsck(repo)
 
 
-def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo):
-    state = {"agent_id": "a", "iteration": 0, "messages": []}
+def save_growing(repo: StateRepository, count: int) -> list[str]:
+    """A growing state (git's packs store most of it as deltas); the first one is named."""
+    state: dict = {"agent_id": "a", "iteration": 0, "messages": []}
     ids = []
-    for i in range(300):  # a growing state: git's packs store most of it as deltas
+    for i in range(count):
         state = {**state, "iteration": i, "messages": state["messages"] + [os.urandom(40).hex()]}
         ids.append(repo.save(state, name="first" if i == 0 else None).checkpoint_id)
-    git(repo, "gc", "--quiet")
+    return ids
+
+
+@pytest.mark.parametrize("deltas", ["offset", "ref"])
+def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo, deltas):
+    ids = save_growing(repo, 300)
+    git(repo, "-c", f"repack.useDeltaBaseOffset={'true' if deltas == 'offset' else 'false'}",
+        "gc", "--quiet")
     assert not loose_objects(repo) and Path(repo.path, "objects/info/commit-graph").exists()
     age_objects(repo)
     before = disk_size(repo)
@@ -93,6 +103,24 @@ def test_pruning_packed_checkpoints_rewrites_the_pack_and_keeps_deltas(repo):
     packed = {line.split()[0] for line in verify.splitlines() if len(line.split()[0]) == 40}
     assert packed | loose_objects(repo) == reachable_objects(repo)
     assert disk_size(repo) < before * 0.5
+    fsck(repo)
+
+
+def test_kept_deltas_whose_base_goes_are_stored_whole(repo):
+    """git deltifies older versions against newer ones: drop the newer half and keep the older."""
+    ids = save_growing(repo, 200)
+    git(repo, "gc", "--quiet")
+    expected = {i: repo.load("a", i, model=None) for i in ids[:100:9]}
+    repo.rollback("a", ids[99], hard=True)
+    os.unlink(Path(repo.path, "logs/refs/heads/agents/a"))  # as `git reflog expire` would
+    age_objects(repo)
+    result = repo.reclaim(grace=timedelta(0))
+    assert result.objects == 300  # commit, tree and blob of the 100 newest
+    for i, data in expected.items():
+        assert repo.load("a", i, model=None) == data
+    packed = {line.split()[0] for line in git(repo, "verify-pack", "-v", *map(
+        str, Path(repo.path, "objects/pack").glob("*.idx"))).splitlines() if len(line.split()[0]) == 40}
+    assert packed == reachable_objects(repo)
     fsck(repo)
 
 
@@ -185,4 +213,43 @@ def test_prune_fails_cleanly_when_a_foreign_writer_moves_the_branch(repo):
     with pytest.raises(ConcurrentUpdateError, match="nothing was changed"):
         repo.prune("a", RetentionPolicy(keep_last=2))
     assert git(repo, "for-each-ref") == seen["refs"] and logs(repo) == seen["logs"]
+    fsck(repo)
+
+
+def test_reclaim_refuses_to_run_on_a_repository_missing_reachable_objects(repo):
+    ids = build(repo, count=3)
+    repo.delete("a", ids[0])
+    age_objects(repo)
+    tree = git(repo, "rev-parse", "agents/a~1^{tree}").strip()
+    Path(repo.path, "objects", tree[:2], tree[2:]).unlink()
+    before = snapshot(repo)
+    with pytest.raises(CorruptObjectError, match=tree):
+        repo.reclaim(grace=timedelta(0))
+    assert snapshot(repo) == before
+
+
+def test_fetch_head_and_orig_head_are_roots(repo):
+    ids = build(repo, count=3)
+    old = repo.resolve("a", ids[0]).commit
+    Path(repo.path, "ORIG_HEAD").write_text(old + "\n")
+    repo.delete("a", ids[0])
+    age_objects(repo)
+    repo.reclaim(grace=timedelta(0))
+    assert git(repo, "cat-file", "-t", old).strip() == "commit"
+    fsck(repo)
+
+
+def test_reclaim_beside_a_writer_of_another_agent_loses_nothing(repo):
+    ids = save_run(repo, 60)
+    age_objects(repo)
+    with ConcurrentWriter(repo.path, "b") as writer:
+        writer.wait_for(3)
+        result = repo.prune("a", RetentionPolicy(keep_last=6, keep_named=False))
+        writer.wait_for(3)
+        acknowledged = writer.stop()
+    assert result.reclaimed.objects == 54 * 3 + 6
+    assert ids_of(repo, "a") == ids[-6:]
+    assert set(acknowledged) <= set(ids_of(repo, "b"))
+    for checkpoint in repo.log("b"):
+        repo.read_state(checkpoint.commit)
     fsck(repo)

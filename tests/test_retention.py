@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitstate import Checkpoint, InvalidArgumentError
 from gitstate.retention import Duration, RetentionPolicy, plan
@@ -136,3 +138,42 @@ def test_durations_follow_restic_notation():
 def test_plan_needs_an_aware_now():
     with pytest.raises(InvalidArgumentError, match="now"):
         plan([], RetentionPolicy(keep_last=1), datetime(2026, 1, 1))
+
+
+times = st.lists(st.datetimes(min_value=datetime(2022, 1, 1), max_value=datetime(2026, 12, 31),
+                              timezones=st.just(timezone.utc)), min_size=1, max_size=40, unique=True)
+counts = st.none() | st.integers(0, 12)
+policies = st.builds(RetentionPolicy, keep_last=counts, keep_hourly=counts, keep_daily=counts,
+                     keep_weekly=counts, keep_monthly=counts, keep_yearly=counts,
+                     keep_within=st.none() | st.sampled_from(["1h", "3d", "2m", "1y2m3d4h"]),
+                     keep_named=st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(times, policies, st.randoms(use_true_random=False))
+def test_plan_invariants(created, policy, rnd):
+    checkpoints = [Checkpoint(checkpoint_id=f"c{i}", commit=f"{i:040x}", agent_id="x", created=t,
+                              message="m", names=("n",) if i % 7 == 3 else ())
+                   for i, t in enumerate(created)]
+    now = max(created) + timedelta(hours=1)
+    decisions = plan(checkpoints, policy, now)
+    assert [d.checkpoint for d in decisions] == checkpoints
+    assert all(d.keep == bool(d.reasons) for d in decisions)
+    newest_first = sorted(decisions, key=lambda d: d.checkpoint.created, reverse=True)
+    if policy.empty:
+        assert all(d.keep for d in decisions)
+        return
+    assert newest_first[0].keep
+    if policy.keep_last is not None:
+        assert [("last" in d.reasons) for d in newest_first] == \
+            [i < policy.keep_last for i in range(len(newest_first))]
+    for bucket in ("hourly", "daily", "weekly", "monthly", "yearly"):
+        count = getattr(policy, f"keep_{bucket}")
+        marked = [d for d in decisions if bucket in d.reasons or f"{bucket} (oldest)" in d.reasons]
+        assert len(marked) <= (count or 0)
+    for d in decisions:
+        assert ("named" in d.reasons) == (policy.keep_named and bool(d.checkpoint.names))
+    shuffled = list(checkpoints)
+    rnd.shuffle(shuffled)
+    again = {d.checkpoint.checkpoint_id: d.reasons for d in plan(shuffled, policy, now)}
+    assert again == {d.checkpoint.checkpoint_id: d.reasons for d in decisions}
