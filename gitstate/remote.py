@@ -36,6 +36,7 @@ from .errors import (
     RemoteNotFoundError,
 )
 from .ids import BRANCH_PREFIX, TAG_PREFIX, _check, branch_ref, is_valid_name, tag_prefix, tag_ref, validate_agent_id
+from .message import parse as parse_message
 from .store import RefLock
 
 if TYPE_CHECKING:
@@ -363,9 +364,7 @@ class RemoteMixin:
             status = TransferStatus.FORCED
         else:
             status = TransferStatus.REJECTED
-            problems.append(f"the remote head {_short(theirs.head)} is not in the local history (it has "
-                            "checkpoints this one lacks, or this one was rewritten, e.g. by "
-                            "retention): pull first, or push with force to replace it")
+            problems.append(self._not_fast_forward(theirs.head, ours.head))
         after_tags = dict(theirs.tags)
         if tags:
             for name, sha in ours.tags.items():
@@ -387,6 +386,17 @@ class RemoteMixin:
         return _PushPlan(changes, _Agent(ours.head, after_tags),
                          TransferResult(agent_id=agent_id, status=status, old=old,
                                         new=ours.head.decode()))
+
+    def _not_fast_forward(self: "StateRepository", theirs: bytes, ours: bytes) -> str:
+        """Why a push would drop the remote head ``theirs``, and what to do about it."""
+        if theirs in self._store.repo.object_store:
+            checkpoint_id = parse_message(self._object(theirs, Commit).message)[1].get("Checkpoint-Id")
+            marker = f"\nCheckpoint-Id: {checkpoint_id}\n".encode()
+            if checkpoint_id and any(marker in commit.message for commit in self._walk(ours)):
+                return (f"the local history was rewritten (e.g. by retention) since the remote got its "
+                        f"head {_short(theirs)}: push with force to replace the remote history")
+        return (f"the remote head {_short(theirs)} is not in the local history (it has checkpoints "
+                "this one lacks, or this one was rewritten): pull first, or push with force to replace it")
 
     # -- fetch and pull -------------------------------------------------------------------
     def fetch(self: "StateRepository", remote: str, agents: Optional[Sequence[str]] = None, *,

@@ -21,6 +21,7 @@ from gitstate import (
     RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
+    RetentionPolicy,
     StateRepository,
     TransferStatus,
 )
@@ -252,18 +253,18 @@ def test_pull_adds_missing_names_and_keeps_differing_ones(repo: StateRepository,
 def test_a_rewritten_history_needs_force_and_a_strict_server_refuses_it(
         net_server: Server, repo: StateRepository, deny: bool) -> None:
     url, path = net_server.new(**({"receive.denyNonFastForwards": "true"} if deny else {}))
-    rewritten = agent(repo, "rewritten", 3)
+    agent(repo, "rewritten", 3)
+    rewritten_head = repo.latest("rewritten")
     steady = agent(repo, "steady", 1)
     repo.remote_add("origin", url)
     repo.push("origin")
     server_head = git(path, "rev-parse", "agents/rewritten")
-    # rewrite the local history the way retention does (the head is no longer in it) ...
-    git(repo, "update-ref", "refs/heads/agents/rewritten", repo.resolve("rewritten", "latest~2").commit)
-    repo.save(rewritten)
+    repo.prune("rewritten", RetentionPolicy(keep_last=2))  # new commits, same checkpoint ids
+    assert repo.latest("rewritten").checkpoint_id == rewritten_head.checkpoint_id
     grow(steady)
     repo.save(steady)
 
-    with pytest.raises(PushRejectedError, match="force") as caught:
+    with pytest.raises(PushRejectedError, match=r"rewritten \(e.g. by retention\).*push with force") as caught:
         repo.push("origin")
     statuses = {r.agent_id: r.status for r in caught.value.results}
     assert statuses == {"rewritten": TransferStatus.REJECTED, "steady": TransferStatus.UPDATED}
@@ -284,6 +285,7 @@ def test_a_rewritten_history_needs_force_and_a_strict_server_refuses_it(
         assert [r.status for r in results] == [TransferStatus.FORCED, TransferStatus.UP_TO_DATE]
         assert git(path, "rev-parse", "agents/rewritten") == git(repo, "rev-parse", "agents/rewritten")
     fsck(path)
+    fsck(repo)
 
 
 def test_hooks_refuse_per_agent_and_the_rest_is_pushed(net_server: Server, repo: StateRepository) -> None:
