@@ -422,7 +422,7 @@ class RemoteMixin:
                 raise AgentNotFoundError(f"remote {remote!r} has no agent " + ", ".join(map(repr, missing)))
             found.update(theirs if wanted is None else {a: theirs[a] for a in wanted})
             shas = {sha for agent in found.values() for sha in (agent.head, *agent.tags.values())}
-            return [sha for sha in shas if sha not in store]
+            return [sha for sha in shas if sha is not None and sha not in store]
 
         client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
         _talk(url, "fetching from", lambda: client.fetch(
