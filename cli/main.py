@@ -11,6 +11,7 @@ from gitstate import __version__
 from .context import REPO_ENV, GitstateGroup, Settings
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
+from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
 
 EPILOG = f"""\b
@@ -37,5 +38,6 @@ def cli(ctx: click.Context, repo: Optional[str], debug: bool) -> None:
     ctx.obj = Settings(repo=repo, debug=debug)
 
 
-for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_):
+for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
+                remote, push, fetch, pull, clone):
     cli.add_command(command)

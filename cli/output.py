@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import click
 
@@ -91,6 +91,13 @@ class Progress:
     def __exit__(self, *exc_info: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc_info)
+
+
+def transfer_progress() -> Optional[Callable[[str], None]]:
+    """A callback copying git's transfer progress text to stderr, if stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda text: click.echo(text, err=True, nl=False, color=colour_allowed())
 
 
 CHECKPOINT_COLUMNS = ["ITER", "STATUS", "SAVED (UTC)", "NAMES"]

@@ -6,6 +6,7 @@ from .errors import (
     AmbiguousRevisionError,
     ConcurrentUpdateError,
     CorruptObjectError,
+    DivergedError,
     EncodingError,
     GitstateError,
     InvalidAgentIdError,
@@ -14,14 +15,20 @@ from .errors import (
     InvalidStateError,
     NameTakenError,
     NotARepositoryError,
+    PushRejectedError,
+    RemoteError,
+    RemoteExistsError,
+    RemoteNotFoundError,
     RevisionNotFoundError,
     SeedFormatError,
+    TransferError,
 )
 from .diff import StateDiff
 from .history import RollbackResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .prune import PruneResult
 from .reclaim import ReclaimResult
+from .remote import Remote, TransferResult, TransferStatus
 from .repository import StateRepository
 from .retention import Decision, Duration, RetentionPolicy, plan
 from .seed_import import FileOutcome, SeedFile, read_seed_file
@@ -37,5 +44,8 @@ __all__ = [
     "StateDiff", "plan",
     # seed import
     "FileOutcome", "SeedFile", "read_seed_file",
+    # remotes
+    "DivergedError", "PushRejectedError", "Remote", "RemoteError", "RemoteExistsError",
+    "RemoteNotFoundError", "TransferError", "TransferResult", "TransferStatus",
 ]
 __version__ = "0.1.0"

@@ -74,3 +74,31 @@ class ConcurrentUpdateError(GitstateError):
 
 class CorruptObjectError(GitstateError):
     """A git object is missing, unreadable, or not what a checkpoint must be."""
+
+
+class RemoteError(GitstateError):
+    """Talking to a remote failed (connection, protocol, server); URLs are shown redacted."""
+
+
+class RemoteNotFoundError(RemoteError, LookupError):
+    """No remote of that name is configured."""
+
+
+class RemoteExistsError(RemoteError):
+    """A remote of that name is already configured."""
+
+
+class TransferError(RemoteError):
+    """Some agents of a push or pull failed; ``results`` holds every agent's outcome."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
+class PushRejectedError(TransferError):
+    """The push of some agents was refused (non-fast-forward, or by the server)."""
+
+
+class DivergedError(TransferError):
+    """A local agent and its remote counterpart both have checkpoints the other lacks."""

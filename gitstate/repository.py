@@ -42,6 +42,7 @@ from .diff import DiffMixin
 from .history import HistoryMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
+from .remote import RemoteMixin
 from .seed_import import SeedImportMixin
 from .store import Store
 
@@ -58,7 +59,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin):
+class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, RemoteMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
