@@ -16,14 +16,16 @@ from .errors import (
     NotARepositoryError,
     RevisionNotFoundError,
 )
+from .maintenance import GcResult, MaintenanceSettings, Problem, VerifyResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .repository import StateRepository
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
-    "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
-    "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
-    "RevisionNotFoundError", "StateRepository",
+    "EncodingError", "GcResult", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
+    "InvalidNameError", "InvalidStateError", "MaintenanceSettings", "NameTakenError",
+    "NotARepositoryError", "Problem",
+    "RevisionNotFoundError", "StateRepository", "VerifyResult",
 ]
 __version__ = "0.1.0"

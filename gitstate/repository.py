@@ -38,6 +38,7 @@ from .ids import (
     validate_agent_id,
     validate_name,
 )
+from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .store import Store
 
@@ -54,7 +55,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository:
+class StateRepository(MaintenanceMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
@@ -150,6 +151,7 @@ class StateRepository:
         self._store.write(blob)
         self._store.write(tree)
         commit = self._commit_on_branch(agent_id, tree.id, text, when, name)
+        self._after_save(3, len(blob.data))
         return self._checkpoint(commit, agent_id, (name,) if name else ())
 
     def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: int,
@@ -196,8 +198,12 @@ class StateRepository:
     def _object(self, sha: bytes, kind: type) -> Any:
         try:
             obj = self._store.repo.object_store[sha]
-        except KeyError:
-            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
+        except KeyError:  # maintenance may just have moved it into a new pack: look again
+            self._store.forget_repo()
+            try:
+                obj = self._store.repo.object_store[sha]
+            except KeyError:
+                raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
         except Exception as exc:  # zlib / parse errors from a damaged object file
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
         if not isinstance(obj, kind):

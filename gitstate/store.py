@@ -91,6 +91,13 @@ class Store:
             repo = self._local.repo = Repo(self.path, bare=True)
         return repo
 
+    def forget_repo(self) -> None:
+        """Close this thread's ``Repo``; the next use reopens it (rescanning packs)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            self._local.repo = None
+            repo.close()
+
     def _packed_refs(self) -> dict[bytes, bytes]:
         path = os.path.join(self.path, "packed-refs")
         try:
@@ -142,15 +149,22 @@ class Store:
         folder = os.path.join(self.objects_dir, hexsha[:2])
         path = os.path.join(folder, hexsha[2:])
         if os.path.exists(path):
-            return
+            try:  # refresh its time: maintenance never deletes a recent loose object
+                os.utime(path)
+            except OSError:  # read-only object store, or removed meanwhile
+                pass
+            if os.path.exists(path):
+                return
         data = obj.as_legacy_object(compression_level=LOOSE_COMPRESSION)
-        try:
-            os.mkdir(folder)
-            new_folder = True
-        except FileExistsError:
-            new_folder = False
         tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        new_folder = False
+        while True:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                break
+            except FileNotFoundError:  # no fan-out folder (maintenance removes empty ones)
+                os.makedirs(folder, exist_ok=True)
+                new_folder = True
         try:
             view = memoryview(data)
             while view:
