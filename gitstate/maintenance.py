@@ -37,7 +37,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 import zlib
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
@@ -293,7 +292,7 @@ class MaintenanceMixin:
         with auto.lock:
             auto.pending_objects += objects
             auto.pending_bytes += nbytes
-            _PENDING.add(self)
+            _PENDING[self.path] = self
             due = (auto.pending_objects >= settings.auto_objects
                    or auto.pending_bytes >= settings.auto_bytes)
             if not due or (auto.thread is not None and auto.thread.is_alive()):
@@ -322,6 +321,7 @@ class MaintenanceMixin:
         same bytes).
         """
         result = VerifyResult()
+        self._store.forget_repo()  # see the packs as they are now
         store = self._store.repo.object_store
         problems = result.problems
         for pack in store.packs:
@@ -356,7 +356,8 @@ class _AutoState:
 
 
 _STATE_LOCK = threading.Lock()
-_PENDING: "weakref.WeakSet[StateRepository]" = weakref.WeakSet()
+_PENDING: "dict[str, StateRepository]" = {}  # repositories this process saved into
+EXIT_MIN_OBJECTS = 30  # pack at exit only if this process wrote at least this many objects
 
 
 def _auto_state(repo: "StateRepository") -> _AutoState:
@@ -369,13 +370,30 @@ def _auto_state(repo: "StateRepository") -> _AutoState:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    """Pack what live repositories saved since their last maintenance (at process exit)."""
-    for repo in list(_PENDING):
+    """At process exit, pack what this process saved since its last maintenance.
+
+    Only if it wrote at least ``EXIT_MIN_OBJECTS`` objects or ``auto_objects``
+    loose objects are waiting (estimated from one fan-out folder, as git does),
+    so that one-off saves (a CLI call) do not each write a pack.
+    """
+    while _PENDING:
+        path, repo = _PENDING.popitem()
         auto = _auto_state(repo)
         if auto.thread is not None:
             auto.thread.join()
-        if (auto.pending_objects or auto.pending_bytes) and os.path.isdir(repo.path):
+        if not os.path.isdir(path) or not auto.pending_objects:
+            continue
+        if auto.pending_objects >= EXIT_MIN_OBJECTS or _loose_estimate(path) >= \
+                repo.maintenance_settings.auto_objects:
             repo._auto_gc()
+
+
+def _loose_estimate(path: str) -> int:
+    """Loose objects in the repository, estimated from the folder ``objects/17``."""
+    try:
+        return 256 * len(os.listdir(os.path.join(path, "objects", "17")))
+    except FileNotFoundError:
+        return 0
 
 
 class _maintenance_lock:
@@ -428,14 +446,27 @@ class _Packer:
             if kind in (COMMIT, TREE) and sha not in self.raws:
                 self.raws[sha] = self.store.get_raw(sha)[1]
 
-    def write(self, types: dict[bytes, int]) -> None:
+    def write(self, types: dict[bytes, int]) -> Optional[str]:
+        """Write ``types``' objects as one new pack; return its path without extension."""
         if not types:
-            return
+            return None
         self.structure(types)
         plan = plan_pack(types, types, self.raws, self.settings.max_depth)
-        write_pack(self.pack_dir, plan, self.read)
+        path = write_pack(self.pack_dir, plan, self.read)
         self.store._update_pack_cache()
         self.result.packed_objects += len(types)
+        return path[:-len(".pack")]
+
+    def replace(self, old: list["Pack"], new: Optional[str]) -> None:
+        """Delete the packs ``old`` now that pack ``new`` holds their objects.
+
+        A rewrite can produce a pack identical to an old one (same name): that
+        one is the new pack and stays.
+        """
+        for pack in old:
+            if pack._basename != new:
+                _remove_pack(pack)
+        self.result.packs_merged += len(old)
 
     def run(self, prune: bool, grace: int) -> None:
         loose = _loose_objects(self.objects_dir)
@@ -476,10 +507,7 @@ class _Packer:
         for pack in merged:
             types.update(pack_object_types(pack))
         self.raws.clear()
-        self.write(types)
-        for pack in merged:
-            _remove_pack(pack)
-        self.result.packs_merged += len(merged)
+        self.replace(merged, self.write(types))
 
     def prune(self, loose: dict[bytes, str], grace: int) -> None:
         """Rewrite everything reachable into one pack; delete what nothing reaches.
@@ -494,10 +522,8 @@ class _Packer:
         packs = self.packs()
         before = set(loose).union(*(set(pack) for pack in packs))
         kept_loose = recent - set(from_refs)
-        self.write({sha: kind for sha, kind in keep.items() if sha not in kept_loose})
-        for pack in packs:
-            _remove_pack(pack)
-        self.result.packs_merged += len(packs)
+        new = self.write({sha: kind for sha, kind in keep.items() if sha not in kept_loose})
+        self.replace(packs, new)
         self.remove_loose(path for sha, path in loose.items() if sha not in kept_loose
                           and (sha in keep or _older_than(path, cutoff)))  # a save may reuse it
         self.result.pruned_objects = len(before - set(keep))

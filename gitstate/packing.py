@@ -29,10 +29,7 @@ from dulwich.objects import hex_to_sha, sha_to_hex
 from dulwich.pack import OFS_DELTA, REF_DELTA, pack_object_header, write_pack_index
 from dulwich.object_format import SHA1
 
-try:  # the compiled extension is ~1000x faster than the pure-Python fallback
-    from dulwich._pack import create_delta
-except ImportError:  # pragma: no cover - depends on the dulwich wheel
-    from dulwich.pack import create_delta  # type: ignore[assignment]
+from .delta import create_delta
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
@@ -199,7 +196,6 @@ def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
             if entry.base is not None:
                 base_raw = live[entry.base]
                 delta = create_delta(base_raw, raw)
-                delta = delta if isinstance(delta, bytes) else b"".join(delta)
                 if len(delta) < len(raw) * MAX_DELTA_RATIO:
                     body = delta
                 uses[entry.base] -= 1
