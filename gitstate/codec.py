@@ -56,18 +56,19 @@ def decode(data: bytes | str) -> Any:
 
 
 def _check_floats(value: Any) -> None:
-    """orjson writes NaN/Infinity as null; find them (cheap walk, no path kept)."""
-    stack = [value]
-    pop, push = stack.pop, stack.extend
+    """orjson writes NaN/Infinity as null; find them (cheap walk, leaves checked in place)."""
+    stack: list[Any] = [(value,)]
+    pop, push = stack.pop, stack.append
     while stack:
         item = pop()
-        kind = type(item)
-        if kind is dict:
-            push(item.values())
-        elif kind is list or kind is tuple:
-            push(item)
-        elif kind is float and not math.isfinite(item):
-            _find_problem(value, "$")
+        for child in (item.values() if type(item) is dict else item):
+            kind = type(child)
+            if kind is str:
+                continue
+            if kind is dict or kind is list or kind is tuple:
+                push(child)
+            elif kind is float and child - child != 0.0:  # NaN or an infinity
+                _find_problem(value, "$")
 
 
 def _child(path: str, key: str) -> str:
