@@ -297,6 +297,7 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke test)")
+    parser.add_argument("--scale", type=int, help="divide the number of checkpoints by this")
     parser.add_argument("--only", default="S,L,W,H,A", help="comma-separated workloads")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--json", help="also write the raw figures to this file")
@@ -307,14 +308,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         figures = child_save(rest[0], rest[1], int(rest[2])) if kind == "save" else child_gc(rest[0])
         print(json.dumps(figures))
         return 0
-    scale = QUICK_SCALE if args.quick else 1
+    scale = args.scale or (QUICK_SCALE if args.quick else 1)
     keys = [k.strip().upper() for k in args.only.split(",") if k.strip()]
     results = []
     with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
         for key in keys:
             print(f"running {key} ...", file=sys.stderr, flush=True)
             results.append(run_workload(key, scale, Path(tmp), anchors=key not in ("H", "A")))
-    header = (f"gitstate benchmark ({'quick' if args.quick else 'full'}; python "
+    header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")
     table = markdown(results, header)
     print(table)

@@ -304,6 +304,12 @@ class MaintenanceMixin:
                 return
         self._auto_gc()
 
+    def wait_for_maintenance(self: "StateRepository") -> None:
+        """Wait until the automatic maintenance this object started (if any) has finished."""
+        thread = _auto_state(self).thread
+        if thread is not None:
+            thread.join()
+
     def _auto_gc(self: "StateRepository") -> None:
         try:
             self.gc()
@@ -378,9 +384,8 @@ def _flush_at_exit() -> None:
     """
     while _PENDING:
         path, repo = _PENDING.popitem()
+        repo.wait_for_maintenance()
         auto = _auto_state(repo)
-        if auto.thread is not None:
-            auto.thread.join()
         if not os.path.isdir(path) or not auto.pending_objects:
             continue
         if auto.pending_objects >= EXIT_MIN_OBJECTS or _loose_estimate(path) >= \
