@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from bench.workloads import WORKLOADS, Text  # noqa: E402
 from gitstate import AgentState, StateRepository  # noqa: E402
 
 QUICK_SCALE = 10
+LOADED = ("S", "L", "W")  # workloads whose newest and oldest checkpoints are loaded
 LOAD_REPEATS = 15
 
 
@@ -63,8 +63,17 @@ def median_time(fn: Callable[[], Any], repeats: int = LOAD_REPEATS) -> float:
     return statistics.median(times)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident memory, in MB.
+
+    Read from /proc: ``getrusage``'s ``ru_maxrss`` survives ``exec`` and would
+    report the parent's peak in a child process.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 # -- anchors ----------------------------------------------------------------------------------
@@ -121,28 +130,31 @@ class NaiveDulwich:
 
 # -- gitstate in child processes --------------------------------------------------------------
 
-def child_save(key: str, path: str, scale: int) -> dict[str, Any]:
+def child_save(key: str, path: str, scale: int, mode: str) -> dict[str, Any]:
     """Run the workload's save loop into a new repository (in this, a child, process)."""
     repo = StateRepository.init(path)
+    if mode != "default":
+        repo.configure_maintenance(background=mode == "background")
     times: list[float] = []
     first: set[str] = set()
     for agent_id, state in WORKLOADS[key].make(Text(), scale):
-        name = "first" if agent_id not in first else None  # to load the oldest by name
+        name = "first" if agent_id not in first and key in LOADED else None  # to load the oldest
         first.add(agent_id)
         start = time.perf_counter()
         repo.save(state, name=name)
         times.append(time.perf_counter() - start)
     largest = len(json.dumps(state.model_dump(mode="json"), indent=2))  # states only grow
-    return {"times": times, "rss_mb": peak_rss_mb(), "largest": largest}
+    repo.wait_for_maintenance()
+    return {"times": times, "rss_mb": rss_mb(), "largest": largest}
 
 
 def child_gc(path: str) -> dict[str, Any]:
     repo = StateRepository.open(path)
-    before = peak_rss_mb()
+    before = rss_mb("VmRSS")
     start = time.perf_counter()
     result = repo.gc(prune=True, grace_seconds=0)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_mb": peak_rss_mb(), "rss_growth_mb": peak_rss_mb() - before,
+    return {"seconds": seconds, "rss_mb": rss_mb(), "rss_growth_mb": rss_mb() - before,
             "bytes_after": file_bytes(path), "packed": result.packed_objects}
 
 
@@ -154,7 +166,7 @@ def in_child(*args: str) -> dict[str, Any]:
 
 # -- one workload -----------------------------------------------------------------------------
 
-def run_workload(key: str, scale: int, root: Path, anchors: bool) -> dict[str, Any]:
+def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> dict[str, Any]:
     work = WORKLOADS[key]
     out: dict[str, Any] = {"key": key, "title": work.title}
     seed_dir = root / f"{key}-seed"
@@ -162,6 +174,7 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool) -> dict[str, A
     seed_times, seed_paths = [], {}
     naive = NaiveDulwich(str(root / f"{key}-naive.git")) if anchors else None
     naive_times = []
+    os.sync()  # each save loop starts with no dirty data of earlier runs being written back
     for i, (agent_id, state) in enumerate(work.make(Text(), scale)):
         start = time.perf_counter()
         path = seed_save(seed_dir, state, f"{i:06d}")
@@ -179,8 +192,9 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool) -> dict[str, A
                         "bytes": file_bytes(str(root / f"{key}-naive.git"))}
 
     repo_path = str(root / f"{key}.git")
+    os.sync()
     started = time.perf_counter()
-    saved = in_child("save", key, repo_path, str(scale))
+    saved = in_child("save", key, repo_path, str(scale), mode)
     out["gitstate"] = {"p50": statistics.median(saved["times"]), "p95": pct(saved["times"], 0.95),
                        "run_s": time.perf_counter() - started, "bytes": file_bytes(repo_path),
                        "save_rss_mb": saved["rss_mb"], "largest": saved["largest"]}
@@ -194,7 +208,7 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool) -> dict[str, A
 
     repo = StateRepository.open(repo_path)
     agent = next(iter(seed_paths))
-    if key in ("S", "L", "W"):
+    if key in LOADED:
         out["load"] = {
             "newest": median_time(lambda: repo.load(agent)),
             "oldest": median_time(lambda: repo.load(agent, "first")),
@@ -299,13 +313,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke test)")
     parser.add_argument("--scale", type=int, help="divide the number of checkpoints by this")
     parser.add_argument("--only", default="S,L,W,H,A", help="comma-separated workloads")
+    parser.add_argument("--maintenance", choices=("default", "background", "inline"),
+                        default="default", help="where automatic maintenance runs during saves")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        figures = child_save(rest[0], rest[1], int(rest[2])) if kind == "save" else child_gc(rest[0])
+        figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save"
+                   else child_gc(rest[0]))
         print(json.dumps(figures))
         return 0
     scale = args.scale or (QUICK_SCALE if args.quick else 1)
@@ -314,8 +331,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
         for key in keys:
             print(f"running {key} ...", file=sys.stderr, flush=True)
-            results.append(run_workload(key, scale, Path(tmp), anchors=key not in ("H", "A")))
-    header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}; python "
+            results.append(run_workload(key, scale, Path(tmp), key not in ("H", "A"), args.maintenance))
+    header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
+              f"{args.maintenance}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")
     table = markdown(results, header)
     print(table)

@@ -24,7 +24,7 @@ Safety beside concurrent writers and readers:
 
 Automatic maintenance: each :class:`StateRepository` counts the objects and
 bytes its saves wrote; past ``auto_objects`` or ``auto_bytes`` it runs
-:meth:`gc` (in a background thread by default), and once more when the process
+:meth:`gc` (in a background process by default), and once more when the process
 exits if it saved anything since. Settings live in the repository's git config
 (``gitstate.*``) and are changed with :meth:`configure_maintenance`.
 """
@@ -35,13 +35,17 @@ import atexit
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from dulwich.config import ConfigFile
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import ShaFile, object_class
 
 from . import codec
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitstate.maintenance")
 
+DELTA_BASE_CACHE = 16 << 20  # dulwich caches 96 MB of delta bases per pack by default
+
 _TYPES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 _HEX = set("0123456789abcdef")
 
@@ -69,7 +75,7 @@ class MaintenanceSettings:
     auto_objects: int = 256  # loose objects written by a process that trigger a gc; 0 = never
     auto_bytes: int = 64 << 20  # or that many bytes of state written
     max_depth: int = 50  # longest delta chain in a pack
-    background: bool = True  # automatic gc in a background thread (else inside save)
+    background: bool = True  # automatic gc in a background process (else inside save)
     grace_seconds: int = 3600  # unreachable objects younger than this are kept
     pack_factor: int = 2  # geometric merging: each pack >= factor x all smaller ones
 
@@ -271,15 +277,17 @@ class MaintenanceMixin:
             raise InvalidArgumentError(f"grace_seconds must be >= 0, got {grace}")
         result = GcResult()
         started = time.perf_counter()
+        auto = _auto_state(self)
+        with auto.lock:  # what saves write from now on counts towards the next run
+            auto.pending_objects = auto.pending_bytes = 0
         with _maintenance_lock(self.path) as held:
             if not held:
                 result.skipped = True
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
-            _Packer(self, settings, result).run(prune, grace)
+            with _object_store(self._store.objects_dir) as store:
+                _Packer(self, store, settings, result).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
-        _auto_state(self).pending_objects = 0
-        _auto_state(self).pending_bytes = 0
         result.seconds = time.perf_counter() - started
         return result
 
@@ -295,20 +303,19 @@ class MaintenanceMixin:
             _PENDING[self.path] = self
             due = (auto.pending_objects >= settings.auto_objects
                    or auto.pending_bytes >= settings.auto_bytes)
-            if not due or (auto.thread is not None and auto.thread.is_alive()):
+            if not due or (auto.worker is not None and auto.worker.poll() is None):
                 return
-            auto.pending_objects = auto.pending_bytes = 0
             if settings.background:
-                auto.thread = threading.Thread(target=self._auto_gc, name="gitstate-gc")
-                auto.thread.start()
+                auto.pending_objects = auto.pending_bytes = 0
+                auto.worker = _start_worker(self.path)
                 return
         self._auto_gc()
 
     def wait_for_maintenance(self: "StateRepository") -> None:
         """Wait until the automatic maintenance this object started (if any) has finished."""
-        thread = _auto_state(self).thread
-        if thread is not None:
-            thread.join()
+        worker = _auto_state(self).worker
+        if worker is not None:
+            worker.wait()
 
     def _auto_gc(self: "StateRepository") -> None:
         try:
@@ -327,24 +334,24 @@ class MaintenanceMixin:
         same bytes).
         """
         result = VerifyResult()
-        self._store.forget_repo()  # see the packs as they are now
-        store = self._store.repo.object_store
         problems = result.problems
-        for pack in store.packs:
-            try:
-                pack.check()
-            except Exception as exc:  # dulwich raises ChecksumMismatch, ApplyDeltaError, ...
-                problems.append(Problem("pack", os.path.basename(pack._basename), str(exc)))
-        seen: set[bytes] = set()
-        for sha in _all_objects(self):
-            if sha in seen:
-                continue
-            seen.add(sha)
-            try:
-                type_num, raw = store.get_raw(sha)
-                ShaFile.from_raw_string(type_num, raw, verify_sha=sha)
-            except Exception as exc:  # checksum, zlib or parse errors of a damaged object
-                problems.append(Problem("object", sha.decode(), f"unreadable or damaged: {exc}"))
+        self._store.forget_repo()  # see the packs as they are now
+        with _object_store(self._store.objects_dir) as store:
+            for pack in store.packs:
+                try:
+                    pack.check()
+                except Exception as exc:  # dulwich raises ChecksumMismatch, ApplyDeltaError, ...
+                    problems.append(Problem("pack", os.path.basename(pack._basename), str(exc)))
+            seen: set[bytes] = set()
+            for sha in _all_objects(self._store.objects_dir, store):
+                if sha in seen:
+                    continue
+                seen.add(sha)
+                try:
+                    type_num, raw = store.get_raw(sha)
+                    ShaFile.from_raw_string(type_num, raw, verify_sha=sha)
+                except Exception as exc:  # checksum, zlib or parse errors of a damaged object
+                    problems.append(Problem("object", sha.decode(), f"unreadable or damaged: {exc}"))
         result.objects = len(seen)
         _verify_refs(self, result)
         return result
@@ -358,12 +365,13 @@ class _AutoState:
     settings: Optional[MaintenanceSettings] = None
     pending_objects: int = 0
     pending_bytes: int = 0
-    thread: Optional[threading.Thread] = None
+    worker: Optional[subprocess.Popen] = None  # the background maintenance process
 
 
 _STATE_LOCK = threading.Lock()
 _PENDING: "dict[str, StateRepository]" = {}  # repositories this process saved into
-EXIT_MIN_OBJECTS = 30  # pack at exit only if this process wrote at least this many objects
+EXIT_MIN_OBJECTS = 30  # pack at exit only if this process wrote this many objects ...
+EXIT_MIN_BYTES = 1 << 20  # ... or this many bytes of state since its last maintenance
 
 
 def _auto_state(repo: "StateRepository") -> _AutoState:
@@ -378,9 +386,9 @@ def _auto_state(repo: "StateRepository") -> _AutoState:
 def _flush_at_exit() -> None:
     """At process exit, pack what this process saved since its last maintenance.
 
-    Only if it wrote at least ``EXIT_MIN_OBJECTS`` objects or ``auto_objects``
-    loose objects are waiting (estimated from one fan-out folder, as git does),
-    so that one-off saves (a CLI call) do not each write a pack.
+    Only if it wrote at least ``EXIT_MIN_OBJECTS`` objects or ``EXIT_MIN_BYTES``,
+    or ``auto_objects`` loose objects are waiting (estimated from one fan-out
+    folder, as git does), so that one-off small saves do not each write a pack.
     """
     while _PENDING:
         path, repo = _PENDING.popitem()
@@ -388,8 +396,8 @@ def _flush_at_exit() -> None:
         auto = _auto_state(repo)
         if not os.path.isdir(path) or not auto.pending_objects:
             continue
-        if auto.pending_objects >= EXIT_MIN_OBJECTS or _loose_estimate(path) >= \
-                repo.maintenance_settings.auto_objects:
+        if (auto.pending_objects >= EXIT_MIN_OBJECTS or auto.pending_bytes >= EXIT_MIN_BYTES
+                or _loose_estimate(path) >= repo.maintenance_settings.auto_objects):
             repo._auto_gc()
 
 
@@ -399,6 +407,26 @@ def _loose_estimate(path: str) -> int:
         return 256 * len(os.listdir(os.path.join(path, "objects", "17")))
     except FileNotFoundError:
         return 0
+
+
+def _start_worker(path: str) -> subprocess.Popen:
+    """Run ``gc()`` on the repository at ``path`` in a new Python process (no GIL shared)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-m", "gitstate.maintenance", path], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def _object_store(objects_dir: str) -> Iterator[DiskObjectStore]:
+    """A private object store with a small delta base cache, closed after use."""
+    store = DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 class _maintenance_lock:
@@ -425,13 +453,14 @@ class _maintenance_lock:
 class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
-    def __init__(self, repo: "StateRepository", settings: MaintenanceSettings, result: GcResult):
+    def __init__(self, repo: "StateRepository", store: DiskObjectStore,
+                 settings: MaintenanceSettings, result: GcResult):
         self.repo = repo
         self.settings = settings
         self.result = result
         self.objects_dir = repo._store.objects_dir
         self.pack_dir = os.path.join(self.objects_dir, "pack")
-        self.store = repo._store.repo.object_store
+        self.store = store
         self.raws: dict[bytes, bytes] = {}  # commits and trees read while planning
 
     def packs(self) -> list["Pack"]:
@@ -566,10 +595,10 @@ def _older_than(path: str, cutoff: float) -> bool:
         return False
 
 
-def _all_objects(repo: "StateRepository") -> Iterator[bytes]:
-    yield from sorted(_loose_objects(repo._store.objects_dir))
-    for pack in repo._store.repo.object_store.packs:
-        yield from (sha for sha in pack)
+def _all_objects(objects_dir: str, store: DiskObjectStore) -> Iterator[bytes]:
+    yield from sorted(_loose_objects(objects_dir))
+    for pack in store.packs:
+        yield from pack
 
 
 def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
@@ -661,3 +690,9 @@ def reclaim(repo: "StateRepository", *, grace_seconds: Optional[int] = None) -> 
     ``grace_seconds`` (e.g. written by a save in progress), are never deleted.
     """
     return repo.gc(prune=True, grace_seconds=grace_seconds)
+
+
+if __name__ == "__main__":  # the background worker: python -m gitstate.maintenance <repo>
+    from .repository import StateRepository
+
+    StateRepository.open(sys.argv[1])._auto_gc()
