@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitstate.maintenance")
 
-DELTA_BASE_CACHE = 16 << 20  # dulwich caches 96 MB of delta bases per pack by default
+DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
 
 _TYPES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 _HEX = set("0123456789abcdef")
@@ -469,7 +469,7 @@ class _Packer:
         return [p for p in self.store.packs if not os.path.exists(p._basename + ".keep")]
 
     def read(self, sha: bytes) -> tuple[int, bytes]:
-        raw = self.raws.get(sha)
+        raw = self.raws.pop(sha, None)  # written once: free it as the pack grows
         if raw is not None:
             return (COMMIT if raw.startswith(b"tree ") else TREE), raw
         return self.store.get_raw(sha)
@@ -547,27 +547,39 @@ class _Packer:
         """Rewrite everything reachable into one pack; delete what nothing reaches.
 
         Loose objects younger than ``grace`` seconds that no ref reaches (a save
-        in progress) stay loose and untouched, and so does what they reach.
+        in progress) stay loose and untouched; what they reach is kept.
         """
         cutoff = time.time() - grace
         recent = {sha for sha, path in loose.items() if not _older_than(path, cutoff)}
-        from_refs = self.reachable(list(_ref_targets(self.repo.path)), {})
-        keep = self.reachable(sorted(recent), dict(from_refs))
+        keep = self.reachable(list(_ref_targets(self.repo.path)), {})
+        from_refs = set(keep)
+        self.reachable(sorted(recent), keep)
         packs = self.packs()
-        before = set(loose).union(*(set(pack) for pack in packs))
-        kept_loose = recent - set(from_refs)
-        new = self.write({sha: kind for sha, kind in keep.items() if sha not in kept_loose})
+        dropped = {sha for pack in packs for sha in pack if sha not in keep}
+        kept_loose = {sha for sha in recent if sha not in from_refs}
+        for sha in kept_loose:
+            del keep[sha]
+        new = self.write(keep)
         self.replace(packs, new)
         self.remove_loose(path for sha, path in loose.items() if sha not in kept_loose
                           and (sha in keep or _older_than(path, cutoff)))  # a save may reuse it
-        self.result.pruned_objects = len(before - set(keep))
+        dropped.update(sha for sha in loose if sha not in keep and sha not in kept_loose)
+        self.result.pruned_objects = len(dropped)
 
     def reachable(self, roots: list[bytes], types: dict[bytes, int]) -> dict[bytes, int]:
-        """Add to ``types`` every object reachable from ``roots`` (missing ones skipped)."""
-        stack = list(roots)
+        """Add to ``types`` every object reachable from ``roots`` (missing ones skipped).
+
+        Blobs are not read: a tree entry's mode gives their type, and their
+        content is only needed when the pack is written.
+        """
+        stack = [(sha, 0) for sha in roots]  # (sha, type if known from a tree entry)
         while stack:
-            sha = stack.pop()
+            sha, kind = stack.pop()
             if sha in types:
+                continue
+            if kind == BLOB:
+                if self.store.contains_packed(sha) or self.store.contains_loose(sha):
+                    types[sha] = BLOB
                 continue
             try:
                 kind, raw = self.store.get_raw(sha)
@@ -577,14 +589,15 @@ class _Packer:
             if kind == COMMIT:
                 self.raws[sha] = raw
                 tree, _parent = commit_links(raw)
-                stack.append(tree)
-                stack.extend(line[7:47] for line in raw.split(b"\n\n", 1)[0].split(b"\n")
+                stack.append((tree, TREE))
+                stack.extend((line[7:47], COMMIT) for line in raw.split(b"\n\n", 1)[0].split(b"\n")
                              if line.startswith(b"parent "))
             elif kind == TREE:
                 self.raws[sha] = raw
-                stack.extend(entry for _name, mode, entry in tree_entries(raw) if mode != 0o160000)
+                stack.extend((entry, TREE if mode == 0o40000 else BLOB)
+                             for _name, mode, entry in tree_entries(raw) if mode != 0o160000)
             elif kind == TAG:
-                stack.append(raw[7:47])
+                stack.append((raw[7:47], 0))
         return types
 
 

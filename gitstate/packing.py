@@ -37,7 +37,7 @@ MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its re
 ReadRaw = Callable[[bytes], tuple[int, bytes]]  # hex sha -> (type number, raw content)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     sha: bytes  # hex
     base: Optional[bytes] = None  # hex sha of the delta base (written before this entry)
@@ -155,7 +155,7 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_{tag}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_{tag}")
     try:
-        offsets, index, checksum = _write_pack_data(tmp_pack, plan, read, compression)
+        index, checksum = _write_pack_data(tmp_pack, plan, read, compression)
         with open(tmp_idx, "wb") as f:
             write_pack_index(f, sorted(index), checksum, version=2)
             f.flush()
@@ -172,7 +172,7 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
 
 
 def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
-                     compression: int) -> tuple[dict[bytes, int], list, bytes]:
+                     compression: int) -> tuple[list[tuple[bytes, int, int]], bytes]:
     hasher = hashlib.sha1()
     offsets: dict[bytes, int] = {}
     index: list[tuple[bytes, int, int]] = []
@@ -209,15 +209,15 @@ def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
             data = zlib.compress(body, compression)
             put(header)
             put(data)
-            offsets[entry.sha] = start
             index.append((hex_to_sha(entry.sha), start, zlib.crc32(data, zlib.crc32(header))))
-            if uses.get(entry.sha):
+            if uses.get(entry.sha):  # a delta base: keep its offset and content until used
+                offsets[entry.sha] = start
                 live[entry.sha] = raw
         checksum = hasher.digest()
         f.write(checksum)
         f.flush()
         os.fsync(f.fileno())
-    return offsets, index, checksum
+    return index, checksum
 
 
 def pack_object_types(pack) -> dict[bytes, int]:  # pack: dulwich.pack.Pack
