@@ -15,17 +15,30 @@ from .errors import (
     NameTakenError,
     NotARepositoryError,
     RevisionNotFoundError,
+    SeedFormatError,
 )
+from .diff import StateDiff
+from .history import RollbackResult
 from .maintenance import GcResult, MaintenanceSettings, Problem, VerifyResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
+from .prune import PruneResult
+from .reclaim import ReclaimResult
 from .repository import StateRepository
+from .retention import Decision, Duration, RetentionPolicy, plan
+from .seed_import import FileOutcome, SeedFile, read_seed_file
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
-    "EncodingError", "GcResult", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
-    "InvalidNameError", "InvalidStateError", "MaintenanceSettings", "NameTakenError",
-    "NotARepositoryError", "Problem",
-    "RevisionNotFoundError", "StateRepository", "VerifyResult",
+    "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
+    "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
+    "RevisionNotFoundError", "SeedFormatError", "StateRepository",
+    # history, retention, diff
+    "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
+    "StateDiff", "plan",
+    # seed import
+    "FileOutcome", "SeedFile", "read_seed_file",
+    # maintenance
+    "GcResult", "MaintenanceSettings", "Problem", "VerifyResult",
 ]
 __version__ = "0.1.0"

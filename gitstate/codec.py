@@ -1,8 +1,10 @@
 """Canonical JSON: one deterministic byte string per JSON value.
 
-Format: keys sorted, UTF-8, minimal string escaping (``"``, ``\\`` and control
-characters only), shortest round-trip floats (``1e16``, ``0.1``), integers exact,
-2-space indentation with one value per line, and a final newline.
+Format: exactly what Python's ``json.dumps(value, indent=2, sort_keys=True,
+ensure_ascii=False)`` writes, plus a final newline: keys sorted, UTF-8, minimal
+string escaping (``"``, ``\\`` and control characters), floats as Python's
+shortest round-trip ``repr`` (``0.1``, ``1e+16``), integers exact, 2-space
+indentation with one value per line. orjson does the work, ~20x faster.
 
 Accepted: ``dict`` with ``str`` keys, ``list``, ``str``, ``int`` in [-2**63, 2**64),
 finite ``float``, ``bool``, ``None``; and, as pydantic's JSON mode does, a
@@ -36,15 +38,17 @@ _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 _LEAVES = (str, int, bool, type(None), uuid.UUID)
 
 
+class _NonFinite(Exception):
+    pass
+
+
 def encode(value: Any) -> bytes:
     """Return the canonical JSON bytes of ``value`` (see the module docstring)."""
     try:
-        data = orjson.dumps(value, option=_OPTIONS)
-    except (orjson.JSONEncodeError, TypeError):
+        return orjson.dumps(_pin_floats(value), option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError, _NonFinite):
         _find_problem(value, "$")
         raise  # unreachable: _find_problem raises for anything orjson rejects
-    _check_floats(value)
-    return data
 
 
 def decode(data: bytes | str) -> Any:
@@ -55,20 +59,42 @@ def decode(data: bytes | str) -> Any:
         raise EncodingError(f"invalid JSON: {exc}") from exc
 
 
-def _check_floats(value: Any) -> None:
-    """orjson writes NaN/Infinity as null; find them (cheap walk, leaves checked in place)."""
-    stack: list[Any] = [(value,)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item = pop()
-        for child in (item.values() if type(item) is dict else item):
-            kind = type(child)
-            if kind is str:
-                continue
-            if kind is dict or kind is list or kind is tuple:
-                push(child)
-            elif kind is float and child - child != 0.0:  # NaN or an infinity
-                _find_problem(value, "$")
+def _pin_floats(value: Any) -> Any:
+    """Swap each float for its Python ``repr`` as a raw JSON fragment.
+
+    orjson's float format has changed between releases (``1e16`` vs ``1e+16``);
+    Python's ``repr`` is the same everywhere, so the bytes do not depend on the
+    installed orjson. Containers are copied only on the paths that hold floats.
+    NaN and infinities, which orjson would write as ``null``, are rejected here.
+    """
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _NonFinite  # encode re-walks from the top to name the path
+        return orjson.Fragment(float.__repr__(value))
+    if kind is dict:
+        copy = None
+        for key, item in value.items():
+            kind = type(item)
+            if kind is dict or kind is list or kind is float or kind is tuple:
+                pinned = _pin_floats(item)
+                if pinned is not item:
+                    if copy is None:
+                        copy = dict(value)
+                    copy[key] = pinned
+        return value if copy is None else copy
+    if kind is list or kind is tuple:
+        items = None
+        for i, item in enumerate(value):
+            kind = type(item)
+            if kind is dict or kind is list or kind is float or kind is tuple:
+                pinned = _pin_floats(item)
+                if pinned is not item:
+                    if items is None:
+                        items = list(value)
+                    items[i] = pinned
+        return value if items is None else items
+    return value
 
 
 def _child(path: str, key: str) -> str:

@@ -55,6 +55,15 @@ class EncodingError(GitstateError, ValueError):
         self.path = path
 
 
+class SeedFormatError(GitstateError, ValueError):
+    """A file is not a checkpoint in the seed's format; ``reason`` says why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class InvalidStateError(GitstateError, ValueError):
     """A stored state does not validate against the requested model."""
 

@@ -5,14 +5,16 @@ delta-compressed packs (:mod:`gitstate.packing`) and keeps the number of packs
 low by merging them geometrically: after packing the loose objects, the
 smallest packs are rewritten as one until every pack is at least twice the
 size of all smaller packs together. ``gc(prune=True)`` rewrites everything
-reachable into one pack and deletes what nothing reaches any more (what
-retention and deletions left behind), keeping every object reachable from a
-ref or a reflog and every loose object younger than the grace period.
+reachable into one delta-compressed pack and deletes what nothing reaches any
+more, keeping every object reachable from a ref or a reflog and every loose
+object younger than the grace period (``reclaim``, run by retention, does the
+pruning alone and keeps the packs' existing deltas).
 
 Safety beside concurrent writers and readers:
 
-- one maintenance at a time per repository (an ``flock`` on
-  ``gitstate/locks/maintenance``; a second one returns at once, skipped);
+- one maintenance at a time per repository (the ``flock`` of
+  ``Store.maintenance_lock``, which ``reclaim`` also takes; a second gc returns
+  at once, skipped);
 - refs are never written (no ``pack-refs``), so writers' compare-and-swap is
   untouched;
 - a new pack is fsynced and renamed into place (``.pack`` then ``.idx``)
@@ -52,6 +54,7 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import parse as parse_message
+from .reclaim import _drop_caches
 from .packing import (BLOB, COMMIT, TAG, TREE, commit_links, pack_object_types, plan_pack,
                       tree_entries, write_pack)
 
@@ -501,6 +504,8 @@ class _Packer:
             if pack._basename != new:
                 _remove_pack(pack)
         self.result.packs_merged += len(old)
+        if old:
+            _drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
 
     def run(self, prune: bool, grace: int) -> None:
         loose = _loose_objects(self.objects_dir)
@@ -693,16 +698,6 @@ def _check_state(repo: "StateRepository", commit: str, subject: str,
         return
     if canonical != data:
         problems.append(Problem("state", subject, "state.json is not in canonical form"))
-
-
-def reclaim(repo: "StateRepository", *, grace_seconds: Optional[int] = None) -> GcResult:
-    """Delete what nothing reaches any more (after retention or deletions rewrote history).
-
-    The entry point for history operations: same as ``repo.gc(prune=True)``.
-    Objects reachable from any ref or reflog, and loose objects younger than
-    ``grace_seconds`` (e.g. written by a save in progress), are never deleted.
-    """
-    return repo.gc(prune=True, grace_seconds=grace_seconds)
 
 
 if __name__ == "__main__":  # the background worker: python -m gitstate.maintenance <repo>

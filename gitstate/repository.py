@@ -38,8 +38,12 @@ from .ids import (
     validate_agent_id,
     validate_name,
 )
+from .diff import DiffMixin
+from .history import HistoryMixin
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
+from .prune import PruneMixin
+from .seed_import import SeedImportMixin
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,7 +59,7 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository(MaintenanceMixin):
+class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, MaintenanceMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
@@ -257,6 +261,11 @@ class StateRepository(MaintenanceMixin):
         id, a full or abbreviated (7+ hex digits) commit SHA, each optionally
         followed by ``~N`` (N checkpoints older) or ``^`` (one older).
         """
+        commit = self._find(agent_id, rev)
+        return self._checkpoint(commit, agent_id, tuple(self._names(agent_id).get(commit.id, ())))
+
+    def _find(self, agent_id: str, rev: Optional[str]) -> Commit:
+        """The commit ``rev`` names in the agent's history (see :meth:`resolve`)."""
         head = self._head(agent_id)
         text = "latest" if rev is None else str(rev).strip()
         match = _REV.fullmatch(text)
@@ -268,7 +277,7 @@ class StateRepository(MaintenanceMixin):
         sha = self._resolve_base(agent_id, head, base)
         for i, commit in enumerate(self._walk(sha)):
             if i == steps:
-                return self._checkpoint(commit, agent_id, tuple(self._names(agent_id).get(commit.id, ())))
+                return commit
         raise RevisionNotFoundError(
             f"{text!r}: agent {agent_id!r} has only {i} checkpoint(s) older than {base!r}"
         )
@@ -302,31 +311,37 @@ class StateRepository(MaintenanceMixin):
     def load(self, agent_id: str, rev: Optional[str] = None, *,
              model: Optional[type[M]] = AgentState) -> Any:  # M, or a dict when model is None
         """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
-        checkpoint = self.resolve(agent_id, rev)
-        data = self.read_state(checkpoint.commit)
+        commit = self._find(agent_id, rev)
+        data = self._state_of(commit)
         if model is None:
             return data
+        trailers = parse_message(commit.message)[1]
+        stored = int(trailers.get("Schema-Version", "1"))
+        label = trailers.get("Checkpoint-Id", commit.id.decode())
         version = getattr(model, "schema_version", 1)
-        if checkpoint.schema_version != version:
+        if stored != version:
             migrate = getattr(model, "migrate", None)
             if migrate is None:
-                warnings.warn(f"checkpoint {checkpoint.checkpoint_id} has schema version "
-                              f"{checkpoint.schema_version}, {model.__name__} expects {version}")
+                warnings.warn(f"checkpoint {label} has schema version {stored}, "
+                              f"{model.__name__} expects {version}")
             else:
-                data = migrate(data, checkpoint.schema_version)
+                data = migrate(data, stored)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise InvalidStateError(f"checkpoint {checkpoint.checkpoint_id} of {agent_id!r} "
+            raise InvalidStateError(f"checkpoint {label} of {agent_id!r} "
                                     f"is not a valid {model.__name__}: {exc}") from exc
 
     def read_state(self, commit: str) -> Any:
         """The decoded ``state.json`` of one checkpoint commit (hex SHA)."""
-        tree = self._object(self._object(commit.encode(), Commit).tree, Tree)
+        return self._state_of(self._object(commit.encode(), Commit))
+
+    def _state_of(self, commit: Commit) -> Any:
+        tree = self._object(commit.tree, Tree)
         try:
             _mode, sha = tree[STATE_FILE]
         except KeyError:
-            raise CorruptObjectError(f"commit {commit} has no state.json") from None
+            raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json") from None
         return codec.decode(self._object(sha, Blob).data)
 
     def log(self, agent_id: str, *, limit: Optional[int] = None,

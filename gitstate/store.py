@@ -149,11 +149,12 @@ class Store:
         folder = os.path.join(self.objects_dir, hexsha[:2])
         path = os.path.join(folder, hexsha[2:])
         if os.path.exists(path):
-            try:  # refresh its time: maintenance never deletes a recent loose object
+            try:  # freshen, as git does: reclaim spares unreachable objects younger than its grace
                 os.utime(path)
-            except OSError:  # read-only object store, or removed meanwhile
-                pass
-            if os.path.exists(path):
+                return
+            except FileNotFoundError:
+                pass  # reclaimed meanwhile: write it again
+            except PermissionError:  # another user's object: cannot freshen, still there
                 return
         data = obj.as_legacy_object(compression_level=LOOSE_COMPRESSION)
         tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
@@ -218,6 +219,10 @@ class Store:
     def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
         """Hold the write lock of one agent (serializes gitstate writers of that agent)."""
         return self._flock(os.path.join("agents", agent_id))
+
+    def maintenance_lock(self) -> AbstractContextManager[RefLock]:
+        """Held by code that deletes objects (reclaim, maintenance): one at a time per repository."""
+        return self._flock("maintenance")
 
     # -- writing refs ----------------------------------------------------------------
     def update_ref(self, lock: RefLock, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
@@ -305,3 +310,25 @@ class Store:
                     os.close(fd)
                     os.unlink(path + ".lock")
         self._packed = None
+
+    # -- reflogs ---------------------------------------------------------------------
+    def reflog_path(self, ref: bytes) -> str:
+        return os.path.join(self.path, "logs", os.fsdecode(ref))
+
+    def append_reflog(self, lock: RefLock, ref: bytes, old: bytes, new: bytes, message: str) -> None:
+        """Append one entry to ``ref``'s reflog in git's format (caller holds the agent lock)."""
+        path = self.reflog_path(ref)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        line = (f"{old.decode()} {new.decode()} gitstate <gitstate@localhost> "
+                f"{int(time.time())} +0000\t{' '.join(message.split())}\n")
+        with open(path, "ab") as f:
+            f.write(line.encode())
+            if self.durable:
+                os.fsync(f.fileno())
+
+    def delete_reflog(self, lock: RefLock, ref: bytes) -> None:
+        """Remove ``ref``'s reflog, as ``git branch -D`` does (caller holds the agent lock)."""
+        try:
+            os.unlink(self.reflog_path(ref))
+        except FileNotFoundError:
+            pass

@@ -14,7 +14,6 @@ import pytest
 
 from conftest import fsck, git, grow
 from gitstate import AgentState, InvalidArgumentError, StateRepository, codec
-from gitstate.maintenance import reclaim
 
 
 def save_run(repo: StateRepository, agent: str, steps: int) -> list[bytes]:
@@ -118,7 +117,7 @@ def _delete_branch(repo: StateRepository, agent: str) -> None:
         assert repo._store.update_ref(lock, ref, repo._store.read_ref(ref), None)
 
 
-def test_reclaim_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -> None:
+def test_prune_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -> None:
     manual(repo)
     kept = save_run(repo, "keep", 10)
     save_run(repo, "gone", 10)
@@ -129,12 +128,12 @@ def test_reclaim_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -
     _delete_branch(repo, "gone")
     _delete_branch(repo, "gone2")
 
-    young = reclaim(repo)  # default grace: the young loose objects of gone2 stay
+    young = repo.gc(prune=True)  # default grace: the young loose objects of gone2 stay
     assert young.pruned_objects == 30  # gone: 10 commits, 10 trees, 10 blobs (packed)
     assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode == 0
     assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone_blob]).returncode != 0
 
-    old = reclaim(repo, grace_seconds=0)
+    old = repo.gc(prune=True, grace_seconds=0)
     assert old.pruned_objects == 9
     assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode != 0
     assert len(list(Path(repo.path, "objects", "pack").glob("*.pack"))) == 1
@@ -144,14 +143,14 @@ def test_reclaim_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -
     assert repo.verify().ok
 
 
-def test_reclaim_keeps_objects_only_a_reflog_reaches(repo: StateRepository) -> None:
+def test_prune_keeps_objects_only_a_reflog_reaches(repo: StateRepository) -> None:
     manual(repo)
     save_run(repo, "a1", 3)
     old_head = git(repo, "rev-parse", "agents/a1").strip()
     first = git(repo, "rev-parse", "agents/a1~2").strip()
     git(repo, "update-ref", "--create-reflog", "-m", "rewind", "refs/heads/agents/a1", first)
     assert old_head in Path(repo.path, "logs", "refs", "heads", "agents", "a1").read_text()
-    reclaim(repo, grace_seconds=0)
+    repo.gc(prune=True, grace_seconds=0)
     assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", old_head]).returncode == 0
     fsck(repo)
 
@@ -159,8 +158,8 @@ def test_reclaim_keeps_objects_only_a_reflog_reaches(repo: StateRepository) -> N
 def test_a_rewrite_identical_to_the_existing_pack_keeps_it(repo: StateRepository) -> None:
     manual(repo)
     saved = save_run(repo, "a1", 5)
-    reclaim(repo, grace_seconds=0)
-    reclaim(repo, grace_seconds=0)  # same objects, same order: same pack name
+    repo.gc(prune=True, grace_seconds=0)
+    repo.gc(prune=True, grace_seconds=0)  # same objects, same order: same pack name
     fsck(repo)
     assert git(repo, "show", "agents/a1~4:state.json").encode() == saved[0]
 

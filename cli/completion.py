@@ -1,0 +1,55 @@
+"""Shell completion of agent ids and revisions, read from the repository.
+
+Enable it the way click does, e.g. for bash:
+``eval "$(_GITSTATE_COMPLETE=bash_source gitstate)"``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+from click.shell_completion import CompletionItem
+
+from gitstate import GitstateError, StateRepository
+
+from .context import Settings
+
+RECENT = 20  # how many recent checkpoints a revision completion offers
+
+
+def _repository(ctx: click.Context) -> Optional[StateRepository]:
+    """The repository named on the command line being completed, if it exists."""
+    try:
+        return Settings(repo=ctx.find_root().params.get("repo")).open()
+    except (GitstateError, OSError):
+        return None
+
+
+def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    repo = _repository(ctx)
+    if repo is None:
+        return []
+    try:
+        agents = repo.agents()
+    except (GitstateError, OSError):
+        return []
+    return [CompletionItem(info.agent_id, help=info.head.message)
+            for info in agents if info.agent_id.startswith(incomplete)]
+
+
+def complete_revision(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """``latest``, the agent's checkpoint names, and its recent commits' short SHAs."""
+    repo, agent_id = _repository(ctx), ctx.params.get("agent_id")
+    if repo is None or not agent_id:
+        return []
+    try:
+        recent = repo.log(agent_id, limit=RECENT)
+        names = {name: c for c in repo.log(agent_id) for name in c.names}
+    except (GitstateError, OSError):
+        return []
+    items = [CompletionItem("latest", help="the newest checkpoint")]
+    items += [CompletionItem(name, help=f"{c.short} {c.message}") for name, c in sorted(names.items())]
+    items += [CompletionItem(c.short, help=c.message) for c in recent]
+    return [item for item in items if item.value.startswith(incomplete)]

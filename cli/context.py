@@ -1,0 +1,59 @@
+"""Which repository a command works on, and how gitstate errors end a command."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import click
+
+from gitstate import GitstateError, NotARepositoryError, StateRepository
+from gitstate.message import one_line
+
+DEFAULT_REPO = ".gitstate"
+REPO_ENV = "GITSTATE_REPO"
+
+
+@dataclass
+class Settings:
+    """The global options, kept in ``ctx.obj``."""
+
+    repo: Optional[str] = None
+    debug: bool = False
+
+    @property
+    def repo_path(self) -> str:
+        """``--repo``, else ``$GITSTATE_REPO``, else ``./.gitstate``."""
+        return self.repo or DEFAULT_REPO
+
+    def open(self) -> StateRepository:
+        """The repository, which must exist (read commands and history edits)."""
+        path = self.repo_path
+        if not os.path.exists(path):
+            raise NotARepositoryError(
+                f"no gitstate repository at {os.path.abspath(path)} (create one with 'gitstate init', "
+                f"or name one with --repo or {REPO_ENV})")
+        return StateRepository.open(path)
+
+    def open_or_init(self) -> StateRepository:
+        """The repository, created first if it does not exist (save, import)."""
+        return StateRepository.init(self.repo_path)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+class GitstateGroup(click.Group):
+    """A click group that turns gitstate errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # click ends quietly when the reader of a pipe goes away
+        except (GitstateError, OSError) as exc:
+            settings = ctx.find_object(Settings)
+            if settings is not None and settings.debug:
+                raise
+            raise click.ClickException(one_line(str(exc)) or type(exc).__name__) from exc

@@ -1,0 +1,40 @@
+"""The ``gitstate`` command: a click group holding every subcommand."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitstate import __version__
+
+from .context import REPO_ENV, GitstateGroup, Settings
+from .import_command import import_
+from .state_commands import agents, init, log, save, show, tag
+
+EPILOG = f"""\b
+Repository: --repo PATH, else ${REPO_ENV}, else ./.gitstate in the current
+directory. 'init' creates it; 'save' and 'import' create it when missing;
+the other commands need it to exist.
+
+\b
+Exit codes:
+  0  success
+  1  a gitstate error (one line on stderr; --debug shows the traceback)
+  2  a usage error (unknown command or option, bad argument)
+"""
+
+
+@click.group(cls=GitstateGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", envvar=REPO_ENV, type=click.Path(file_okay=False), metavar="PATH",
+              help=f"Repository to use (env {REPO_ENV}; default ./.gitstate).")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(__version__, prog_name="gitstate")
+@click.pass_context
+def cli(ctx: click.Context, repo: Optional[str], debug: bool) -> None:
+    """Keep AI agents' states as versioned checkpoints in a bare git repository."""
+    ctx.obj = Settings(repo=repo, debug=debug)
+
+
+for command in (init, save, agents, log, show, tag, import_):
+    cli.add_command(command)

@@ -1,0 +1,194 @@
+"""Commands over the core API: init, save, agents, log, show, tag."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO, Optional
+
+import click
+
+from gitstate import InvalidArgumentError, StateRepository, codec
+
+from .completion import complete_agent
+from .context import Settings, pass_settings
+from .output import CHECKPOINT_COLUMNS, checkpoint_cells, checkpoint_json, describe, echo, emit_json, \
+    history_table, table
+from .params import KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@pass_settings
+def init(settings: Settings, path: Optional[str]) -> None:
+    """Create a repository at PATH (default: the --repo location, ./.gitstate).
+
+    \b
+    $ gitstate init
+    Initialized empty gitstate repository in /home/me/project/.gitstate
+    """
+    path = path or settings.repo_path
+    existed = os.path.exists(os.path.join(path, "HEAD"))
+    repo = StateRepository.init(path)
+    if existed:
+        echo(f"gitstate repository already exists in {repo.path}")
+    else:
+        echo(f"Initialized empty gitstate repository in {repo.path}")
+
+
+@click.command()
+@click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
+@click.option("--agent", "agent_id", metavar="ID", shell_complete=complete_agent,
+              help="Agent to save under (default: the state's agent_id).")
+@click.option("--name", help="Name the checkpoint (a tag; never reused within an agent).")
+@click.option("--message", "-m", help="One-line summary (default: agent, iteration, status).")
+@click.option("--time", "at", type=MOMENT, help="Checkpoint time (default: now).")
+@click.option("--trailer", "trailers", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
+              help="Extra commit trailer; repeatable.")
+@json_option("Print the new checkpoint as JSON.")
+@pass_settings
+def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Optional[str],
+         message: Optional[str], at: Optional[datetime], trailers: tuple[tuple[str, str], ...],
+         as_json: bool) -> None:
+    """Save the JSON state in FILE (default: stdin) as a new checkpoint.
+
+    Creates the repository first if it does not exist.
+
+    \b
+    $ gitstate save state.json --name triaged
+    Saved 3f1c2ab (0193a0e4-...) agent_7c1e9a42 iteration 12 running [triaged]
+    """
+    state = codec.decode(file.read())
+    if not isinstance(state, dict):
+        raise InvalidArgumentError(f"the state must be a JSON object, not {type(state).__name__}")
+    checkpoint = settings.open_or_init().save(state, agent_id=agent_id, name=name, message=message,
+                                              time=at, trailers=dict(trailers))
+    if as_json:
+        emit_json(checkpoint_json(checkpoint))
+    else:
+        echo(f"Saved {describe(checkpoint)}")
+
+
+@click.command()
+@json_option()
+@pass_settings
+def agents(settings: Settings, as_json: bool) -> None:
+    """List every agent with its newest checkpoint and checkpoint count.
+
+    \b
+    $ gitstate agents
+    AGENT           COUNT  HEAD     ITER  STATUS     SAVED (UTC)          NAMES
+    agent_7c1e9a42  4      8ae86dd  10    completed  2025-06-03 14:04:00  final
+    """
+    repo = settings.open()
+    rows = [(info, len(repo.log(info.agent_id))) for info in repo.agents()]
+    if as_json:
+        emit_json([{"agent_id": info.agent_id, "count": count, "head": checkpoint_json(info.head)}
+                   for info, count in rows])
+        return
+    table(["AGENT", "COUNT", "HEAD", *CHECKPOINT_COLUMNS],
+          [[(info.agent_id, {"bold": True}), str(count), (info.head.short, {"fg": "yellow"}),
+            *checkpoint_cells(info.head)] for info, count in rows])
+
+
+@click.command()
+@agent_argument
+@click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
+@click.option("--status", help="Only checkpoints with this status.",
+              shell_complete=lambda ctx, param, incomplete: [
+                  s for s in ("created", "running", "waiting", "paused", "completed", "failed",
+                              "stopped", "stopping") if s.startswith(incomplete)])
+@click.option("--since", type=MOMENT, help="Only checkpoints saved at or after this time.")
+@click.option("--until", type=MOMENT, help="Only checkpoints saved at or before this time.")
+@json_option()
+@pass_settings
+def log(settings: Settings, agent_id: str, limit: Optional[int], status: Optional[str],
+        since: Optional[datetime], until: Optional[datetime], as_json: bool) -> None:
+    """List an agent's checkpoints, newest first (--json: one JSON object per line).
+
+    Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
+
+    \b
+    $ gitstate log agent_7c1e9a42 --limit 1
+    COMMIT   ITER  STATUS     SAVED (UTC)          NAMES  CHECKPOINT ID                         MESSAGE
+    96f0b9e  10    completed  2025-06-03 14:04:00  final  01a214ba-c061-7bb2-ab2c-35674a8e8301  ...
+    """
+    before = until + timedelta(microseconds=1) if until is not None else None
+    history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
+    if as_json:
+        for checkpoint in history:
+            emit_json(checkpoint_json(checkpoint))
+    else:
+        history_table(history)
+
+
+_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def field_value(state: Any, path: str) -> Any:
+    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``."""
+    text = path[1:] if path.startswith("$") else path
+    value, position, where = state, 0, "$"
+    while position < len(text):
+        step = _FIELD_STEP.match(text, position)
+        if step is None:
+            raise InvalidArgumentError(f"cannot read the field path {path!r} at {text[position:]!r}")
+        position = step.end()
+        key = step[1] if step[1] is not None else step[2]
+        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value, where = value[int(key)], f"{where}[{key}]"
+        elif isinstance(value, dict) and key in value:
+            value, where = value[key], f"{where}.{key}"
+        else:
+            raise InvalidArgumentError(f"the state has no field {key!r} at {where}")
+    return value
+
+
+@click.command()
+@agent_argument
+@revision_argument()
+@click.option("--field", "-f", metavar="PATH", help="Print one value, e.g. task or messages[0].content.")
+@click.option("--json", "as_json", is_flag=True, help="Print --field's value as JSON even if it is a string.")
+@pass_settings
+def show(settings: Settings, agent_id: str, rev: Optional[str], field: Optional[str],
+         as_json: bool) -> None:
+    """Print the state saved at REV (default: latest) as canonical JSON.
+
+    REV is latest, a checkpoint name, a checkpoint id or a commit SHA (7+ hex
+    digits), optionally followed by ~N (N checkpoints older) or ^.
+
+    \b
+    $ gitstate show agent_7c1e9a42 latest~3 > old.json
+    $ gitstate show agent_7c1e9a42 final --field final_result.entry_points
+    17
+    """
+    state = settings.open().load(agent_id, rev, model=None)
+    if field is None:
+        click.echo(codec.encode(state), nl=False)
+        return
+    value = field_value(state, field)
+    if isinstance(value, str) and not as_json:
+        click.echo(value)
+    else:
+        click.echo(codec.encode(value), nl=False)
+
+
+@click.command()
+@agent_argument
+@click.argument("name")
+@revision_argument()
+@json_option("Print the named checkpoint as JSON.")
+@pass_settings
+def tag(settings: Settings, agent_id: str, name: str, rev: Optional[str], as_json: bool) -> None:
+    """Name the checkpoint at REV (default: latest). Names are never reused.
+
+    \b
+    $ gitstate tag agent_7c1e9a42 reviewed latest~1
+    Tagged fb26691 (0193a0e4-...) agent_7c1e9a42 iteration 10 running as reviewed
+    """
+    checkpoint = settings.open().tag(agent_id, name, rev)
+    if as_json:
+        emit_json(checkpoint_json(checkpoint))
+    else:
+        echo(f"Tagged {describe(checkpoint)} as {name}")

@@ -1,0 +1,89 @@
+"""Rewrite an agent's history without some of its checkpoints (used by delete and prune).
+
+The kept commits are re-created onto their new parents with the same tree,
+message (so the same ``Checkpoint-Id`` trailers), author, author time, committer
+and commit time; commits older than the first removed one are left as they are.
+Tags of the agent follow their checkpoints; tags of removed checkpoints are
+deleted. The caller holds the agent lock; the branch moves by compare-and-swap
+from the head the history was read from, so a foreign writer that moved it in
+between makes the rewrite fail with nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from dulwich.objects import Commit
+
+from .errors import ConcurrentUpdateError
+from .ids import branch_ref, tag_prefix
+from .store import RefLock, Store
+
+
+@dataclass
+class Rewrite:
+    """What a rewrite did: old -> new SHA of every kept commit, the removed commits, moved tags."""
+
+    new_head: bytes
+    mapping: dict[bytes, bytes] = field(default_factory=dict)
+    removed: list[Commit] = field(default_factory=list)
+    deleted_tags: list[str] = field(default_factory=list)
+
+
+def recommit(original: Commit, parent: bytes | None) -> Commit:
+    """A copy of ``original`` with ``parent`` as its only parent."""
+    commit = Commit()
+    commit.tree = original.tree
+    commit.parents = [parent] if parent else []
+    commit.author, commit.committer = original.author, original.committer
+    commit.author_time, commit.commit_time = original.author_time, original.commit_time
+    commit.author_timezone = original.author_timezone
+    commit.commit_timezone = original.commit_timezone
+    commit.encoding = original.encoding
+    commit.message = original.message
+    return commit
+
+
+def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit],
+            remove: Collection[bytes]) -> Rewrite:
+    """Rewrite ``history`` (the branch, newest first, read under ``lock``) without ``remove``.
+
+    At least one commit must stay. Raises :class:`ConcurrentUpdateError` if the
+    branch no longer points at ``history[0]``.
+    """
+    result = Rewrite(new_head=b"")
+    parent: bytes | None = None
+    changed = False
+    for commit in reversed(history):
+        if commit.id in remove:
+            result.removed.append(commit)
+            changed = True
+            continue
+        new = commit
+        if changed:
+            new = recommit(commit, parent)
+            store.write(new)
+        result.mapping[commit.id] = new.id
+        parent = new.id
+    assert parent is not None, "a rewrite must keep at least one checkpoint"
+    result.new_head = parent
+    ref = branch_ref(agent_id)
+    if not store.update_ref(lock, ref, history[0].id, parent):
+        raise ConcurrentUpdateError(
+            f"the branch of agent {agent_id!r} moved during the rewrite (a writer outside "
+            "gitstate); nothing was changed, try again")
+    move_tags(store, lock, agent_id, result)
+    return result
+
+
+def move_tags(store: Store, lock: RefLock, agent_id: str, result: Rewrite) -> None:
+    """Point the agent's tags at the rewritten commits; delete those of removed ones."""
+    removed = {commit.id for commit in result.removed}
+    prefix = tag_prefix(agent_id)
+    for ref, sha in sorted(store.read_refs(prefix).items()):
+        if sha in removed:
+            store.update_ref(lock, ref, sha, None)
+            result.deleted_tags.append(ref[len(prefix):].decode())
+        elif result.mapping.get(sha, sha) != sha:
+            store.update_ref(lock, ref, sha, result.mapping[sha])
