@@ -488,7 +488,7 @@ class _Packer:
         if not types:
             return None
         self.structure(types)
-        plan = plan_pack(types, types, self.raws, self.settings.max_depth)
+        plan = plan_pack(types, self.raws, self.settings.max_depth)
         path = write_pack(self.pack_dir, plan, self.read)
         self.store._update_pack_cache()
         self.result.packed_objects += len(types)
@@ -557,11 +557,10 @@ class _Packer:
         cutoff = time.time() - grace
         recent = {sha for sha, path in loose.items() if not _older_than(path, cutoff)}
         keep = self.reachable(list(_ref_targets(self.repo.path)), {})
-        from_refs = set(keep)
+        kept_loose = {sha for sha in recent if sha not in keep}
         self.reachable(sorted(recent), keep)
         packs = self.packs()
         dropped = {sha for pack in packs for sha in pack if sha not in keep}
-        kept_loose = {sha for sha in recent if sha not in from_refs}
         for sha in kept_loose:
             del keep[sha]
         new = self.write(keep)

@@ -98,14 +98,13 @@ class _Chain:
         return base
 
 
-def plan_pack(shas: Iterable[bytes], types: dict[bytes, int], raws: dict[bytes, bytes],
-              max_depth: int) -> Plan:
-    """Order ``shas`` for writing and choose delta bases.
+def plan_pack(types: dict[bytes, int], raws: dict[bytes, bytes], max_depth: int) -> Plan:
+    """Order the objects of ``types`` (hex sha -> type) for writing and choose delta bases.
 
-    ``types`` gives every object's type; ``raws`` holds the raw content of the
-    commits and trees (blobs are read only when written).
+    ``raws`` holds the raw content of the commits and trees (blobs are read
+    only when written).
     """
-    wanted = set(shas)
+    wanted = types
     plan, done = Plan(), set()
 
     def emit(sha: bytes, base: Optional[bytes] = None) -> None:
@@ -130,7 +129,7 @@ def plan_pack(shas: Iterable[bytes], types: dict[bytes, int], raws: dict[bytes, 
                     chain = chains.setdefault(name, _Chain(max_depth))
                     base = chain.base_for(entry)
                     emit(entry, base if base in done else None)
-    for sha in sorted(wanted - done):
+    for sha in sorted(sha for sha in wanted if sha not in done):
         emit(sha)
     return plan
 
