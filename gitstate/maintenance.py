@@ -27,7 +27,7 @@ Safety beside concurrent writers and readers:
 Automatic maintenance: each :class:`StateRepository` counts the objects and
 bytes its saves wrote; past ``auto_objects`` or ``auto_bytes`` it runs
 :meth:`gc` (in a background process by default), and once more when the process
-exits if it saved anything since. Settings live in the repository's git config
+exits if it saved at least 30 objects or 1 MB since its last run. Settings live in the repository's git config
 (``gitstate.*``) and are changed with :meth:`configure_maintenance`.
 """
 
