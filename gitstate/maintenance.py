@@ -100,7 +100,12 @@ class MaintenanceSettings:
             except KeyError:
                 continue
             text = raw.decode().strip().lower()
-            values[f.name] = text in ("true", "yes", "on", "1") if f.type == "bool" else int(text)
+            if f.type == "bool":
+                values[f.name] = text in ("true", "yes", "on", "1")
+            elif text.isdigit():
+                values[f.name] = int(text)
+            else:  # a hand-edited config: keep the default rather than fail a save
+                log.warning("ignoring gitstate.%s = %r in %s", cls._key(f.name).decode(), text, path)
         return cls(**values)
 
     def write(self, path: str) -> None:
@@ -309,9 +314,12 @@ class MaintenanceMixin:
             if not due or (auto.worker is not None and auto.worker.poll() is None):
                 return
             if settings.background:
-                auto.pending_objects = auto.pending_bytes = 0
-                auto.worker = _start_worker(self.path)
-                return
+                try:
+                    auto.worker = _start_worker(self.path)
+                    auto.pending_objects = auto.pending_bytes = 0
+                    return
+                except OSError as exc:  # no way to start a process here: run it inline
+                    log.warning("cannot start background maintenance: %s", exc)
         self._auto_gc()
 
     def wait_for_maintenance(self: "StateRepository") -> None:

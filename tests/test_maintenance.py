@@ -324,3 +324,8 @@ def test_verify_reports_damaged_objects_and_dangling_refs(repo: StateRepository)
     problems = repo.verify().problems
     assert any(p.kind == "object" and p.subject == blob for p in problems)
     assert any(p.kind == "ref" and p.subject == "refs/heads/agents/ghost" for p in problems)
+
+
+def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
+    git(repo, "config", "gitstate.maxdepth", "lots")
+    assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
