@@ -25,6 +25,7 @@ from .errors import (
 )
 from .diff import StateDiff
 from .history import RollbackResult
+from .maintenance import GcResult, MaintenanceSettings, Problem, VerifyResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .prune import PruneResult
 from .reclaim import ReclaimResult
@@ -47,5 +48,7 @@ __all__ = [
     # remotes
     "DivergedError", "PushRejectedError", "Remote", "RemoteError", "RemoteExistsError",
     "RemoteNotFoundError", "TransferError", "TransferResult", "TransferStatus",
+    # maintenance
+    "GcResult", "MaintenanceSettings", "Problem", "VerifyResult",
 ]
 __version__ = "0.1.0"

@@ -40,6 +40,7 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
+from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
 from .remote import RemoteMixin
@@ -59,7 +60,8 @@ def _utc(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, RemoteMixin):
+class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, RemoteMixin,
+                      MaintenanceMixin):
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
@@ -155,6 +157,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         self._store.write(blob)
         self._store.write(tree)
         commit = self._commit_on_branch(agent_id, tree.id, text, when, name)
+        self._after_save(3, len(blob.data))
         return self._checkpoint(commit, agent_id, (name,) if name else ())
 
     def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: int,
@@ -201,8 +204,12 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
     def _object(self, sha: bytes, kind: type) -> Any:
         try:
             obj = self._store.repo.object_store[sha]
-        except KeyError:
-            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
+        except KeyError:  # maintenance may just have moved it into a new pack: look again
+            self._store.forget_repo()
+            try:
+                obj = self._store.repo.object_store[sha]
+            except KeyError:
+                raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
         except Exception as exc:  # zlib / parse errors from a damaged object file
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
         if not isinstance(obj, kind):

@@ -29,7 +29,7 @@ from dulwich.repo import Repo
 
 from .errors import ConcurrentUpdateError
 
-LOOSE_COMPRESSION = 1  # git's own default for loose objects (core.looseCompression)
+LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
 
 
 def _fsync_dir(path: str) -> None:
@@ -91,6 +91,13 @@ class Store:
             repo = self._local.repo = Repo(self.path, bare=True)
         return repo
 
+    def forget_repo(self) -> None:
+        """Close this thread's ``Repo``; the next use reopens it (rescanning packs)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            self._local.repo = None
+            repo.close()
+
     def _packed_refs(self) -> dict[bytes, bytes]:
         path = os.path.join(self.path, "packed-refs")
         try:
@@ -150,13 +157,15 @@ class Store:
             except PermissionError:  # another user's object: cannot freshen, still there
                 return
         data = obj.as_legacy_object(compression_level=LOOSE_COMPRESSION)
-        try:
-            os.mkdir(folder)
-            new_folder = True
-        except FileExistsError:
-            new_folder = False
         tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        new_folder = False
+        while True:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                break
+            except FileNotFoundError:  # no fan-out folder (maintenance removes empty ones)
+                os.makedirs(folder, exist_ok=True)
+                new_folder = True
         try:
             view = memoryview(data)
             while view:

@@ -43,7 +43,11 @@ def snapshot(repo: StateRepository) -> dict[str, str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> StateRepository:
-    return StateRepository.init(tmp_path / "state.git")
+    """A new bare repository; automatic maintenance off, so tests see exactly what they wrote
+    (tests of maintenance turn it on with ``configure_maintenance``)."""
+    repo = StateRepository.init(tmp_path / "state.git")
+    repo.configure_maintenance(auto_objects=0)
+    return repo
 
 
 def grow(state: AgentState, steps: int = 1) -> AgentState:

@@ -1,0 +1,348 @@
+"""gitstate benchmark: seeded workloads against the seed's files, naive dulwich and git gc.
+
+    python bench/run.py            # full sizes (S, L, W, H, A); several minutes on 2 cores
+    python bench/run.py --quick    # 1/10 of the sizes: a smoke test
+    python bench/run.py --only S,L --markdown out.md
+
+Every anchor runs in the same invocation on the same states. gitstate's save
+loop runs in a child process with default settings (automatic maintenance
+on); bytes on disk are measured after that process has exited, i.e. after
+the automatic maintenance, with no manual step. Prints a table of medians and
+ratios; ``--markdown`` also writes it to a file, ``--json`` the raw figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dulwich.objects import Blob, Commit, Tree  # noqa: E402
+from dulwich.repo import Repo  # noqa: E402
+
+from bench.workloads import WORKLOADS, Text  # noqa: E402
+from gitstate import AgentState, StateRepository  # noqa: E402
+
+QUICK_SCALE = 10
+LOADED = ("S", "L", "W")  # workloads whose newest and oldest checkpoints are loaded
+LOAD_REPEATS = 15
+
+
+# -- measuring helpers ----------------------------------------------------------------------
+
+def file_bytes(path: str) -> int:
+    """Sum of the sizes of the regular files under ``path``."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.lstat(os.path.join(root, name)).st_size for name in files)
+    return total
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def median_time(fn: Callable[[], Any], repeats: int = LOAD_REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident memory, in MB.
+
+    Read from /proc: ``getrusage``'s ``ru_maxrss`` survives ``exec`` and would
+    report the parent's peak in a child process.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+# -- anchors ----------------------------------------------------------------------------------
+
+def seed_save(folder: Path, state: AgentState, name: str) -> str:
+    """The seed's ``save_state``: an envelope dumped with ``json.dump(indent=2)``."""
+    path = folder / f"{state.agent_id}_{name}.json"
+    envelope = {"version": "1.0", "serialized_at": datetime.now(timezone.utc).isoformat(),
+                "state": state.model_dump()}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(envelope, f, ensure_ascii=False, indent=2)
+    return str(path)
+
+
+def seed_load(path: str) -> AgentState:
+    """The seed's ``load_state``."""
+    with open(path, "r", encoding="utf-8") as f:
+        data = json.load(f)
+    return AgentState(**data.get("state", data))
+
+
+class NaiveDulwich:
+    """A commit per checkpoint with dulwich's defaults: blob + tree + commit + ref."""
+
+    def __init__(self, path: str):
+        self.repo = Repo.init_bare(path, mkdir=True)
+
+    def save(self, state: AgentState) -> None:
+        text = json.dumps(state.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        blob = Blob.from_string(text.encode())
+        tree = Tree()
+        tree.add(b"state.json", 0o100644, blob.id)
+        ref = f"refs/heads/agents/{state.agent_id}".encode()
+        old = self._read(ref)
+        commit = Commit()
+        commit.tree, commit.parents = tree.id, [old] if old else []
+        commit.author = commit.committer = f"{state.agent_id} <{state.agent_id}@bench>".encode()
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = f"iteration {state.iteration}\n".encode()
+        for obj in (blob, tree, commit):
+            self.repo.object_store.add_object(obj)
+        if old is None:
+            self.repo.refs.add_if_new(ref, commit.id)
+        else:
+            self.repo.refs.set_if_equals(ref, old, commit.id)
+
+    def _read(self, ref: bytes) -> Optional[bytes]:
+        try:
+            return self.repo.refs[ref]
+        except KeyError:
+            return None
+
+
+# -- gitstate in child processes --------------------------------------------------------------
+
+def child_save(key: str, path: str, scale: int, mode: str) -> dict[str, Any]:
+    """Run the workload's save loop into a new repository (in this, a child, process)."""
+    repo = StateRepository.init(path)
+    if mode != "default":
+        repo.configure_maintenance(background=mode == "background")
+    times: list[float] = []
+    first: set[str] = set()
+    for agent_id, state in WORKLOADS[key].make(Text(), scale):
+        name = "first" if agent_id not in first and key in LOADED else None  # to load the oldest
+        first.add(agent_id)
+        start = time.perf_counter()
+        repo.save(state, name=name)
+        times.append(time.perf_counter() - start)
+    largest = len(json.dumps(state.model_dump(mode="json"), indent=2))  # states only grow
+    repo.wait_for_maintenance()
+    return {"times": times, "rss_mb": rss_mb(), "largest": largest}
+
+
+def child_gc(path: str) -> dict[str, Any]:
+    repo = StateRepository.open(path)
+    before = rss_mb("VmRSS")
+    start = time.perf_counter()
+    result = repo.gc(prune=True, grace_seconds=0)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_mb": rss_mb(), "rss_growth_mb": rss_mb() - before,
+            "bytes_after": file_bytes(path), "packed": result.packed_objects}
+
+
+def in_child(*args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- one workload -----------------------------------------------------------------------------
+
+def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> dict[str, Any]:
+    work = WORKLOADS[key]
+    out: dict[str, Any] = {"key": key, "title": work.title}
+    seed_dir = root / f"{key}-seed"
+    seed_dir.mkdir()
+    seed_times, seed_paths = [], {}
+    naive = NaiveDulwich(str(root / f"{key}-naive.git")) if anchors else None
+    naive_times = []
+    os.sync()  # each save loop starts with no dirty data of earlier runs being written back
+    for i, (agent_id, state) in enumerate(work.make(Text(), scale)):
+        start = time.perf_counter()
+        path = seed_save(seed_dir, state, f"{i:06d}")
+        seed_times.append(time.perf_counter() - start)
+        seed_paths.setdefault(agent_id, []).append(path)
+        if naive is not None:
+            start = time.perf_counter()
+            naive.save(state)
+            naive_times.append(time.perf_counter() - start)
+    out["checkpoints"] = len(seed_times)
+    out["seed"] = {"p50": statistics.median(seed_times), "p95": pct(seed_times, 0.95),
+                   "bytes": file_bytes(str(seed_dir))}
+    if naive is not None:
+        out["naive"] = {"p50": statistics.median(naive_times), "p95": pct(naive_times, 0.95),
+                        "bytes": file_bytes(str(root / f"{key}-naive.git"))}
+
+    repo_path = str(root / f"{key}.git")
+    os.sync()
+    started = time.perf_counter()
+    saved = in_child("save", key, repo_path, str(scale), mode)
+    out["gitstate"] = {"p50": statistics.median(saved["times"]), "p95": pct(saved["times"], 0.95),
+                       "run_s": time.perf_counter() - started, "bytes": file_bytes(repo_path),
+                       "save_rss_mb": saved["rss_mb"], "largest": saved["largest"]}
+
+    copy = str(root / f"{key}-gc.git")
+    shutil.copytree(repo_path, copy)
+    start = time.perf_counter()
+    subprocess.run(["git", "--git-dir", copy, "gc", "--aggressive", "--prune=now", "-q"], check=True)
+    out["git_gc"] = {"seconds": time.perf_counter() - start, "bytes": file_bytes(copy)}
+    shutil.rmtree(copy)
+
+    repo = StateRepository.open(repo_path)
+    agent = next(iter(seed_paths))
+    if key in LOADED:
+        out["load"] = {
+            "newest": median_time(lambda: repo.load(agent)),
+            "oldest": median_time(lambda: repo.load(agent, "first")),
+            "seed_newest": median_time(lambda: seed_load(seed_paths[agent][-1])),
+            "seed_oldest": median_time(lambda: seed_load(seed_paths[agent][0])),
+        }
+    if key == "H":
+        out["log20"] = median_time(lambda: repo.log(agent, limit=20))
+        out["log_full"] = median_time(lambda: repo.log(agent), repeats=3)
+    if key == "A":
+        out["agents"] = median_time(repo.agents, repeats=3)
+    out["gc"] = in_child("gc", repo_path)
+    check = repo.verify()
+    out["verify_ok"] = check.ok
+    shutil.rmtree(seed_dir)
+    return out
+
+
+# -- the table --------------------------------------------------------------------------------
+
+def fmt_time(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """(workload, figure, gitstate, anchor, ratio, target, met) for every figure."""
+    table: list[tuple[str, ...]] = []
+
+    def add(key: str, figure: str, ours: str, anchor: str = "", ratio: Optional[float] = None,
+            target: str = "", ok: Optional[bool] = None) -> None:
+        table.append((key, figure, ours, anchor, "" if ratio is None else f"{ratio:.3g}",
+                      target, "" if ok is None else ("yes" if ok else "NO")))
+
+    for r in results:
+        k, g, seed = r["key"], r["gitstate"], r["seed"]
+        ratio = g["p50"] / seed["p50"]
+        add(k, "save p50 vs seed file", fmt_time(g["p50"]), fmt_time(seed["p50"]), ratio,
+            "<= 0.5" if k == "L" else "", ratio <= 0.5 if k == "L" else None)
+        if "naive" in r:
+            ratio = g["p50"] / r["naive"]["p50"]
+            add(k, "save p50 vs naive dulwich", fmt_time(g["p50"]), fmt_time(r["naive"]["p50"]),
+                ratio, "<= 0.7" if k == "W" else "", ratio <= 0.7 if k == "W" else None)
+        add(k, "save p95 (seed / naive)", fmt_time(g["p95"]),
+            fmt_time(seed["p95"]) + (f" / {fmt_time(r['naive']['p95'])}" if "naive" in r else ""))
+        sized = k in ("S", "L")
+        ratio = g["bytes"] / r["git_gc"]["bytes"]
+        add(k, "bytes vs git gc --aggressive", fmt_bytes(g["bytes"]), fmt_bytes(r["git_gc"]["bytes"]),
+            ratio, "<= 1.5" if sized else "", ratio <= 1.5 if sized else None)
+        ratio = seed["bytes"] / g["bytes"]
+        add(k, "seed folder / gitstate bytes", fmt_bytes(g["bytes"]), fmt_bytes(seed["bytes"]),
+            ratio, ">= 50" if sized else "", ratio >= 50 if sized else None)
+        if "naive" in r:
+            add(k, "bytes vs naive dulwich", fmt_bytes(g["bytes"]), fmt_bytes(r["naive"]["bytes"]),
+                g["bytes"] / r["naive"]["bytes"])
+        if "load" in r:
+            load = r["load"]
+            ratio = load["newest"] / load["seed_newest"]
+            add(k, "load newest vs seed file", fmt_time(load["newest"]), fmt_time(load["seed_newest"]),
+                ratio, "<= 1.2", ratio <= 1.2)
+            ratio = load["oldest"] / load["seed_oldest"]
+            add(k, "load oldest vs seed file", fmt_time(load["oldest"]), fmt_time(load["seed_oldest"]),
+                ratio, "<= 3", ratio <= 3)
+        if "log20" in r:
+            add(k, "log --limit 20", fmt_time(r["log20"]), target="<= 20 ms", ok=r["log20"] <= 0.02)
+            add(k, "full log", fmt_time(r["log_full"]), target="<= 1 s", ok=r["log_full"] <= 1)
+        if "agents" in r:
+            add(k, "agents()", fmt_time(r["agents"]), target="<= 0.5 s", ok=r["agents"] <= 0.5)
+        gc = r["gc"]
+        add(k, "gc (full repack + prune) time", fmt_time(gc["seconds"]),
+            fmt_time(r["git_gc"]["seconds"]) + " (git gc --aggressive)",
+            gc["seconds"] / r["git_gc"]["seconds"])
+        limit = 2 * g["largest"] / 2**20 + 100
+        add(k, "gc peak memory (RSS growth)", f"{gc['rss_growth_mb']:.1f} MB",
+            f"process peak {gc['rss_mb']:.0f} MB", None, f"<= {limit:.1f} MB",
+            gc["rss_growth_mb"] <= limit)
+        add(k, "save loop peak memory (process RSS)", f"{g['save_rss_mb']:.0f} MB")
+        add(k, "verify() after the run", "ok" if r["verify_ok"] else "PROBLEMS")
+    return table
+
+
+def markdown(results: list[dict[str, Any]], header: str) -> str:
+    lines = [header, "", "| workload | figure | gitstate | anchor | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    lines.append("")
+    for r in results:
+        lines.append(f"- {r['key']}: {r['title']}, {r['checkpoints']} checkpoints, largest state "
+                     f"{fmt_bytes(r['gitstate']['largest'])}, gitstate run {r['gitstate']['run_s']:.1f} s")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke test)")
+    parser.add_argument("--scale", type=int, help="divide the number of checkpoints by this")
+    parser.add_argument("--only", default="S,L,W,H,A", help="comma-separated workloads")
+    parser.add_argument("--maintenance", choices=("default", "background", "inline"),
+                        default="default", help="where automatic maintenance runs during saves")
+    parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, *rest = args.child
+        figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save"
+                   else child_gc(rest[0]))
+        print(json.dumps(figures))
+        return 0
+    scale = args.scale or (QUICK_SCALE if args.quick else 1)
+    keys = [k.strip().upper() for k in args.only.split(",") if k.strip()]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
+        for key in keys:
+            print(f"running {key} ...", file=sys.stderr, flush=True)
+            results.append(run_workload(key, scale, Path(tmp), key not in ("H", "A"), args.maintenance))
+    header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
+              f"{args.maintenance}; python "
+              f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")
+    table = markdown(results, header)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

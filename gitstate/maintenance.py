@@ -1,0 +1,713 @@
+"""Maintenance: delta packing (automatic and on demand), reclaiming space, verification.
+
+Saves write loose objects (fast, one file each). Maintenance moves them into
+delta-compressed packs (:mod:`gitstate.packing`) and keeps the number of packs
+low by merging them geometrically: after packing the loose objects, the
+smallest packs are rewritten as one until every pack is at least twice the
+size of all smaller packs together. ``gc(prune=True)`` rewrites everything
+reachable into one delta-compressed pack and deletes what nothing reaches any
+more, keeping every object reachable from a ref or a reflog and every loose
+object younger than the grace period (``reclaim``, run by retention, does the
+pruning alone and keeps the packs' existing deltas).
+
+Safety beside concurrent writers and readers:
+
+- one maintenance at a time per repository (the ``flock`` of
+  ``Store.maintenance_lock``, which ``reclaim`` also takes; a second gc returns
+  at once, skipped);
+- refs are never written (no ``pack-refs``), so writers' compare-and-swap is
+  untouched;
+- a new pack is fsynced and renamed into place (``.pack`` then ``.idx``)
+  before any loose object it holds or any pack it replaces is deleted, and
+  readers retry a miss after rescanning the packs;
+- a loose object is deleted only if it is in the new pack, or unreachable and
+  older than the grace period (checked again just before unlinking; saves
+  refresh the time of objects they reuse).
+
+Automatic maintenance: each :class:`StateRepository` counts the objects and
+bytes its saves wrote; past ``auto_objects`` or ``auto_bytes`` it runs
+:meth:`gc` (in a background process by default), and once more when the process
+exits if it saved at least 30 objects or 1 MB since its last run. Settings live in the repository's git config
+(``gitstate.*``) and are changed with :meth:`configure_maintenance`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+
+from dulwich.config import ConfigFile
+from dulwich.object_store import DiskObjectStore
+from dulwich.objects import ShaFile, object_class
+
+from . import codec
+from .errors import GitstateError, InvalidArgumentError
+from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
+from .message import parse as parse_message
+from .reclaim import _drop_caches
+from .packing import (BLOB, COMMIT, TAG, TREE, commit_links, pack_object_types, plan_pack,
+                      tree_entries, write_pack)
+
+if TYPE_CHECKING:
+    from dulwich.pack import Pack
+
+    from .repository import StateRepository
+
+log = logging.getLogger("gitstate.maintenance")
+
+DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
+
+_TYPES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
+_HEX = set("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """How automatic maintenance behaves (git config ``gitstate.<name without _>``)."""
+
+    auto_objects: int = 256  # loose objects written by a process that trigger a gc; 0 = never
+    auto_bytes: int = 64 << 20  # or that many bytes of state written
+    max_depth: int = 50  # longest delta chain in a pack
+    background: bool = True  # automatic gc in a background process (else inside save)
+    grace_seconds: int = 3600  # unreachable objects younger than this are kept
+    pack_factor: int = 2  # geometric merging: each pack >= factor x all smaller ones
+
+    @staticmethod
+    def _key(name: str) -> bytes:
+        return name.replace("_", "").lower().encode()
+
+    @classmethod
+    def read(cls, path: str) -> "MaintenanceSettings":
+        """The settings stored in the config of the repository at ``path``."""
+        try:
+            config = ConfigFile.from_path(os.path.join(path, "config"))
+        except FileNotFoundError:
+            return cls()
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            try:
+                raw = config.get((b"gitstate",), cls._key(f.name))
+            except KeyError:
+                continue
+            text = raw.decode().strip().lower()
+            if f.type == "bool":
+                values[f.name] = text in ("true", "yes", "on", "1")
+            elif text.isdigit():
+                values[f.name] = int(text)
+            else:  # a hand-edited config: keep the default rather than fail a save
+                log.warning("ignoring gitstate.%s = %r in %s", cls._key(f.name).decode(), text, path)
+        return cls(**values)
+
+    def write(self, path: str) -> None:
+        """Store these settings in the config of the repository at ``path``."""
+        config_path = os.path.join(path, "config")
+        config = ConfigFile.from_path(config_path)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            config.set((b"gitstate",), self._key(f.name), text.encode())
+        config.write_to_path(config_path)
+
+
+@dataclass
+class GcResult:
+    """What one maintenance run did."""
+
+    skipped: bool = False  # another maintenance held the lock
+    packed_objects: int = 0  # objects written into new packs
+    loose_removed: int = 0  # loose object files deleted (packed or unreachable)
+    packs_merged: int = 0  # packs replaced by a merged one
+    pruned_objects: int = 0  # unreachable objects dropped (prune only)
+    bytes_before: int = 0  # size of objects/ before
+    bytes_after: int = 0  # and after
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing :meth:`verify` found wrong; ``subject`` names the object or ref."""
+
+    kind: str  # "object", "pack", "ref", "trailer", "state"
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject}: {self.message}"
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of :meth:`verify`: counts and the list of problems (empty if sound)."""
+
+    objects: int = 0
+    agents: int = 0
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# -- object store helpers ---------------------------------------------------------------
+
+def _loose_objects(objects_dir: str) -> dict[bytes, str]:
+    """Hex sha -> path of every loose object (temporary files skipped)."""
+    found: dict[bytes, str] = {}
+    for prefix in os.listdir(objects_dir):
+        if len(prefix) != 2 or not set(prefix) <= _HEX:
+            continue
+        folder = os.path.join(objects_dir, prefix)
+        for name in os.listdir(folder):
+            if len(name) == 38 and set(name) <= _HEX:
+                found[(prefix + name).encode()] = os.path.join(folder, name)
+    return found
+
+
+def _loose_type(path: str) -> int:
+    """The type of a loose object, inflating only its header."""
+    with open(path, "rb") as f:
+        head = zlib.decompressobj().decompress(f.read(256), 32)
+    return _TYPES[head.split(b" ", 1)[0]]
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _remove_pack(pack: "Pack") -> None:
+    """Delete a pack: index first, so no reader starts using it, then its data."""
+    base = pack._basename
+    pack.close()
+    for ext in (".idx", ".rev", ".bitmap", ".pack"):
+        _unlink(base + ext)
+
+
+def _ref_targets(path: str) -> Iterator[bytes]:
+    """Every object a ref, packed ref or reflog entry of the repository points to."""
+    for root, _dirs, files in os.walk(os.path.join(path, "refs")):
+        for name in files:
+            if not name.endswith(".lock"):
+                yield from _shas_in(os.path.join(root, name))
+    for special in ("HEAD", "packed-refs", "FETCH_HEAD", "ORIG_HEAD"):
+        yield from _shas_in(os.path.join(path, special))
+    for root, _dirs, files in os.walk(os.path.join(path, "logs")):
+        for name in files:
+            yield from _shas_in(os.path.join(root, name))
+
+
+def _shas_in(path: str) -> Iterator[bytes]:
+    """40-hex words at the start of each line, or after the first (reflog lines hold two)."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    for line in lines:
+        line = line.lstrip(b"^")
+        for word in line.split(b" ")[:2]:
+            if len(word) == 40 and set(word.decode(errors="replace")) <= _HEX:
+                yield word
+
+
+# -- the mixin ----------------------------------------------------------------------------
+
+class MaintenanceMixin:
+    """``gc``, ``verify`` and automatic maintenance of a :class:`StateRepository`."""
+
+    _maintenance: "_AutoState"
+
+    # settings ---------------------------------------------------------------------------
+    @property
+    def maintenance_settings(self: "StateRepository") -> MaintenanceSettings:
+        """The maintenance settings of this repository (read once, from its git config)."""
+        auto = _auto_state(self)
+        if auto.settings is None:
+            auto.settings = MaintenanceSettings.read(self.path)
+        return auto.settings
+
+    def configure_maintenance(self: "StateRepository", **changes: Any) -> MaintenanceSettings:
+        """Change maintenance settings (fields of :class:`MaintenanceSettings`) and store them."""
+        valid = {f.name for f in fields(MaintenanceSettings)}
+        for name, value in changes.items():
+            if name not in valid:
+                raise InvalidArgumentError(f"unknown maintenance setting {name!r}; "
+                                           f"known: {', '.join(sorted(valid))}")
+            if name == "background":
+                if not isinstance(value, bool):
+                    raise InvalidArgumentError(f"background must be a bool, got {value!r}")
+            elif type(value) is not int or value < 0 or (name == "pack_factor" and value < 2):
+                raise InvalidArgumentError(f"{name} must be an integer >= "
+                                           f"{2 if name == 'pack_factor' else 0}, got {value!r}")
+        settings = replace(MaintenanceSettings.read(self.path), **changes)
+        settings.write(self.path)
+        _auto_state(self).settings = settings
+        return settings
+
+    # gc ---------------------------------------------------------------------------------
+    def gc(self: "StateRepository", *, prune: bool = False,
+           grace_seconds: Optional[int] = None) -> GcResult:
+        """Pack loose objects with deltas and merge small packs; never blocks writers.
+
+        ``prune=True`` also rewrites all packs into one and deletes objects that
+        no ref or reflog reaches and that are older than ``grace_seconds``
+        (default: the ``grace_seconds`` setting). Returns at once, with
+        ``skipped=True``, if another maintenance is running on this repository.
+        """
+        settings = self.maintenance_settings
+        grace = settings.grace_seconds if grace_seconds is None else grace_seconds
+        if grace < 0:
+            raise InvalidArgumentError(f"grace_seconds must be >= 0, got {grace}")
+        result = GcResult()
+        started = time.perf_counter()
+        auto = _auto_state(self)
+        with auto.lock:  # what saves write from now on counts towards the next run
+            auto.pending_objects = auto.pending_bytes = 0
+        with _maintenance_lock(self.path) as held:
+            if not held:
+                result.skipped = True
+                return result
+            result.bytes_before = _dir_size(self._store.objects_dir)
+            with _object_store(self._store.objects_dir) as store:
+                _Packer(self, store, settings, result).run(prune, grace)
+            result.bytes_after = _dir_size(self._store.objects_dir)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _after_save(self: "StateRepository", objects: int, nbytes: int) -> None:
+        """Count what a save wrote; start automatic maintenance past the thresholds."""
+        settings = self.maintenance_settings
+        if not settings.auto_objects:
+            return
+        auto = _auto_state(self)
+        with auto.lock:
+            auto.pending_objects += objects
+            auto.pending_bytes += nbytes
+            _PENDING[self.path] = self
+            due = (auto.pending_objects >= settings.auto_objects
+                   or auto.pending_bytes >= settings.auto_bytes)
+            if not due or (auto.worker is not None and auto.worker.poll() is None):
+                return
+            if settings.background:
+                try:
+                    auto.worker = _start_worker(self.path)
+                    auto.pending_objects = auto.pending_bytes = 0
+                    return
+                except OSError as exc:  # no way to start a process here: run it inline
+                    log.warning("cannot start background maintenance: %s", exc)
+        self._auto_gc()
+
+    def wait_for_maintenance(self: "StateRepository") -> None:
+        """Wait until the automatic maintenance this object started (if any) has finished."""
+        worker = _auto_state(self).worker
+        if worker is not None:
+            worker.wait()
+
+    def _auto_gc(self: "StateRepository") -> None:
+        try:
+            self.gc()
+        except (OSError, GitstateError, ValueError) as exc:  # maintenance must never break a save
+            log.warning("automatic maintenance of %s failed: %s", self.path, exc)
+
+    # verify -----------------------------------------------------------------------------
+    def verify(self: "StateRepository") -> VerifyResult:
+        """Check every object, ref, checkpoint trailer and state; return what is wrong.
+
+        Objects: each hashes to its name; packs: checksums. Refs: agent branches
+        and tags name valid agents and point to commits. Checkpoints: the
+        trailers gitstate writes are present and consistent, ids unique per
+        agent, and each ``state.json`` is canonical (re-encoding it gives the
+        same bytes).
+        """
+        result = VerifyResult()
+        problems = result.problems
+        self._store.forget_repo()  # see the packs as they are now
+        with _object_store(self._store.objects_dir) as store:
+            for pack in store.packs:
+                try:
+                    pack.check()
+                except Exception as exc:  # dulwich raises ChecksumMismatch, ApplyDeltaError, ...
+                    problems.append(Problem("pack", os.path.basename(pack._basename), str(exc)))
+            seen: set[bytes] = set()
+            for sha in _all_objects(self._store.objects_dir, store):
+                if sha in seen:
+                    continue
+                seen.add(sha)
+                try:
+                    type_num, raw = store.get_raw(sha)
+                    ShaFile.from_raw_string(type_num, raw, verify_sha=sha)
+                except Exception as exc:  # checksum, zlib or parse errors of a damaged object
+                    problems.append(Problem("object", sha.decode(), f"unreadable or damaged: {exc}"))
+        result.objects = len(seen)
+        _verify_refs(self, result)
+        return result
+
+
+# -- automatic maintenance state ------------------------------------------------------------
+
+@dataclass
+class _AutoState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    settings: Optional[MaintenanceSettings] = None
+    pending_objects: int = 0
+    pending_bytes: int = 0
+    worker: Optional[subprocess.Popen] = None  # the background maintenance process
+
+
+_STATE_LOCK = threading.Lock()
+_PENDING: "dict[str, StateRepository]" = {}  # repositories this process saved into
+EXIT_MIN_OBJECTS = 30  # pack at exit only if this process wrote this many objects ...
+EXIT_MIN_BYTES = 1 << 20  # ... or this many bytes of state since its last maintenance
+
+
+def _auto_state(repo: "StateRepository") -> _AutoState:
+    state = repo.__dict__.get("_maintenance")
+    if state is None:
+        with _STATE_LOCK:
+            state = repo.__dict__.setdefault("_maintenance", _AutoState())
+    return state
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """At process exit, pack what this process saved since its last maintenance.
+
+    Only if it wrote at least ``EXIT_MIN_OBJECTS`` objects or ``EXIT_MIN_BYTES``,
+    or ``auto_objects`` loose objects are waiting (estimated from one fan-out
+    folder, as git does), so that one-off small saves do not each write a pack.
+    """
+    while _PENDING:
+        path, repo = _PENDING.popitem()
+        repo.wait_for_maintenance()
+        auto = _auto_state(repo)
+        if not os.path.isdir(path) or not auto.pending_objects:
+            continue
+        if (auto.pending_objects >= EXIT_MIN_OBJECTS or auto.pending_bytes >= EXIT_MIN_BYTES
+                or _loose_estimate(path) >= repo.maintenance_settings.auto_objects):
+            repo._auto_gc()
+
+
+def _loose_estimate(path: str) -> int:
+    """Loose objects in the repository, estimated from the folder ``objects/17``."""
+    try:
+        return 256 * len(os.listdir(os.path.join(path, "objects", "17")))
+    except FileNotFoundError:
+        return 0
+
+
+def _start_worker(path: str) -> subprocess.Popen:
+    """Run ``gc()`` on the repository at ``path`` in a new Python process (no GIL shared)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-m", "gitstate.maintenance", path], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def _object_store(objects_dir: str) -> Iterator[DiskObjectStore]:
+    """A private object store with a small delta base cache, closed after use."""
+    store = DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+class _maintenance_lock:
+    """Non-blocking exclusive flock; ``held`` is False if another maintenance runs."""
+
+    def __init__(self, path: str):
+        self.path = os.path.join(path, "gitstate", "locks", "maintenance")
+
+    def __enter__(self) -> bool:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+# -- packing runs -----------------------------------------------------------------------------
+
+class _Packer:
+    """One maintenance run: pack loose objects, merge packs, optionally prune."""
+
+    def __init__(self, repo: "StateRepository", store: DiskObjectStore,
+                 settings: MaintenanceSettings, result: GcResult):
+        self.repo = repo
+        self.settings = settings
+        self.result = result
+        self.objects_dir = repo._store.objects_dir
+        self.pack_dir = os.path.join(self.objects_dir, "pack")
+        self.store = store
+        self.raws: dict[bytes, bytes] = {}  # commits and trees read while planning
+
+    def packs(self) -> list["Pack"]:
+        """The current packs (rescanned), without those kept by a ``.keep`` file."""
+        self.store._update_pack_cache()
+        return [p for p in self.store.packs if not os.path.exists(p._basename + ".keep")]
+
+    def read(self, sha: bytes) -> tuple[int, bytes]:
+        raw = self.raws.pop(sha, None)  # written once: free it as the pack grows
+        if raw is not None:
+            return (COMMIT if raw.startswith(b"tree ") else TREE), raw
+        return self.store.get_raw(sha)
+
+    def structure(self, types: dict[bytes, int]) -> None:
+        """Read the commits and trees among ``types`` (small) for planning."""
+        for sha, kind in types.items():
+            if kind in (COMMIT, TREE) and sha not in self.raws:
+                self.raws[sha] = self.store.get_raw(sha)[1]
+
+    def write(self, types: dict[bytes, int]) -> Optional[str]:
+        """Write ``types``' objects as one new pack; return its path without extension."""
+        if not types:
+            return None
+        self.structure(types)
+        plan = plan_pack(types, self.raws, self.settings.max_depth)
+        path = write_pack(self.pack_dir, plan, self.read)
+        self.store._update_pack_cache()
+        self.result.packed_objects += len(types)
+        return path[:-len(".pack")]
+
+    def replace(self, old: list["Pack"], new: Optional[str]) -> None:
+        """Delete the packs ``old`` now that pack ``new`` holds their objects.
+
+        A rewrite can produce a pack identical to an old one (same name): that
+        one is the new pack and stays.
+        """
+        for pack in old:
+            if pack._basename != new:
+                _remove_pack(pack)
+        self.result.packs_merged += len(old)
+        if old:
+            _drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
+
+    def run(self, prune: bool, grace: int) -> None:
+        loose = _loose_objects(self.objects_dir)
+        if prune:
+            self.prune(loose, grace)
+            return
+        packs = self.packs()
+        in_packs = {sha for sha in loose if any(sha in p for p in packs)}
+        self.write({sha: _loose_type(path) for sha, path in loose.items() if sha not in in_packs})
+        self.remove_loose(loose.values())
+        self.merge()
+
+    def remove_loose(self, paths: Iterable[str]) -> None:
+        """Delete loose object files, then the fan-out folders left empty."""
+        folders = set()
+        for path in paths:
+            self.result.loose_removed += _unlink(path)
+            folders.add(os.path.dirname(path))
+        for folder in folders:
+            try:
+                os.rmdir(folder)  # fails if a save wrote into it meanwhile: fine
+            except OSError:
+                pass
+
+    def merge(self) -> None:
+        """Merge the smallest packs until their sizes grow geometrically."""
+        packs = sorted(self.packs(), key=lambda p: os.path.getsize(p._basename + ".pack"))
+        cut, total = 0, 0
+        for i, pack in enumerate(packs):
+            size = os.path.getsize(pack._basename + ".pack")
+            if i and size < self.settings.pack_factor * total:
+                cut = i + 1
+            total += size
+        if cut < 2:
+            return
+        merged = packs[:cut]
+        types: dict[bytes, int] = {}
+        for pack in merged:
+            types.update(pack_object_types(pack))
+        self.raws.clear()
+        self.replace(merged, self.write(types))
+
+    def prune(self, loose: dict[bytes, str], grace: int) -> None:
+        """Rewrite everything reachable into one pack; delete what nothing reaches.
+
+        Loose objects younger than ``grace`` seconds that no ref reaches (a save
+        in progress) stay loose and untouched; what they reach is kept.
+        """
+        cutoff = time.time() - grace
+        recent = {sha for sha, path in loose.items() if not _older_than(path, cutoff)}
+        keep = self.reachable(list(_ref_targets(self.repo.path)), {})
+        kept_loose = {sha for sha in recent if sha not in keep}
+        self.reachable(sorted(recent), keep)
+        packs = self.packs()
+        dropped = {sha for pack in packs for sha in pack if sha not in keep}
+        for sha in kept_loose:
+            del keep[sha]
+        new = self.write(keep)
+        self.replace(packs, new)
+        self.remove_loose(path for sha, path in loose.items() if sha not in kept_loose
+                          and (sha in keep or _older_than(path, cutoff)))  # a save may reuse it
+        dropped.update(sha for sha in loose if sha not in keep and sha not in kept_loose)
+        self.result.pruned_objects = len(dropped)
+
+    def reachable(self, roots: list[bytes], types: dict[bytes, int]) -> dict[bytes, int]:
+        """Add to ``types`` every object reachable from ``roots`` (missing ones skipped).
+
+        Blobs are not read: a tree entry's mode gives their type, and their
+        content is only needed when the pack is written.
+        """
+        stack = [(sha, 0) for sha in roots]  # (sha, type if known from a tree entry)
+        while stack:
+            sha, kind = stack.pop()
+            if sha in types:
+                continue
+            if kind == BLOB:
+                if self.store.contains_packed(sha) or self.store.contains_loose(sha):
+                    types[sha] = BLOB
+                continue
+            try:
+                kind, raw = self.store.get_raw(sha)
+            except KeyError:
+                continue  # verify() reports missing objects
+            types[sha] = kind
+            if kind == COMMIT:
+                self.raws[sha] = raw
+                tree, _parent = commit_links(raw)
+                stack.append((tree, TREE))
+                stack.extend((line[7:47], COMMIT) for line in raw.split(b"\n\n", 1)[0].split(b"\n")
+                             if line.startswith(b"parent "))
+            elif kind == TREE:
+                self.raws[sha] = raw
+                stack.extend((entry, TREE if mode == 0o40000 else BLOB)
+                             for _name, mode, entry in tree_entries(raw) if mode != 0o160000)
+            elif kind == TAG:
+                stack.append((raw[7:47], 0))
+        return types
+
+
+def _older_than(path: str, cutoff: float) -> bool:
+    try:
+        return os.stat(path).st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _all_objects(objects_dir: str, store: DiskObjectStore) -> Iterator[bytes]:
+    yield from sorted(_loose_objects(objects_dir))
+    for pack in store.packs:
+        yield from pack
+
+
+def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
+    """Refs, trailers and canonical states of every agent (see ``verify``)."""
+    store = repo._store
+    problems = result.problems
+    branches = store.read_refs(BRANCH_PREFIX.encode())
+    for ref, sha in sorted(store.read_refs(TAG_PREFIX.encode()).items()):
+        agent = ref[len(TAG_PREFIX):].decode().partition("/")[0]
+        _check_ref(repo, ref, sha, agent, problems)
+    for ref, sha in sorted(branches.items()):
+        agent = ref[len(BRANCH_PREFIX):].decode()
+        if not _check_ref(repo, ref, sha, agent, problems):
+            continue
+        result.agents += 1
+        ids: set[str] = set()
+        for commit in repo._walk(sha):
+            result.checkpoints += 1
+            subject = f"{agent}@{commit.id.decode()[:12]}"
+            _check_trailers(commit.message, agent, ids, subject, problems)
+            _check_state(repo, commit.id.decode(), subject, problems)
+
+
+def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,
+               problems: list[Problem]) -> bool:
+    name = ref.decode()
+    try:
+        validate_agent_id(agent)
+    except GitstateError as exc:
+        problems.append(Problem("ref", name, str(exc)))
+        return False
+    try:
+        kind = repo._store.repo.object_store.get_raw(sha)[0]
+    except KeyError:
+        problems.append(Problem("ref", name, f"points to missing object {sha.decode()}"))
+        return False
+    if kind != COMMIT:
+        problems.append(Problem("ref", name, f"points to a {object_class(kind).type_name.decode()}, "
+                                             "not a commit"))
+        return False
+    return True
+
+
+def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
+                    problems: list[Problem]) -> None:
+    _summary, trailers = parse_message(message)
+    checkpoint_id = trailers.get("Checkpoint-Id")
+    if checkpoint_id is None or not is_checkpoint_id(checkpoint_id):
+        problems.append(Problem("trailer", subject, f"Checkpoint-Id missing or invalid: {checkpoint_id!r}"))
+    elif checkpoint_id in ids:
+        problems.append(Problem("trailer", subject, f"Checkpoint-Id {checkpoint_id} used twice"))
+    else:
+        ids.add(checkpoint_id)
+    if trailers.get("Agent-Id") != agent:
+        problems.append(Problem("trailer", subject,
+                                f"Agent-Id is {trailers.get('Agent-Id')!r}, branch is {agent!r}"))
+    version = trailers.get("Schema-Version", "")
+    if not version.isdigit():
+        problems.append(Problem("trailer", subject, f"Schema-Version missing or invalid: {version!r}"))
+    iteration = trailers.get("Iteration")
+    if iteration is not None and not iteration.lstrip("-").isdigit():
+        problems.append(Problem("trailer", subject, f"Iteration is not an integer: {iteration!r}"))
+
+
+def _check_state(repo: "StateRepository", commit: str, subject: str,
+                 problems: list[Problem]) -> None:
+    from .repository import STATE_FILE
+    from dulwich.objects import Blob, Commit, Tree
+    try:
+        tree = repo._object(repo._object(commit.encode(), Commit).tree, Tree)
+        data = repo._object(tree[STATE_FILE][1], Blob).data
+    except (GitstateError, KeyError) as exc:
+        problems.append(Problem("state", subject, f"state.json unreadable: {exc}"))
+        return
+    try:
+        canonical = codec.encode(codec.decode(data))
+    except GitstateError as exc:
+        problems.append(Problem("state", subject, f"state.json is not valid JSON: {exc}"))
+        return
+    if canonical != data:
+        problems.append(Problem("state", subject, "state.json is not in canonical form"))
+
+
+if __name__ == "__main__":  # the background worker: python -m gitstate.maintenance <repo>
+    from .repository import StateRepository
+
+    StateRepository.open(sys.argv[1])._auto_gc()

@@ -1,0 +1,331 @@
+"""Maintenance: delta packs, chain caps, geometric merging, prune, verify, automatic runs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import fsck, git, grow
+from gitstate import AgentState, InvalidArgumentError, StateRepository, codec
+
+
+def save_run(repo: StateRepository, agent: str, steps: int) -> list[bytes]:
+    """Save ``steps`` growing checkpoints; return each saved state's canonical bytes."""
+    state = AgentState(agent_id=agent)
+    saved = []
+    for _ in range(steps):
+        grow(state)
+        repo.save(state)
+        saved.append(codec.encode(state.model_dump(mode="json")))
+    return saved
+
+
+def manual(repo: StateRepository, **settings: object) -> StateRepository:
+    repo.configure_maintenance(auto_objects=0, **settings)
+    return repo
+
+
+def loose_count(repo: StateRepository) -> int:
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    return int(counts["count"])
+
+
+def pack_stats(repo: StateRepository) -> list[str]:
+    """``git verify-pack -v`` lines of every pack (run by the real git)."""
+    pack_dir = Path(repo.path, "objects", "pack")
+    out = []
+    for idx in sorted(pack_dir.glob("*.idx")):
+        out += git(repo, "verify-pack", "-v", str(idx)).splitlines()
+    return out
+
+
+def chain_depths(repo: StateRepository) -> list[int]:
+    """Delta depth of every deltified object, as git reports it."""
+    depths = []
+    for line in pack_stats(repo):
+        fields = line.split()
+        if len(fields) == 7 and re.fullmatch(r"[0-9a-f]{40}", fields[0]):
+            depths.append(int(fields[5]))
+    return depths
+
+
+def test_gc_packs_with_deltas_and_history_reads_back(repo: StateRepository) -> None:
+    manual(repo)
+    saved = save_run(repo, "a1", 40)
+    before = sum(f.stat().st_size for f in Path(repo.path, "objects").rglob("*") if f.is_file())
+    result = repo.gc()
+    assert result.packed_objects == 120 and result.loose_removed == 120
+    assert loose_count(repo) == 0
+    after = sum(f.stat().st_size for f in Path(repo.path, "objects").rglob("*") if f.is_file())
+    assert after * 10 < before
+    assert len(chain_depths(repo)) >= 35  # the older states are deltas
+    fsck(repo)
+    for back, expected in enumerate(reversed(saved)):
+        assert git(repo, "show", f"agents/a1~{back}:state.json").encode() == expected
+        assert codec.encode(repo.load("a1", f"latest~{back}", model=None)) == expected
+
+
+def test_delta_chains_are_capped(repo: StateRepository) -> None:
+    manual(repo, max_depth=4)
+    saved = save_run(repo, "a1", 60)
+    repo.gc()
+    depths = chain_depths(repo)
+    assert depths and max(depths) <= 4
+    whole_blobs = [line for line in pack_stats(repo) if " blob " in line and len(line.split()) == 5]
+    assert len(whole_blobs) <= 10  # the spine shares one whole blob among ~max_depth**2/2 states
+    fsck(repo)
+    assert git(repo, "show", "agents/a1~59:state.json").encode() == saved[0]
+
+
+def test_geometric_merging_keeps_few_packs(repo: StateRepository) -> None:
+    manual(repo)
+    saved = save_run(repo, "a1", 5)
+    for _ in range(12):
+        repo.gc()
+        saved += save_run(repo, "a2", 5)
+    repo.gc()
+    packs = list(Path(repo.path, "objects", "pack").glob("*.pack"))
+    assert 1 <= len(packs) <= 4
+    fsck(repo)
+    assert len(repo.log("a2")) == 60
+    assert git(repo, "rev-list", "--count", "agents/a2").strip() == "60"
+
+
+def test_gc_result_skipped_while_another_maintenance_runs(repo: StateRepository) -> None:
+    import fcntl
+    manual(repo)
+    save_run(repo, "a1", 3)
+    lock = Path(repo.path, "gitstate", "locks", "maintenance")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert repo.gc().skipped
+    assert not repo.gc().skipped
+
+
+def _delete_branch(repo: StateRepository, agent: str) -> None:
+    from gitstate.ids import branch_ref
+    ref = branch_ref(agent)
+    with repo._store.agent_lock(agent) as lock:
+        assert repo._store.update_ref(lock, ref, repo._store.read_ref(ref), None)
+
+
+def test_prune_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -> None:
+    manual(repo)
+    kept = save_run(repo, "keep", 10)
+    save_run(repo, "gone", 10)
+    repo.gc()  # some of it packed ...
+    save_run(repo, "gone2", 3)  # ... some loose
+    gone_blob = git(repo, "rev-parse", "agents/gone:state.json").strip()
+    gone2_blob = git(repo, "rev-parse", "agents/gone2:state.json").strip()
+    _delete_branch(repo, "gone")
+    _delete_branch(repo, "gone2")
+
+    young = repo.gc(prune=True)  # default grace: the young loose objects of gone2 stay
+    assert young.pruned_objects == 30  # gone: 10 commits, 10 trees, 10 blobs (packed)
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode == 0
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone_blob]).returncode != 0
+
+    old = repo.gc(prune=True, grace_seconds=0)
+    assert old.pruned_objects == 9
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode != 0
+    assert len(list(Path(repo.path, "objects", "pack").glob("*.pack"))) == 1
+    assert loose_count(repo) == 0
+    fsck(repo)
+    assert git(repo, "show", "agents/keep~9:state.json").encode() == kept[0]
+    assert repo.verify().ok
+
+
+def test_prune_keeps_objects_only_a_reflog_reaches(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 3)
+    old_head = git(repo, "rev-parse", "agents/a1").strip()
+    first = git(repo, "rev-parse", "agents/a1~2").strip()
+    git(repo, "update-ref", "--create-reflog", "-m", "rewind", "refs/heads/agents/a1", first)
+    assert old_head in Path(repo.path, "logs", "refs", "heads", "agents", "a1").read_text()
+    repo.gc(prune=True, grace_seconds=0)
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", old_head]).returncode == 0
+    fsck(repo)
+
+
+def test_a_rewrite_identical_to_the_existing_pack_keeps_it(repo: StateRepository) -> None:
+    manual(repo)
+    saved = save_run(repo, "a1", 5)
+    repo.gc(prune=True, grace_seconds=0)
+    repo.gc(prune=True, grace_seconds=0)  # same objects, same order: same pack name
+    fsck(repo)
+    assert git(repo, "show", "agents/a1~4:state.json").encode() == saved[0]
+
+
+def test_automatic_maintenance_inline(repo: StateRepository) -> None:
+    repo.configure_maintenance(auto_objects=30, background=False)
+    save_run(repo, "a1", 25)  # 75 objects: maintenance ran twice (at 30 and 60)
+    assert len(list(Path(repo.path, "objects", "pack").glob("*.pack"))) >= 1
+    assert loose_count(repo) == 15
+    fsck(repo)
+
+
+def test_automatic_maintenance_in_background(repo: StateRepository) -> None:
+    repo.configure_maintenance(auto_objects=30, background=True)
+    save_run(repo, "a1", 10)
+    repo.wait_for_maintenance()
+    assert list(Path(repo.path, "objects", "pack").glob("*.pack"))
+    assert loose_count(repo) <= 3
+    assert len(repo.log("a1")) == 10
+    fsck(repo)
+
+
+def _run_python(code: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], check=True,
+                   cwd=Path(__file__).parent)
+
+
+def test_process_exit_packs_what_a_long_run_left_loose(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.git")
+    StateRepository.init(path)
+    code = """
+        import sys
+        from conftest import grow
+        from gitstate import AgentState, StateRepository
+        repo = StateRepository.open(sys.argv[1])
+        state = AgentState(agent_id=sys.argv[2])
+        for _ in range(int(sys.argv[3])):
+            repo.save(grow(state))
+    """
+    _run_python(code, path, "short", "2")  # a one-off save: left loose, no pack
+    assert loose_count(StateRepository.open(path)) == 6
+    assert not list(Path(path, "objects", "pack").glob("*.pack"))
+    _run_python(code, path, "long", "20")
+    repo = StateRepository.open(path)
+    assert loose_count(repo) == 0
+    assert len(repo.log("long")) == 20 and len(repo.log("short")) == 2
+    fsck(repo)
+
+
+def test_settings_are_stored_in_git_config_and_validated(repo: StateRepository) -> None:
+    settings = repo.configure_maintenance(max_depth=20, background=False)
+    assert settings.max_depth == 20 and not settings.background
+    assert git(repo, "config", "gitstate.maxdepth").strip() == "20"
+    assert StateRepository.open(repo.path).maintenance_settings.max_depth == 20
+    before = Path(repo.path, "config").read_text()
+    for bad in ({"max_depth": -1}, {"depth": 3}, {"background": "yes"}, {"pack_factor": 1}):
+        with pytest.raises(InvalidArgumentError):
+            repo.configure_maintenance(**bad)
+    assert Path(repo.path, "config").read_text() == before
+    with pytest.raises(InvalidArgumentError):
+        repo.gc(grace_seconds=-5)
+
+
+# -- writers and readers in other processes while maintenance runs ---------------------
+
+def _writer(path: str, agent: str, steps: int, ready) -> None:
+    repo = StateRepository.open(path)
+    state = AgentState(agent_id=agent)
+    ready.set()
+    for _ in range(steps):
+        repo.save(grow(state))
+
+
+def _reader(path: str, agent: str, stop, errors) -> None:
+    repo = StateRepository.open(path)
+    while not stop.is_set():
+        try:
+            repo.load(agent)
+            repo.log(agent, limit=5)
+        except Exception as exc:  # any failure is the finding
+            errors.put(repr(exc))
+            return
+
+
+def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "seeded", 5)
+    ctx = multiprocessing.get_context("spawn")
+    steps = 60
+    ready = [ctx.Event() for _ in range(3)]
+    stop, errors = ctx.Event(), ctx.Queue()
+    writers = [ctx.Process(target=_writer, args=(repo.path, f"w{i}", steps, ready[i])) for i in range(3)]
+    reader = ctx.Process(target=_reader, args=(repo.path, "seeded", stop, errors))
+    reader.start()
+    for w in writers:
+        w.start()
+    for event in ready:
+        assert event.wait(60)
+    runs = 0
+    while any(w.is_alive() for w in writers) or runs < 3:
+        repo.gc(prune=runs % 2 == 1)
+        runs += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    stop.set()
+    reader.join()
+    assert errors.empty(), errors.get()
+    repo.gc(prune=True)
+    for i in range(3):
+        log = repo.log(f"w{i}")
+        assert len(log) == steps
+        assert [c.iteration for c in log] == list(range(steps, 0, -1))
+    fsck(repo)
+    assert repo.verify().ok
+
+
+# -- verify ------------------------------------------------------------------------------
+
+def test_verify_accepts_a_sound_repository(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 4)
+    repo.gc()
+    save_run(repo, "a2", 2)
+    repo.tag("a1", "v1", "latest~1")
+    result = repo.verify()
+    assert result.ok and result.problems == []
+    assert (result.agents, result.checkpoints, result.objects) == (2, 6, 18)
+
+
+def _plumb_commit(repo: StateRepository, agent: str, content: bytes, message: str) -> None:
+    """Commit ``content`` as state.json on an agent's branch with the real git."""
+    blob = subprocess.run(["git", "--git-dir", repo.path, "hash-object", "-w", "--stdin"],
+                          input=content, capture_output=True, check=True).stdout.decode().strip()
+    tree = subprocess.run(["git", "--git-dir", repo.path, "mktree"], capture_output=True, check=True,
+                          input=f"100644 blob {blob}\tstate.json\n".encode()).stdout.decode().strip()
+    parent = git(repo, "rev-parse", f"agents/{agent}").strip()
+    commit = git(repo, "commit-tree", tree, "-p", parent, "-m", message).strip()
+    git(repo, "update-ref", f"refs/heads/agents/{agent}", commit)
+
+
+def test_verify_reports_non_canonical_states_and_bad_trailers(repo: StateRepository) -> None:
+    save_run(repo, "a1", 2)
+    _plumb_commit(repo, "a1", b'{"agent_id": "a1", "b": 1}\n', "hand-made\n\nAgent-Id: a1")
+    problems = repo.verify().problems
+    kinds = sorted((p.kind, p.message.split(" ")[0]) for p in problems)
+    assert ("state", "state.json") in kinds
+    assert ("trailer", "Checkpoint-Id") in kinds and ("trailer", "Schema-Version") in kinds
+    assert all(p.subject.startswith("a1@") for p in problems)
+
+
+def test_verify_reports_damaged_objects_and_dangling_refs(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 2)
+    blob = git(repo, "rev-parse", "agents/a1:state.json").strip()
+    path = Path(repo.path, "objects", blob[:2], blob[2:])
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    Path(repo.path, "refs", "heads", "agents", "ghost").write_text("1" * 40 + "\n")
+    problems = repo.verify().problems
+    assert any(p.kind == "object" and p.subject == blob for p in problems)
+    assert any(p.kind == "ref" and p.subject == "refs/heads/agents/ghost" for p in problems)
+
+
+def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
+    git(repo, "config", "gitstate.maxdepth", "lots")
+    assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
