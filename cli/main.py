@@ -11,6 +11,7 @@ from gitstate import __version__
 from .context import REPO_ENV, GitstateGroup, Settings
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
+from .maintenance_commands import gc, verify
 from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
 
@@ -39,5 +40,5 @@ def cli(ctx: click.Context, repo: Optional[str], debug: bool) -> None:
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                remote, push, fetch, pull, clone):
+                gc, verify, remote, push, fetch, pull, clone):
     cli.add_command(command)
