@@ -30,6 +30,7 @@ from dulwich.pack import OFS_DELTA, REF_DELTA, pack_object_header, write_pack_in
 from dulwich.object_format import SHA1
 
 from .delta import create_delta
+from .store import fsync_path
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
@@ -134,14 +135,6 @@ def plan_pack(types: dict[bytes, int], raws: dict[bytes, bytes], max_depth: int)
     return plan
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -1) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
@@ -162,7 +155,7 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
         name = os.path.join(pack_dir, f"pack-{checksum.hex()}")
         os.rename(tmp_pack, name + ".pack")
         os.rename(tmp_idx, name + ".idx")
-        _fsync(pack_dir)
+        fsync_path(pack_dir)
         return name + ".pack"
     finally:
         for tmp in (tmp_pack, tmp_idx):

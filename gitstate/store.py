@@ -32,7 +32,8 @@ from .errors import ConcurrentUpdateError
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or directory by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -179,9 +180,9 @@ class Store:
         os.close(fd)
         os.replace(tmp, path)
         if self.durable:
-            _fsync_dir(folder)
+            fsync_path(folder)
             if new_folder:
-                _fsync_dir(self.objects_dir)
+                fsync_path(self.objects_dir)
 
     # -- locks -----------------------------------------------------------------------
     @contextmanager
@@ -260,7 +261,7 @@ class Store:
                 fd = -1
                 os.rename(lock_path, path)
                 if self.durable:
-                    _fsync_dir(os.path.dirname(path))
+                    fsync_path(os.path.dirname(path))
                 return True
             finally:
                 if fd != -1:
