@@ -42,9 +42,9 @@ import sys
 import threading
 import time
 import zlib
-from contextlib import contextmanager
+from binascii import hexlify
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from dulwich.config import ConfigFile
 from dulwich.object_store import DiskObjectStore
@@ -54,21 +54,17 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import parse as parse_message
-from .reclaim import _drop_caches
-from .packing import (BLOB, COMMIT, TAG, TREE, commit_links, pack_object_types, plan_pack,
-                      tree_entries, write_pack)
+from .objectset import PackIndex, ShaTable, loose_path, loose_shas, open_objects, pack_kinds
+from .packing import BLOB, COMMIT, TAG, TREE, Objects, plan_pack, write_pack
+from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
+                      remove_pack)
 
 if TYPE_CHECKING:
-    from dulwich.pack import Pack
-
     from .repository import StateRepository
 
 log = logging.getLogger("gitstate.maintenance")
 
-DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
-
 _TYPES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
-_HEX = set("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -161,19 +157,6 @@ class VerifyResult:
 
 # -- object store helpers ---------------------------------------------------------------
 
-def _loose_objects(objects_dir: str) -> dict[bytes, str]:
-    """Hex sha -> path of every loose object (temporary files skipped)."""
-    found: dict[bytes, str] = {}
-    for prefix in os.listdir(objects_dir):
-        if len(prefix) != 2 or not set(prefix) <= _HEX:
-            continue
-        folder = os.path.join(objects_dir, prefix)
-        for name in os.listdir(folder):
-            if len(name) == 38 and set(name) <= _HEX:
-                found[(prefix + name).encode()] = os.path.join(folder, name)
-    return found
-
-
 def _loose_type(path: str) -> int:
     """The type of a loose object, inflating only its header."""
     with open(path, "rb") as f:
@@ -190,49 +173,6 @@ def _dir_size(path: str) -> int:
             except FileNotFoundError:
                 pass
     return total
-
-
-def _unlink(path: str) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def _remove_pack(pack: "Pack") -> None:
-    """Delete a pack: index first, so no reader starts using it, then its data."""
-    base = pack._basename
-    pack.close()
-    for ext in (".idx", ".rev", ".bitmap", ".pack"):
-        _unlink(base + ext)
-
-
-def _ref_targets(path: str) -> Iterator[bytes]:
-    """Every object a ref, packed ref or reflog entry of the repository points to."""
-    for root, _dirs, files in os.walk(os.path.join(path, "refs")):
-        for name in files:
-            if not name.endswith(".lock"):
-                yield from _shas_in(os.path.join(root, name))
-    for special in ("HEAD", "packed-refs", "FETCH_HEAD", "ORIG_HEAD"):
-        yield from _shas_in(os.path.join(path, special))
-    for root, _dirs, files in os.walk(os.path.join(path, "logs")):
-        for name in files:
-            yield from _shas_in(os.path.join(root, name))
-
-
-def _shas_in(path: str) -> Iterator[bytes]:
-    """40-hex words at the start of each line, or after the first (reflog lines hold two)."""
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
-    except (FileNotFoundError, IsADirectoryError):
-        return
-    for line in lines:
-        line = line.lstrip(b"^")
-        for word in line.split(b" ")[:2]:
-            if len(word) == 40 and set(word.decode(errors="replace")) <= _HEX:
-                yield word
 
 
 # -- the mixin ----------------------------------------------------------------------------
@@ -293,7 +233,7 @@ class MaintenanceMixin:
                 result.skipped = True
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
-            with _object_store(self._store.objects_dir) as store:
+            with open_objects(self._store.objects_dir) as store:
                 _Packer(self, store, settings, result).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
         result.seconds = time.perf_counter() - started
@@ -347,7 +287,7 @@ class MaintenanceMixin:
         result = VerifyResult()
         problems = result.problems
         self._store.forget_repo()  # see the packs as they are now
-        with _object_store(self._store.objects_dir) as store:
+        with open_objects(self._store.objects_dir) as store:
             for pack in store.packs:
                 try:
                     pack.check()
@@ -430,16 +370,6 @@ def _start_worker(path: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-@contextmanager
-def _object_store(objects_dir: str) -> Iterator[DiskObjectStore]:
-    """A private object store with a small delta base cache, closed after use."""
-    store = DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 class _maintenance_lock:
     """Non-blocking exclusive flock; ``held`` is False if another maintenance runs."""
 
@@ -472,156 +402,98 @@ class _Packer:
         self.objects_dir = repo._store.objects_dir
         self.pack_dir = os.path.join(self.objects_dir, "pack")
         self.store = store
-        self.raws: dict[bytes, bytes] = {}  # commits and trees read while planning
 
-    def packs(self) -> list["Pack"]:
-        """The current packs (rescanned), without those kept by a ``.keep`` file."""
-        self.store._update_pack_cache()
-        return [p for p in self.store.packs if not os.path.exists(p._basename + ".keep")]
+    def packs(self) -> list[str]:
+        """The current packs (paths without extension), without those kept by a ``.keep`` file."""
+        return [base for base in pack_bases(self.objects_dir) if not os.path.exists(base + ".keep")]
 
-    def read(self, sha: bytes) -> tuple[int, bytes]:
-        raw = self.raws.pop(sha, None)  # written once: free it as the pack grows
-        if raw is not None:
-            return (COMMIT if raw.startswith(b"tree ") else TREE), raw
-        return self.store.get_raw(sha)
-
-    def structure(self, types: dict[bytes, int]) -> None:
-        """Read the commits and trees among ``types`` (small) for planning."""
-        for sha, kind in types.items():
-            if kind in (COMMIT, TREE) and sha not in self.raws:
-                self.raws[sha] = self.store.get_raw(sha)[1]
-
-    def write(self, types: dict[bytes, int]) -> Optional[str]:
-        """Write ``types``' objects as one new pack; return its path without extension."""
-        if not types:
+    def write(self, objects: Objects, wanted: bytearray) -> Optional[str]:
+        """Write the objects ``i`` with ``wanted[i]`` as one new pack; return its path without extension."""
+        if not any(wanted):
             return None
-        self.structure(types)
-        plan = plan_pack(types, self.raws, self.settings.max_depth)
-        path = write_pack(self.pack_dir, plan, self.read)
+        table = objects.table
+
+        def read(i: int) -> tuple[int, bytes]:
+            return self.store.get_raw(table.hex(i))
+
+        plan = plan_pack(objects, wanted, read, self.settings.max_depth)
+        path = write_pack(self.pack_dir, table, plan, read)
         self.store._update_pack_cache()
-        self.result.packed_objects += len(types)
+        self.result.packed_objects += len(plan.order)
         return path[:-len(".pack")]
 
-    def replace(self, old: list["Pack"], new: Optional[str]) -> None:
+    def replace(self, old: list[str], new: Optional[str]) -> None:
         """Delete the packs ``old`` now that pack ``new`` holds their objects.
 
         A rewrite can produce a pack identical to an old one (same name): that
         one is the new pack and stays.
         """
-        for pack in old:
-            if pack._basename != new:
-                _remove_pack(pack)
+        for base in old:
+            if base != new:
+                remove_pack(base)
+        self.store._update_pack_cache()  # closes the packs that are gone
         self.result.packs_merged += len(old)
         if old:
-            _drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
+            drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
 
     def run(self, prune: bool, grace: int) -> None:
-        loose = _loose_objects(self.objects_dir)
         if prune:
-            self.prune(loose, grace)
+            self.prune(grace)
             return
-        packs = self.packs()
-        in_packs = {sha for sha in loose if any(sha in p for p in packs)}
-        self.write({sha: _loose_type(path) for sha, path in loose.items() if sha not in in_packs})
-        self.remove_loose(loose.values())
+        self.pack_loose()
         self.merge()
 
-    def remove_loose(self, paths: Iterable[str]) -> None:
-        """Delete loose object files, then the fan-out folders left empty."""
-        folders = set()
-        for path in paths:
-            self.result.loose_removed += _unlink(path)
-            folders.add(os.path.dirname(path))
-        for folder in folders:
-            try:
-                os.rmdir(folder)  # fails if a save wrote into it meanwhile: fine
-            except OSError:
-                pass
+    def pack_loose(self) -> None:
+        """Pack the loose objects that no pack holds, then delete every loose object seen."""
+        table = ShaTable(b"".join(loose_shas(self.objects_dir)))
+        objects, wanted = Objects(table), bytearray(len(table))
+        for i in range(len(table)):
+            sha = table.hex(i)
+            if not self.store.contains_packed(sha):
+                objects.kinds[i] = _loose_type(loose_path(self.objects_dir, sha))
+                wanted[i] = 1
+        self.write(objects, wanted)
+        self.result.loose_removed += remove_loose(self.objects_dir, map(table.hex, range(len(table))))[0]
 
     def merge(self) -> None:
         """Merge the smallest packs until their sizes grow geometrically."""
-        packs = sorted(self.packs(), key=lambda p: os.path.getsize(p._basename + ".pack"))
+        packs = sorted(self.packs(), key=lambda base: os.path.getsize(base + ".pack"))
         cut, total = 0, 0
-        for i, pack in enumerate(packs):
-            size = os.path.getsize(pack._basename + ".pack")
+        for i, base in enumerate(packs):
+            size = os.path.getsize(base + ".pack")
             if i and size < self.settings.pack_factor * total:
                 cut = i + 1
             total += size
         if cut < 2:
             return
         merged = packs[:cut]
-        types: dict[bytes, int] = {}
-        for pack in merged:
-            types.update(pack_object_types(pack))
-        self.raws.clear()
-        self.replace(merged, self.write(types))
+        table = ShaTable.merged(PackIndex(base + ".idx").iter_shas() for base in merged)
+        objects = Objects(table)
+        for base in merged:
+            pack_kinds(base, table, objects.kinds)
+        self.replace(merged, self.write(objects, bytearray(b"\1") * len(table)))
 
-    def prune(self, loose: dict[bytes, str], grace: int) -> None:
+    def prune(self, grace: int) -> None:
         """Rewrite everything reachable into one pack; delete what nothing reaches.
 
-        Loose objects younger than ``grace`` seconds that no ref reaches (a save
-        in progress) stay loose and untouched; what they reach is kept.
+        Young loose objects that no ref reaches (a save in progress) stay loose
+        and untouched; what they reach is kept (see :mod:`gitstate.reclaim`).
         """
-        cutoff = time.time() - grace
-        recent = {sha for sha, path in loose.items() if not _older_than(path, cutoff)}
-        keep = self.reachable(list(_ref_targets(self.repo.path)), {})
-        kept_loose = {sha for sha in recent if sha not in keep}
-        self.reachable(sorted(recent), keep)
-        packs = self.packs()
-        dropped = {sha for pack in packs for sha in pack if sha not in keep}
-        for sha in kept_loose:
-            del keep[sha]
-        new = self.write(keep)
-        self.replace(packs, new)
-        self.remove_loose(path for sha, path in loose.items() if sha not in kept_loose
-                          and (sha in keep or _older_than(path, cutoff)))  # a save may reuse it
-        dropped.update(sha for sha in loose if sha not in keep and sha not in kept_loose)
-        self.result.pruned_objects = len(dropped)
-
-    def reachable(self, roots: list[bytes], types: dict[bytes, int]) -> dict[bytes, int]:
-        """Add to ``types`` every object reachable from ``roots`` (missing ones skipped).
-
-        Blobs are not read: a tree entry's mode gives their type, and their
-        content is only needed when the pack is written.
-        """
-        stack = [(sha, 0) for sha in roots]  # (sha, type if known from a tree entry)
-        while stack:
-            sha, kind = stack.pop()
-            if sha in types:
-                continue
-            if kind == BLOB:
-                if self.store.contains_packed(sha) or self.store.contains_loose(sha):
-                    types[sha] = BLOB
-                continue
-            try:
-                kind, raw = self.store.get_raw(sha)
-            except KeyError:
-                continue  # verify() reports missing objects
-            types[sha] = kind
-            if kind == COMMIT:
-                self.raws[sha] = raw
-                tree, _parent = commit_links(raw)
-                stack.append((tree, TREE))
-                stack.extend((line[7:47], COMMIT) for line in raw.split(b"\n\n", 1)[0].split(b"\n")
-                             if line.startswith(b"parent "))
-            elif kind == TREE:
-                self.raws[sha] = raw
-                stack.extend((entry, TREE if mode == 0o40000 else BLOB)
-                             for _name, mode, entry in tree_entries(raw) if mode != 0o160000)
-            elif kind == TAG:
-                stack.append((raw[7:47], 0))
-        return types
-
-
-def _older_than(path: str, cutoff: float) -> bool:
-    try:
-        return os.stat(path).st_mtime < cutoff
-    except FileNotFoundError:
-        return False
+        census = Census(self.store, self.repo.path, time.time() - grace)
+        census.mark()
+        flags = census.flags
+        wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)
+        old = [base for base in census.packs if not os.path.exists(base + ".keep")]
+        self.replace(old, self.write(census.objects, wanted))
+        packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
+                                                    if f & LOOSE and wanted[i]))
+        dropped, _ = census.remove_unreached_loose()
+        self.result.loose_removed += packed + dropped
+        self.result.pruned_objects = census.unreached()
 
 
 def _all_objects(objects_dir: str, store: DiskObjectStore) -> Iterator[bytes]:
-    yield from sorted(_loose_objects(objects_dir))
+    yield from (hexlify(sha) for sha in loose_shas(objects_dir))
     for pack in store.packs:
         yield from pack
 

@@ -3,7 +3,8 @@
 A pack is planned first (which objects, in which order, each blob against
 which base), then written object by object: only the blobs still needed as
 delta bases are kept in memory, so the peak is a few states whatever the
-history size.
+history size. Bookkeeping is per object number of a :class:`ShaTable` (arrays,
+no Python object per object): about 60 bytes per object.
 
 Delta bases follow the history: walking each chain of checkpoints from the
 newest commit back along first parents, the newest ``state.json`` is stored
@@ -20,58 +21,74 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sys
 import zlib
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Optional
 
-from dulwich.objects import hex_to_sha, sha_to_hex
-from dulwich.pack import OFS_DELTA, REF_DELTA, pack_object_header, write_pack_index
+from dulwich.pack import OFS_DELTA, pack_object_header
 from dulwich.object_format import SHA1
 
 from .delta import create_delta
+from .objectset import SHA_SIZE, ShaTable
 from .store import fsync_path
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
+_BATCH = 8192  # objects per write of the index tables
 
-ReadRaw = Callable[[bytes], tuple[int, bytes]]  # hex sha -> (type number, raw content)
+ReadRaw = Callable[[int], tuple[int, bytes]]  # object number -> (type number, raw content)
 
 
-@dataclass(slots=True)
-class _Entry:
-    sha: bytes  # hex
-    base: Optional[bytes] = None  # hex sha of the delta base (written before this entry)
+class Objects:
+    """What maintenance knows of the objects of a table: types and commit links."""
+
+    def __init__(self, table: ShaTable):
+        n = len(table)
+        self.table = table
+        self.kinds = bytearray(n)  # type number, 0 = unknown
+        self.tree_of = array("i", [-1]) * n  # commit -> its tree (-1: not read or absent)
+        self.parent_of = array("i", [-1]) * n  # commit -> its first parent
+
+    def link(self, i: int, raw: bytes) -> list[bytes]:
+        """Record commit ``i``'s tree and first parent; return (tree, *parents) as hex."""
+        links = commit_links(raw)
+        self.tree_of[i] = self.table.find_hex(links[0]) if links[0] else -1
+        self.parent_of[i] = self.table.find_hex(links[1]) if len(links) > 1 else -1
+        return links
 
 
 @dataclass
 class Plan:
-    """Objects of one pack in write order; ``uses`` counts how often each is a delta base."""
+    """Object numbers of one pack in write order, each with its delta base (-1: whole)."""
 
-    entries: list[_Entry] = field(default_factory=list)
-    uses: dict[bytes, int] = field(default_factory=dict)
+    order: array = field(default_factory=lambda: array("I"))
+    bases: array = field(default_factory=lambda: array("i"))
 
 
-def commit_links(raw: bytes) -> tuple[bytes, Optional[bytes]]:
-    """(tree, first parent) of a raw commit."""
-    tree, parent = b"", None
+def commit_links(raw: bytes) -> list[bytes]:
+    """[tree, *parents] (hex) of a raw commit."""
+    links = []
     for line in raw.split(b"\n"):
         if not line:
             break
         if line.startswith(b"tree "):
-            tree = line[5:45]
-        elif line.startswith(b"parent ") and parent is None:
-            parent = line[7:47]
-    return tree, parent
+            links.insert(0, line[5:45])
+        elif line.startswith(b"parent "):
+            links.append(line[7:47])
+    return links
 
 
-def tree_entries(raw: bytes) -> Iterable[tuple[bytes, int, bytes]]:
-    """(name, mode, hex sha) of each entry of a raw tree."""
+def tree_entries(raw: bytes) -> Iterator[tuple[bytes, int, bytes]]:
+    """(name, mode, binary sha) of each entry of a raw tree."""
     pos = 0
     while pos < len(raw):
         space = raw.index(b" ", pos)
         nul = raw.index(b"\0", space)
-        yield raw[space + 1:nul], int(raw[pos:space], 8), sha_to_hex(raw[nul + 1:nul + 21])
+        yield raw[space + 1:nul], int(raw[pos:space], 8), raw[nul + 1:nul + 21]
         pos = nul + 21
 
 
@@ -80,62 +97,72 @@ class _Chain:
 
     def __init__(self, max_depth: int):
         self.max_depth = max_depth
-        self.prev: Optional[tuple[bytes, int]] = None  # (sha, depth) of the last blob
-        self.spine: Optional[tuple[bytes, int]] = None  # where the current chain started
+        self.prev: Optional[tuple[int, int]] = None  # (object, depth) of the last blob
+        self.spine: Optional[tuple[int, int]] = None  # where the current chain started
 
-    def base_for(self, sha: bytes) -> Optional[bytes]:
-        """The delta base for the next (older) blob ``sha``, and record it."""
+    def base_for(self, obj: int) -> int:
+        """The delta base (-1: none) for the next (older) blob ``obj``, and record it."""
         if self.prev is None or self.max_depth == 0:
-            base, depth = None, 0
+            base, depth = -1, 0
         elif self.prev[1] < self.max_depth:
             base, depth = self.prev[0], self.prev[1] + 1
         elif self.spine is not None and self.spine[1] + 1 < self.max_depth:
             base, depth = self.spine[0], self.spine[1] + 1
         else:
-            base, depth = None, 0
-        if base is None or base != self.prev[0]:  # type: ignore[index]
-            self.spine = (sha, depth)
-        self.prev = (sha, depth)
+            base, depth = -1, 0
+        if base < 0 or base != self.prev[0]:  # type: ignore[index]
+            self.spine = (obj, depth)
+        self.prev = (obj, depth)
         return base
 
 
-def plan_pack(types: dict[bytes, int], raws: dict[bytes, bytes], max_depth: int) -> Plan:
-    """Order the objects of ``types`` (hex sha -> type) for writing and choose delta bases.
+def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int) -> Plan:
+    """Order the objects ``i`` with ``wanted[i]`` for writing and choose delta bases.
 
-    ``raws`` holds the raw content of the commits and trees (blobs are read
-    only when written).
+    Commits are read (unless already linked) and the trees of each history
+    once more as it is planned; blobs are read only when written.
     """
-    wanted = types
-    plan, done = Plan(), set()
+    table, kinds = objects.table, objects.kinds
+    tree_of, parent_of = objects.tree_of, objects.parent_of
+    n = len(table)
+    is_parent = bytearray(n)
+    for i in range(n):
+        if wanted[i] and kinds[i] == COMMIT:
+            if tree_of[i] < 0:
+                objects.link(i, read(i)[1])
+            if parent_of[i] >= 0:
+                is_parent[parent_of[i]] = 1
+    plan, done = Plan(), bytearray(n)
 
-    def emit(sha: bytes, base: Optional[bytes] = None) -> None:
-        done.add(sha)
-        plan.entries.append(_Entry(sha, base))
-        if base is not None:
-            plan.uses[base] = plan.uses.get(base, 0) + 1
+    def emit(i: int, base: int = -1) -> None:
+        done[i] = 1
+        plan.order.append(i)
+        plan.bases.append(base)
 
-    commits = {sha: commit_links(raws[sha]) for sha in wanted if types[sha] == COMMIT}
-    parents = {parent for _tree, parent in commits.values()}
-    for head in sorted(sha for sha in commits if sha not in parents):
+    for head in range(n):
+        if not wanted[head] or kinds[head] != COMMIT or is_parent[head]:
+            continue
         chains: dict[bytes, _Chain] = {}
-        sha: Optional[bytes] = head
-        while sha in commits and sha not in done:
-            emit(sha)
-            tree, sha = commits[sha]
-            if tree in wanted and tree not in done:
+        i = head
+        while i >= 0 and wanted[i] and kinds[i] == COMMIT and not done[i]:
+            emit(i)
+            tree, i = tree_of[i], parent_of[i]
+            if tree >= 0 and wanted[tree] and not done[tree]:
                 emit(tree)
-                for name, mode, entry in tree_entries(raws[tree]):
-                    if entry not in wanted or entry in done or types.get(entry) != BLOB:
+                for name, _mode, sha in tree_entries(read(tree)[1]):
+                    entry = table.find(sha)
+                    if entry < 0 or not wanted[entry] or done[entry] or kinds[entry] != BLOB:
                         continue
-                    chain = chains.setdefault(name, _Chain(max_depth))
-                    base = chain.base_for(entry)
-                    emit(entry, base if base in done else None)
-    for sha in sorted(sha for sha in wanted if sha not in done):
-        emit(sha)
+                    base = chains.setdefault(name, _Chain(max_depth)).base_for(entry)
+                    emit(entry, base if base >= 0 and done[base] else -1)
+    for i in range(n):
+        if wanted[i] and not done[i]:
+            emit(i)
     return plan
 
 
-def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -1) -> str:
+def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
+               compression: int = -1) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
     The pack and its index are written to temporary files, fsynced, and renamed
@@ -147,9 +174,9 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_{tag}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_{tag}")
     try:
-        index, checksum = _write_pack_data(tmp_pack, plan, read, compression)
+        offsets, crcs, checksum = _write_pack_data(tmp_pack, len(table), plan, read, compression)
         with open(tmp_idx, "wb") as f:
-            write_pack_index(f, sorted(index), checksum, version=2)
+            write_index(f, table, offsets, crcs, checksum)
             f.flush()
             os.fsync(f.fileno())
         name = os.path.join(pack_dir, f"pack-{checksum.hex()}")
@@ -163,13 +190,16 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
                 os.unlink(tmp)
 
 
-def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
-                     compression: int) -> tuple[list[tuple[bytes, int, int]], bytes]:
+def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw,
+                     compression: int) -> tuple[array, array, bytes]:
+    """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
-    offsets: dict[bytes, int] = {}
-    index: list[tuple[bytes, int, int]] = []
-    live: dict[bytes, bytes] = {}  # raw content of blobs still needed as delta bases
-    uses = dict(plan.uses)
+    offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n
+    uses = bytearray(n)  # times each object is the base of a delta still to write
+    for base in plan.bases:
+        if base >= 0:
+            uses[base] += 1
+    live: dict[int, bytes] = {}  # raw content of blobs still needed as delta bases
     with open(path, "wb") as f:
         offset = 0
 
@@ -179,63 +209,79 @@ def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
             hasher.update(chunk)
             offset += len(chunk)
 
-        put(b"PACK" + (2).to_bytes(4, "big") + len(plan.entries).to_bytes(4, "big"))
-        for entry in plan.entries:
-            type_num, raw = read(entry.sha)
+        put(b"PACK" + (2).to_bytes(4, "big") + len(plan.order).to_bytes(4, "big"))
+        for i, base in zip(plan.order, plan.bases):
+            type_num, raw = read(i)
             body: bytes = raw
-            header: bytes
             start = offset
-            if entry.base is not None:
-                base_raw = live[entry.base]
-                delta = create_delta(base_raw, raw)
+            if base >= 0:
+                delta = create_delta(live[base], raw)
                 if len(delta) < len(raw) * MAX_DELTA_RATIO:
                     body = delta
-                uses[entry.base] -= 1
-                if not uses[entry.base]:
-                    del live[entry.base]
+                uses[base] -= 1
+                if not uses[base]:
+                    del live[base]
             if body is raw:
                 header = bytes(pack_object_header(type_num, None, len(raw), SHA1))
             else:
-                header = bytes(pack_object_header(OFS_DELTA, start - offsets[entry.base],  # type: ignore[index]
-                                                  len(body), SHA1))
+                header = bytes(pack_object_header(OFS_DELTA, start - offsets[base] + 1, len(body), SHA1))
             data = zlib.compress(body, compression)
             put(header)
             put(data)
-            index.append((hex_to_sha(entry.sha), start, zlib.crc32(data, zlib.crc32(header))))
-            if uses.get(entry.sha):  # a delta base: keep its offset and content until used
-                offsets[entry.sha] = start
-                live[entry.sha] = raw
+            offsets[i], crcs[i] = start + 1, zlib.crc32(data, zlib.crc32(header))
+            if uses[i]:  # a delta base: keep its content until its deltas are written
+                live[i] = raw
         checksum = hasher.digest()
         f.write(checksum)
         f.flush()
         os.fsync(f.fileno())
-    return index, checksum
+    return offsets, crcs, checksum
 
 
-def pack_object_types(pack) -> dict[bytes, int]:  # pack: dulwich.pack.Pack
-    """Hex sha -> type number of every object in a pack, without resolving deltas."""
-    by_offset: dict[int, int] = {}
-    by_sha: dict[bytes, int] = {}
-    pending: list[tuple[bytes, bytes]] = []
-    for unpacked in pack.iter_unpacked():
-        sha = sha_to_hex(unpacked.sha()) if len(unpacked.sha()) == 20 else unpacked.sha()
-        kind = unpacked.pack_type_num
-        if kind == OFS_DELTA:
-            kind = by_offset[unpacked.offset - unpacked.delta_base]
-        elif kind == REF_DELTA:
-            base = sha_to_hex(unpacked.delta_base)
-            if base not in by_sha:
-                pending.append((sha, base))
-                continue
-            kind = by_sha[base]
-        by_offset[unpacked.offset] = kind
-        by_sha[sha] = kind
-    while pending:  # REF_DELTA bases written after their deltas (rare; git does not)
-        left = [(sha, base) for sha, base in pending if base not in by_sha]
-        if len(left) == len(pending):
-            raise ValueError(f"pack {pack.data.filename} has deltas on missing bases")
-        for sha, base in pending:
-            if base in by_sha:
-                by_sha[sha] = by_sha[base]
-        pending = left
-    return by_sha
+def write_index(f, table: ShaTable, offsets: array, crcs: array, checksum: bytes) -> None:
+    """Write a version 2 pack index of the objects ``i`` with ``offsets[i]`` (offset + 1) set.
+
+    Streams the tables in batches; no Python object per object.
+    """
+    hasher = hashlib.sha1()
+
+    def put(chunk: bytes) -> None:
+        f.write(chunk)
+        hasher.update(chunk)
+
+    def batches() -> Iterator[list[int]]:
+        members = (i for i, offset in enumerate(offsets) if offset)
+        while batch := list(islice(members, _BATCH)):
+            yield batch
+
+    def big_endian(values: array) -> bytes:
+        if sys.byteorder == "little":
+            values.byteswap()
+        return values.tobytes()
+
+    fanout = array("I", [0]) * 256
+    for batch in batches():
+        for i in batch:
+            fanout[table.shas[i * SHA_SIZE]] += 1
+    for byte in range(1, 256):
+        fanout[byte] += fanout[byte - 1]
+    put(b"\377tOc" + (2).to_bytes(4, "big") + big_endian(fanout))
+    shas = table.shas
+    for batch in batches():
+        put(b"".join(shas[i * SHA_SIZE:(i + 1) * SHA_SIZE] for i in batch))
+    for batch in batches():
+        put(big_endian(array("I", (crcs[i] for i in batch))))
+    large = array("Q")
+    for batch in batches():
+        small = array("I")
+        for i in batch:
+            offset = offsets[i] - 1
+            if offset < 0x80000000:
+                small.append(offset)
+            else:
+                small.append(0x80000000 | len(large))
+                large.append(offset)
+        put(big_endian(small))
+    put(big_endian(large))
+    put(checksum)
+    f.write(hasher.digest())

@@ -1,35 +1,48 @@
-"""Reclaim the space of objects that nothing reaches any more (after delete, prune, rollback).
+"""Deleting the objects that nothing reaches any more: one marking, one set of grace rules.
 
-An object is kept when a ref (any ``refs/...``, ``*HEAD`` files), or an entry
-of a reflog (``logs/...``, old and new SHA, as git counts them) reaches it,
-or when it is younger than the grace period: a writer may have written it and
-not yet moved its ref (gitstate's :meth:`Store.write` freshens the time of an
-object it reuses, as git does). Loose objects are deleted; a pack holding
-unreachable objects is rewritten without them, streaming object by object and
-keeping deltas whose base stays (a delta whose base goes is stored whole);
-packs with a ``.keep`` file are left alone. One reclaim runs at a time
-(``Store.maintenance_lock``); writers never wait for it. Refs are read twice, before and
-after the walk, and what either reading reaches is kept. Only dulwich is used,
-never the git binary.
+Two callers, one lock (``Store.maintenance_lock``), writers never wait:
+``reclaim`` (retention's ``repo.reclaim()``, after delete, prune, rollback) deletes
+without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
+is kept into one delta-compressed pack. Both take a :class:`Census`:
+
+- kept is everything reachable from a ref (any ``refs/...``, loose or packed, and
+  the ``*HEAD`` files), from an entry of a reflog (old and new SHA, as git counts
+  them), or from a loose object younger than the grace period (a save in
+  progress: its ref is not moved yet; :meth:`Store.write` freshens the time of an
+  object it reuses, as git does). Refs are read before and after the walk;
+- a reachable object that is missing stops the run before anything is deleted;
+- an unreachable loose object is unlinked only if still older than the grace
+  period just before (:func:`remove_loose`).
+
+``reclaim`` rewrites each pack older than the grace that holds unreachable
+objects without them, streaming and keeping deltas whose base stays (a delta
+whose base goes is stored whole); packs with a ``.keep`` file are left alone.
+Only dulwich is used, never the git binary.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Iterator
+from binascii import hexlify
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
+from typing import Optional
 
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.objects import Commit, Tag, Tree, sha_to_hex
+from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, Pack, UnpackedObject, write_pack_data, write_pack_index
 
 from .errors import CorruptObjectError
+from .objectset import PackIndex, ShaTable, loose_path, loose_shas, open_objects
+from .packing import COMMIT, TAG, TREE, BLOB, Objects, commit_links, tree_entries
 from .store import Store
 
-_HEX = re.compile(rb"[0-9a-f]{40}")
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
+_HEXDIGITS = frozenset(b"0123456789abcdef")
+_ZERO = b"0" * 40
+LOOSE, YOUNG, REACHED, LEFT_LOOSE = 1, 2, 4, 8  # Census.flags bits
 
 
 @dataclass(frozen=True)
@@ -44,102 +57,190 @@ class ReclaimResult:
     bytes: int = 0
 
 
-def _roots(store: Store) -> set[bytes]:
-    """Every SHA a ref, a ``*HEAD`` file or a reflog entry names (hex bytes)."""
-    roots = set(store.read_refs(b"refs/").values())
-    for name in os.listdir(store.path):  # HEAD, FETCH_HEAD, ORIG_HEAD...: first word of each line
-        if name.endswith("HEAD") and os.path.isfile(os.path.join(store.path, name)):
-            with open(os.path.join(store.path, name), "rb") as f:
-                roots.update(line[:40] for line in f if _HEX.fullmatch(line[:40]))
-    for folder, _dirs, files in os.walk(os.path.join(store.path, "logs")):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as f:
-                for line in f:
-                    roots.update(sha for sha in line.split(b" ", 2)[:2] if _HEX.fullmatch(sha))
-    roots.discard(b"0" * 40)
-    return roots
+def pack_bases(objects_dir: str) -> list[str]:
+    """Paths (without extension) of the packs that have an index, sorted."""
+    pack_dir = os.path.join(objects_dir, "pack")
+    names = sorted(os.listdir(pack_dir)) if os.path.isdir(pack_dir) else []
+    return [os.path.join(pack_dir, n[:-4]) for n in names
+            if n.endswith(".idx") and n[:-4] + ".pack" in names]
 
 
-def _reach(store: Store, roots: set[bytes], seen: set[bytes]) -> None:
-    """Add to ``seen`` everything reachable from ``roots`` (blobs are not read)."""
-    objects = store.repo.object_store
-    stack = [sha for sha in roots if sha not in seen]
-    seen.update(stack)
-    while stack:
-        sha = stack.pop()
-        try:
-            obj = objects[sha]
-        except KeyError:
-            raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
-                                     "nothing was reclaimed") from None
-        if isinstance(obj, Commit):
-            children = [obj.tree, *obj.parents]
-        elif isinstance(obj, Tree):
-            children = []
-            for entry in obj.iteritems():
-                if entry.mode == _GITLINK_MODE:
+class Census:
+    """Every object of the repository, numbered, with what the grace rules need to know.
+
+    ``flags[i]`` holds ``LOOSE`` and ``YOUNG`` (a loose object younger than the
+    grace) after construction, ``REACHED`` after :meth:`mark`, and
+    ``LEFT_LOOSE`` for young loose objects no ref reaches. Objects written
+    after the census are not in it and never deleted.
+    """
+
+    def __init__(self, store: DiskObjectStore, path: str, cutoff: float):
+        self.store, self.path, self.cutoff = store, path, cutoff
+        self.objects_dir = store.path
+        self.packs = pack_bases(self.objects_dir)
+        self.table = ShaTable.merged([loose_shas(self.objects_dir)]
+                                     + [PackIndex(base + ".idx").iter_shas() for base in self.packs])
+        self.objects = Objects(self.table)
+        self.flags = bytearray(len(self.table))
+        for sha in loose_shas(self.objects_dir):
+            i = self.table.find(sha)
+            if i >= 0:
+                self.flags[i] |= LOOSE | (0 if _older_than(loose_path(
+                    self.objects_dir, hexlify(sha)), cutoff) else YOUNG)
+        self.newer: set[bytes] = set()  # hex SHAs reached that the census does not hold
+
+    def mark(self) -> None:
+        """Flag everything reachable (see the module docstring); raises on a missing object."""
+        flags = self.flags
+        self._walk(_roots(self.path))
+        for i, f in enumerate(flags):
+            if f & YOUNG and not f & REACHED:
+                flags[i] |= LEFT_LOOSE
+        self._walk(self.table.hex(i) for i, f in enumerate(flags) if f & LEFT_LOOSE)
+        self._walk(_roots(self.path))  # refs moved during the walk
+
+    def _walk(self, roots: Iterable[bytes]) -> None:
+        table, flags, kinds = self.table, self.flags, self.objects.kinds
+        for root in roots:
+            stack = [root]
+            while stack:
+                sha = stack.pop()
+                i = table.find_hex(sha)
+                if i >= 0:
+                    if flags[i] & REACHED:
+                        continue
+                    flags[i] |= REACHED
+                elif sha in self.newer:
                     continue
-                if entry.mode == _TREE_MODE:
-                    children.append(entry.sha)
                 else:
-                    seen.add(entry.sha)
-        elif isinstance(obj, Tag):
-            children = [obj.object[1]]
-        else:
-            children = []
-        for child in children:
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
+                    self.newer.add(sha)
+                try:
+                    kind, raw = self.store.get_raw(sha)
+                except KeyError:
+                    raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
+                                             "nothing was deleted") from None
+                if i >= 0:
+                    kinds[i] = kind
+                if kind == COMMIT:
+                    links = self.objects.link(i, raw) if i >= 0 else commit_links(raw)
+                    stack.extend(links[1:])
+                    stack.append(links[0])  # the tree first: the stack stays short
+                elif kind == TREE:
+                    for _name, mode, entry in tree_entries(raw):
+                        if mode == _TREE_MODE:
+                            stack.append(hexlify(entry))
+                        elif mode != _GITLINK_MODE:
+                            self._reach_blob(entry)
+                elif kind == TAG:
+                    stack.append(raw[7:47])
+
+    def _reach_blob(self, sha: bytes) -> None:
+        """Flag a blob reached without reading it (a tree entry's mode gives its type)."""
+        i = self.table.find(sha)
+        if i >= 0:
+            self.flags[i] |= REACHED
+            self.objects.kinds[i] = BLOB
+        elif not (self.store.contains_packed(hexlify(sha)) or self.store.contains_loose(hexlify(sha))):
+            raise CorruptObjectError(f"object {hexlify(sha).decode()} is reachable but missing; "
+                                     "nothing was deleted")
+
+    def reached(self, sha: bytes) -> bool:
+        """Whether binary ``sha`` is kept (objects newer than the census always are)."""
+        i = self.table.find(sha)
+        return i < 0 or bool(self.flags[i] & REACHED)
+
+    def unreached(self) -> int:
+        return sum(1 for f in self.flags if not f & REACHED)
+
+    def remove_unreached_loose(self) -> tuple[int, int]:
+        """Unlink the unreachable loose objects still older than the grace: (count, bytes)."""
+        return remove_loose(self.objects_dir, (self.table.hex(i) for i, f in enumerate(self.flags)
+                                               if f & LOOSE and not f & REACHED), self.cutoff)
 
 
-def reachable(store: Store) -> set[bytes]:
-    """Hex SHAs of every object reachable from a ref or a reflog (refs read before and after)."""
-    seen: set[bytes] = set()
-    before = _roots(store)
-    _reach(store, before, seen)
-    _reach(store, _roots(store) - before, seen)
-    return seen
+def remove_loose(objects_dir: str, shas: Iterable[bytes],
+                 cutoff: Optional[float] = None) -> tuple[int, int]:
+    """Unlink loose objects (only those older than ``cutoff`` if given), then the
+    fan-out folders left empty; return (count, bytes) removed."""
+    count = freed = 0
+    folders = set()
+    for sha in shas:
+        path = loose_path(objects_dir, sha)
+        try:
+            st = os.stat(path)
+            if cutoff is None or st.st_mtime < cutoff:  # a save may have reused it since
+                os.unlink(path)
+                count, freed = count + 1, freed + st.st_size
+                folders.add(os.path.dirname(path))
+        except FileNotFoundError:
+            continue
+    for folder in folders:
+        try:
+            os.rmdir(folder)  # fails if a save wrote into it meanwhile: fine
+        except OSError:
+            pass
+    return count, freed
+
+
+def _older_than(path: str, cutoff: float) -> bool:
+    try:
+        return os.stat(path).st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _roots(path: str) -> Iterator[bytes]:
+    """Every SHA a ref (a loose ref hides its packed entry), a ``*HEAD`` file or a reflog entry names."""
+    refs: dict[bytes, list[bytes]] = {}  # ref -> its SHA (and the peeled one)
+    name = b""
+    for line in _lines(os.path.join(path, "packed-refs")):
+        if line.startswith(b"^") and name in refs:
+            refs[name].append(line[1:])
+        elif not line.startswith(b"#"):
+            sha, _, name = line.partition(b" ")
+            refs[name] = [sha]
+    for root, _dirs, names in os.walk(os.path.join(path, "refs")):
+        for file in names:
+            if not file.endswith(".lock"):
+                full = os.path.join(root, file)
+                refs[os.fsencode(os.path.relpath(full, path))] = _lines(full)[:1]
+    files = [os.path.join(root, file) for root, _dirs, names in os.walk(os.path.join(path, "logs"))
+             for file in names]
+    files += [os.path.join(path, file) for file in os.listdir(path) if file.endswith("HEAD")]
+    words = chain((sha for shas in refs.values() for sha in shas),
+                  (word for file in files for line in _lines(file)  # reflog lines hold two SHAs,
+                   for word in line.split(None, 2)[:2]))  # FETCH_HEAD lines a SHA and a tab
+    for word in words:
+        if len(word) == 40 and word != _ZERO and _HEXDIGITS.issuperset(word):
+            yield word
+
+
+def _lines(path: str) -> list[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read().splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+        return []
 
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
     """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
-    with store.maintenance_lock():
-        return _reclaim(store, time.time() - grace)
+    with store.maintenance_lock(), open_objects(store.objects_dir) as objects:
+        census = Census(objects, store.path, time.time() - grace)
+        census.mark()
+        removed, freed = census.remove_unreached_loose()
+        for base in census.packs:
+            if (not os.path.exists(base + ".keep")
+                    and os.stat(base + ".pack").st_mtime < census.cutoff):
+                dropped, size = _rewrite_pack(base, census)
+                removed, freed = removed + dropped, freed + size
+    store.forget_repo()  # drop the cached packs that were replaced
+    if removed:
+        drop_caches(store.objects_dir)
+    return ReclaimResult(removed, freed)
 
 
-def _reclaim(store: Store, cutoff: float) -> ReclaimResult:
-    keep = reachable(store)
-    objects = freed = 0
-    for folder in sorted(os.listdir(store.objects_dir)):
-        path = os.path.join(store.objects_dir, folder)
-        if len(folder) != 2 or not os.path.isdir(path):
-            continue
-        for name in os.listdir(path):
-            file = os.path.join(path, name)
-            if len(name) != 38 or (folder + name).encode() in keep:
-                continue
-            try:
-                st = os.stat(file)
-                if st.st_mtime < cutoff:
-                    os.unlink(file)
-                    objects, freed = objects + 1, freed + st.st_size
-            except FileNotFoundError:
-                continue  # removed by someone else (git gc)
-    pack_dir = os.path.join(store.objects_dir, "pack")
-    for name in sorted(os.listdir(pack_dir)) if os.path.isdir(pack_dir) else ():
-        base = os.path.join(pack_dir, name[:-5])
-        if (name.endswith(".pack") and os.path.exists(base + ".idx")
-                and not os.path.exists(base + ".keep") and os.stat(base + ".pack").st_mtime < cutoff):
-            removed, size = _rewrite_pack(pack_dir, base, keep)
-            objects, freed = objects + removed, freed + size
-    store.repo.object_store.close()  # drop the cached packs that were replaced
-    if objects:
-        _drop_caches(store.objects_dir)
-    return ReclaimResult(objects, freed)
-
-
-def _drop_caches(objects_dir: str) -> None:
+def drop_caches(objects_dir: str) -> None:
     """Remove git's caches that may name removed objects or packs (git rebuilds them)."""
     info, pack_dir = os.path.join(objects_dir, "info"), os.path.join(objects_dir, "pack")
     for path in (os.path.join(info, "commit-graph"), os.path.join(pack_dir, "multi-pack-index")):
@@ -158,27 +259,32 @@ def _drop_caches(objects_dir: str) -> None:
         os.replace(packs_file + ".tmp", packs_file)
 
 
-def _pack_size(base: str) -> int:
-    return sum(os.path.getsize(base + ext) for ext in (".pack", ".idx") if os.path.exists(base + ext))
-
-
-def _rewrite_pack(pack_dir: str, base: str, keep: set[bytes]) -> tuple[int, int]:
-    """Replace pack ``base`` by one without the objects not in ``keep``; (objects, bytes) freed."""
-    pack = Pack(base, object_format=DEFAULT_OBJECT_FORMAT)
-    try:
-        entries = list(pack.index.iterentries())
-        kept = {sha for sha, _offset, _crc in entries if sha_to_hex(sha) in keep}
-        if len(kept) == len(entries):
-            return 0, 0
-        old_size = _pack_size(base)
-        new_base = _write_pack(pack_dir, pack, entries, kept) if kept else None
-    finally:
-        pack.close()
-    for ext in (".idx", ".pack", ".rev", ".bitmap", ".mtimes"):  # .idx first: pack gone at once
+def remove_pack(base: str) -> None:
+    """Delete a pack: index first, so no reader starts using it, then its data."""
+    for ext in (".idx", ".rev", ".bitmap", ".mtimes", ".pack"):
         try:
             os.unlink(base + ext)
         except FileNotFoundError:
             pass
+
+
+def _pack_size(base: str) -> int:
+    return sum(os.path.getsize(base + ext) for ext in (".pack", ".idx") if os.path.exists(base + ext))
+
+
+def _rewrite_pack(base: str, census: Census) -> tuple[int, int]:
+    """Replace pack ``base`` by one without its unreachable objects; (objects, bytes) freed."""
+    pack = Pack(base, object_format=DEFAULT_OBJECT_FORMAT)
+    try:
+        entries = list(pack.index.iterentries())
+        kept = {sha for sha, _offset, _crc in entries if census.reached(sha)}
+        if len(kept) == len(entries):
+            return 0, 0
+        old_size = _pack_size(base)
+        new_base = _write_pack(os.path.dirname(base), pack, entries, kept) if kept else None
+    finally:
+        pack.close()
+    remove_pack(base)
     return len(entries) - len(kept), old_size - (_pack_size(new_base) if new_base else 0)
 
 

@@ -1,0 +1,178 @@
+"""Compact tables of the objects of a repository, for maintenance (a few dozen bytes per object).
+
+Maintenance handles every object of a history at once (which are reachable,
+their types, the write order of a pack), so per-object Python objects (a
+``bytes`` key and a dict slot cost ~150 bytes each) would make its memory grow
+with the history. Here the objects are numbered: :class:`ShaTable` holds their
+binary SHA-1s sorted in one buffer, and everything else about object ``i`` lives
+at index ``i`` of a ``bytearray`` or an ``array``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import struct
+import sys
+from array import array
+from binascii import hexlify, unhexlify
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from typing import ContextManager, Optional
+
+from dulwich.object_store import DiskObjectStore
+
+DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
+SHA_SIZE = 20
+_HEX = frozenset("0123456789abcdef")
+_IDX_MAGIC = b"\377tOc"
+_OFS_DELTA, _REF_DELTA = 6, 7
+
+
+class ShaTable:
+    """Sorted, distinct binary SHA-1s numbered 0..n-1, with lookup by SHA."""
+
+    def __init__(self, shas: bytes | bytearray):
+        self.shas = shas
+        self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
+
+    @classmethod
+    def merged(cls, sources: Iterable[Iterable[bytes]]) -> "ShaTable":
+        """The union of sorted sources of binary SHAs."""
+        buf, last = bytearray(), b""
+        for sha in heapq.merge(*sources):
+            if sha != last:
+                buf += sha
+                last = sha
+        return cls(buf)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def sha(self, i: int) -> bytes:
+        return self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE]
+
+    def hex(self, i: int) -> bytes:
+        return hexlify(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
+
+    def find(self, sha: bytes) -> int:
+        """The number of binary ``sha``, or -1."""
+        key = int.from_bytes(sha[:8], "big")
+        i = bisect_left(self.keys, key)
+        while i < len(self.keys) and self.keys[i] == key:
+            if self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE] == sha:
+                return i
+            i += 1
+        return -1
+
+    def find_hex(self, hexsha: bytes) -> int:
+        return self.find(unhexlify(hexsha))
+
+
+# -- where objects are -----------------------------------------------------------------------
+
+def loose_shas(objects_dir: str) -> Iterator[bytes]:
+    """Binary SHAs of the loose objects, sorted (temporary files skipped)."""
+    for prefix in sorted(os.listdir(objects_dir)):
+        if len(prefix) != 2 or not set(prefix) <= _HEX:
+            continue
+        try:
+            names = sorted(os.listdir(os.path.join(objects_dir, prefix)))
+        except NotADirectoryError:
+            continue
+        for name in names:
+            if len(name) == 38 and set(name) <= _HEX:
+                yield unhexlify(prefix + name)
+
+
+def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
+    """A private object store with a small delta base cache, closed after use."""
+    return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE))
+
+
+def loose_path(objects_dir: str, hexsha: bytes) -> str:
+    text = hexsha.decode()
+    return os.path.join(objects_dir, text[:2], text[2:])
+
+
+class PackIndex:
+    """The tables of a version 2 pack index (``.idx``), read with plain reads."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:4] != _IDX_MAGIC or int.from_bytes(data[4:8], "big") != 2:
+            raise ValueError(f"{path}: not a version 2 pack index")
+        self.count = n = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
+        start = 8 + 256 * 4
+        self.shas = data[start:start + n * SHA_SIZE]
+        self._tables = data[start + n * 24:len(data) - 40]  # 32-bit offsets, then 64-bit ones
+
+    def offsets(self) -> array:
+        """Offset in the pack of each object, in index (SHA) order."""
+        n = self.count
+        small, large = array("I", self._tables[:n * 4]), array("Q", self._tables[n * 4:])
+        if sys.byteorder == "little":
+            small.byteswap()
+            large.byteswap()
+        return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
+
+    def iter_shas(self) -> Iterator[bytes]:
+        shas = self.shas
+        return (shas[i:i + SHA_SIZE] for i in range(0, len(shas), SHA_SIZE))
+
+
+def pack_kinds(base: str, table: ShaTable, kinds: bytearray) -> None:
+    """Set ``kinds[i]`` to the type of each object of pack ``base`` (path without extension).
+
+    Reads only object headers: a delta takes the type of its base.
+    """
+    index = PackIndex(base + ".idx")
+    numbers = array("I", (table.find(sha) for sha in index.iter_shas()))
+    offsets = index.offsets()
+    by_offset = sorted(range(index.count), key=offsets.__getitem__)
+    sorted_offsets = array("Q", (offsets[p] for p in by_offset))
+    pending: list[tuple[int, int]] = []  # (object, base object) of deltas on later bases
+    with open(base + ".pack", "rb") as f:
+        fd = f.fileno()
+        for p in by_offset:
+            kind, base_offset, base_sha = _object_header(fd, offsets[p])
+            if kind == _OFS_DELTA:
+                kind = kinds[numbers[by_offset[bisect_left(sorted_offsets, base_offset)]]]
+            elif kind == _REF_DELTA:
+                base_number = table.find(base_sha)  # type: ignore[arg-type]
+                kind = kinds[base_number] if base_number >= 0 else 0
+                if not kind:
+                    pending.append((numbers[p], base_number))
+                    continue
+            kinds[numbers[p]] = kind
+    while pending:  # REF_DELTA bases written after their deltas (git does not)
+        left = [(i, b) for i, b in pending if b < 0 or not kinds[b]]
+        if len(left) == len(pending):
+            raise ValueError(f"pack {base}.pack has deltas on missing bases")
+        for i, b in pending:
+            if b >= 0 and kinds[b]:
+                kinds[i] = kinds[b]
+        pending = left
+
+
+def _object_header(fd: int, offset: int) -> tuple[int, int, Optional[bytes]]:
+    """(type, base offset, base sha) of the pack entry at ``offset``."""
+    head = os.pread(fd, 64, offset)
+    byte = head[0]
+    kind, pos = (byte >> 4) & 7, 1
+    while byte & 0x80:
+        byte = head[pos]
+        pos += 1
+    if kind == _OFS_DELTA:
+        byte = head[pos]
+        value = byte & 0x7F
+        while byte & 0x80:
+            pos += 1
+            byte = head[pos]
+            value = ((value + 1) << 7) | (byte & 0x7F)
+        return kind, offset - value, None
+    if kind == _REF_DELTA:
+        return kind, 0, head[pos:pos + SHA_SIZE]
+    return kind, 0, None
