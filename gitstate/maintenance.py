@@ -43,6 +43,7 @@ import threading
 import time
 import zlib
 from binascii import hexlify
+from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -54,7 +55,7 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import parse as parse_message
-from .objectset import PackIndex, ShaTable, loose_path, loose_shas, open_objects, pack_kinds
+from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects, pack_kinds
 from .packing import BLOB, COMMIT, TAG, TREE, Objects, plan_pack, write_pack
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
@@ -233,8 +234,9 @@ class MaintenanceMixin:
                 result.skipped = True
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
-            with open_objects(self._store.objects_dir) as store:
-                _Packer(self, store, settings, result).run(prune, grace)
+            with (open_objects(self._store.objects_dir) as store,
+                  closing(RawReader(store)) as read):
+                _Packer(self, read, settings, result).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
         result.seconds = time.perf_counter() - started
         return result
@@ -394,14 +396,14 @@ class _maintenance_lock:
 class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
-    def __init__(self, repo: "StateRepository", store: DiskObjectStore,
+    def __init__(self, repo: "StateRepository", read: RawReader,
                  settings: MaintenanceSettings, result: GcResult):
         self.repo = repo
         self.settings = settings
         self.result = result
         self.objects_dir = repo._store.objects_dir
         self.pack_dir = os.path.join(self.objects_dir, "pack")
-        self.store = store
+        self.store, self.read = read.store, read
 
     def packs(self) -> list[str]:
         """The current packs (paths without extension), without those kept by a ``.keep`` file."""
@@ -414,11 +416,11 @@ class _Packer:
         table = objects.table
 
         def read(i: int) -> tuple[int, bytes]:
-            return self.store.get_raw(table.hex(i))
+            return self.read(table.hex(i))
 
         plan = plan_pack(objects, wanted, read, self.settings.max_depth)
         path = write_pack(self.pack_dir, table, plan, read)
-        self.store._update_pack_cache()
+        self.read.refresh()
         self.result.packed_objects += len(plan.order)
         return path[:-len(".pack")]
 
@@ -431,7 +433,7 @@ class _Packer:
         for base in old:
             if base != new:
                 remove_pack(base)
-        self.store._update_pack_cache()  # closes the packs that are gone
+        self.read.refresh()  # closes the packs that are gone
         self.result.packs_merged += len(old)
         if old:
             drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
@@ -479,7 +481,7 @@ class _Packer:
         Young loose objects that no ref reaches (a save in progress) stay loose
         and untouched; what they reach is kept (see :mod:`gitstate.reclaim`).
         """
-        census = Census(self.store, self.repo.path, time.time() - grace)
+        census = Census(self.read, self.repo.path, time.time() - grace)
         census.mark()
         flags = census.flags
         wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)

@@ -14,17 +14,21 @@ import heapq
 import os
 import struct
 import sys
+import zlib
 from array import array
 from binascii import hexlify, unhexlify
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from typing import ContextManager, Optional
 
 from dulwich.object_store import DiskObjectStore
+from dulwich.pack import Pack, apply_delta
 
 DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
 SHA_SIZE = 20
+_ENTRY_OVERHEAD = 256  # bytes of Python objects per cached delta base, besides its content
 _HEX = frozenset("0123456789abcdef")
 _IDX_MAGIC = b"\377tOc"
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -91,6 +95,89 @@ def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE))
 
 
+class RawReader:
+    """Reads raw objects: from packs with plain reads, otherwise through dulwich.
+
+    dulwich maps whole pack files into memory: reading every object of a large
+    history through it leaves the whole old pack resident in the process (the
+    kernel maps 64 KB around each page touched). Here packed objects are read
+    with ``pread`` and their delta bases kept in a small LRU cache; only the
+    pack indexes (~28 bytes per object) are used through dulwich.
+    """
+
+    def __init__(self, store: DiskObjectStore, cache_bytes: int = DELTA_BASE_CACHE):
+        self.store = store
+        self.packs: Optional[list[Pack]] = None  # the packs as last seen
+        self.files: dict[str, int] = {}  # pack path -> open descriptor
+        self.cache: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
+        self.cache_bytes, self.cached = cache_bytes, 0
+
+    def __call__(self, hexsha: bytes) -> tuple[int, bytes]:
+        sha = unhexlify(hexsha)
+        if self.packs is None:
+            self.packs = self.store.packs
+        for pack in self.packs:
+            try:
+                offset = pack.index.object_offset(sha)
+            except KeyError:
+                continue
+            path = pack._basename + ".pack"
+            if path not in self.files:
+                self.files[path] = os.open(path, os.O_RDONLY)
+            return self._at(self.files[path], offset)
+        return self.store.get_raw(hexsha)  # loose, or in a pack that appeared meanwhile
+
+    def refresh(self) -> None:
+        """See the packs as they are now (after packs were written or removed)."""
+        self.store._update_pack_cache()
+        self.packs = None
+
+    def close(self) -> None:
+        for fd in self.files.values():
+            os.close(fd)
+        self.files.clear()
+        self.cache.clear()
+        self.cached = 0
+
+    def _at(self, fd: int, offset: int, base: bool = False) -> tuple[int, bytes]:
+        """The object at ``offset`` of the pack open as ``fd``, deltas applied.
+
+        Objects read as delta bases are cached (the next older state is usually
+        a delta on the same base or on this one).
+        """
+        hit = self.cache.get((fd, offset))
+        if hit is not None:
+            self.cache.move_to_end((fd, offset))
+            return hit
+        kind, size, base_offset, base_sha, start = _object_header(fd, offset)
+        data = _inflate(fd, start, size)
+        if kind == _OFS_DELTA:
+            kind, source = self._at(fd, base_offset, base=True)
+            data = b"".join(apply_delta(source, data))
+        elif kind == _REF_DELTA:
+            kind, source = self(hexlify(base_sha))  # type: ignore[arg-type]
+            data = b"".join(apply_delta(source, data))
+        if base and len(data) <= self.cache_bytes // 4:
+            self.cache[(fd, offset)] = (kind, data)
+            self.cached += len(data) + _ENTRY_OVERHEAD
+            while self.cached > self.cache_bytes:
+                self.cached -= len(self.cache.popitem(last=False)[1][1]) + _ENTRY_OVERHEAD
+        return kind, data
+
+
+def _inflate(fd: int, start: int, size: int) -> bytes:
+    """Inflate the zlib stream at ``start`` that gives ``size`` bytes."""
+    inflater = zlib.decompressobj()
+    out, pos = [], start
+    while not inflater.eof:
+        chunk = os.pread(fd, max(size + 64, 4096), pos)
+        if not chunk:
+            raise ValueError(f"truncated pack entry at offset {start}")
+        pos += len(chunk)
+        out.append(inflater.decompress(chunk))
+    return b"".join(out)
+
+
 def loose_path(objects_dir: str, hexsha: bytes) -> str:
     text = hexsha.decode()
     return os.path.join(objects_dir, text[:2], text[2:])
@@ -100,19 +187,21 @@ class PackIndex:
     """The tables of a version 2 pack index (``.idx``), read with plain reads."""
 
     def __init__(self, path: str):
+        self.path = path
         with open(path, "rb") as f:
-            data = f.read()
-        if data[:4] != _IDX_MAGIC or int.from_bytes(data[4:8], "big") != 2:
-            raise ValueError(f"{path}: not a version 2 pack index")
-        self.count = n = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
-        start = 8 + 256 * 4
-        self.shas = data[start:start + n * SHA_SIZE]
-        self._tables = data[start + n * 24:len(data) - 40]  # 32-bit offsets, then 64-bit ones
+            head = f.read(8 + 256 * 4)
+            if head[:4] != _IDX_MAGIC or int.from_bytes(head[4:8], "big") != 2:
+                raise ValueError(f"{path}: not a version 2 pack index")
+            self.count = int.from_bytes(head[-4:], "big")
+            self.shas = f.read(self.count * SHA_SIZE)
 
     def offsets(self) -> array:
         """Offset in the pack of each object, in index (SHA) order."""
         n = self.count
-        small, large = array("I", self._tables[:n * 4]), array("Q", self._tables[n * 4:])
+        with open(self.path, "rb") as f:
+            f.seek(8 + 256 * 4 + n * 24)
+            tables = f.read()[:-40]  # 32-bit offsets, then 64-bit ones, then two checksums
+        small, large = array("I", tables[:n * 4]), array("Q", tables[n * 4:])
         if sys.byteorder == "little":
             small.byteswap()
             large.byteswap()
@@ -137,7 +226,7 @@ def pack_kinds(base: str, table: ShaTable, kinds: bytearray) -> None:
     with open(base + ".pack", "rb") as f:
         fd = f.fileno()
         for p in by_offset:
-            kind, base_offset, base_sha = _object_header(fd, offsets[p])
+            kind, _size, base_offset, base_sha, _start = _object_header(fd, offsets[p])
             if kind == _OFS_DELTA:
                 kind = kinds[numbers[by_offset[bisect_left(sorted_offsets, base_offset)]]]
             elif kind == _REF_DELTA:
@@ -157,13 +246,15 @@ def pack_kinds(base: str, table: ShaTable, kinds: bytearray) -> None:
         pending = left
 
 
-def _object_header(fd: int, offset: int) -> tuple[int, int, Optional[bytes]]:
-    """(type, base offset, base sha) of the pack entry at ``offset``."""
+def _object_header(fd: int, offset: int) -> tuple[int, int, int, Optional[bytes], int]:
+    """(type, size, base offset, base sha, where the data starts) of the pack entry at ``offset``."""
     head = os.pread(fd, 64, offset)
     byte = head[0]
-    kind, pos = (byte >> 4) & 7, 1
+    kind, size, shift, pos = (byte >> 4) & 7, byte & 0x0F, 4, 1
     while byte & 0x80:
         byte = head[pos]
+        size |= (byte & 0x7F) << shift
+        shift += 7
         pos += 1
     if kind == _OFS_DELTA:
         byte = head[pos]
@@ -172,7 +263,7 @@ def _object_header(fd: int, offset: int) -> tuple[int, int, Optional[bytes]]:
             pos += 1
             byte = head[pos]
             value = ((value + 1) << 7) | (byte & 0x7F)
-        return kind, offset - value, None
+        return kind, size, offset - value, None, offset + pos + 1
     if kind == _REF_DELTA:
-        return kind, 0, head[pos:pos + SHA_SIZE]
-    return kind, 0, None
+        return kind, size, 0, head[pos:pos + SHA_SIZE], offset + pos + SHA_SIZE
+    return kind, size, 0, None, offset + pos

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,11 +32,10 @@ from itertools import chain
 from typing import Optional
 
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, Pack, UnpackedObject, write_pack_data, write_pack_index
 
 from .errors import CorruptObjectError
-from .objectset import PackIndex, ShaTable, loose_path, loose_shas, open_objects
+from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects
 from .packing import COMMIT, TAG, TREE, BLOB, Objects, commit_links, tree_entries
 from .store import Store
 
@@ -74,9 +74,9 @@ class Census:
     after the census are not in it and never deleted.
     """
 
-    def __init__(self, store: DiskObjectStore, path: str, cutoff: float):
-        self.store, self.path, self.cutoff = store, path, cutoff
-        self.objects_dir = store.path
+    def __init__(self, read: RawReader, path: str, cutoff: float):
+        self.read, self.store, self.path, self.cutoff = read, read.store, path, cutoff
+        self.objects_dir = read.store.path
         self.packs = pack_bases(self.objects_dir)
         self.table = ShaTable.merged([loose_shas(self.objects_dir)]
                                      + [PackIndex(base + ".idx").iter_shas() for base in self.packs])
@@ -115,7 +115,7 @@ class Census:
                 else:
                     self.newer.add(sha)
                 try:
-                    kind, raw = self.store.get_raw(sha)
+                    kind, raw = self.read(sha)
                 except KeyError:
                     raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
                                              "nothing was deleted") from None
@@ -225,8 +225,9 @@ def _lines(path: str) -> list[bytes]:
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
     """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
-    with store.maintenance_lock(), open_objects(store.objects_dir) as objects:
-        census = Census(objects, store.path, time.time() - grace)
+    with (store.maintenance_lock(), open_objects(store.objects_dir) as objects,
+          closing(RawReader(objects)) as read):
+        census = Census(read, store.path, time.time() - grace)
         census.mark()
         removed, freed = census.remove_unreached_loose()
         for base in census.packs:
