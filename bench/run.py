@@ -3,6 +3,7 @@
     python bench/run.py            # full sizes (S, L, W, H, A); several minutes on 2 cores
     python bench/run.py --quick    # 1/10 of the sizes: a smoke test
     python bench/run.py --only S,L --markdown out.md
+    python bench/run.py --only G   # gc memory per object on synthetic 30k / 300k-object histories
 
 Every anchor runs in the same invocation on the same states. gitstate's save
 loop runs in a child process with default settings (automatic maintenance
@@ -31,10 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dulwich.objects import Blob, Commit, Tree  # noqa: E402
 from dulwich.repo import Repo  # noqa: E402
 
+from bench.synthetic import build as build_synthetic  # noqa: E402
 from bench.workloads import WORKLOADS, Text  # noqa: E402
 from gitstate import AgentState, StateRepository  # noqa: E402
 
 QUICK_SCALE = 10
+GC_SIZES = (100, 1000)  # G: agents x 100 checkpoints x 3 objects = 30,000 and 300,000 objects
 LOADED = ("S", "L", "W")  # workloads whose newest and oldest checkpoints are loaded
 LOAD_REPEATS = 15
 
@@ -227,6 +230,26 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> 
     return out
 
 
+def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
+    """G: gc's memory on two synthetic histories, 10x apart; the slope is bytes per object."""
+    out: dict[str, Any] = {"key": "G", "title": "synthetic histories, 100 checkpoints per agent",
+                           "runs": []}
+    for agents in GC_SIZES:
+        agents = max(1, agents // scale)
+        path = str(root / f"G-{agents}.git")
+        start = time.perf_counter()
+        objects, largest = build_synthetic(path, agents, 100)
+        build_s = time.perf_counter() - start
+        gc = in_child("gc", path)
+        out["runs"].append({"objects": objects, "largest": largest, "build_s": build_s, **gc})
+        shutil.rmtree(path)
+    small, large = out["runs"]
+    out["per_object"] = ((large["rss_growth_mb"] - small["rss_growth_mb"]) * 2**20
+                         / (large["objects"] - small["objects"]))
+    out["checkpoints"] = large["objects"] // 3
+    return out
+
+
 # -- the table --------------------------------------------------------------------------------
 
 def fmt_time(seconds: float) -> str:
@@ -251,6 +274,9 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                       target, "" if ok is None else ("yes" if ok else "NO")))
 
     for r in results:
+        if r["key"] == "G":
+            gc_memory_rows(r, add)
+            continue
         k, g, seed = r["key"], r["gitstate"], r["seed"]
         ratio = g["p50"] / seed["p50"]
         add(k, "save p50 vs seed file", fmt_time(g["p50"]), fmt_time(seed["p50"]), ratio,
@@ -297,12 +323,27 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return table
 
 
+def gc_memory_rows(r: dict[str, Any], add: Callable[..., None]) -> None:
+    for run in r["runs"]:
+        limit = 2 * run["largest"] / 2**20 + 100
+        add("G", f"gc peak memory, {run['objects']:,} objects (RSS growth)",
+            f"{run['rss_growth_mb']:.1f} MB", f"process peak {run['rss_mb']:.0f} MB", None,
+            f"<= {limit:.1f} MB", run["rss_growth_mb"] <= limit)
+        add("G", f"gc time, {run['objects']:,} objects", fmt_time(run["seconds"]),
+            f"built in {fmt_time(run['build_s'])}")
+    add("G", "gc memory per object (slope between the two)", f"{r['per_object']:.0f} B",
+        target="< 200 B", ok=r["per_object"] < 200)
+
+
 def markdown(results: list[dict[str, Any]], header: str) -> str:
     lines = [header, "", "| workload | figure | gitstate | anchor | ratio | target | met |",
              "|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
     lines.append("")
     for r in results:
+        if r["key"] == "G":
+            lines.append(f"- G: {r['title']}, {r['checkpoints']} checkpoints in the larger one")
+            continue
         lines.append(f"- {r['key']}: {r['title']}, {r['checkpoints']} checkpoints, largest state "
                      f"{fmt_bytes(r['gitstate']['largest'])}, gitstate run {r['gitstate']['run_s']:.1f} s")
     return "\n".join(lines) + "\n"
@@ -312,7 +353,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke test)")
     parser.add_argument("--scale", type=int, help="divide the number of checkpoints by this")
-    parser.add_argument("--only", default="S,L,W,H,A", help="comma-separated workloads")
+    parser.add_argument("--only", default="S,L,W,H,A,G", help="comma-separated workloads")
     parser.add_argument("--maintenance", choices=("default", "background", "inline"),
                         default="default", help="where automatic maintenance runs during saves")
     parser.add_argument("--markdown", help="also write the table to this file")
@@ -331,7 +372,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
         for key in keys:
             print(f"running {key} ...", file=sys.stderr, flush=True)
-            results.append(run_workload(key, scale, Path(tmp), key not in ("H", "A"), args.maintenance))
+            results.append(run_gc_memory(scale, Path(tmp)) if key == "G" else
+                           run_workload(key, scale, Path(tmp), key not in ("H", "A"), args.maintenance))
     header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
               f"{args.maintenance}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")

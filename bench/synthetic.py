@@ -32,8 +32,8 @@ def _raw_object(kind: int, raw: bytes) -> tuple[bytes, bytes]:
     return sha, bytes(pack_object_header(kind, None, len(raw), SHA1)) + zlib.compress(raw, 1)
 
 
-def build(path: str, agents: int, per_agent: int, seed: int = 7) -> int:
-    """Create the repository at ``path``; return its number of objects."""
+def build(path: str, agents: int, per_agent: int, seed: int = 7) -> tuple[int, int]:
+    """Create the repository at ``path``; return its number of objects and largest state."""
     StateRepository.init(path)
     rnd = random.Random(seed)
     words = [f"w{rnd.getrandbits(20):x}" for _ in range(500)]
@@ -43,6 +43,7 @@ def build(path: str, agents: int, per_agent: int, seed: int = 7) -> int:
     count = agents * per_agent * 3
     hasher = hashlib.sha1()
     refs = []
+    largest = 0
     with open(tmp, "wb") as f:
         def put(chunk: bytes) -> None:
             f.write(chunk)
@@ -58,7 +59,9 @@ def build(path: str, agents: int, per_agent: int, seed: int = 7) -> int:
                 messages = (messages + [" ".join(rnd.choices(words, k=40))])[-4:]
                 state = {"agent_id": agent, "iteration": i, "messages": messages,
                          "memory": {"step": i, "note": rnd.choice(words)}}
-                blob_sha, record = _raw_object(BLOB, codec.encode(state))
+                data = codec.encode(state)
+                largest = max(largest, len(data))
+                blob_sha, record = _raw_object(BLOB, data)
                 put(record)
                 tree_sha, record = _raw_object(TREE, b"100644 state.json\0" + blob_sha)
                 put(record)
@@ -81,4 +84,4 @@ def build(path: str, agents: int, per_agent: int, seed: int = 7) -> int:
         f.write(b"# pack-refs with: peeled fully-peeled sorted \n")
         for ref, sha in sorted(refs):
             f.write(sha.hex().encode() + b" " + ref + b"\n")
-    return count
+    return count, largest
