@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, TypeVar
 
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
@@ -49,6 +49,7 @@ from .seed_import import SeedImportMixin
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
+O = TypeVar("O", bound=ShaFile)
 
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 _REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
@@ -191,16 +192,13 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         return self.resolve(agent_id, target.commit)
 
     # -- reading ---------------------------------------------------------------------
-    def _object(self, sha: bytes, kind: type) -> Any:
+    def _object(self, sha: bytes, kind: type[O]) -> O:
+        """Object ``sha``, which must be a ``kind`` (shared and cached: never modify it)."""
         try:
-            obj = self._store.repo.object_store[sha]
-        except KeyError:  # maintenance may just have moved it into a new pack: look again
-            self._store.forget_repo()
-            try:
-                obj = self._store.repo.object_store[sha]
-            except KeyError:
-                raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except Exception as exc:  # zlib / parse errors from a damaged object file
+            obj = self._store.reader.read(sha)
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
+        except Exception as exc:  # zlib, header or parse errors from a damaged object
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
         if not isinstance(obj, kind):
             raise CorruptObjectError(f"object {sha.decode()} is a {obj.type_name.decode()}, "

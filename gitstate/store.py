@@ -27,6 +27,8 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
+from .reader import ObjectReader
+
 from .errors import ConcurrentUpdateError
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
@@ -81,6 +83,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.objects_dir = os.path.join(path, "objects")
         self._local = threading.local()
+        self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich)
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -98,6 +101,14 @@ class Store:
         if repo is not None:
             self._local.repo = None
             repo.close()
+
+    def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
+        """An object the reader did not find (alternates, or a pack that just appeared)."""
+        try:
+            return self.repo.object_store.get_raw(sha)
+        except KeyError:  # maintenance may just have moved it: rescan the packs once
+            self.forget_repo()
+            return self.repo.object_store.get_raw(sha)
 
     def _packed_refs(self) -> dict[bytes, bytes]:
         path = os.path.join(self.path, "packed-refs")

@@ -1,0 +1,200 @@
+"""Fast reads of raw git objects: loose files and packs, inflated with ISA-L, cached by SHA.
+
+Loading a checkpoint reads three objects (commit, tree, ``state.json``), and for
+a large state inflating the blob is most of the time. :class:`ObjectReader`
+inflates with ISA-L (``isal``, about 2.5 times zlib's speed, same format),
+reads packs through ``mmap`` and dulwich's pack index, resolves delta chains
+itself, and keeps recently read objects in a byte-bounded LRU cache. Objects
+are named by their content, so a cached object can never be stale; refs are
+always read from disk, so a moved branch is seen at once.
+
+The pack list follows the pack folder (its mtime is checked on every read that
+reaches the packs), so packs written or deleted by maintenance are picked up and
+released. Objects this reader cannot find (e.g. behind ``objects/info/alternates``)
+are read through dulwich.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+from dulwich._pack import apply_delta
+from dulwich.object_format import SHA1
+from dulwich.objects import ShaFile
+from dulwich.pack import OFS_DELTA, REF_DELTA, PackIndex, load_pack_index
+from isal import isal_zlib
+
+TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
+
+Raw = tuple[int, bytes]  # (git type number, object content)
+
+
+class _Pack:
+    """One pack: its index and a read-only mapping of its data."""
+
+    def __init__(self, idx_path: str):
+        self.index: PackIndex = load_pack_index(idx_path, SHA1)
+        with open(idx_path[:-4] + ".pack", "rb") as f:
+            self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.name = idx_path
+
+
+class ObjectReader:
+    """Parsed objects of one ``objects/`` folder by hex SHA; safe to share between threads.
+
+    Returned objects are shared by every caller (and cached): never modify them.
+    ``fallback(hexsha)`` is asked for objects that are neither loose nor in a
+    pack this reader knows; it returns ``(type_num, content)`` or raises ``KeyError``.
+    """
+
+    def __init__(self, objects_dir: str, fallback: Callable[[bytes], Raw],
+                 cache_bytes: int = CACHE_BYTES):
+        self.objects_dir = objects_dir
+        self._pack_dir = os.path.join(objects_dir, "pack")
+        self._fallback = fallback
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[object, tuple[int, Any]] = OrderedDict()  # key -> (size, value)
+        self._cached = 0
+        self.cache_bytes = cache_bytes
+        self._packs: list[_Pack] = []
+        self._packs_seen: Optional[int] = None
+
+    def read(self, sha: bytes) -> ShaFile:
+        """The object with hex SHA ``sha``; ``KeyError`` if missing, ``ValueError`` if damaged."""
+        hit = self._get(sha)
+        if hit is not None:
+            return hit
+        raw = self._read_loose(sha) or self._read_packed(sha) or self._fallback(sha)
+        obj = ShaFile.from_raw_string(raw[0], raw[1], sha)
+        self._put(sha, obj, len(raw[1]))
+        return obj
+
+    # -- cache -----------------------------------------------------------------------
+    def _get(self, key: object) -> Any:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    def _put(self, key: object, value: Any, size: int) -> None:
+        size += 200  # the object around the bytes
+        if size > self.cache_bytes // 4:
+            return
+        with self._lock:
+            if key in self._cache:
+                return
+            self._cache[key] = (size, value)
+            self._cached += size
+            while self._cached > self.cache_bytes:
+                _key, (old, _value) = self._cache.popitem(last=False)
+                self._cached -= old
+
+    # -- loose objects ---------------------------------------------------------------
+    def _read_loose(self, sha: bytes) -> Optional[Raw]:
+        hexsha = sha.decode()
+        try:
+            with open(os.path.join(self.objects_dir, hexsha[:2], hexsha[2:]), "rb") as f:
+                data = isal_zlib.decompress(f.read())
+        except FileNotFoundError:
+            return None
+        header, _, content = data.partition(b"\0")
+        kind, _, size = header.partition(b" ")
+        if kind not in TYPE_NAMES or not size.isdigit() or int(size) != len(content):
+            raise ValueError(f"loose object {hexsha} has a bad header {header[:32]!r}")
+        return TYPE_NAMES[kind], content
+
+    # -- packs -----------------------------------------------------------------------
+    def _current_packs(self) -> list[_Pack]:
+        try:
+            seen = os.stat(self._pack_dir).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        with self._lock:
+            if seen != self._packs_seen:
+                self._rescan()
+                self._packs_seen = seen
+            return self._packs
+
+    def _rescan(self) -> None:
+        """Open new packs and drop deleted ones (mappings close when no read uses them)."""
+        names = {os.path.join(self._pack_dir, n) for n in os.listdir(self._pack_dir)
+                 if n.endswith(".idx")}
+        packs = [p for p in self._packs if p.name in names]
+        known = {p.name for p in packs}
+        for name in sorted(names - known):
+            try:
+                packs.append(_Pack(name))
+            except (FileNotFoundError, ValueError):  # being deleted, or an empty file
+                continue
+        self._packs = packs
+
+    def _read_packed(self, sha: bytes) -> Optional[Raw]:
+        for pack in self._current_packs():
+            try:
+                offset = pack.index.object_offset(sha)
+            except KeyError:
+                continue
+            return self._read_at(pack, offset)
+        return None
+
+    def _read_at(self, pack: _Pack, offset: int) -> Raw:
+        """The object at ``offset`` in ``pack``, applying its delta chain."""
+        chain: list[tuple[int, bytes]] = []  # (offset, delta), newest first
+        while True:
+            hit = self._get((pack.name, offset))
+            if hit is not None:
+                kind, content = hit
+                break
+            kind, base, content = _unpack(pack.data, offset)
+            if kind == OFS_DELTA:
+                chain.append((offset, content))
+                offset = base
+            elif kind == REF_DELTA:
+                chain.append((offset, content))
+                base_obj = self.read(base.hex().encode())
+                kind, content = base_obj.type_num, base_obj.as_raw_string()
+                break
+            else:
+                break
+        for at, delta in reversed(chain):
+            content = b"".join(apply_delta(content, delta))
+            self._put((pack.name, at), (kind, content), len(content))
+        return kind, content
+
+
+def _unpack(data: mmap.mmap, offset: int) -> tuple[int, object, bytes]:
+    """``(type, base, inflated data)`` of the pack entry at ``offset``.
+
+    ``base`` is the base's offset for an offset delta, its binary SHA for a ref
+    delta, else None.
+    """
+    byte = data[offset]
+    kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, offset + 1
+    while byte & 0x80:
+        byte = data[pos]
+        size |= (byte & 0x7F) << shift
+        shift, pos = shift + 7, pos + 1
+    base: object = None
+    if kind == OFS_DELTA:
+        byte = data[pos]
+        distance, pos = byte & 0x7F, pos + 1
+        while byte & 0x80:
+            byte = data[pos]
+            distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
+        base = offset - distance
+    elif kind == REF_DELTA:
+        base, pos = data[pos:pos + 20], pos + 20
+    # deflate never grows data by more than zlib's compressBound; the pack's SHA follows
+    end = min(len(data), pos + size + (size >> 12) + (size >> 14) + 64)
+    with memoryview(data) as view:
+        content = isal_zlib.decompress(view[pos:end], bufsize=max(size, 1))
+    if len(content) != size:
+        raise ValueError(f"pack entry at {offset} inflates to {len(content)} bytes, not {size}")
+    return kind, base, content
