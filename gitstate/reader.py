@@ -3,29 +3,29 @@
 Loading a checkpoint reads three objects (commit, tree, ``state.json``), and for
 a large state inflating the blob is most of the time. :class:`ObjectReader`
 inflates with ISA-L (``isal``, about 2.5 times zlib's speed, same format),
-reads packs through ``mmap`` and dulwich's pack index, resolves delta chains
-itself, and keeps recently read objects in a byte-bounded LRU cache. Objects
+reads packs and their (version 2) indexes through ``mmap``, resolves delta
+chains itself, and keeps recently read objects in a byte-bounded LRU cache. Objects
 are named by their content, so a cached object can never be stale; refs are
 always read from disk, so a moved branch is seen at once.
 
 The pack list follows the pack folder (its mtime is checked on every read that
 reaches the packs), so packs written or deleted by maintenance are picked up and
-released. Objects this reader cannot find (e.g. behind ``objects/info/alternates``)
-are read through dulwich.
+released. Objects this reader cannot find (behind ``objects/info/alternates``, or
+in a pack with a version 1 index) are read through dulwich.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import struct
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 from dulwich._pack import apply_delta
-from dulwich.object_format import SHA1
 from dulwich.objects import ShaFile
-from dulwich.pack import OFS_DELTA, REF_DELTA, PackIndex, load_pack_index
+from dulwich.pack import OFS_DELTA, REF_DELTA
 from isal import isal_zlib
 
 TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -35,13 +35,39 @@ Raw = tuple[int, bytes]  # (git type number, object content)
 
 
 class _Pack:
-    """One pack: its index and a read-only mapping of its data."""
+    """One pack: read-only mappings of its data and of its version 2 index."""
 
     def __init__(self, idx_path: str):
-        self.index: PackIndex = load_pack_index(idx_path, SHA1)
+        with open(idx_path, "rb") as f:
+            self.index = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if self.index[:8] != b"\377tOc\0\0\0\2":
+            raise ValueError(f"{idx_path} is not a version 2 pack index")
+        self.fanout = (0, *struct.unpack(">256I", self.index[8:1032]))
+        self.count = self.fanout[256]
         with open(idx_path[:-4] + ".pack", "rb") as f:
             self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.name = idx_path
+
+    def offset(self, binsha: bytes) -> Optional[int]:
+        """Where the object is in the pack (binary search of the index), or None."""
+        index, first = self.index, binsha[0]
+        lo, hi = self.fanout[first], self.fanout[first + 1]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            at = 1032 + mid * 20
+            name = index[at:at + 20]
+            if name < binsha:
+                lo = mid + 1
+            elif name > binsha:
+                hi = mid
+            else:
+                at = 1032 + self.count * 24 + mid * 4  # past the names and the CRCs
+                (offset,) = struct.unpack(">I", index[at:at + 4])
+                if offset & 0x80000000:  # an index into the table of 64-bit offsets
+                    at = 1032 + self.count * 28 + (offset & 0x7FFFFFFF) * 8
+                    (offset,) = struct.unpack(">Q", index[at:at + 8])
+                return offset
+        return None
 
 
 class ObjectReader:
@@ -131,17 +157,16 @@ class ObjectReader:
         for name in sorted(names - known):
             try:
                 packs.append(_Pack(name))
-            except (FileNotFoundError, ValueError):  # being deleted, or an empty file
+            except (FileNotFoundError, ValueError):  # being deleted, or not an index we read
                 continue
         self._packs = packs
 
     def _read_packed(self, sha: bytes) -> Optional[Raw]:
+        binsha = bytes.fromhex(sha.decode())
         for pack in self._current_packs():
-            try:
-                offset = pack.index.object_offset(sha)
-            except KeyError:
-                continue
-            return self._read_at(pack, offset)
+            offset = pack.offset(binsha)
+            if offset is not None:
+                return self._read_at(pack, offset)
         return None
 
     def _read_at(self, pack: _Pack, offset: int) -> Raw:

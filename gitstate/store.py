@@ -43,6 +43,15 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def _read_small(path: str) -> bytes:
+    """The stripped content of a small file (a loose ref)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).strip()
+    finally:
+        os.close(fd)
+
+
 class _Backoff:
     """Exponential backoff with jitter until a deadline."""
 
@@ -131,8 +140,7 @@ class Store:
     def read_ref(self, ref: bytes) -> bytes | None:
         """The SHA (hex bytes) a ref points to, or None if it does not exist."""
         try:
-            with open(os.path.join(self.path, os.fsdecode(ref)), "rb") as f:
-                value = f.read().strip()
+            value = _read_small(os.path.join(self.path, os.fsdecode(ref)))
         except (FileNotFoundError, NotADirectoryError):
             return self._packed_refs().get(ref)
         except IsADirectoryError:
@@ -142,16 +150,24 @@ class Store:
     def read_refs(self, prefix: bytes) -> dict[bytes, bytes]:
         """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win."""
         refs = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
-        top = os.path.join(self.path, os.fsdecode(prefix))
-        for root, _dirs, files in os.walk(top):
-            rel = os.path.relpath(root, self.path)
-            for name in files:
-                if name.endswith(".lock"):
-                    continue
-                ref = os.fsencode(os.path.join(rel, name))
-                sha = self.read_ref(ref)
-                if sha:
-                    refs[ref] = sha
+        folders = [(os.path.join(self.path, os.fsdecode(prefix)), prefix)]
+        while folders:
+            folder, ref_prefix = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                ref = ref_prefix + os.fsencode(entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, ref + b"/"))
+                elif not entry.name.endswith(".lock"):
+                    try:
+                        sha = _read_small(entry.path)
+                    except FileNotFoundError:  # deleted since the listing
+                        continue
+                    if sha:
+                        refs[ref] = sha
         return refs
 
     # -- writing objects -------------------------------------------------------------
