@@ -30,6 +30,7 @@ from isal import isal_zlib
 
 TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
+MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 
 Raw = tuple[int, bytes]  # (git type number, object content)
 
@@ -162,35 +163,43 @@ class ObjectReader:
         self._packs = packs
 
     def _read_packed(self, sha: bytes) -> Optional[Raw]:
-        binsha = bytes.fromhex(sha.decode())
+        found = self._locate(bytes.fromhex(sha.decode()))
+        return None if found is None else self._read_at(*found)
+
+    def _locate(self, binsha: bytes) -> Optional[tuple[_Pack, int]]:
         for pack in self._current_packs():
             offset = pack.offset(binsha)
             if offset is not None:
-                return self._read_at(pack, offset)
+                return pack, offset
         return None
 
     def _read_at(self, pack: _Pack, offset: int) -> Raw:
         """The object at ``offset`` in ``pack``, applying its delta chain."""
-        chain: list[tuple[int, bytes]] = []  # (offset, delta), newest first
+        chain: list[tuple[_Pack, int, bytes]] = []  # deltas, newest first
         while True:
             hit = self._get((pack.name, offset))
             if hit is not None:
                 kind, content = hit
                 break
             kind, base, content = _unpack(pack.data, offset)
+            if kind not in (OFS_DELTA, REF_DELTA):
+                break
+            chain.append((pack, offset, content))
+            if len(chain) > MAX_CHAIN:
+                raise ValueError(f"delta chain at offset {offset} of {pack.name} is longer "
+                                 f"than {MAX_CHAIN} (a cycle?)")
             if kind == OFS_DELTA:
-                chain.append((offset, content))
                 offset = base
-            elif kind == REF_DELTA:
-                chain.append((offset, content))
+                continue
+            found = self._locate(base)
+            if found is None:  # a base outside the packs (loose, or behind alternates)
                 base_obj = self.read(base.hex().encode())
                 kind, content = base_obj.type_num, base_obj.as_raw_string()
                 break
-            else:
-                break
-        for at, delta in reversed(chain):
+            pack, offset = found
+        for at_pack, at, delta in reversed(chain):
             content = b"".join(apply_delta(content, delta))
-            self._put((pack.name, at), (kind, content), len(content))
+            self._put((at_pack.name, at), (kind, content), len(content))
         return kind, content
 
 
@@ -214,6 +223,8 @@ def _unpack(data: mmap.mmap, offset: int) -> tuple[int, object, bytes]:
             byte = data[pos]
             distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
         base = offset - distance
+        if distance == 0:
+            raise ValueError(f"pack entry at {offset} is a delta against itself")
     elif kind == REF_DELTA:
         base, pos = data[pos:pos + 20], pos + 20
     # deflate never grows data by more than zlib's compressBound; the pack's SHA follows
