@@ -55,7 +55,7 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import parse as parse_message
-from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects, pack_kinds
+from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects, pack_layout
 from .packing import BLOB, COMMIT, TAG, TREE, Objects, plan_pack, write_pack
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
@@ -472,7 +472,7 @@ class _Packer:
         table = ShaTable.merged(PackIndex(base + ".idx").iter_shas() for base in merged)
         objects = Objects(table)
         for base in merged:
-            pack_kinds(base, table, objects.kinds)
+            pack_layout(base, table, objects.kinds)
         self.replace(merged, self.write(objects, bytearray(b"\1") * len(table)))
 
     def prune(self, grace: int) -> None:

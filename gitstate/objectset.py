@@ -24,7 +24,8 @@ from contextlib import closing
 from typing import ContextManager, Optional
 
 from dulwich.object_store import DiskObjectStore
-from dulwich.pack import Pack, apply_delta
+from dulwich._pack import apply_delta
+from dulwich.pack import Pack
 
 DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
 SHA_SIZE = 20
@@ -212,38 +213,46 @@ class PackIndex:
         return (shas[i:i + SHA_SIZE] for i in range(0, len(shas), SHA_SIZE))
 
 
-def pack_kinds(base: str, table: ShaTable, kinds: bytearray) -> None:
-    """Set ``kinds[i]`` to the type of each object of pack ``base`` (path without extension).
+def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, array]:
+    """The objects of pack ``base`` (path without extension) in pack order, and their delta bases.
 
-    Reads only object headers: a delta takes the type of its base.
+    Returns (object numbers in pack order, the number of each one's delta base
+    or -1), and sets ``kinds[i]`` to the type of each object. Reads only entry
+    headers: a delta has the type of its base.
     """
     index = PackIndex(base + ".idx")
-    numbers = array("I", (table.find(sha) for sha in index.iter_shas()))
+    numbers = array("i", (table.find(sha) for sha in index.iter_shas()))
     offsets = index.offsets()
     by_offset = sorted(range(index.count), key=offsets.__getitem__)
     sorted_offsets = array("Q", (offsets[p] for p in by_offset))
-    pending: list[tuple[int, int]] = []  # (object, base object) of deltas on later bases
+    order = array("i", (numbers[p] for p in by_offset))
+    del by_offset, numbers
+    bases = array("i", [-1]) * len(order)
+    pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
-        fd = f.fileno()
-        for p in by_offset:
-            kind, _size, base_offset, base_sha, _start = _object_header(fd, offsets[p])
-            if kind == _OFS_DELTA:
-                kind = kinds[numbers[by_offset[bisect_left(sorted_offsets, base_offset)]]]
-            elif kind == _REF_DELTA:
-                base_number = table.find(base_sha)  # type: ignore[arg-type]
-                kind = kinds[base_number] if base_number >= 0 else 0
-                if not kind:
-                    pending.append((numbers[p], base_number))
-                    continue
-            kinds[numbers[p]] = kind
-    while pending:  # REF_DELTA bases written after their deltas (git does not)
-        left = [(i, b) for i, b in pending if b < 0 or not kinds[b]]
+        for pos, offset in enumerate(sorted_offsets):
+            kind, _size, base_offset, base_sha, _start = _object_header(f.fileno(), offset)
+            if kind in (_OFS_DELTA, _REF_DELTA):
+                at = bisect_left(sorted_offsets, base_offset)
+                bases[pos] = (table.find(base_sha) if kind == _REF_DELTA  # type: ignore[arg-type]
+                              else order[at] if sorted_offsets[at:at + 1] == array("Q", [base_offset])
+                              else -1)
+                if bases[pos] < 0:
+                    raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
+            if bases[pos] < 0:
+                kinds[order[pos]] = kind
+            elif kinds[bases[pos]]:
+                kinds[order[pos]] = kinds[bases[pos]]
+            else:
+                pending.append(pos)
+    while pending:
+        left = [pos for pos in pending if not kinds[bases[pos]]]
         if len(left) == len(pending):
             raise ValueError(f"pack {base}.pack has deltas on missing bases")
-        for i, b in pending:
-            if b >= 0 and kinds[b]:
-                kinds[i] = kinds[b]
+        for pos in pending:
+            kinds[order[pos]] = kinds[bases[pos]]
         pending = left
+    return order, bases
 
 
 def _object_header(fd: int, offset: int) -> tuple[int, int, int, Optional[bytes], int]:

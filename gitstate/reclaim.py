@@ -15,9 +15,9 @@ is kept into one delta-compressed pack. Both take a :class:`Census`:
   period just before (:func:`remove_loose`).
 
 ``reclaim`` rewrites each pack older than the grace that holds unreachable
-objects without them, streaming and keeping deltas whose base stays (a delta
-whose base goes is stored whole); packs with a ``.keep`` file are left alone.
-Only dulwich is used, never the git binary.
+objects without them, streaming, in the same order and keeping deltas whose base
+stays (a delta whose base goes is stored whole); packs with a ``.keep`` file are
+left alone. The git binary is never used.
 """
 
 from __future__ import annotations
@@ -31,12 +31,10 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
 
-from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.pack import OFS_DELTA, Pack, UnpackedObject, write_pack_data, write_pack_index
-
 from .errors import CorruptObjectError
-from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects
-from .packing import COMMIT, TAG, TREE, BLOB, Objects, commit_links, tree_entries
+from .objectset import (PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects,
+                        pack_layout)
+from .packing import BLOB, COMMIT, TAG, TREE, Objects, Plan, commit_links, tree_entries, write_pack
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
@@ -144,10 +142,9 @@ class Census:
             raise CorruptObjectError(f"object {hexlify(sha).decode()} is reachable but missing; "
                                      "nothing was deleted")
 
-    def reached(self, sha: bytes) -> bool:
-        """Whether binary ``sha`` is kept (objects newer than the census always are)."""
-        i = self.table.find(sha)
-        return i < 0 or bool(self.flags[i] & REACHED)
+    def raw(self, i: int) -> tuple[int, bytes]:
+        """(type, content) of object number ``i``."""
+        return self.read(self.table.hex(i))
 
     def unreached(self) -> int:
         return sum(1 for f in self.flags if not f & REACHED)
@@ -274,61 +271,22 @@ def _pack_size(base: str) -> int:
 
 
 def _rewrite_pack(base: str, census: Census) -> tuple[int, int]:
-    """Replace pack ``base`` by one without its unreachable objects; (objects, bytes) freed."""
-    pack = Pack(base, object_format=DEFAULT_OBJECT_FORMAT)
-    try:
-        entries = list(pack.index.iterentries())
-        kept = {sha for sha, _offset, _crc in entries if census.reached(sha)}
-        if len(kept) == len(entries):
-            return 0, 0
-        old_size = _pack_size(base)
-        new_base = _write_pack(os.path.dirname(base), pack, entries, kept) if kept else None
-    finally:
-        pack.close()
+    """Replace pack ``base`` by one without its unreachable objects; (objects, bytes) freed.
+
+    The kept objects stay in their order, as deltas on the same base when it stays.
+    """
+    order, bases = pack_layout(base, census.table, census.objects.kinds)
+    flags, plan, written = census.flags, Plan(), bytearray(len(census.table))
+    for i, delta_base in zip(order, bases):
+        if flags[i] & REACHED:
+            plan.order.append(i)
+            plan.bases.append(delta_base if delta_base >= 0 and written[delta_base] else -1)
+            written[i] = 1
+    if len(plan.order) == len(order):
+        return 0, 0
+    old_size = _pack_size(base)
+    new = (write_pack(os.path.dirname(base), census.table, plan, census.raw)[:-len(".pack")]
+           if plan.order else None)
     remove_pack(base)
-    return len(entries) - len(kept), old_size - (_pack_size(new_base) if new_base else 0)
-
-
-def _records(pack: Pack, entries: list[tuple[bytes, int, int]],
-             kept: set[bytes]) -> Iterator[UnpackedObject]:
-    """The kept objects of ``pack`` in pack order; deltas on a dropped base are resolved."""
-    sha_at = {offset: sha for sha, offset, _crc in entries}
-    for unpacked in pack.data.iter_unpacked():
-        sha = sha_at[unpacked.offset]
-        if sha not in kept:
-            continue
-        delta_base = unpacked.delta_base
-        if unpacked.pack_type_num == OFS_DELTA:
-            delta_base = sha_at[unpacked.offset - delta_base]
-        if delta_base is not None and delta_base not in kept:
-            type_num, data = pack.get_raw(sha)
-            yield UnpackedObject(type_num, sha=sha, decomp_chunks=[data])
-        else:
-            unpacked.delta_base = delta_base
-            unpacked._sha = sha
-            yield unpacked
-
-
-def _write_pack(pack_dir: str, pack: Pack, entries: list[tuple[bytes, int, int]],
-                kept: set[bytes]) -> str:
-    """Write the kept objects as a new pack + index; return its base path."""
-    tmp = os.path.join(pack_dir, f"tmp_pack_{os.getpid()}_{time.monotonic_ns()}")
-    try:
-        with open(tmp + ".pack", "wb") as f:
-            written, checksum = write_pack_data(f.write, _records(pack, entries, kept),
-                                                DEFAULT_OBJECT_FORMAT, num_records=len(kept))
-            f.flush()
-            os.fsync(f.fileno())
-        with open(tmp + ".idx", "wb") as f:
-            write_pack_index(f, sorted((sha, off, crc) for sha, (off, crc) in written.items()),
-                             checksum)
-            f.flush()
-            os.fsync(f.fileno())
-        new_base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-        os.rename(tmp + ".pack", new_base + ".pack")
-        os.rename(tmp + ".idx", new_base + ".idx")  # the index last: git sees a complete pack
-    finally:
-        for ext in (".pack", ".idx"):
-            if os.path.exists(tmp + ext):
-                os.unlink(tmp + ext)
-    return new_base
+    census.read.refresh()
+    return len(order) - len(plan.order), old_size - (_pack_size(new) if new else 0)
