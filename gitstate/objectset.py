@@ -223,7 +223,7 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     index = PackIndex(base + ".idx")
     numbers = array("i", (table.find(sha) for sha in index.iter_shas()))
     offsets = index.offsets()
-    by_offset = sorted(range(index.count), key=offsets.__getitem__)
+    by_offset = _by_offset(offsets)
     sorted_offsets = array("Q", (offsets[p] for p in by_offset))
     order = array("i", (numbers[p] for p in by_offset))
     del by_offset, numbers
@@ -253,6 +253,21 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
             kinds[order[pos]] = kinds[bases[pos]]
         pending = left
     return order, bases
+
+
+def _by_offset(offsets: array) -> array:
+    """Positions 0..n-1 ordered by their offset, sorted in buckets (no list of n Python ints)."""
+    if not offsets:
+        return array("I")
+    count = max(1, len(offsets) >> 8)
+    span = max(offsets) // count + 1
+    buckets = [array("I") for _ in range(count)]
+    for pos, offset in enumerate(offsets):
+        buckets[offset // span].append(pos)
+    ordered = array("I")
+    for bucket in buckets:
+        ordered.extend(sorted(bucket, key=offsets.__getitem__))
+    return ordered
 
 
 def _object_header(fd: int, offset: int) -> tuple[int, int, int, Optional[bytes], int]:

@@ -329,3 +329,73 @@ def test_verify_reports_damaged_objects_and_dangling_refs(repo: StateRepository)
 def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
     git(repo, "config", "gitstate.maxdepth", "lots")
     assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
+
+
+# -- one marking for gc(prune=True) and reclaim -------------------------------------------
+
+def _age_all(repo: StateRepository, days: int = 1) -> None:
+    then = __import__("time").time() - days * 86400
+    for path in Path(repo.path, "objects").rglob("*"):
+        if path.is_file():
+            os.utime(path, (then, then))
+
+
+def _exists(repo: StateRepository, sha: str) -> bool:
+    return subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", sha]).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["gc", "reclaim"])
+def test_what_a_young_loose_object_reaches_is_kept(repo: StateRepository, how: str) -> None:
+    """A save in progress (new tree, no ref yet) may reuse an old unreachable blob."""
+    from datetime import timedelta
+    manual(repo)
+    save_run(repo, "a1", 2)
+    old_blob = git(repo, "rev-parse", "agents/a1~1:state.json").strip()
+    _delete_branch(repo, "a1")
+    repo.gc()  # old blob now packed (pack and loose files aged below)
+    _age_all(repo)
+    tree = subprocess.run(["git", "--git-dir", repo.path, "mktree"], capture_output=True, check=True,
+                          input=f"100644 blob {old_blob}\tdraft.json\n".encode()).stdout.decode().strip()
+    assert _exists(repo, tree)  # written just now: young, reached by no ref
+    if how == "gc":
+        result = repo.gc(prune=True, grace_seconds=600)
+        assert result.pruned_objects == 5  # 2 commits, 2 trees, the newer blob
+    else:
+        assert repo.reclaim(grace=timedelta(minutes=10)).objects == 5
+    assert _exists(repo, tree) and _exists(repo, old_blob)
+    assert Path(repo.path, "objects", tree[:2], tree[2:]).exists()  # still loose, untouched
+    fsck(repo)
+
+
+@pytest.mark.parametrize("how", ["gc", "reclaim"])
+def test_a_missing_reachable_object_stops_before_deleting(repo: StateRepository, how: str) -> None:
+    from datetime import timedelta
+    from gitstate import CorruptObjectError
+    manual(repo)
+    save_run(repo, "keep", 3)
+    save_run(repo, "gone", 3)
+    _delete_branch(repo, "gone")
+    tree = git(repo, "rev-parse", "agents/keep~1^{tree}").strip()
+    Path(repo.path, "objects", tree[:2], tree[2:]).unlink()
+    _age_all(repo)
+    before = sorted(p.name for p in Path(repo.path, "objects").rglob("*") if p.is_file())
+    with pytest.raises(CorruptObjectError, match=tree):
+        repo.gc(prune=True, grace_seconds=0) if how == "gc" else repo.reclaim(grace=timedelta(0))
+    assert sorted(p.name for p in Path(repo.path, "objects").rglob("*") if p.is_file()) == before
+
+
+def test_a_loose_ref_hides_its_stale_packed_entry(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 4)
+    git(repo, "pack-refs", "--all")  # packed-refs: agents/a1 -> the 4th checkpoint
+    first = git(repo, "rev-parse", "agents/a1~3").strip()
+    newest = git(repo, "rev-parse", "agents/a1").strip()
+    git(repo, "update-ref", "--no-deref", "refs/heads/agents/a1", first)  # a loose ref wins
+    for log in Path(repo.path, "logs").rglob("*"):
+        if log.is_file():
+            log.unlink()  # as `git reflog expire` would
+    assert newest in Path(repo.path, "packed-refs").read_text()
+    result = repo.gc(prune=True, grace_seconds=0)
+    assert result.pruned_objects == 9 and not _exists(repo, newest)
+    assert git(repo, "rev-list", "--count", "agents/a1").strip() == "1"
+    fsck(repo)

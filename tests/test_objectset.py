@@ -1,0 +1,50 @@
+"""The compact object tables of maintenance: SHA lookup and the streaming pack index writer."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from array import array
+
+from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+from dulwich.pack import load_pack_index_file
+
+from gitstate.objectset import ShaTable
+from gitstate.packing import write_index
+
+
+def test_sha_table_finds_every_member_and_nothing_else() -> None:
+    rnd = random.Random(3)
+    shas = sorted({rnd.randbytes(20) for _ in range(5000)})
+    shas.append(shas[-1][:8] + b"\xff" * 12)  # shares its first 8 bytes with another member
+    shas.sort()
+    table = ShaTable.merged([shas[::2], shas[1::2], shas[:10]])  # sorted sources, duplicates
+    assert len(table) == len(shas)
+    assert [table.find(sha) for sha in shas] == list(range(len(shas)))
+    assert table.hex(7) == shas[7].hex().encode() and table.find_hex(shas[7].hex().encode()) == 7
+    members = set(shas)
+    strangers = [sha[:8] + bytes(12) for sha in shas[:50]] + [rnd.randbytes(20) for _ in range(50)]
+    assert all(table.find(sha) == -1 for sha in strangers if sha not in members)
+
+
+def test_pack_index_written_from_arrays_reads_back_with_large_offsets() -> None:
+    rnd = random.Random(5)
+    shas = sorted({rnd.randbytes(20) for _ in range(3000)})
+    table = ShaTable(b"".join(shas))
+    offsets, crcs = array("Q", [0]) * len(shas), array("I", [0]) * len(shas)
+    expected = []
+    for i, sha in enumerate(shas):
+        if i % 3:  # a third of the table is not in this pack
+            offset = 12 + i * 100 + (1 << 32 if i % 5 == 0 else 0)  # some need 64-bit offsets
+            offsets[i], crcs[i] = offset + 1, rnd.getrandbits(32)
+            expected.append((sha, offset, crcs[i]))
+    checksum = hashlib.sha1(b"pack").digest()
+    out = io.BytesIO()
+    write_index(out, table, offsets, crcs, checksum)
+    data = out.getvalue()
+    assert data[-20:] == hashlib.sha1(data[:-20]).digest()
+    index = load_pack_index_file("test.idx", io.BytesIO(data), DEFAULT_OBJECT_FORMAT)
+    assert index.version == 2 and index.get_pack_checksum() == checksum
+    assert list(index.iterentries()) == expected
+    index.check()
