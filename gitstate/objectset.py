@@ -114,19 +114,25 @@ class RawReader:
         self.cache_bytes, self.cached = cache_bytes, 0
 
     def __call__(self, hexsha: bytes) -> tuple[int, bytes]:
-        sha = unhexlify(hexsha)
+        found = self.locate(hexsha)
+        if found is None:
+            return self.store.get_raw(hexsha)  # loose, or in a pack that appeared meanwhile
+        path, offset = found
+        if path not in self.files:
+            self.files[path] = os.open(path, os.O_RDONLY)
+        return self._at(self.files[path], offset)
+
+    def locate(self, hexsha: bytes) -> Optional[tuple[str, int]]:
+        """(pack path, offset) of an object in the packs as last seen, or None."""
         if self.packs is None:
             self.packs = self.store.packs
+        sha = unhexlify(hexsha)
         for pack in self.packs:
             try:
-                offset = pack.index.object_offset(sha)
+                return pack._basename + ".pack", pack.index.object_offset(sha)
             except KeyError:
                 continue
-            path = pack._basename + ".pack"
-            if path not in self.files:
-                self.files[path] = os.open(path, os.O_RDONLY)
-            return self._at(self.files[path], offset)
-        return self.store.get_raw(hexsha)  # loose, or in a pack that appeared meanwhile
+        return None
 
     def refresh(self) -> None:
         """See the packs as they are now (after packs were written or removed)."""

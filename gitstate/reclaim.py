@@ -14,6 +14,7 @@ is kept into one delta-compressed pack. Both take a :class:`Census`:
 - an unreachable loose object is unlinked only if still older than the grace
   period just before (:func:`remove_loose`).
 
+``gc(prune=True)`` replaces every pack (a packed object has no age of its own).
 ``reclaim`` rewrites each pack older than the grace that holds unreachable
 objects without them, streaming, in the same order and keeping deltas whose base
 stays (a delta whose base goes is stored whole); packs with a ``.keep`` file are
@@ -24,9 +25,9 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import closing
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
