@@ -16,6 +16,7 @@ TARGETS = {
     ("H", "log --limit 20"), ("H", "full log"),
     ("A", "agents() (first call, new repository object)"),
     ("L", "gc peak memory (RSS growth)"),
+    ("G", "gc memory per object (slope between the two)"),
 }
 
 
@@ -31,7 +32,8 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
     for key in TARGETS:
         row = cells[key]
         assert row[5] and row[6] in ("yes", "NO"), row  # a target and its verdict
-    assert {k for k, _ in cells} == {"S", "L", "W", "H", "A"}
+    assert {k for k, _ in cells} == {"S", "L", "W", "H", "A", "G"}
     figures = json.loads(out_json.read_text())
-    assert [f["key"] for f in figures] == ["S", "L", "W", "H", "A"]
-    assert all(f["verify_ok"] for f in figures)
+    assert [f["key"] for f in figures] == ["S", "L", "W", "H", "A", "G"]
+    assert all(f["verify_ok"] for f in figures[:-1])
+    assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000]  # G: every object repacked
