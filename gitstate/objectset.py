@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing
 from typing import ContextManager, Optional
 
-from dulwich.object_store import DiskObjectStore
 from dulwich._pack import apply_delta
+from dulwich.object_store import DiskObjectStore
 from dulwich.pack import Pack
 
 DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
@@ -54,9 +54,6 @@ class ShaTable:
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def sha(self, i: int) -> bytes:
-        return self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE]
 
     def hex(self, i: int) -> bytes:
         return hexlify(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
@@ -146,30 +143,46 @@ class RawReader:
         self.cache.clear()
         self.cached = 0
 
-    def _at(self, fd: int, offset: int, base: bool = False) -> tuple[int, bytes]:
-        """The object at ``offset`` of the pack open as ``fd``, deltas applied.
+    def _at(self, fd: int, offset: int) -> tuple[int, bytes]:
+        """The object at ``offset`` of the pack open as ``fd``, its delta chain applied.
 
-        Objects read as delta bases are cached (the next older state is usually
-        a delta on the same base or on this one).
+        The objects of the chain below it are cached: the next older state is
+        usually a delta on the same base or on this one.
         """
-        hit = self.cache.get((fd, offset))
-        if hit is not None:
-            self.cache.move_to_end((fd, offset))
-            return hit
-        kind, size, base_offset, base_sha, start = _object_header(fd, offset)
-        data = _inflate(fd, start, size)
-        if kind == _OFS_DELTA:
-            kind, source = self._at(fd, base_offset, base=True)
-            data = b"".join(apply_delta(source, data))
-        elif kind == _REF_DELTA:
-            kind, source = self(hexlify(base_sha))  # type: ignore[arg-type]
-            data = b"".join(apply_delta(source, data))
-        if base and len(data) <= self.cache_bytes // 4:
-            self.cache[(fd, offset)] = (kind, data)
-            self.cached += len(data) + _ENTRY_OVERHEAD
-            while self.cached > self.cache_bytes:
-                self.cached -= len(self.cache.popitem(last=False)[1][1]) + _ENTRY_OVERHEAD
+        chain: list[tuple[int, bytes]] = []  # (offset, delta), from the object down
+        while True:
+            hit = self.cache.get((fd, offset))
+            if hit is not None:
+                self.cache.move_to_end((fd, offset))
+                kind, data = hit
+                break
+            kind, size, base_offset, base_sha, start = _object_header(fd, offset)
+            data = _inflate(fd, start, size)
+            if kind == _OFS_DELTA:
+                if not 0 < base_offset < offset:
+                    raise ValueError(f"pack entry at {offset} is a delta on a later entry")
+                chain.append((offset, data))
+                offset = base_offset
+                continue
+            if kind == _REF_DELTA:
+                chain.append((offset, data))
+                kind, data = self(hexlify(base_sha))  # type: ignore[arg-type]
+            elif chain:
+                self._remember(fd, offset, kind, data)
+            break
+        for depth, (at, delta) in enumerate(reversed(chain), 1):
+            data = b"".join(apply_delta(data, delta))
+            if depth < len(chain):
+                self._remember(fd, at, kind, data)
         return kind, data
+
+    def _remember(self, fd: int, offset: int, kind: int, data: bytes) -> None:
+        if len(data) > self.cache_bytes // 4:
+            return
+        self.cache[(fd, offset)] = (kind, data)
+        self.cached += len(data) + _ENTRY_OVERHEAD
+        while self.cached > self.cache_bytes:
+            self.cached -= len(self.cache.popitem(last=False)[1][1]) + _ENTRY_OVERHEAD
 
 
 def _inflate(fd: int, start: int, size: int) -> bytes:
