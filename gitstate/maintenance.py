@@ -691,9 +691,9 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
 def _check_state(repo: "StateRepository", commit: str, subject: str,
                  problems: list[Problem]) -> None:
     from .repository import STATE_FILE
-    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.objects import Blob, Tree
     try:
-        tree = repo._object(repo._object(commit.encode(), Commit).tree, Tree)
+        tree = repo._object(repo._commit(commit.encode()).tree, Tree)
         data = repo._object(tree[STATE_FILE][1], Blob).data
     except (GitstateError, KeyError) as exc:
         problems.append(Problem("state", subject, f"state.json unreadable: {exc}"))
