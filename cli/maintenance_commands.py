@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from .context import Settings, pass_settings
-from .output import echo, emit_json
+from .output import Progress, echo, emit_json
 from .params import json_option
 
 
@@ -26,7 +26,8 @@ def gc(settings: Settings, prune: bool, grace_seconds: Optional[int], as_json: b
     $ gitstate gc --prune
     packed 903 objects, merged 2 packs, pruned 12; 1.4 MB -> 0.3 MB in 0.21 s
     """
-    result = settings.open().gc(prune=prune, grace_seconds=grace_seconds)
+    with Progress("Packing") as progress:
+        result = settings.open().gc(prune=prune, grace_seconds=grace_seconds, progress=progress)
     if as_json:
         emit_json(asdict(result))
     elif result.skipped:

@@ -82,6 +82,7 @@ class Progress:
             self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
                                           color=colour_allowed())
             self._bar.__enter__()
+        self._bar.length = total  # gc's total grows when it goes on to merge packs
         self._bar.update(done - self._shown)
         self._shown = done
 
