@@ -152,7 +152,7 @@ def test_gc_and_verify_need_a_repository(gitstate):
 
 
 @pytest.mark.parametrize("args", [["gc", "--grace", "-1"], ["gc", "--grace", "soon"], ["gc", "--frobnicate"],
-                                  ["verify", "extra"], ["verify", "--prune"]])
+                                  ["gc", "--grace", "60"], ["verify", "extra"], ["verify", "--prune"]])
 def test_usage_errors_exit_2(gitstate, args):
     result = gitstate(*args)
     assert result.code == 2 and result.exception is None
