@@ -252,7 +252,7 @@ def test_import_table_and_dry_run(gitstate):
     dry = gitstate("import", str(FIXTURE), "--dry-run")
     assert dry.code == 0
     assert dry.out.splitlines()[0].split()[:3] == ["STATUS", "FILE", "AGENT"]
-    assert dry.out.splitlines()[-1] == f"{len(seed_envelopes())} to import files, 0 already imported, 1 rejected."
+    assert dry.out.splitlines()[-1] == f"Would import {len(seed_envelopes())} files, 0 already imported, 1 rejected."
     assert "agents/" not in git(gitstate.cwd / ".gitstate", "for-each-ref")
     real = gitstate("import", str(FIXTURE))
     rows = [line.split() for line in real.out.splitlines()[1:-1]]

@@ -71,6 +71,23 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
     assert run(repo, "remote", "list", as_json=True).out == "[]\n"
 
 
+def test_push_without_tags_and_clone_under_another_remote_name(run, daemon: GitDaemon, repo: StateRepository,
+                                                                tmp_path: Path) -> None:
+    repo.save(AgentState(agent_id="named"), name="first")
+    repo.remote_add("origin", daemon.url("server.git"))
+    pushed = run(repo, "push", "--no-tags", as_json=True)
+    assert pushed.code == 0 and [(r["agent_id"], r["status"]) for r in pushed.json()] == [("named", "new")]
+    server = daemon.root / "server.git"
+    assert git(server, "for-each-ref", "--format=%(refname)") == "refs/heads/agents/named\n"
+
+    cloned = run(repo, "clone", "--origin", "upstream", daemon.url("server.git"), str(tmp_path / "c.git"),
+                 as_json=True)
+    assert cloned.code == 0 and cloned.json()["agents"] == ["named"]
+    copy = StateRepository.open(tmp_path / "c.git")
+    assert [r["name"] for r in run(copy, "remote", "list", as_json=True).json()] == ["upstream"]
+    assert copy.latest("named").commit == repo.latest("named").commit
+
+
 def test_failures_exit_non_zero_and_name_each_agent(run, daemon: GitDaemon, repo: StateRepository,
                                                     tmp_path: Path) -> None:
     state = AgentState(agent_id="split")
