@@ -36,6 +36,7 @@ _OPTIONS = (
 )
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 _LEAVES = (str, int, bool, type(None), uuid.UUID)
+_NESTED = frozenset((dict, list, tuple, float))  # what _pin_floats must look into
 
 
 class _NonFinite(Exception):
@@ -73,6 +74,8 @@ def _pin_floats(value: Any) -> Any:
             raise _NonFinite  # encode re-walks from the top to name the path
         return orjson.Fragment(float.__repr__(value))
     if kind is dict:
+        if _NESTED.isdisjoint(map(type, value.values())):  # the common case, checked in C
+            return value
         copy = None
         for key, item in value.items():
             kind = type(item)
@@ -84,6 +87,8 @@ def _pin_floats(value: Any) -> Any:
                     copy[key] = pinned
         return value if copy is None else copy
     if kind is list or kind is tuple:
+        if _NESTED.isdisjoint(map(type, value)):
+            return value
         items = None
         for i, item in enumerate(value):
             kind = type(item)

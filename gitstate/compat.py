@@ -35,8 +35,9 @@ from pydantic import ValidationError
 
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
 from .ids import tag_ref, validate_name
+from .layout import STATE_FILE
 from .models import AgentState, Checkpoint
-from .repository import STATE_FILE, StateRepository
+from .repository import StateRepository
 from .retention import RetentionPolicy
 from .seed_import import TASK_ID, read_seed_file
 

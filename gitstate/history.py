@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
 from dulwich.objects import Blob, Commit, Tree
 
-from . import codec
 from .errors import (
     AgentExistsError,
     ConcurrentUpdateError,
@@ -22,6 +20,7 @@ from .errors import (
     RevisionNotFoundError,
 )
 from .ids import branch_ref, new_checkpoint_id, tag_prefix, validate_agent_id
+from .layout import checkpoint_commit, state_objects
 from .message import build as build_message
 from .models import Checkpoint
 from .rewrite import rewrite
@@ -88,8 +87,7 @@ class HistoryMixin:
             self._store.write(self._object(sha, Blob))
         self._store.write(tree)
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
-        when = int(datetime.now(timezone.utc).timestamp())
-        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers), when, None)
+        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers), None, None)
         return RollbackResult(checkpoint=self._checkpoint(commit, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:
@@ -126,8 +124,6 @@ class HistoryMixin:
         ``Forked-From``/``Forked-From-Agent``), so loading the new agent and
         saving again stays on the new branch.
         """
-        from .repository import COMMITTER, STATE_FILE  # the repository module imports this one
-
         validate_agent_id(new_agent_id)
         if new_agent_id == agent_id:
             raise AgentExistsError(f"cannot fork agent {agent_id!r} onto itself")
@@ -138,20 +134,12 @@ class HistoryMixin:
         data = self.read_state(target.commit)
         if isinstance(data, dict):
             data["agent_id"] = new_agent_id
-        blob = Blob.from_string(codec.encode(data))
-        tree = Tree()
-        tree.add(STATE_FILE, 0o100644, blob.id)
+        blob, tree = state_objects(data)
         trailers = _derived_trailers(target, new_agent_id, {"Forked-From": target.checkpoint_id,
                                                              "Forked-From-Agent": agent_id})
-        parent = self._object(target.commit.encode(), Commit)
-        commit = Commit()
-        commit.tree, commit.parents = tree.id, [parent.id]
-        commit.author = f"{new_agent_id} <{new_agent_id}@gitstate>".encode()
-        commit.committer = COMMITTER
-        commit.author_time = commit.commit_time = int(datetime.now(timezone.utc).timestamp())
-        commit.author_timezone = commit.commit_timezone = 0
-        commit.message = build_message(f"{new_agent_id} fork of {agent_id} at "
-                                       f"{target.checkpoint_id}", trailers)
+        message = build_message(f"{new_agent_id} fork of {agent_id} at {target.checkpoint_id}",
+                                trailers)
+        commit = checkpoint_commit(tree.id, target.commit.encode(), new_agent_id, message)
         with ExitStack() as stack:  # both agents, in id order (no lock-order deadlock)
             locks = {a: stack.enter_context(self._store.agent_lock(a))
                      for a in sorted((agent_id, new_agent_id))}

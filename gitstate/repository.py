@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, TypeVar
 
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
@@ -41,6 +41,7 @@ from .ids import (
 from .diff import DiffMixin
 from .history import HistoryMixin
 from .maintenance import MaintenanceMixin
+from .layout import STATE_FILE, checkpoint_commit, state_objects
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
 from .remote import RemoteMixin
@@ -48,9 +49,8 @@ from .seed_import import SeedImportMixin
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
+O = TypeVar("O", bound=ShaFile)
 
-STATE_FILE = b"state.json"
-COMMITTER = b"gitstate <gitstate@localhost>"
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 _REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
 _HEX = re.compile(r"[0-9a-f]{7,40}")
@@ -134,7 +134,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if name is not None:
             validate_name(name)
             self._check_name_free(agent_id, name)
-        when = _timestamp(time)
+        when = None if time is None else int(_aware(time, "time").timestamp())
         iteration, status = data.get("iteration"), data.get("status")
         iteration = iteration if type(iteration) is int else None
         status = status if isinstance(status, str) else None
@@ -151,32 +151,23 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         summary = message if message is not None else _summary(agent_id, iteration, status, name)
         text = build_message(summary, fields)
 
-        blob = Blob.from_string(codec.encode(data))
-        tree = Tree()
-        tree.add(STATE_FILE, 0o100644, blob.id)
+        blob, tree = state_objects(data)
         self._store.write(blob)
         self._store.write(tree)
         commit = self._commit_on_branch(agent_id, tree.id, text, when, name)
         self._after_save(3, len(blob.data))
         return self._checkpoint(commit, agent_id, (name,) if name else ())
 
-    def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: int,
+    def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: Optional[int],
                           name: Optional[str]) -> Commit:
+        """Commit ``tree`` on the agent's branch (author time ``when``, default now), tag it ``name``."""
         store, ref = self._store, branch_ref(agent_id)
-        author = f"{agent_id} <{agent_id}@gitstate>".encode()
         with store.agent_lock(agent_id) as lock:
             if name is not None:
                 self._check_name_free(agent_id, name)
             while True:
                 parent = store.read_ref(ref)
-                commit = Commit()
-                commit.tree = tree
-                commit.parents = [parent] if parent else []
-                commit.author, commit.committer = author, COMMITTER
-                commit.author_time, commit.commit_time = when, _timestamp(None)
-                commit.author_timezone = commit.commit_timezone = 0
-                commit.encoding = None
-                commit.message = text
+                commit = checkpoint_commit(tree, parent, agent_id, text, when)
                 store.write(commit)
                 if store.update_ref(lock, ref, parent, commit.id):
                     break  # else a non-gitstate writer moved the branch: rebuild on its head
@@ -201,16 +192,13 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         return self.resolve(agent_id, target.commit)
 
     # -- reading ---------------------------------------------------------------------
-    def _object(self, sha: bytes, kind: type) -> Any:
+    def _object(self, sha: bytes, kind: type[O]) -> O:
+        """Object ``sha``, which must be a ``kind`` (shared and cached: never modify it)."""
         try:
-            obj = self._store.repo.object_store[sha]
-        except KeyError:  # maintenance may just have moved it into a new pack: look again
-            self._store.forget_repo()
-            try:
-                obj = self._store.repo.object_store[sha]
-            except KeyError:
-                raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except Exception as exc:  # zlib / parse errors from a damaged object file
+            obj = self._store.reader.read(sha)
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
+        except Exception as exc:  # zlib, header or parse errors from a damaged object
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
         if not isinstance(obj, kind):
             raise CorruptObjectError(f"object {sha.decode()} is a {obj.type_name.decode()}, "
@@ -403,12 +391,6 @@ def _aware(when: datetime, what: str) -> datetime:
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise InvalidArgumentError(f"{what} must be a timezone-aware datetime, got {when!r}")
     return when
-
-
-def _timestamp(when: Optional[datetime]) -> int:
-    if when is None:
-        return int(datetime.now(timezone.utc).timestamp())
-    return int(_aware(when, "time").timestamp())
 
 
 def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],

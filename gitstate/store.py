@@ -27,6 +27,8 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
+from .reader import ObjectReader
+
 from .errors import ConcurrentUpdateError
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
@@ -37,6 +39,15 @@ def fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_small(path: str) -> bytes:
+    """The stripped content of a small file (a loose ref)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).strip()
     finally:
         os.close(fd)
 
@@ -81,6 +92,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.objects_dir = os.path.join(path, "objects")
         self._local = threading.local()
+        self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich)
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -98,6 +110,14 @@ class Store:
         if repo is not None:
             self._local.repo = None
             repo.close()
+
+    def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
+        """An object the reader did not find (alternates, or a pack that just appeared)."""
+        try:
+            return self.repo.object_store.get_raw(sha)
+        except KeyError:  # maintenance may just have moved it: rescan the packs once
+            self.forget_repo()
+            return self.repo.object_store.get_raw(sha)
 
     def _packed_refs(self) -> dict[bytes, bytes]:
         path = os.path.join(self.path, "packed-refs")
@@ -120,8 +140,7 @@ class Store:
     def read_ref(self, ref: bytes) -> bytes | None:
         """The SHA (hex bytes) a ref points to, or None if it does not exist."""
         try:
-            with open(os.path.join(self.path, os.fsdecode(ref)), "rb") as f:
-                value = f.read().strip()
+            value = _read_small(os.path.join(self.path, os.fsdecode(ref)))
         except (FileNotFoundError, NotADirectoryError):
             return self._packed_refs().get(ref)
         except IsADirectoryError:
@@ -131,16 +150,24 @@ class Store:
     def read_refs(self, prefix: bytes) -> dict[bytes, bytes]:
         """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win."""
         refs = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
-        top = os.path.join(self.path, os.fsdecode(prefix))
-        for root, _dirs, files in os.walk(top):
-            rel = os.path.relpath(root, self.path)
-            for name in files:
-                if name.endswith(".lock"):
-                    continue
-                ref = os.fsencode(os.path.join(rel, name))
-                sha = self.read_ref(ref)
-                if sha:
-                    refs[ref] = sha
+        folders = [(os.path.join(self.path, os.fsdecode(prefix)), prefix)]
+        while folders:
+            folder, ref_prefix = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                ref = ref_prefix + os.fsencode(entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, ref + b"/"))
+                elif not entry.name.endswith(".lock"):
+                    try:
+                        sha = _read_small(entry.path)
+                    except FileNotFoundError:  # deleted since the listing
+                        continue
+                    if sha:
+                        refs[ref] = sha
         return refs
 
     # -- writing objects -------------------------------------------------------------

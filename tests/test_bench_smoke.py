@@ -13,7 +13,8 @@ TARGETS = {
     ("S", "bytes vs git gc --aggressive"), ("L", "bytes vs git gc --aggressive"),
     ("S", "seed folder / gitstate bytes"), ("L", "seed folder / gitstate bytes"),
     ("S", "load newest vs seed file"), ("L", "load oldest vs seed file"),
-    ("H", "log --limit 20"), ("H", "full log"), ("A", "agents()"),
+    ("H", "log --limit 20"), ("H", "full log"),
+    ("A", "agents() (first call, new repository object)"),
     ("L", "gc peak memory (RSS growth)"),
 }
 

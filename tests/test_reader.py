@@ -1,0 +1,138 @@
+"""The object reader: every object it returns equals what git itself reads, from any layout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitstate import AgentState, StateRepository
+from gitstate.errors import CorruptObjectError
+from gitstate.reader import ObjectReader
+
+from conftest import fsck, git, grow
+
+
+def history(repo: StateRepository, agents: int = 2, steps: int = 40) -> None:
+    for i in range(agents):
+        state = AgentState(agent_id=f"agent-{i}", task="read back")
+        for _ in range(steps):
+            repo.save(grow(state))
+
+
+def git_objects(repo: StateRepository) -> dict[bytes, tuple[str, bytes]]:
+    """Every object in the repository, read by ``git cat-file --batch``: sha -> (type, content)."""
+    out = subprocess.run(["git", "--git-dir", repo.path, "cat-file", "--batch-all-objects",
+                          "--batch"], capture_output=True, check=True).stdout
+    objects, pos = {}, 0
+    while pos < len(out):
+        header_end = out.index(b"\n", pos)
+        sha, kind, size = out[pos:header_end].split()
+        start = header_end + 1
+        objects[sha] = (kind.decode(), out[start:start + int(size)])
+        pos = start + int(size) + 1
+    return objects
+
+
+def assert_reads_like_git(repo: StateRepository) -> int:
+    expected = git_objects(repo)
+    reader = ObjectReader(os.path.join(repo.path, "objects"), fallback=_no_fallback)
+    for sha, (kind, content) in expected.items():
+        obj = reader.read(sha)
+        assert (obj.type_name.decode(), obj.as_raw_string()) == (kind, content), sha
+    return len(expected)
+
+
+def _no_fallback(sha: bytes):
+    raise KeyError(sha)
+
+
+def entry_types(repo: StateRepository) -> set[int]:
+    """Pack entry types (1-4 whole objects, 6 offset delta, 7 ref delta) of every pack,
+    read from the entry headers at the offsets ``git verify-pack -v`` lists."""
+    types = set()
+    for idx in Path(repo.path, "objects", "pack").glob("*.idx"):
+        data = idx.with_suffix(".pack").read_bytes()
+        for line in git(repo, "verify-pack", "-v", str(idx)).splitlines():
+            fields = line.split()
+            if len(fields) in (5, 7):  # sha type size size-in-pack offset [depth base]
+                types.add((data[int(fields[4])] >> 4) & 7)
+    return types
+
+
+def test_loose_objects_read_like_git(repo):
+    history(repo, agents=1, steps=5)
+    assert not list(Path(repo.path, "objects", "pack").glob("*.pack"))
+    assert assert_reads_like_git(repo) == 15
+
+
+def test_gitstate_packs_with_offset_deltas_read_like_git(repo):
+    history(repo)
+    repo.gc()
+    assert entry_types(repo) == {1, 2, 3, 6}
+    assert assert_reads_like_git(repo) == 2 * 40 * 3
+
+
+def test_packs_by_git_with_ref_deltas_read_like_git(repo):
+    history(repo)
+    git(repo, "-c", "repack.useDeltaBaseOffset=false", "repack", "-a", "-d", "-f", "-q",
+        "--depth=20")
+    assert 7 in entry_types(repo) and 6 not in entry_types(repo)
+    assert assert_reads_like_git(repo) == 2 * 40 * 3
+    fsck(repo)
+
+
+def test_reader_follows_packs_written_and_deleted_by_maintenance(repo):
+    state = AgentState(agent_id="a", task="follow packs")
+    for _ in range(30):
+        repo.save(grow(state))
+    repo.gc()
+    assert repo.load("a").iteration == 30
+    first_packs = {p.name for p in repo._store.reader._packs}
+    for _ in range(30):
+        repo.save(grow(state))
+    repo.gc(prune=True, grace_seconds=0)  # one new pack replaces the old ones
+    assert repo.load("a").iteration == 60
+    assert [cp.iteration for cp in repo.log("a")] == list(range(60, 0, -1))
+    now = {p.name for p in repo._store.reader._packs}
+    assert now and not now & first_packs  # the deleted packs are no longer mapped
+    assert all(os.path.exists(name) for name in now)
+
+
+def test_cache_stays_within_its_budget(repo):
+    history(repo, agents=1, steps=60)
+    reader = ObjectReader(os.path.join(repo.path, "objects"), fallback=_no_fallback,
+                          cache_bytes=20_000)
+    for sha in git_objects(repo):
+        reader.read(sha)
+        assert reader._cached <= reader.cache_bytes
+    assert 0 < len(reader._cache) < 180
+
+
+def test_objects_behind_alternates_are_read_through_dulwich(repo, tmp_path):
+    history(repo, agents=1, steps=3)
+    clone = tmp_path / "shared.git"
+    subprocess.run(["git", "clone", "-q", "--bare", "--shared", repo.path, str(clone)], check=True)
+    assert (clone / "objects" / "info" / "alternates").exists()
+    assert not any((clone / "objects").glob("??/*"))
+    assert StateRepository.open(clone).load("agent-0").iteration == 3
+
+
+def test_a_damaged_packed_object_is_a_typed_error(repo):
+    state = AgentState(agent_id="a", task="damage")
+    for _ in range(3):
+        repo.save(grow(state))
+    repo.gc()
+    pack = next(Path(repo.path, "objects", "pack").glob("*.pack"))
+    blob = git(repo, "rev-parse", "refs/heads/agents/a:state.json").strip()
+    offset = next(int(line.split()[4]) for line in
+                  git(repo, "verify-pack", "-v", str(pack.with_suffix(".idx"))).splitlines()
+                  if line.startswith(blob))
+    data = bytearray(pack.read_bytes())
+    data[offset + 4:offset + 40] = b"\xff" * 36  # inside the compressed stream
+    os.chmod(pack, 0o644)
+    pack.write_bytes(bytes(data))
+    with pytest.raises(CorruptObjectError, match=blob):
+        StateRepository.open(repo.path).load("a")
