@@ -115,11 +115,11 @@ def dangling_ref(path: Path) -> list[tuple[str, str]]:
 
 
 def damaged_state_blob(path: Path) -> list[tuple[str, str]]:
-    """Rewrite the loose object of an agent's latest state.json with other content."""
+    """Rewrite the loose object of an agent's latest state.json with content that is not JSON."""
     commit = git(path, "rev-parse", "agents/agent_7c1e9a42").strip()
     blob = git(path, "rev-parse", "agents/agent_7c1e9a42:state.json").strip()
     loose = path / "objects" / blob[:2] / blob[2:]
-    raw = zlib.decompress(loose.read_bytes()).replace(b'"iteration"', b'"iteratiom"', 1)
+    raw = zlib.decompress(loose.read_bytes()).replace(b'"iteration": ', b'"iteration"! ', 1)
     loose.chmod(0o644)
     loose.write_bytes(zlib.compress(raw))
     return [("object", blob), ("state", f"agent_7c1e9a42@{commit[:12]}")]
