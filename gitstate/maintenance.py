@@ -44,7 +44,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 from dulwich.config import ConfigFile
 from dulwich.object_store import DiskObjectStore
@@ -270,14 +270,16 @@ class MaintenanceMixin:
         return settings
 
     # gc ---------------------------------------------------------------------------------
-    def gc(self: "StateRepository", *, prune: bool = False,
-           grace_seconds: Optional[int] = None) -> GcResult:
+    def gc(self: "StateRepository", *, prune: bool = False, grace_seconds: Optional[int] = None,
+           progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
         """Pack loose objects with deltas and merge small packs; never blocks writers.
 
         ``prune=True`` also rewrites all packs into one and deletes objects that
         no ref or reflog reaches and that are older than ``grace_seconds``
         (default: the ``grace_seconds`` setting). Returns at once, with
         ``skipped=True``, if another maintenance is running on this repository.
+        ``progress(done, total)`` is called as objects are written into packs
+        (a few hundred times at most; ``total`` grows if packs are then merged).
         """
         settings = self.maintenance_settings
         grace = settings.grace_seconds if grace_seconds is None else grace_seconds
@@ -294,7 +296,7 @@ class MaintenanceMixin:
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
             with _object_store(self._store.objects_dir) as store:
-                _Packer(self, store, settings, result).run(prune, grace)
+                _Packer(self, store, settings, result, progress).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
         result.seconds = time.perf_counter() - started
         return result
@@ -461,12 +463,29 @@ class _maintenance_lock:
 
 # -- packing runs -----------------------------------------------------------------------------
 
+class _Throttled:
+    """Calls ``progress(done, total)`` about every 1/100 of ``total``, and always at the end."""
+
+    STEPS = 100
+
+    def __init__(self, progress: Optional[Callable[[int, int], None]]):
+        self.progress = progress
+        self.total = 0
+        self.next = 0
+
+    def __call__(self, done: int) -> None:
+        if self.progress is not None and (done >= self.next or done == self.total):
+            self.progress(done, self.total)
+            self.next = done + max(1, self.total // self.STEPS)
+
+
 class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
-    def __init__(self, repo: "StateRepository", store: DiskObjectStore,
-                 settings: MaintenanceSettings, result: GcResult):
+    def __init__(self, repo: "StateRepository", store: DiskObjectStore, settings: MaintenanceSettings,
+                 result: GcResult, progress: Optional[Callable[[int, int], None]] = None):
         self.repo = repo
+        self.progress = _Throttled(progress)
         self.settings = settings
         self.result = result
         self.objects_dir = repo._store.objects_dir
@@ -497,7 +516,9 @@ class _Packer:
             return None
         self.structure(types)
         plan = plan_pack(types, self.raws, self.settings.max_depth)
-        path = write_pack(self.pack_dir, plan, self.read)
+        done = self.result.packed_objects
+        self.progress.total += len(types)
+        path = write_pack(self.pack_dir, plan, self.read, written=lambda n: self.progress(done + n))
         self.store._update_pack_cache()
         self.result.packed_objects += len(types)
         return path[:-len(".pack")]

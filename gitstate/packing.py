@@ -135,19 +135,21 @@ def plan_pack(types: dict[bytes, int], raws: dict[bytes, bytes], max_depth: int)
     return plan
 
 
-def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -1) -> str:
+def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -1,
+               written: Optional[Callable[[int], None]] = None) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
     The pack and its index are written to temporary files, fsynced, and renamed
     into place pack first, index last (readers only use a pack once its index
-    exists). Returns the path of the ``.pack``.
+    exists). Returns the path of the ``.pack``. ``written(n)``, if given, is
+    called after each object with the number written so far.
     """
     os.makedirs(pack_dir, exist_ok=True)
     tag = f"{os.getpid()}_{random.getrandbits(48):012x}"
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_{tag}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_{tag}")
     try:
-        index, checksum = _write_pack_data(tmp_pack, plan, read, compression)
+        index, checksum = _write_pack_data(tmp_pack, plan, read, compression, written)
         with open(tmp_idx, "wb") as f:
             write_pack_index(f, sorted(index), checksum, version=2)
             f.flush()
@@ -163,8 +165,8 @@ def write_pack(pack_dir: str, plan: Plan, read: ReadRaw, *, compression: int = -
                 os.unlink(tmp)
 
 
-def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
-                     compression: int) -> tuple[list[tuple[bytes, int, int]], bytes]:
+def _write_pack_data(path: str, plan: Plan, read: ReadRaw, compression: int,
+                     written: Optional[Callable[[int], None]]) -> tuple[list[tuple[bytes, int, int]], bytes]:
     hasher = hashlib.sha1()
     offsets: dict[bytes, int] = {}
     index: list[tuple[bytes, int, int]] = []
@@ -205,6 +207,8 @@ def _write_pack_data(path: str, plan: Plan, read: ReadRaw,
             if uses.get(entry.sha):  # a delta base: keep its offset and content until used
                 offsets[entry.sha] = start
                 live[entry.sha] = raw
+            if written is not None:
+                written(len(index))
         checksum = hasher.digest()
         f.write(checksum)
         f.flush()

@@ -110,6 +110,38 @@ def test_gc_result_skipped_while_another_maintenance_runs(repo: StateRepository)
     assert not repo.gc().skipped
 
 
+def assert_progress_reached(calls: list[tuple[int, int]], written: int) -> None:
+    """``done`` and ``total`` never go back, ``done <= total``, and the last call is (written, written)."""
+    assert calls and all(done <= total for done, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert [total for _, total in calls] == sorted(total for _, total in calls)
+    assert calls[-1] == (written, written)
+
+
+def test_gc_reports_progress_while_writing_packs(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 5)
+    repo.gc()
+    save_run(repo, "a2", 5)
+    calls: list[tuple[int, int]] = []
+    result = repo.gc(progress=lambda done, total: calls.append((done, total)))
+    assert result.packs_merged == 2 and result.packed_objects == 15 + 30  # packed, then merged
+    assert_progress_reached(calls, result.packed_objects)
+    assert calls[0][1] == 15  # the merge was not known when the bar started
+
+    save_run(repo, "a3", 100)
+    calls.clear()
+    result = repo.gc(prune=True, grace_seconds=0, progress=lambda done, total: calls.append((done, total)))
+    assert result.packed_objects == 330
+    assert_progress_reached(calls, 330)
+    assert len(calls) < 330 / 2  # throttled, not one call per object
+
+    calls.clear()
+    assert repo.gc(progress=lambda done, total: calls.append((done, total))).packed_objects == 0
+    assert calls == []
+    fsck(repo)
+
+
 def _delete_branch(repo: StateRepository, agent: str) -> None:
     from gitstate.ids import branch_ref
     ref = branch_ref(agent)
