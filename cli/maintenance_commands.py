@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from .context import Settings, pass_settings
-from .output import Progress, echo, emit_json, size
+from .output import Progress, counted, echo, emit_json, size
 from .params import json_option
 
 
@@ -35,8 +35,9 @@ def gc(settings: Settings, prune: bool, grace_seconds: Optional[int], as_json: b
     elif result.skipped:
         echo("another maintenance run holds the lock; nothing done")
     else:
-        echo(f"packed {result.packed_objects} objects, merged {result.packs_merged} packs, "
-             f"pruned {result.pruned_objects}; {size(result.bytes_before)} -> "
+        echo(f"packed {counted(result.packed_objects, 'object')}, merged "
+             f"{counted(result.packs_merged, 'pack')}, pruned {result.pruned_objects}; "
+             f"{size(result.bytes_before)} -> "
              f"{size(result.bytes_after)} in {result.seconds:.2f} s")
 
 

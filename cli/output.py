@@ -59,6 +59,11 @@ def size(nbytes: int) -> str:
     return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.1f} MB"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 pack``, ``2 packs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print rows under a bold header, columns aligned; a cell may be ``(text, style)``."""
     plain = [[cell[0] if isinstance(cell, tuple) else str(cell) for cell in row] for row in rows]

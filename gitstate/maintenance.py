@@ -415,11 +415,14 @@ def _flush_at_exit() -> None:
 
 
 def _loose_estimate(path: str) -> int:
-    """Loose objects in the repository, estimated from the folder ``objects/17``."""
-    try:
-        return 256 * len(os.listdir(os.path.join(path, "objects", "17")))
-    except FileNotFoundError:
-        return 0
+    """Loose objects in the repository, estimated from 16 of its 256 fan-out folders."""
+    count = 0
+    for first in range(0, 256, 16):
+        try:
+            count += len(os.listdir(os.path.join(path, "objects", f"{first:02x}")))
+        except FileNotFoundError:
+            continue
+    return 16 * count
 
 
 def _start_worker(path: str) -> subprocess.Popen:

@@ -80,7 +80,7 @@ def test_gc_prune_deletes_only_old_unreachable_objects(gitstate):
     assert check.code == 0 and check.json()["ok"] is True and check.json()["objects"] == reachable
 
     human = gitstate("gc", "--prune", "--grace", "0")
-    assert human.code == 0 and human.out.startswith(f"packed {reachable} objects, merged 1 packs, pruned 0; ")
+    assert human.code == 0 and human.out.startswith(f"packed {reachable} objects, merged 1 pack, pruned 0; ")
 
 
 def test_gc_draws_a_progress_bar_on_a_terminal(tmp_path):
