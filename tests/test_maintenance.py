@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -265,15 +266,33 @@ def _writer(path: str, agent: str, steps: int, ready) -> None:
         repo.save(grow(state))
 
 
-def _reader(path: str, agent: str, stop, errors) -> None:
+def _reader(path: str, agents: list[str], stop, errors, reads) -> None:
+    """Two threads sharing one repository object read every agent until told to stop."""
     repo = StateRepository.open(path)
-    while not stop.is_set():
-        try:
-            repo.load(agent)
-            repo.log(agent, limit=5)
-        except Exception as exc:  # any failure is the finding
-            errors.put(repr(exc))
-            return
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                repo.load("seeded")
+                repo.log("seeded", limit=5)
+                for agent in agents:
+                    if agent not in {a.agent_id for a in repo.agents()}:
+                        continue
+                    newest = repo.load(agent).iteration
+                    iterations = [c.iteration for c in repo.log(agent)]
+                    assert iterations == list(range(iterations[0], 0, -1)), iterations
+                    assert iterations[0] >= newest
+                    with reads.get_lock():
+                        reads.value += 1
+            except Exception as exc:  # any failure is the finding
+                errors.put(repr(exc))
+                return
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepository) -> None:
@@ -284,7 +303,9 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
     ready = [ctx.Event() for _ in range(3)]
     stop, errors = ctx.Event(), ctx.Queue()
     writers = [ctx.Process(target=_writer, args=(repo.path, f"w{i}", steps, ready[i])) for i in range(3)]
-    reader = ctx.Process(target=_reader, args=(repo.path, "seeded", stop, errors))
+    reads = ctx.Value("i", 0)
+    reader = ctx.Process(target=_reader,
+                         args=(repo.path, [f"w{i}" for i in range(3)], stop, errors, reads))
     reader.start()
     for w in writers:
         w.start()
@@ -300,6 +321,7 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
     stop.set()
     reader.join()
     assert errors.empty(), errors.get()
+    assert reads.value > 0  # the reader read the writers' agents while maintenance ran
     repo.gc(prune=True)
     for i in range(3):
         log = repo.log(f"w{i}")

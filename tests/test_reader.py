@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
+from dulwich.objects import Commit
 
 from gitstate import AgentState, StateRepository
 from gitstate.errors import CorruptObjectError
-from gitstate.reader import ObjectReader
+from gitstate.layout import CommitInfo
+from gitstate.reader import ObjectReader, _unpack
 
 from conftest import fsck, git, grow
 
@@ -158,9 +161,6 @@ SIGNED = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
                                  b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
                                  b"author a <a@b> 5 +0000\ncommitter a <a@b> 5 +0000\n\n"])
 def test_commit_info_reads_what_dulwich_reads(raw):
-    from dulwich.objects import Commit
-    from gitstate.layout import CommitInfo
-
     sha = Commit.from_raw_string(Commit.type_num, raw).id
     info, full = CommitInfo.parse(sha, raw), Commit.from_raw_string(Commit.type_num, raw)
     assert (info.tree, list(info.parents), info.author_time, info.message) == \
@@ -178,3 +178,10 @@ def test_a_commit_without_an_author_is_a_typed_error(repo):
     git(repo, "update-ref", "refs/heads/agents/a", bad)
     with pytest.raises(CorruptObjectError, match=bad):
         repo.load("a")
+
+
+def test_a_delta_pointing_at_itself_is_an_error_not_a_hang():
+    # an offset delta (type 6) of 5 bytes whose base distance is 0: itself
+    entry = bytes([0x65, 0x00]) + zlib.compress(b"12345") + b"\0" * 20
+    with pytest.raises(ValueError, match="delta against itself"):
+        _unpack(entry, 0)
