@@ -97,6 +97,14 @@ class ObjectReader:
             self._put(sha, raw)
         return raw
 
+    def release(self) -> None:
+        """Forget the cache and the packs (each mapping closes when no read still uses it)."""
+        with self._lock:
+            self._cache.clear()
+            self._cached = 0
+            self._packs = []
+            self._packs_seen = None
+
     # -- cache -----------------------------------------------------------------------
     def _get(self, key: object) -> Optional[Raw]:
         with self._lock:

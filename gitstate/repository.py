@@ -109,6 +109,19 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise NotARepositoryError(f"{path} is a git work tree; gitstate needs a bare repository")
         return cls(path, **options)
 
+    def close(self) -> None:
+        """Release open files, pack mappings and cached objects (``with`` does it at the end).
+
+        The repository stays usable: a later call opens what it needs again.
+        """
+        self._store.close()
+
+    def __enter__(self) -> "StateRepository":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- saving ----------------------------------------------------------------------
     def save(
         self,

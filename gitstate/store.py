@@ -111,6 +111,11 @@ class Store:
             self._local.repo = None
             repo.close()
 
+    def close(self) -> None:
+        """Release this thread's dulwich ``Repo`` and the reader's mappings and cache."""
+        self.forget_repo()
+        self.reader.release()
+
     def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
         """An object the reader did not find (alternates, or a pack that just appeared)."""
         try:

@@ -185,3 +185,21 @@ def test_a_delta_pointing_at_itself_is_an_error_not_a_hang():
     entry = bytes([0x65, 0x00]) + zlib.compress(b"12345") + b"\0" * 20
     with pytest.raises(ValueError, match="delta against itself"):
         _unpack(entry, 0)
+
+
+def test_close_releases_pack_files_and_the_repository_stays_usable(repo):
+    history(repo, agents=1, steps=10)
+    repo.gc()
+    packs = {str(p) for p in Path(repo.path, "objects", "pack").iterdir()}
+
+    def mapped() -> set[str]:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+        return {line.split()[-1] for line in lines if line.split()[-1] in packs}
+
+    with StateRepository.open(repo.path) as reader:
+        assert reader.load("agent-0").iteration == 10
+        assert mapped()
+    assert not mapped()
+    assert reader.load("agent-0").iteration == 10  # reopens what it needs
+    reader.close()
+    assert not mapped()
