@@ -46,6 +46,7 @@ from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
 from .remote import RemoteMixin
 from .seed_import import SeedImportMixin
+from .reader import CACHE_BYTES
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,13 +67,17 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
     threads and used from many processes at once. ``durable=True`` fsyncs
-    objects, refs and their directories before :meth:`save` returns.
+    objects, refs and their directories before :meth:`save` returns;
+    ``cache_bytes`` bounds the cache of inflated objects (0 turns it off).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
-                 lock_timeout: float = 60.0):
+                 lock_timeout: float = 60.0, cache_bytes: int = CACHE_BYTES):
+        if cache_bytes < 0:
+            raise InvalidArgumentError(f"cache_bytes must be >= 0, got {cache_bytes}")
         self.path = os.path.abspath(os.fspath(path))
-        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout)
+        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout,
+                            cache_bytes=cache_bytes)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod

@@ -11,7 +11,7 @@ import pytest
 from dulwich.objects import Commit
 
 from gitstate import AgentState, StateRepository
-from gitstate.errors import CorruptObjectError
+from gitstate.errors import CorruptObjectError, InvalidArgumentError
 from gitstate.layout import CommitInfo
 from gitstate.reader import ObjectReader, _unpack
 
@@ -203,3 +203,15 @@ def test_close_releases_pack_files_and_the_repository_stays_usable(repo):
     assert reader.load("agent-0").iteration == 10  # reopens what it needs
     reader.close()
     assert not mapped()
+
+
+def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
+    history(repo, agents=1, steps=5)
+    uncached = StateRepository.open(repo.path, cache_bytes=0)
+    assert uncached.load("agent-0").iteration == 5
+    assert uncached._store.reader._cache == {}
+    cached = StateRepository.open(repo.path)
+    cached.load("agent-0")
+    assert len(cached._store.reader._cache) == 3  # commit, tree, state
+    with pytest.raises(InvalidArgumentError, match="cache_bytes"):
+        StateRepository.open(repo.path, cache_bytes=-1)
