@@ -84,6 +84,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
     def init(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
         """Create a bare repository at ``path`` (or open the one already there)."""
         path = os.fspath(path)
+        instance = cls(path, **options)  # checks the options before anything is created
         if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
             return cls.open(path, **options)
         if os.path.isdir(path) and os.listdir(path):
@@ -96,7 +97,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         config.write_to_path()
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
         repo.close()
-        return cls(path, **options)
+        return instance
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":

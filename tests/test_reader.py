@@ -215,3 +215,6 @@ def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
     assert len(cached._store.reader._cache) == 3  # commit, tree, state
     with pytest.raises(InvalidArgumentError, match="cache_bytes"):
         StateRepository.open(repo.path, cache_bytes=-1)
+    with pytest.raises(InvalidArgumentError, match="cache_bytes"):
+        StateRepository.init(Path(repo.path).parent / "new.git", cache_bytes=-1)
+    assert not (Path(repo.path).parent / "new.git").exists()
