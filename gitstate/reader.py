@@ -23,8 +23,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Optional
 
-from dulwich._pack import apply_delta
-from dulwich.pack import OFS_DELTA, REF_DELTA
+from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
 TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
