@@ -11,9 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from dulwich.objects import Blob
 
 from conftest import fsck, git, grow
 from gitstate import AgentState, InvalidArgumentError, StateRepository, codec
+from gitstate.maintenance import MaintenanceSettings, _loose_estimate
 
 
 def save_run(repo: StateRepository, agent: str, steps: int) -> list[bytes]:
@@ -382,3 +384,13 @@ def test_verify_reports_damaged_objects_and_dangling_refs(repo: StateRepository)
 def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
     git(repo, "config", "gitstate.maxdepth", "lots")
     assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
+
+
+def test_loose_estimate_is_not_fooled_by_one_object(repo: StateRepository) -> None:
+    blob = next(b for b in (Blob.from_string(b"%d" % i) for i in range(10_000))
+                if b.id.startswith(b"17"))
+    repo._store.write(blob)  # one loose object, in the folder git's estimate samples
+    assert _loose_estimate(repo.path) < MaintenanceSettings().auto_objects
+    for i in range(400):
+        repo._store.write(Blob.from_string(b"object %d" % i))
+    assert 200 <= _loose_estimate(repo.path) <= 800  # 401 objects, estimated from 1/16
