@@ -58,5 +58,5 @@ def import_(settings: Settings, directory: str, task_id: Optional[str], dry_run:
          when(o.saved_at) if o.saved_at else "", o.checkpoint.short if o.checkpoint else o.reason or ""]
         for o in outcomes])
     counts = Counter(o.status for o in outcomes)
-    done = f"{counts[PENDING]} to import" if dry_run else f"Imported {counts[IMPORTED]}"
+    done = f"Would import {counts[PENDING]}" if dry_run else f"Imported {counts[IMPORTED]}"
     echo(f"{done} files, {counts[ALREADY_IMPORTED]} already imported, {counts[REJECTED]} rejected.")

@@ -23,7 +23,8 @@ the other commands need it to exist.
 \b
 Exit codes:
   0  success
-  1  a gitstate error (one line on stderr; --debug shows the traceback)
+  1  a gitstate error (one line on stderr; --debug shows the traceback),
+     problems found by 'verify', agents 'push'/'fetch'/'pull' could not move
   2  a usage error (unknown command or option, bad argument)
 """
 

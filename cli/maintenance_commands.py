@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from .context import Settings, pass_settings
-from .output import echo, emit_json
+from .output import Progress, counted, echo, emit_json, size
 from .params import json_option
 
 
@@ -23,18 +23,22 @@ def gc(settings: Settings, prune: bool, grace_seconds: Optional[int], as_json: b
     """Delta-compress loose checkpoints into packs and merge small packs.
 
     \b
-    $ gitstate gc --prune
-    packed 903 objects, merged 2 packs, pruned 12; 1.4 MB -> 0.3 MB in 0.21 s
+    $ gitstate gc
+    packed 27 objects, merged 0 packs, pruned 0; 36.9 kB -> 8.5 kB in 0.01 s
     """
-    result = settings.open().gc(prune=prune, grace_seconds=grace_seconds)
+    if grace_seconds is not None and not prune:
+        raise click.UsageError("--grace only applies with --prune")
+    with Progress("Packing") as progress:
+        result = settings.open().gc(prune=prune, grace_seconds=grace_seconds, progress=progress)
     if as_json:
         emit_json(asdict(result))
     elif result.skipped:
         echo("another maintenance run holds the lock; nothing done")
     else:
-        echo(f"packed {result.packed_objects} objects, merged {result.packs_merged} packs, "
-             f"pruned {result.pruned_objects}; {result.bytes_before / 1e6:.1f} MB -> "
-             f"{result.bytes_after / 1e6:.1f} MB in {result.seconds:.2f} s")
+        echo(f"packed {counted(result.packed_objects, 'object')}, merged "
+             f"{counted(result.packs_merged, 'pack')}, pruned {result.pruned_objects}; "
+             f"{size(result.bytes_before)} -> "
+             f"{size(result.bytes_after)} in {result.seconds:.2f} s")
 
 
 @click.command(short_help="Check objects, refs, trailers and canonical states.")
@@ -45,14 +49,14 @@ def verify(settings: Settings, as_json: bool) -> None:
 
     \b
     $ gitstate verify
-    ok: 3 agents, 60 checkpoints, 183 objects
+    ok: 3 agents, 9 checkpoints, 27 objects
     """
     result = settings.open().verify()
     if as_json:
         emit_json(asdict(result) | {"ok": result.ok})
     else:
         for problem in result.problems:
-            echo(f"{problem.kind} {problem.subject}: {problem.message}", err=True)
+            echo(str(problem), err=True)
         echo(f"{'ok' if result.ok else 'PROBLEMS'}: {result.agents} agents, "
              f"{result.checkpoints} checkpoints, {result.objects} objects")
     if not result.ok:

@@ -52,6 +52,18 @@ def when(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def size(nbytes: int) -> str:
+    """A byte count for people: ``512 bytes``, ``8.5 kB``, ``1.4 MB``."""
+    if nbytes < 1000:
+        return f"{nbytes} bytes"
+    return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.1f} MB"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 pack``, ``2 packs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print rows under a bold header, columns aligned; a cell may be ``(text, style)``."""
     plain = [[cell[0] if isinstance(cell, tuple) else str(cell) for cell in row] for row in rows]
@@ -82,6 +94,7 @@ class Progress:
             self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
                                           color=colour_allowed())
             self._bar.__enter__()
+        self._bar.length = total  # gc's total grows when it goes on to merge packs
         self._bar.update(done - self._shown)
         self._shown = done
 

@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Tree
 from pydantic import ValidationError
 
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
@@ -59,7 +59,7 @@ def _parse_ref(reference: str) -> tuple[str, str]:
 
 def _state_size(repository: StateRepository, commit: str) -> int:
     """Bytes of a checkpoint's ``state.json``."""
-    tree = repository._object(repository._object(commit.encode(), Commit).tree, Tree)
+    tree = repository._object(repository._commit(commit.encode()).tree, Tree)
     return len(repository._object(tree[STATE_FILE][1], Blob).data)
 
 

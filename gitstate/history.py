@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Tree
 
 from .errors import (
     AgentExistsError,
@@ -20,7 +20,7 @@ from .errors import (
     RevisionNotFoundError,
 )
 from .ids import branch_ref, new_checkpoint_id, tag_prefix, validate_agent_id
-from .layout import checkpoint_commit, state_objects
+from .layout import CommitInfo, checkpoint_commit, state_objects
 from .message import build as build_message
 from .models import Checkpoint
 from .rewrite import rewrite
@@ -52,11 +52,11 @@ class RollbackResult:
 class HistoryMixin:
     """rollback, fork, delete and delete_agent (mixed into ``StateRepository``)."""
 
-    def _history(self: "StateRepository", agent_id: str) -> list[Commit]:
+    def _history(self: "StateRepository", agent_id: str) -> list[CommitInfo]:
         """The agent's commits, newest first (read it under the agent lock before rewriting)."""
         return list(self._walk(self._head(agent_id)))
 
-    def _position(self: "StateRepository", agent_id: str, history: list[Commit],
+    def _position(self: "StateRepository", agent_id: str, history: list[CommitInfo],
                   target: Checkpoint) -> int:
         for i, commit in enumerate(history):
             if commit.id.decode() == target.commit:
@@ -82,7 +82,7 @@ class HistoryMixin:
         if hard:
             return self._reset(agent_id, target)
         trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
-        tree = self._object(self._object(target.commit.encode(), Commit).tree, Tree)
+        tree = self._object(self._commit(target.commit.encode()).tree, Tree)
         for _name, _mode, sha in tree.iteritems():  # freshen: a reclaim running now spares them
             self._store.write(self._object(sha, Blob))
         self._store.write(tree)

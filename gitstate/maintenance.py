@@ -50,7 +50,7 @@ import zlib
 from binascii import hexlify
 from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from dulwich.config import ConfigFile
 from dulwich.object_store import DiskObjectStore
@@ -216,14 +216,16 @@ class MaintenanceMixin:
         return settings
 
     # gc ---------------------------------------------------------------------------------
-    def gc(self: "StateRepository", *, prune: bool = False,
-           grace_seconds: Optional[int] = None) -> GcResult:
+    def gc(self: "StateRepository", *, prune: bool = False, grace_seconds: Optional[int] = None,
+           progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
         """Pack loose objects with deltas and merge small packs; never blocks writers.
 
         ``prune=True`` also rewrites all packs into one and deletes objects that
         no ref or reflog reaches and that are older than ``grace_seconds``
         (default: the ``grace_seconds`` setting). Returns at once, with
         ``skipped=True``, if another maintenance is running on this repository.
+        ``progress(done, total)`` is called as objects are written into packs
+        (a few hundred times at most; ``total`` grows if packs are then merged).
         """
         settings = self.maintenance_settings
         grace = settings.grace_seconds if grace_seconds is None else grace_seconds
@@ -241,7 +243,7 @@ class MaintenanceMixin:
             result.bytes_before = _dir_size(self._store.objects_dir)
             with (open_objects(self._store.objects_dir) as store,
                   closing(RawReader(store)) as read):
-                _Packer(self, read, settings, result).run(prune, grace)
+                _Packer(self, read, settings, result, progress).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
         result.seconds = time.perf_counter() - started
         return result
@@ -360,11 +362,14 @@ def _flush_at_exit() -> None:
 
 
 def _loose_estimate(path: str) -> int:
-    """Loose objects in the repository, estimated from the folder ``objects/17``."""
-    try:
-        return 256 * len(os.listdir(os.path.join(path, "objects", "17")))
-    except FileNotFoundError:
-        return 0
+    """Loose objects in the repository, estimated from 16 of its 256 fan-out folders."""
+    count = 0
+    for first in range(0, 256, 16):
+        try:
+            count += len(os.listdir(os.path.join(path, "objects", f"{first:02x}")))
+        except FileNotFoundError:
+            continue
+    return 16 * count
 
 
 def _start_worker(path: str) -> subprocess.Popen:
@@ -398,12 +403,29 @@ class _maintenance_lock:
 
 # -- packing runs -----------------------------------------------------------------------------
 
+class _Throttled:
+    """Calls ``progress(done, total)`` about every 1/100 of ``total``, and always at the end."""
+
+    STEPS = 100
+
+    def __init__(self, progress: Optional[Callable[[int, int], None]]):
+        self.progress = progress
+        self.total = 0
+        self.next = 0
+
+    def __call__(self, done: int) -> None:
+        if self.progress is not None and (done >= self.next or done == self.total):
+            self.progress(done, self.total)
+            self.next = done + max(1, self.total // self.STEPS)
+
+
 class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
-    def __init__(self, repo: "StateRepository", read: RawReader,
-                 settings: MaintenanceSettings, result: GcResult):
+    def __init__(self, repo: "StateRepository", read: RawReader, settings: MaintenanceSettings,
+                 result: GcResult, progress: Optional[Callable[[int, int], None]] = None):
         self.repo = repo
+        self.progress = _Throttled(progress)
         self.settings = settings
         self.result = result
         self.objects_dir = repo._store.objects_dir
@@ -424,7 +446,9 @@ class _Packer:
             return self.read(table.hex(i))
 
         plan = plan_pack(objects, wanted, read, self.settings.max_depth)
-        path = write_pack(self.pack_dir, table, plan, read)
+        done = self.result.packed_objects
+        self.progress.total += len(plan.order)
+        path = write_pack(self.pack_dir, table, plan, read, written=lambda n: self.progress(done + n))
         self.read.refresh()
         self.result.packed_objects += len(plan.order)
         return path[:-len(".pack")]
@@ -570,9 +594,9 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
 def _check_state(repo: "StateRepository", commit: str, subject: str,
                  problems: list[Problem]) -> None:
     from .repository import STATE_FILE
-    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.objects import Blob, Tree
     try:
-        tree = repo._object(repo._object(commit.encode(), Commit).tree, Tree)
+        tree = repo._object(repo._commit(commit.encode()).tree, Tree)
         data = repo._object(tree[STATE_FILE][1], Blob).data
     except (GitstateError, KeyError) as exc:
         problems.append(Problem("state", subject, f"state.json unreadable: {exc}"))

@@ -23,9 +23,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing
 from typing import ContextManager, Optional
 
-from dulwich._pack import apply_delta
 from dulwich.object_store import DiskObjectStore
-from dulwich.pack import Pack
+from dulwich.pack import Pack, apply_delta
 
 DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
 SHA_SIZE = 20

@@ -162,19 +162,21 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
 
 
 def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
-               compression: int = -1) -> str:
+               compression: int = -1, written: Optional[Callable[[int], None]] = None) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
     The pack and its index are written to temporary files, fsynced, and renamed
     into place pack first, index last (readers only use a pack once its index
-    exists). Returns the path of the ``.pack``.
+    exists). Returns the path of the ``.pack``. ``written(n)``, if given, is
+    called after each object with the number written so far.
     """
     os.makedirs(pack_dir, exist_ok=True)
     tag = f"{os.getpid()}_{random.getrandbits(48):012x}"
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_{tag}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_{tag}")
     try:
-        offsets, crcs, checksum = _write_pack_data(tmp_pack, len(table), plan, read, compression)
+        offsets, crcs, checksum = _write_pack_data(tmp_pack, len(table), plan, read, compression,
+                                                   written)
         with open(tmp_idx, "wb") as f:
             write_index(f, table, offsets, crcs, checksum)
             f.flush()
@@ -190,8 +192,8 @@ def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
                 os.unlink(tmp)
 
 
-def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw,
-                     compression: int) -> tuple[array, array, bytes]:
+def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: int,
+                     written: Optional[Callable[[int], None]]) -> tuple[array, array, bytes]:
     """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
     offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n
@@ -210,6 +212,7 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw,
             offset += len(chunk)
 
         put(b"PACK" + (2).to_bytes(4, "big") + len(plan.order).to_bytes(4, "big"))
+        count = 0
         for i, base in zip(plan.order, plan.bases):
             type_num, raw = read(i)
             body: bytes = raw
@@ -231,6 +234,9 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw,
             offsets[i], crcs[i] = start + 1, zlib.crc32(data, zlib.crc32(header))
             if uses[i]:  # a delta base: keep its content until its deltas are written
                 live[i] = raw
+            count += 1
+            if written is not None:
+                written(count)
         checksum = hasher.digest()
         f.write(checksum)
         f.flush()

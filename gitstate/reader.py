@@ -21,11 +21,9 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from dulwich._pack import apply_delta
-from dulwich.objects import ShaFile
-from dulwich.pack import OFS_DELTA, REF_DELTA
+from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
 TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -72,9 +70,8 @@ class _Pack:
 
 
 class ObjectReader:
-    """Parsed objects of one ``objects/`` folder by hex SHA; safe to share between threads.
+    """Raw objects of one ``objects/`` folder by hex SHA; safe to share between threads.
 
-    Returned objects are shared by every caller (and cached): never modify them.
     ``fallback(hexsha)`` is asked for objects that are neither loose nor in a
     pack this reader knows; it returns ``(type_num, content)`` or raises ``KeyError``.
     """
@@ -85,43 +82,48 @@ class ObjectReader:
         self._pack_dir = os.path.join(objects_dir, "pack")
         self._fallback = fallback
         self._lock = threading.Lock()
-        self._cache: OrderedDict[object, tuple[int, Any]] = OrderedDict()  # key -> (size, value)
+        self._cache: OrderedDict[object, Raw] = OrderedDict()
         self._cached = 0
         self.cache_bytes = cache_bytes
         self._packs: list[_Pack] = []
         self._packs_seen: Optional[int] = None
 
-    def read(self, sha: bytes) -> ShaFile:
-        """The object with hex SHA ``sha``; ``KeyError`` if missing, ``ValueError`` if damaged."""
-        hit = self._get(sha)
-        if hit is not None:
-            return hit
-        raw = self._read_loose(sha) or self._read_packed(sha) or self._fallback(sha)
-        obj = ShaFile.from_raw_string(raw[0], raw[1], sha)
-        self._put(sha, obj, len(raw[1]))
-        return obj
+    def read(self, sha: bytes) -> Raw:
+        """``(type_num, content)`` of object ``sha``; ``KeyError`` if missing, ``ValueError`` if damaged."""
+        raw = self._get(sha)
+        if raw is None:
+            raw = self._read_loose(sha) or self._read_packed(sha) or self._fallback(sha)
+            self._put(sha, raw)
+        return raw
+
+    def release(self) -> None:
+        """Forget the cache and the packs (each mapping closes when no read still uses it)."""
+        with self._lock:
+            self._cache.clear()
+            self._cached = 0
+            self._packs = []
+            self._packs_seen = None
 
     # -- cache -----------------------------------------------------------------------
-    def _get(self, key: object) -> Any:
+    def _get(self, key: object) -> Optional[Raw]:
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            self._cache.move_to_end(key)
-            return entry[1]
+            raw = self._cache.get(key)
+            if raw is not None:
+                self._cache.move_to_end(key)
+            return raw
 
-    def _put(self, key: object, value: Any, size: int) -> None:
-        size += 200  # the object around the bytes
+    def _put(self, key: object, raw: Raw) -> None:
+        size = _size(raw)
         if size > self.cache_bytes // 4:
             return
         with self._lock:
             if key in self._cache:
                 return
-            self._cache[key] = (size, value)
+            self._cache[key] = raw
             self._cached += size
             while self._cached > self.cache_bytes:
-                _key, (old, _value) = self._cache.popitem(last=False)
-                self._cached -= old
+                _key, old = self._cache.popitem(last=False)
+                self._cached -= _size(old)
 
     # -- loose objects ---------------------------------------------------------------
     def _read_loose(self, sha: bytes) -> Optional[Raw]:
@@ -193,14 +195,17 @@ class ObjectReader:
                 continue
             found = self._locate(base)
             if found is None:  # a base outside the packs (loose, or behind alternates)
-                base_obj = self.read(base.hex().encode())
-                kind, content = base_obj.type_num, base_obj.as_raw_string()
+                kind, content = self.read(base.hex().encode())
                 break
             pack, offset = found
         for at_pack, at, delta in reversed(chain):
             content = b"".join(apply_delta(content, delta))
-            self._put((at_pack.name, at), (kind, content), len(content))
+            self._put((at_pack.name, at), (kind, content))
         return kind, content
+
+
+def _size(raw: Raw) -> int:
+    return len(raw[1]) + 150  # the bytes, the tuple and the cache entry
 
 
 def _unpack(data: mmap.mmap, offset: int) -> tuple[int, object, bytes]:

@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dulwich.client import get_transport_and_path
 from dulwich.config import ConfigFile
-from dulwich.objects import ZERO_SHA, Commit
+from dulwich.objects import ZERO_SHA
 from pydantic import BaseModel, ConfigDict
 
 from .errors import (
@@ -287,7 +287,7 @@ class RemoteMixin:
                 return True
             if sha not in seen:
                 seen.add(sha)
-                todo.extend(self._object(sha, Commit).parents)
+                todo.extend(self._commit(sha).parents)
         return False
 
     # -- push -----------------------------------------------------------------------------
@@ -390,7 +390,7 @@ class RemoteMixin:
     def _not_fast_forward(self: "StateRepository", theirs: bytes, ours: bytes) -> str:
         """Why a push would drop the remote head ``theirs``, and what to do about it."""
         if theirs in self._store.repo.object_store:
-            checkpoint_id = parse_message(self._object(theirs, Commit).message)[1].get("Checkpoint-Id")
+            checkpoint_id = parse_message(self._commit(theirs).message)[1].get("Checkpoint-Id")
             marker = f"\nCheckpoint-Id: {checkpoint_id}\n".encode()
             if checkpoint_id and any(marker in commit.message for commit in self._walk(ours)):
                 return (f"the local history was rewritten (e.g. by retention) since the remote got its "
@@ -515,7 +515,7 @@ class RemoteMixin:
     def _divergence(self: "StateRepository", remote: str, remote_id: str, agent_id: str,
                     ours: bytes, theirs: bytes) -> str:
         def describe(sha: bytes, owner: str) -> str:
-            checkpoint = self._checkpoint(self._object(sha, Commit), owner)
+            checkpoint = self._checkpoint(self._commit(sha), owner)
             return f"{_short(sha)} (checkpoint {checkpoint.checkpoint_id})"
         return (f"local head {describe(ours, agent_id)}, {remote}'s head {describe(theirs, remote_id)}; "
                 f"both are kept (yours: agents/{agent_id}, theirs: {remote}/agents/{remote_id}). "

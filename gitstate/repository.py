@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, TypeVar
 
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
@@ -41,11 +41,12 @@ from .ids import (
 from .diff import DiffMixin
 from .history import HistoryMixin
 from .maintenance import MaintenanceMixin
-from .layout import STATE_FILE, checkpoint_commit, state_objects
+from .layout import STATE_FILE, CommitInfo, checkpoint_commit, state_objects
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
 from .remote import RemoteMixin
 from .seed_import import SeedImportMixin
+from .reader import CACHE_BYTES
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,19 +67,24 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
     threads and used from many processes at once. ``durable=True`` fsyncs
-    objects, refs and their directories before :meth:`save` returns.
+    objects, refs and their directories before :meth:`save` returns;
+    ``cache_bytes`` bounds the cache of inflated objects (0 turns it off).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
-                 lock_timeout: float = 60.0):
+                 lock_timeout: float = 60.0, cache_bytes: int = CACHE_BYTES):
+        if cache_bytes < 0:
+            raise InvalidArgumentError(f"cache_bytes must be >= 0, got {cache_bytes}")
         self.path = os.path.abspath(os.fspath(path))
-        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout)
+        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout,
+                            cache_bytes=cache_bytes)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def init(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
         """Create a bare repository at ``path`` (or open the one already there)."""
         path = os.fspath(path)
+        instance = cls(path, **options)  # checks the options before anything is created
         if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
             return cls.open(path, **options)
         if os.path.isdir(path) and os.listdir(path):
@@ -91,7 +97,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         config.write_to_path()
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
         repo.close()
-        return cls(path, **options)
+        return instance
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
@@ -108,6 +114,19 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if not bare:
             raise NotARepositoryError(f"{path} is a git work tree; gitstate needs a bare repository")
         return cls(path, **options)
+
+    def close(self) -> None:
+        """Release open files, pack mappings and cached objects (``with`` does it at the end).
+
+        The repository stays usable: a later call opens what it needs again.
+        """
+        self._store.close()
+
+    def __enter__(self) -> "StateRepository":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- saving ----------------------------------------------------------------------
     def save(
@@ -192,18 +211,33 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         return self.resolve(agent_id, target.commit)
 
     # -- reading ---------------------------------------------------------------------
-    def _object(self, sha: bytes, kind: type[O]) -> O:
-        """Object ``sha``, which must be a ``kind`` (shared and cached: never modify it)."""
+    def _raw(self, sha: bytes, kind: type[ShaFile]) -> bytes:
+        """The content of object ``sha``, which must be a ``kind``."""
         try:
-            obj = self._store.reader.read(sha)
+            type_num, content = self._store.reader.read(sha)
         except KeyError:
             raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except Exception as exc:  # zlib, header or parse errors from a damaged object
+        except Exception as exc:  # zlib or header errors from a damaged object
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
-        if not isinstance(obj, kind):
-            raise CorruptObjectError(f"object {sha.decode()} is a {obj.type_name.decode()}, "
+        if type_num != kind.type_num:
+            raise CorruptObjectError(f"object {sha.decode()} is a {object_class(type_num).type_name.decode()}, "
                                      f"expected a {kind.type_name.decode()}")
-        return obj
+        return content
+
+    def _object(self, sha: bytes, kind: type[O]) -> O:
+        """Object ``sha`` parsed by dulwich (use :meth:`_commit` for reading commits)."""
+        raw = self._raw(sha, kind)
+        try:
+            return kind.from_raw_string(kind.type_num, raw, sha)
+        except Exception as exc:
+            raise CorruptObjectError(f"object {sha.decode()} cannot be parsed: {exc}") from exc
+
+    def _commit(self, sha: bytes) -> CommitInfo:
+        raw = self._raw(sha, Commit)
+        try:
+            return CommitInfo.parse(sha, raw)
+        except ValueError as exc:
+            raise CorruptObjectError(f"commit {sha.decode()} cannot be parsed: {exc}") from exc
 
     def _head(self, agent_id: str) -> bytes:
         head = self._store.read_ref(branch_ref(validate_agent_id(agent_id)))
@@ -211,11 +245,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
         return head
 
-    def _walk(self, start: bytes) -> Iterator[Commit]:
+    def _walk(self, start: bytes) -> Iterator[CommitInfo]:
         """Commits from ``start`` back along first parents, newest first, lazily."""
         sha: Optional[bytes] = start
         while sha is not None:
-            commit = self._object(sha, Commit)
+            commit = self._commit(sha)
             yield commit
             sha = commit.parents[0] if commit.parents else None
 
@@ -227,7 +261,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             names.setdefault(sha, []).append(ref[len(prefix):].decode())
         return names
 
-    def _checkpoint(self, commit: Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
+    def _checkpoint(self, commit: CommitInfo | Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
         summary, trailers = parse_message(commit.message)
         iteration = trailers.get("Iteration")
         return Checkpoint(
@@ -254,7 +288,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         commit = self._find(agent_id, rev)
         return self._checkpoint(commit, agent_id, tuple(self._names(agent_id).get(commit.id, ())))
 
-    def _find(self, agent_id: str, rev: Optional[str]) -> Commit:
+    def _find(self, agent_id: str, rev: Optional[str]) -> CommitInfo:
         """The commit ``rev`` names in the agent's history (see :meth:`resolve`)."""
         head = self._head(agent_id)
         text = "latest" if rev is None else str(rev).strip()
@@ -324,15 +358,18 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     def read_state(self, commit: str) -> Any:
         """The decoded ``state.json`` of one checkpoint commit (hex SHA)."""
-        return self._state_of(self._object(commit.encode(), Commit))
+        return self._state_of(self._commit(commit.encode()))
 
-    def _state_of(self, commit: Commit) -> Any:
-        tree = self._object(commit.tree, Tree)
+    def _state_of(self, commit: CommitInfo) -> Any:
+        raw = self._raw(commit.tree, Tree)
         try:
-            _mode, sha = tree[STATE_FILE]
-        except KeyError:
-            raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json") from None
-        return codec.decode(self._object(sha, Blob).data)
+            entries = parse_tree(raw, 20)
+        except Exception as exc:
+            raise CorruptObjectError(f"tree {commit.tree.decode()} cannot be parsed: {exc}") from exc
+        for name, _mode, sha in entries:
+            if name == STATE_FILE:
+                return codec.decode(self._raw(sha, Blob))
+        raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json")
 
     def log(self, agent_id: str, *, limit: Optional[int] = None,
             before: Optional[datetime] = None, since: Optional[datetime] = None,
@@ -372,7 +409,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         for ref, sha in sorted(self._store.read_refs(BRANCH_PREFIX.encode()).items()):
             agent_id = ref[prefix:].decode()
             names = tuple(tags.get(agent_id, {}).get(sha, ()))
-            head = self._checkpoint(self._object(sha, Commit), agent_id, names)
+            head = self._checkpoint(self._commit(sha), agent_id, names)
             result.append(AgentInfo(agent_id=agent_id, head=head))
         return result
 

@@ -18,6 +18,7 @@ from dulwich.objects import Commit
 
 from .errors import ConcurrentUpdateError
 from .ids import branch_ref, tag_prefix
+from .layout import CommitInfo
 from .store import RefLock, Store
 
 
@@ -27,12 +28,13 @@ class Rewrite:
 
     new_head: bytes
     mapping: dict[bytes, bytes] = field(default_factory=dict)
-    removed: list[Commit] = field(default_factory=list)
+    removed: list[CommitInfo] = field(default_factory=list)
     deleted_tags: list[str] = field(default_factory=list)
 
 
-def recommit(original: Commit, parent: bytes | None) -> Commit:
-    """A copy of ``original`` with ``parent`` as its only parent."""
+def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
+    """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
+    original = info.full()
     commit = Commit()
     commit.tree = original.tree
     commit.parents = [parent] if parent else []
@@ -45,7 +47,7 @@ def recommit(original: Commit, parent: bytes | None) -> Commit:
     return commit
 
 
-def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit],
+def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[CommitInfo],
             remove: Collection[bytes]) -> Rewrite:
     """Rewrite ``history`` (the branch, newest first, read under ``lock``) without ``remove``.
 

@@ -27,7 +27,7 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .reader import ObjectReader
+from .reader import CACHE_BYTES, ObjectReader
 
 from .errors import ConcurrentUpdateError
 
@@ -86,13 +86,14 @@ class RefLock:
 class Store:
     """Reads and writes the objects and refs of one bare repository."""
 
-    def __init__(self, path: str, *, durable: bool = False, lock_timeout: float = 60.0):
+    def __init__(self, path: str, *, durable: bool = False, lock_timeout: float = 60.0,
+                 cache_bytes: int = CACHE_BYTES):
         self.path = path
         self.durable = durable
         self.lock_timeout = lock_timeout
         self.objects_dir = os.path.join(path, "objects")
         self._local = threading.local()
-        self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich)
+        self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -110,6 +111,11 @@ class Store:
         if repo is not None:
             self._local.repo = None
             repo.close()
+
+    def close(self) -> None:
+        """Release this thread's dulwich ``Repo`` and the reader's mappings and cache."""
+        self.forget_repo()
+        self.reader.release()
 
     def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
         """An object the reader did not find (alternates, or a pack that just appeared)."""

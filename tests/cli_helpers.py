@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -93,3 +94,26 @@ def assert_gitstate_error(result: Result, *words: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
     for word in words:
         assert word in lines[0]
+
+
+def on_terminal(*args: str, env: Optional[dict[str, str]] = None) -> tuple[int, bytes, bytes]:
+    """Run the executable with stderr on a pseudo-terminal: (exit code, stdout, what stderr drew).
+
+    The terminal is read while the command runs, so a long bar never fills it up.
+    """
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([str(EXECUTABLE), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=secondary, env=env)
+    os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO once the command has exited and the terminal is drained
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(primary)
+    out, _ = proc.communicate()
+    return proc.returncode, out, drawn

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from gitstate import StateRepository, codec
 
 from cli_helpers import (  # noqa: F401 (gitstate is a fixture)
-    EXECUTABLE, FIXTURE, Gitstate, assert_gitstate_error, gitstate, save_steps, state_json)
+    EXECUTABLE, FIXTURE, Gitstate, assert_gitstate_error, gitstate, on_terminal, save_steps, state_json)
 from conftest import fsck, git, snapshot
 
 # -- help, exit codes, repository location --------------------------------------------
@@ -21,11 +20,13 @@ from conftest import fsck, git, snapshot
 def test_help_documents_repository_and_exit_codes(gitstate):
     result = gitstate("--help")
     assert result.code == 0
-    for text in ("--repo PATH", "GITSTATE_REPO", "./.gitstate", "Exit codes", "2  a usage error"):
+    for text in ("--repo PATH", "GITSTATE_REPO", "./.gitstate", "Exit codes", "0  success", "1  a gitstate error",
+                 "problems found by 'verify'", "2  a usage error"):
         assert text in result.out
-    for command in ("init", "save", "agents", "log", "show", "tag", "import", "rollback", "fork", "delete",
-                    "diff", "prune"):
-        assert command in result.out
+    listed = {line.split()[0] for line in result.out.split("Commands:\n")[1].split("\n\n")[0].splitlines()}
+    assert listed == {"init", "save", "agents", "log", "show", "tag", "import", "rollback", "fork", "delete",
+                      "diff", "prune", "gc", "verify", "remote", "push", "fetch", "pull", "clone"}
+    for command in listed:
         assert gitstate(command, "--help").code == 0
 
 
@@ -251,7 +252,7 @@ def test_import_table_and_dry_run(gitstate):
     dry = gitstate("import", str(FIXTURE), "--dry-run")
     assert dry.code == 0
     assert dry.out.splitlines()[0].split()[:3] == ["STATUS", "FILE", "AGENT"]
-    assert dry.out.splitlines()[-1] == f"{len(seed_envelopes())} to import files, 0 already imported, 1 rejected."
+    assert dry.out.splitlines()[-1] == f"Would import {len(seed_envelopes())} files, 0 already imported, 1 rejected."
     assert "agents/" not in git(gitstate.cwd / ".gitstate", "for-each-ref")
     real = gitstate("import", str(FIXTURE))
     rows = [line.split() for line in real.out.splitlines()[1:-1]]
@@ -267,24 +268,6 @@ def test_colour_only_on_a_terminal_and_never_under_no_color(gitstate):
     if gitstate.mode == "runner":
         assert "\x1b[" in gitstate("agents", color=True).out
         assert "\x1b[" not in gitstate("agents", color=True, env={"NO_COLOR": "1"}).out
-
-
-def on_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
-    """Run the executable with stderr on a pseudo-terminal: (exit code, stdout, what stderr drew)."""
-    primary, secondary = pty.openpty()
-    proc = subprocess.run([str(EXECUTABLE), *args], stdout=subprocess.PIPE, stderr=secondary, env=env)
-    os.close(secondary)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO once the terminal is closed and drained
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(primary)
-    return proc.returncode, proc.stdout, drawn
 
 
 def test_progress_bars_on_a_terminal_only(tmp_path):

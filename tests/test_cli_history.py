@@ -137,6 +137,22 @@ def test_prune_lists_every_decision_and_rewrites_history(gitstate):
     fsck(str(path))
 
 
+def test_prune_passes_every_keep_rule_to_the_policy(gitstate):
+    saved = save_steps(gitstate, AGENT, 3)  # all within one hour
+    before = snapshot(repo_of(gitstate))
+    result = gitstate("prune", AGENT, "--keep-hourly", "1", "--keep-daily", "1", "--keep-weekly", "1",
+                      "--keep-monthly", "1", "--keep-yearly", "1", "--keep-within", "2h", "--no-keep-named",
+                      "--dry-run", "--json")
+    assert result.code == 0, result.err
+    document = result.json()
+    assert document["policy"] == {"keep_hourly": 1, "keep_daily": 1, "keep_weekly": 1, "keep_monthly": 1,
+                                  "keep_yearly": 1, "keep_within": "2h", "keep_named": False}
+    decisions = [(d["checkpoint"]["commit"], d["keep"], d["reasons"]) for d in document["agents"][AGENT]]
+    assert decisions == [(saved[2]["commit"], True, ["hourly", "daily", "weekly", "monthly", "yearly"]),
+                         (saved[1]["commit"], False, []), (saved[0]["commit"], False, [])]
+    assert document["dry_run"] is True and snapshot(repo_of(gitstate)) == before
+
+
 @pytest.mark.parametrize("args", [["prune", "--keep-last", "1"], ["prune", AGENT, "--all", "--keep-last", "1"],
                                   ["prune", AGENT], ["prune", AGENT, "--no-keep-named"],
                                   ["prune", AGENT, "--keep-within", "2x"], ["prune", AGENT, "--keep-daily", "-1"]])

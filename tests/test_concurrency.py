@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fsck, git
-from gitstate import AgentState, ConcurrentUpdateError, StateRepository
+from gitstate import ConcurrentUpdateError, StateRepository
 
 WRITER = r"""
 import sys

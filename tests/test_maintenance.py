@@ -8,12 +8,17 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from dulwich.objects import Blob
 
 from conftest import fsck, git, grow
-from gitstate import AgentState, InvalidArgumentError, StateRepository, codec
+from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository, codec
+from gitstate.maintenance import MaintenanceSettings, _loose_estimate
 
 
 def save_run(repo: StateRepository, agent: str, steps: int) -> list[bytes]:
@@ -108,6 +113,38 @@ def test_gc_result_skipped_while_another_maintenance_runs(repo: StateRepository)
         fcntl.flock(held, fcntl.LOCK_EX)
         assert repo.gc().skipped
     assert not repo.gc().skipped
+
+
+def assert_progress_reached(calls: list[tuple[int, int]], written: int) -> None:
+    """``done`` and ``total`` never go back, ``done <= total``, and the last call is (written, written)."""
+    assert calls and all(done <= total for done, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert [total for _, total in calls] == sorted(total for _, total in calls)
+    assert calls[-1] == (written, written)
+
+
+def test_gc_reports_progress_while_writing_packs(repo: StateRepository) -> None:
+    manual(repo)
+    save_run(repo, "a1", 5)
+    repo.gc()
+    save_run(repo, "a2", 5)
+    calls: list[tuple[int, int]] = []
+    result = repo.gc(progress=lambda done, total: calls.append((done, total)))
+    assert result.packs_merged == 2 and result.packed_objects == 15 + 30  # packed, then merged
+    assert_progress_reached(calls, result.packed_objects)
+    assert calls[0][1] == 15  # the merge was not known when the bar started
+
+    save_run(repo, "a3", 100)
+    calls.clear()
+    result = repo.gc(prune=True, grace_seconds=0, progress=lambda done, total: calls.append((done, total)))
+    assert result.packed_objects == 330
+    assert_progress_reached(calls, 330)
+    assert len(calls) < 330 / 2  # throttled, not one call per object
+
+    calls.clear()
+    assert repo.gc(progress=lambda done, total: calls.append((done, total))).packed_objects == 0
+    assert calls == []
+    fsck(repo)
 
 
 def _delete_branch(repo: StateRepository, agent: str) -> None:
@@ -233,15 +270,33 @@ def _writer(path: str, agent: str, steps: int, ready) -> None:
         repo.save(grow(state))
 
 
-def _reader(path: str, agent: str, stop, errors) -> None:
+def _reader(path: str, agents: list[str], stop, errors, reads) -> None:
+    """Two threads sharing one repository object read every agent until told to stop."""
     repo = StateRepository.open(path)
-    while not stop.is_set():
-        try:
-            repo.load(agent)
-            repo.log(agent, limit=5)
-        except Exception as exc:  # any failure is the finding
-            errors.put(repr(exc))
-            return
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                repo.load("seeded")
+                repo.log("seeded", limit=5)
+                for agent in agents:
+                    if agent not in {a.agent_id for a in repo.agents()}:
+                        continue
+                    newest = repo.load(agent).iteration
+                    iterations = [c.iteration for c in repo.log(agent)]
+                    assert iterations == list(range(iterations[0], 0, -1)), iterations
+                    assert iterations[0] >= newest
+                    with reads.get_lock():
+                        reads.value += 1
+            except Exception as exc:  # any failure is the finding
+                errors.put(repr(exc))
+                return
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepository) -> None:
@@ -252,7 +307,9 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
     ready = [ctx.Event() for _ in range(3)]
     stop, errors = ctx.Event(), ctx.Queue()
     writers = [ctx.Process(target=_writer, args=(repo.path, f"w{i}", steps, ready[i])) for i in range(3)]
-    reader = ctx.Process(target=_reader, args=(repo.path, "seeded", stop, errors))
+    reads = ctx.Value("i", 0)
+    reader = ctx.Process(target=_reader,
+                         args=(repo.path, [f"w{i}" for i in range(3)], stop, errors, reads))
     reader.start()
     for w in writers:
         w.start()
@@ -268,6 +325,7 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
     stop.set()
     reader.join()
     assert errors.empty(), errors.get()
+    assert reads.value > 0  # the reader read the writers' agents while maintenance ran
     repo.gc(prune=True)
     for i in range(3):
         log = repo.log(f"w{i}")
@@ -331,10 +389,20 @@ def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateReposi
     assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
 
 
+def test_loose_estimate_is_not_fooled_by_one_object(repo: StateRepository) -> None:
+    blob = next(b for b in (Blob.from_string(b"%d" % i) for i in range(10_000))
+                if b.id.startswith(b"17"))
+    repo._store.write(blob)  # one loose object, in the folder git's estimate samples
+    assert _loose_estimate(repo.path) < MaintenanceSettings().auto_objects
+    for i in range(400):
+        repo._store.write(Blob.from_string(b"object %d" % i))
+    assert 200 <= _loose_estimate(repo.path) <= 800  # 401 objects, estimated from 1/16
+
+
 # -- one marking for gc(prune=True) and reclaim -------------------------------------------
 
 def _age_all(repo: StateRepository, days: int = 1) -> None:
-    then = __import__("time").time() - days * 86400
+    then = time.time() - days * 86400
     for path in Path(repo.path, "objects").rglob("*"):
         if path.is_file():
             os.utime(path, (then, then))
@@ -347,7 +415,6 @@ def _exists(repo: StateRepository, sha: str) -> bool:
 @pytest.mark.parametrize("how", ["gc", "reclaim"])
 def test_what_a_young_loose_object_reaches_is_kept(repo: StateRepository, how: str) -> None:
     """A save in progress (new tree, no ref yet) may reuse an old unreachable blob."""
-    from datetime import timedelta
     manual(repo)
     save_run(repo, "a1", 2)
     old_blob = git(repo, "rev-parse", "agents/a1~1:state.json").strip()
@@ -369,8 +436,6 @@ def test_what_a_young_loose_object_reaches_is_kept(repo: StateRepository, how: s
 
 @pytest.mark.parametrize("how", ["gc", "reclaim"])
 def test_a_missing_reachable_object_stops_before_deleting(repo: StateRepository, how: str) -> None:
-    from datetime import timedelta
-    from gitstate import CorruptObjectError
     manual(repo)
     save_run(repo, "keep", 3)
     save_run(repo, "gone", 3)

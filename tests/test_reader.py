@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
+from dulwich.objects import Commit
 
 from gitstate import AgentState, StateRepository
-from gitstate.errors import CorruptObjectError
-from gitstate.reader import ObjectReader
+from gitstate.errors import CorruptObjectError, InvalidArgumentError
+from gitstate.layout import CommitInfo
+from gitstate.reader import ObjectReader, _unpack
 
 from conftest import fsck, git, grow
 
@@ -39,9 +42,10 @@ def git_objects(repo: StateRepository) -> dict[bytes, tuple[str, bytes]]:
 def assert_reads_like_git(repo: StateRepository) -> int:
     expected = git_objects(repo)
     reader = ObjectReader(os.path.join(repo.path, "objects"), fallback=_no_fallback)
+    names = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
     for sha, (kind, content) in expected.items():
-        obj = reader.read(sha)
-        assert (obj.type_name.decode(), obj.as_raw_string()) == (kind, content), sha
+        type_num, raw = reader.read(sha)
+        assert (names[type_num], raw) == (kind, content), sha
     return len(expected)
 
 
@@ -136,3 +140,81 @@ def test_a_damaged_packed_object_is_a_typed_error(repo):
     pack.write_bytes(bytes(data))
     with pytest.raises(CorruptObjectError, match=blob):
         StateRepository.open(repo.path).load("a")
+
+
+SIGNED = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+          b"parent 1111111111111111111111111111111111111111\n"
+          b"parent 2222222222222222222222222222222222222222\n"
+          b"author A U Thor <a@example.com> 1700000000 -0130\n"
+          b"committer C O Mitter <c@example.com> 1700000100 +0200\n"
+          b"encoding ISO-8859-1\n"
+          b"gpgsig -----BEGIN PGP SIGNATURE-----\n"
+          b" parent 3333333333333333333333333333333333333333\n"
+          b" \n"
+          b" author fake <f@example.com> 1 +0000\n"
+          b" -----END PGP SIGNATURE-----\n"
+          b"\n"
+          b"summary\n\nbody\n\nCheckpoint-Id: x\n")
+
+
+@pytest.mark.parametrize("raw", [SIGNED, SIGNED.replace(b"\n\nbody\n\nCheckpoint-Id: x\n", b""),
+                                 b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+                                 b"author a <a@b> 5 +0000\ncommitter a <a@b> 5 +0000\n\n"])
+def test_commit_info_reads_what_dulwich_reads(raw):
+    sha = Commit.from_raw_string(Commit.type_num, raw).id
+    info, full = CommitInfo.parse(sha, raw), Commit.from_raw_string(Commit.type_num, raw)
+    assert (info.tree, list(info.parents), info.author_time, info.message) == \
+        (full.tree, full.parents, full.author_time, full.message)
+    assert info.full().as_raw_string() == raw
+
+
+def test_a_commit_without_an_author_is_a_typed_error(repo):
+    state = AgentState(agent_id="a", task="bad commit")
+    repo.save(grow(state))
+    tree = git(repo, "rev-parse", "refs/heads/agents/a^{tree}").strip()
+    bad = subprocess.run(["git", "--git-dir", repo.path, "hash-object", "-t", "commit", "-w",
+                          "--literally", "--stdin"], input=f"tree {tree}\n\nno author\n".encode(),
+                         capture_output=True, check=True).stdout.decode().strip()
+    git(repo, "update-ref", "refs/heads/agents/a", bad)
+    with pytest.raises(CorruptObjectError, match=bad):
+        repo.load("a")
+
+
+def test_a_delta_pointing_at_itself_is_an_error_not_a_hang():
+    # an offset delta (type 6) of 5 bytes whose base distance is 0: itself
+    entry = bytes([0x65, 0x00]) + zlib.compress(b"12345") + b"\0" * 20
+    with pytest.raises(ValueError, match="delta against itself"):
+        _unpack(entry, 0)
+
+
+def test_close_releases_pack_files_and_the_repository_stays_usable(repo):
+    history(repo, agents=1, steps=10)
+    repo.gc()
+    packs = {str(p) for p in Path(repo.path, "objects", "pack").iterdir()}
+
+    def mapped() -> set[str]:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+        return {line.split()[-1] for line in lines if line.split()[-1] in packs}
+
+    with StateRepository.open(repo.path) as reader:
+        assert reader.load("agent-0").iteration == 10
+        assert mapped()
+    assert not mapped()
+    assert reader.load("agent-0").iteration == 10  # reopens what it needs
+    reader.close()
+    assert not mapped()
+
+
+def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
+    history(repo, agents=1, steps=5)
+    uncached = StateRepository.open(repo.path, cache_bytes=0)
+    assert uncached.load("agent-0").iteration == 5
+    assert uncached._store.reader._cache == {}
+    cached = StateRepository.open(repo.path)
+    cached.load("agent-0")
+    assert len(cached._store.reader._cache) == 3  # commit, tree, state
+    with pytest.raises(InvalidArgumentError, match="cache_bytes"):
+        StateRepository.open(repo.path, cache_bytes=-1)
+    with pytest.raises(InvalidArgumentError, match="cache_bytes"):
+        StateRepository.init(Path(repo.path).parent / "new.git", cache_bytes=-1)
+    assert not (Path(repo.path).parent / "new.git").exists()
