@@ -48,7 +48,6 @@ import threading
 import time
 import zlib
 from binascii import hexlify
-from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -60,8 +59,9 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import parse as parse_message
-from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects, pack_layout
-from .packing import BLOB, COMMIT, TAG, TREE, Objects, plan_pack, write_pack
+from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, open_objects, pack_layout
+from .packing import Objects, plan_pack, write_pack
+from .reader import COMMIT, TYPE_NAMES, ObjectReader, PackIndex
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
 
@@ -70,7 +70,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitstate.maintenance")
 
-_TYPES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def _loose_type(path: str) -> int:
     """The type of a loose object, inflating only its header."""
     with open(path, "rb") as f:
         head = zlib.decompressobj().decompress(f.read(256), 32)
-    return _TYPES[head.split(b" ", 1)[0]]
+    return TYPE_NAMES[head.split(b" ", 1)[0]]
 
 
 def _dir_size(path: str) -> int:
@@ -241,9 +240,8 @@ class MaintenanceMixin:
                 result.skipped = True
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
-            with (open_objects(self._store.objects_dir) as store,
-                  closing(RawReader(store)) as read):
-                _Packer(self, read, settings, result, progress).run(prune, grace)
+            with maintenance_reader(self._store.objects_dir) as reader:
+                _Packer(self, reader, settings, result, progress).run(prune, grace)
             result.bytes_after = _dir_size(self._store.objects_dir)
         result.seconds = time.perf_counter() - started
         return result
@@ -422,7 +420,7 @@ class _Throttled:
 class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
-    def __init__(self, repo: "StateRepository", read: RawReader, settings: MaintenanceSettings,
+    def __init__(self, repo: "StateRepository", reader: ObjectReader, settings: MaintenanceSettings,
                  result: GcResult, progress: Optional[Callable[[int, int], None]] = None):
         self.repo = repo
         self.progress = _Throttled(progress)
@@ -430,7 +428,7 @@ class _Packer:
         self.result = result
         self.objects_dir = repo._store.objects_dir
         self.pack_dir = os.path.join(self.objects_dir, "pack")
-        self.store, self.read = read.store, read
+        self.reader = reader
 
     def packs(self) -> list[str]:
         """The current packs (paths without extension), without those kept by a ``.keep`` file."""
@@ -443,13 +441,13 @@ class _Packer:
         table = objects.table
 
         def read(i: int) -> tuple[int, bytes]:
-            return self.read(table.hex(i))
+            return self.reader.read(table.hex(i))
 
         plan = plan_pack(objects, wanted, read, self.settings.max_depth)
         done = self.result.packed_objects
         self.progress.total += len(plan.order)
         path = write_pack(self.pack_dir, table, plan, read, written=lambda n: self.progress(done + n))
-        self.read.refresh()
+        self.reader.refresh()
         self.result.packed_objects += len(plan.order)
         return path[:-len(".pack")]
 
@@ -462,7 +460,7 @@ class _Packer:
         for base in old:
             if base != new:
                 remove_pack(base)
-        self.read.refresh()  # closes the packs that are gone
+        self.reader.refresh()  # closes the packs that are gone
         self.result.packs_merged += len(old)
         if old:
             drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
@@ -480,7 +478,7 @@ class _Packer:
         objects, wanted = Objects(table), bytearray(len(table))
         for i in range(len(table)):
             sha = table.hex(i)
-            if self.read.locate(sha) is None:
+            if not self.reader.is_packed(sha):
                 objects.kinds[i] = _loose_type(loose_path(self.objects_dir, sha))
                 wanted[i] = 1
         self.write(objects, wanted)
@@ -498,7 +496,7 @@ class _Packer:
         if cut < 2:
             return
         merged = packs[:cut]
-        table = ShaTable.merged(PackIndex(base + ".idx").iter_shas() for base in merged)
+        table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
         objects = Objects(table)
         for base in merged:
             pack_layout(base, table, objects.kinds)
@@ -510,7 +508,7 @@ class _Packer:
         Young loose objects that no ref reaches (a save in progress) stay loose
         and untouched; what they reach is kept (see :mod:`gitstate.reclaim`).
         """
-        census = Census(self.read, self.repo.path, time.time() - grace)
+        census = Census(self.reader, self.repo.path, time.time() - grace)
         census.mark()
         flags = census.flags
         wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)

@@ -13,25 +13,20 @@ from __future__ import annotations
 import heapq
 import os
 import struct
-import sys
-import zlib
 from array import array
 from binascii import hexlify, unhexlify
 from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from contextlib import closing
-from typing import ContextManager, Optional
+from contextlib import closing, contextmanager
+from typing import ContextManager
 
 from dulwich.object_store import DiskObjectStore
-from dulwich.pack import Pack, apply_delta
+from dulwich.pack import OFS_DELTA, REF_DELTA
 
-DELTA_BASE_CACHE = 8 << 20  # dulwich caches 96 MB of delta bases per pack by default
-SHA_SIZE = 20
-_ENTRY_OVERHEAD = 256  # bytes of Python objects per cached delta base, besides its content
+from .reader import SHA_SIZE, ObjectReader, PackIndex, read_entry_header
+
+DELTA_BASE_CACHE = 8 << 20  # maintenance's object cache (dulwich's default is 96 MB per pack)
 _HEX = frozenset("0123456789abcdef")
-_IDX_MAGIC = b"\377tOc"
-_OFS_DELTA, _REF_DELTA = 6, 7
 
 
 class ShaTable:
@@ -88,147 +83,27 @@ def loose_shas(objects_dir: str) -> Iterator[bytes]:
 
 
 def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
-    """A private object store with a small delta base cache, closed after use."""
+    """A private dulwich object store with a small delta base cache, closed after use."""
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE))
 
 
-class RawReader:
-    """Reads raw objects: from packs with plain reads, otherwise through dulwich.
+@contextmanager
+def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
+    """An object reader with a small cache for one maintenance run, closed after it.
 
-    dulwich maps whole pack files into memory: reading every object of a large
-    history through it leaves the whole old pack resident in the process (the
-    kernel maps 64 KB around each page touched). Here packed objects are read
-    with ``pread`` and their delta bases kept in a small LRU cache; only the
-    pack indexes (~28 bytes per object) are used through dulwich.
+    Objects it does not find itself (behind alternates) are read through dulwich.
     """
-
-    def __init__(self, store: DiskObjectStore, cache_bytes: int = DELTA_BASE_CACHE):
-        self.store = store
-        self.packs: Optional[list[Pack]] = None  # the packs as last seen
-        self.files: dict[str, int] = {}  # pack path -> open descriptor
-        self.cache: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
-        self.cache_bytes, self.cached = cache_bytes, 0
-
-    def __call__(self, hexsha: bytes) -> tuple[int, bytes]:
-        found = self.locate(hexsha)
-        if found is None:
-            return self.store.get_raw(hexsha)  # loose, or in a pack that appeared meanwhile
-        path, offset = found
-        if path not in self.files:
-            self.files[path] = os.open(path, os.O_RDONLY)
-        return self._at(self.files[path], offset)
-
-    def locate(self, hexsha: bytes) -> Optional[tuple[str, int]]:
-        """(pack path, offset) of an object in the packs as last seen, or None."""
-        if self.packs is None:
-            self.packs = self.store.packs
-        sha = unhexlify(hexsha)
-        for pack in self.packs:
-            try:
-                return pack._basename + ".pack", pack.index.object_offset(sha)
-            except KeyError:
-                continue
-        return None
-
-    def refresh(self) -> None:
-        """See the packs as they are now (after packs were written or removed)."""
-        self.store._update_pack_cache()
-        self.packs = None
-
-    def close(self) -> None:
-        for fd in self.files.values():
-            os.close(fd)
-        self.files.clear()
-        self.cache.clear()
-        self.cached = 0
-
-    def _at(self, fd: int, offset: int) -> tuple[int, bytes]:
-        """The object at ``offset`` of the pack open as ``fd``, its delta chain applied.
-
-        The objects of the chain below it are cached: the next older state is
-        usually a delta on the same base or on this one.
-        """
-        chain: list[tuple[int, bytes]] = []  # (offset, delta), from the object down
-        while True:
-            hit = self.cache.get((fd, offset))
-            if hit is not None:
-                self.cache.move_to_end((fd, offset))
-                kind, data = hit
-                break
-            kind, size, base_offset, base_sha, start = _object_header(fd, offset)
-            data = _inflate(fd, start, size)
-            if kind == _OFS_DELTA:
-                if not 0 < base_offset < offset:
-                    raise ValueError(f"pack entry at {offset} is a delta on a later entry")
-                chain.append((offset, data))
-                offset = base_offset
-                continue
-            if kind == _REF_DELTA:
-                chain.append((offset, data))
-                kind, data = self(hexlify(base_sha))  # type: ignore[arg-type]
-            elif chain:
-                self._remember(fd, offset, kind, data)
-            break
-        for depth, (at, delta) in enumerate(reversed(chain), 1):
-            data = b"".join(apply_delta(data, delta))
-            if depth < len(chain):
-                self._remember(fd, at, kind, data)
-        return kind, data
-
-    def _remember(self, fd: int, offset: int, kind: int, data: bytes) -> None:
-        if len(data) > self.cache_bytes // 4:
-            return
-        self.cache[(fd, offset)] = (kind, data)
-        self.cached += len(data) + _ENTRY_OVERHEAD
-        while self.cached > self.cache_bytes:
-            self.cached -= len(self.cache.popitem(last=False)[1][1]) + _ENTRY_OVERHEAD
-
-
-def _inflate(fd: int, start: int, size: int) -> bytes:
-    """Inflate the zlib stream at ``start`` that gives ``size`` bytes."""
-    inflater = zlib.decompressobj()
-    out, pos = [], start
-    while not inflater.eof:
-        chunk = os.pread(fd, max(size + 64, 4096), pos)
-        if not chunk:
-            raise ValueError(f"truncated pack entry at offset {start}")
-        pos += len(chunk)
-        out.append(inflater.decompress(chunk))
-    return b"".join(out)
+    with open_objects(objects_dir) as store:
+        reader = ObjectReader(objects_dir, store.get_raw, DELTA_BASE_CACHE)
+        try:
+            yield reader
+        finally:
+            reader.close()
 
 
 def loose_path(objects_dir: str, hexsha: bytes) -> str:
     text = hexsha.decode()
     return os.path.join(objects_dir, text[:2], text[2:])
-
-
-class PackIndex:
-    """The tables of a version 2 pack index (``.idx``), read with plain reads."""
-
-    def __init__(self, path: str):
-        self.path = path
-        with open(path, "rb") as f:
-            head = f.read(8 + 256 * 4)
-            if head[:4] != _IDX_MAGIC or int.from_bytes(head[4:8], "big") != 2:
-                raise ValueError(f"{path}: not a version 2 pack index")
-            self.count = int.from_bytes(head[-4:], "big")
-            self.shas = f.read(self.count * SHA_SIZE)
-
-    def offsets(self) -> array:
-        """Offset in the pack of each object, in index (SHA) order."""
-        n = self.count
-        with open(self.path, "rb") as f:
-            f.seek(8 + 256 * 4 + n * 24)
-            tables = f.read()[:-40]  # 32-bit offsets, then 64-bit ones, then two checksums
-        small, large = array("I", tables[:n * 4]), array("Q", tables[n * 4:])
-        if sys.byteorder == "little":
-            small.byteswap()
-            large.byteswap()
-        return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
-
-    def iter_shas(self) -> Iterator[bytes]:
-        shas = self.shas
-        return (shas[i:i + SHA_SIZE] for i in range(0, len(shas), SHA_SIZE))
 
 
 def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, array]:
@@ -239,7 +114,7 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     headers: a delta has the type of its base.
     """
     index = PackIndex(base + ".idx")
-    numbers = array("i", (table.find(sha) for sha in index.iter_shas()))
+    numbers = array("i", (table.find(sha) for sha in index.shas()))
     offsets = index.offsets()
     by_offset = _by_offset(offsets)
     sorted_offsets = array("Q", (offsets[p] for p in by_offset))
@@ -249,12 +124,13 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
-            kind, _size, base_offset, base_sha, _start = _object_header(f.fileno(), offset)
-            if kind in (_OFS_DELTA, _REF_DELTA):
-                at = bisect_left(sorted_offsets, base_offset)
-                bases[pos] = (table.find(base_sha) if kind == _REF_DELTA  # type: ignore[arg-type]
-                              else order[at] if sorted_offsets[at:at + 1] == array("Q", [base_offset])
-                              else -1)
+            kind, _size, base, _start = read_entry_header(f.fileno(), offset)
+            if kind == OFS_DELTA:
+                at = bisect_left(sorted_offsets, base)  # type: ignore[arg-type]
+                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [base]) else -1
+            elif kind == REF_DELTA:
+                bases[pos] = table.find(base)  # type: ignore[arg-type]
+            if kind in (OFS_DELTA, REF_DELTA):
                 if bases[pos] < 0:
                     raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:
@@ -286,26 +162,3 @@ def _by_offset(offsets: array) -> array:
     for bucket in buckets:
         ordered.extend(sorted(bucket, key=offsets.__getitem__))
     return ordered
-
-
-def _object_header(fd: int, offset: int) -> tuple[int, int, int, Optional[bytes], int]:
-    """(type, size, base offset, base sha, where the data starts) of the pack entry at ``offset``."""
-    head = os.pread(fd, 64, offset)
-    byte = head[0]
-    kind, size, shift, pos = (byte >> 4) & 7, byte & 0x0F, 4, 1
-    while byte & 0x80:
-        byte = head[pos]
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        pos += 1
-    if kind == _OFS_DELTA:
-        byte = head[pos]
-        value = byte & 0x7F
-        while byte & 0x80:
-            pos += 1
-            byte = head[pos]
-            value = ((value + 1) << 7) | (byte & 0x7F)
-        return kind, size, offset - value, None, offset + pos + 1
-    if kind == _REF_DELTA:
-        return kind, size, 0, head[pos:pos + SHA_SIZE], offset + pos + SHA_SIZE
-    return kind, size, 0, None, offset + pos

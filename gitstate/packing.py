@@ -33,10 +33,10 @@ from dulwich.pack import OFS_DELTA, pack_object_header
 from dulwich.object_format import SHA1
 
 from .delta import create_delta
-from .objectset import SHA_SIZE, ShaTable
+from .objectset import ShaTable
+from .reader import BLOB, COMMIT, SHA_SIZE
 from .store import fsync_path
 
-COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
 _BATCH = 8192  # objects per write of the index tables
 

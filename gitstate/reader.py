@@ -1,79 +1,193 @@
-"""Fast reads of raw git objects: loose files and packs, inflated with ISA-L, cached by SHA.
+"""Reads of raw git objects: loose files and packs, inflated with ISA-L, cached by SHA.
+
+The one object reader of gitstate: loads and history walks use it through
+``Store.reader``, maintenance and reclaim open their own with a small cache.
 
 Loading a checkpoint reads three objects (commit, tree, ``state.json``), and for
 a large state inflating the blob is most of the time. :class:`ObjectReader`
 inflates with ISA-L (``isal``, about 2.5 times zlib's speed, same format),
-reads packs and their (version 2) indexes through ``mmap``, resolves delta
-chains itself, and keeps recently read objects in a byte-bounded LRU cache. Objects
-are named by their content, so a cached object can never be stale; refs are
-always read from disk, so a moved branch is seen at once.
+reads pack data with ``pread`` (one open file per pack, nothing of the pack kept
+in memory), finds objects in (version 2) pack indexes held in memory (~28 bytes
+per object), resolves delta chains itself, and keeps recently read objects in a
+byte-bounded LRU cache. Objects are named by their content, so a cached object
+can never be stale; refs are always read from disk, so a moved branch is seen
+at once.
 
 The pack list follows the pack folder (its mtime is checked on every read that
-reaches the packs), so packs written or deleted by maintenance are picked up and
-released. Objects this reader cannot find (behind ``objects/info/alternates``, or
-in a pack with a version 1 index) are read through dulwich.
+reaches the packs, and a miss rescans it), so packs written or deleted by
+maintenance are picked up and released. Objects this reader cannot find (behind
+``objects/info/alternates``, or in a pack with a version 1 index) are asked of
+a fallback.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
+import re
 import struct
+import sys
 import threading
+from array import array
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Callable, Optional
 
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
-TYPE_NAMES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
+TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
+SHA_SIZE = 20
+_HEXSHA = re.compile(rb"[0-9a-f]{40}")
+_IDX_HEADER = b"\377tOc\0\0\0\2"
+_FANOUT_END = 8 + 256 * 4
 
 Raw = tuple[int, bytes]  # (git type number, object content)
 
 
-class _Pack:
-    """One pack: read-only mappings of its data and of its version 2 index."""
+class PackIndex:
+    """A version 2 pack index (``.idx``), read into memory and checked against git's layout."""
 
-    def __init__(self, idx_path: str):
-        with open(idx_path, "rb") as f:
-            self.index = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if self.index[:8] != b"\377tOc\0\0\0\2":
-            raise ValueError(f"{idx_path} is not a version 2 pack index")
-        self.fanout = (0, *struct.unpack(">256I", self.index[8:1032]))
-        self.count = self.fanout[256]
-        with open(idx_path[:-4] + ".pack", "rb") as f:
-            self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self.name = idx_path
+    def __init__(self, path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:8] != _IDX_HEADER or len(data) < _FANOUT_END:
+            raise ValueError(f"{path} is not a version 2 pack index")
+        self.fanout = (0, *struct.unpack(">256I", data[8:_FANOUT_END]))
+        self.count = count = self.fanout[256]
+        tables = _FANOUT_END + count * (SHA_SIZE + 8)  # names, CRCs, 32-bit offsets
+        if not tables + 40 <= len(data) <= tables + 40 + 8 * max(count - 1, 0):
+            raise ValueError(f"{path} has {len(data)} bytes, which does not fit {count} objects")
+        self.data, self.path = data, path
 
     def offset(self, binsha: bytes) -> Optional[int]:
         """Where the object is in the pack (binary search of the index), or None."""
-        index, first = self.index, binsha[0]
+        data, first = self.data, binsha[0]
         lo, hi = self.fanout[first], self.fanout[first + 1]
         while lo < hi:
             mid = (lo + hi) >> 1
-            at = 1032 + mid * 20
-            name = index[at:at + 20]
+            at = _FANOUT_END + mid * SHA_SIZE
+            name = data[at:at + SHA_SIZE]
             if name < binsha:
                 lo = mid + 1
             elif name > binsha:
                 hi = mid
             else:
-                at = 1032 + self.count * 24 + mid * 4  # past the names and the CRCs
-                (offset,) = struct.unpack(">I", index[at:at + 4])
-                if offset & 0x80000000:  # an index into the table of 64-bit offsets
-                    at = 1032 + self.count * 28 + (offset & 0x7FFFFFFF) * 8
-                    (offset,) = struct.unpack(">Q", index[at:at + 8])
-                return offset
+                return self._offset_at(mid)
         return None
+
+    def _offset_at(self, i: int) -> int:
+        at = _FANOUT_END + self.count * (SHA_SIZE + 4) + i * 4  # past the names and the CRCs
+        (offset,) = struct.unpack(">I", self.data[at:at + 4])
+        if offset & 0x80000000:  # an index into the table of 64-bit offsets
+            at = _FANOUT_END + self.count * (SHA_SIZE + 8) + (offset & 0x7FFFFFFF) * 8
+            (offset,) = struct.unpack(">Q", self.data[at:at + 8])
+        return offset
+
+    def shas(self) -> Iterator[bytes]:
+        """The binary SHAs of the pack's objects, sorted."""
+        data, start = self.data, _FANOUT_END
+        return (data[at:at + SHA_SIZE] for at in range(start, start + self.count * SHA_SIZE, SHA_SIZE))
+
+    def offsets(self) -> array:
+        """Offset in the pack of each object, in index (SHA) order."""
+        n, data = self.count, self.data
+        start = _FANOUT_END + n * (SHA_SIZE + 4)
+        small, large = array("I", data[start:start + n * 4]), array("Q", data[start + n * 4:-40])
+        if sys.byteorder == "little":
+            small.byteswap()
+            large.byteswap()
+        return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
+
+
+class _Pack:
+    """One pack: its index, and its data file open for ``pread``."""
+
+    def __init__(self, idx_path: str):
+        self.index = PackIndex(idx_path)
+        self.file = open(idx_path[:-4] + ".pack", "rb")  # closed when the last reader drops it
+        stat = os.fstat(self.file.fileno())
+        self.key = (idx_path, stat.st_ino, stat.st_mtime_ns)  # a pack rewritten in place differs
+
+    def entry(self, offset: int) -> tuple[int, object, bytes]:
+        """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`)."""
+        fd = self.file.fileno()
+        head = os.pread(fd, 512, offset)  # small objects: the whole entry in one read
+        kind, size, base, start = entry_header(head, offset)
+        return kind, base, inflate(fd, start, size, head[start - offset:])
+
+
+def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
+    """``(type, size, base, data offset)`` of the pack entry at ``offset`` starting with ``head``.
+
+    ``base`` is the base's offset for an offset delta, its binary SHA for a ref
+    delta, else None. Raises ``ValueError`` for what git would not read.
+    """
+    try:
+        byte = head[0]
+        kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, 1
+        while byte & 0x80:
+            byte = head[pos]
+            size |= (byte & 0x7F) << shift
+            shift, pos = shift + 7, pos + 1
+        base: object = None
+        if kind == OFS_DELTA:
+            byte = head[pos]
+            distance, pos = byte & 0x7F, pos + 1
+            while byte & 0x80:
+                byte = head[pos]
+                distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
+            if not 0 < distance <= offset:
+                raise ValueError(f"pack entry at {offset} is a delta against itself "
+                                 f"or outside the pack (distance {distance})")
+            base = offset - distance
+        elif kind == REF_DELTA:
+            base, pos = bytes(head[pos:pos + SHA_SIZE]), pos + SHA_SIZE
+            if len(base) != SHA_SIZE:  # type: ignore[arg-type]
+                raise IndexError
+        elif kind not in (COMMIT, TREE, BLOB, TAG):
+            raise ValueError(f"pack entry at {offset} has type {kind}, which git does not have")
+    except IndexError:
+        raise ValueError(f"pack entry at {offset} is cut short") from None
+    return kind, size, base, offset + pos
+
+
+def read_entry_header(fd: int, offset: int) -> tuple[int, int, object, int]:
+    """:func:`entry_header` of the pack open as ``fd``."""
+    return entry_header(os.pread(fd, 64, offset), offset)
+
+
+def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
+    """The ``size`` bytes of the zlib stream at ``start`` of file ``fd`` (``first``: its start)."""
+    inflater = isal_zlib.decompressobj()
+    window = size + (size >> 12) + (size >> 14) + 64  # zlib's bound for one deflate call
+    chunk = first if len(first) >= window else os.pread(fd, window, start)
+    out, pos, total = [], start, 0
+    while True:
+        if not chunk:
+            raise ValueError(f"the zlib stream at offset {start} is cut short")
+        try:
+            out.append(inflater.decompress(chunk))
+        except isal_zlib.error as exc:
+            raise ValueError(f"the zlib stream at offset {start} does not inflate: {exc}") from None
+        total += len(out[-1])
+        if inflater.eof or total > size:
+            break
+        pos += len(chunk)
+        chunk = os.pread(fd, 1 << 16, pos)  # a stream that outgrew the bound (other writers)
+    data = out[0] if len(out) == 1 else b"".join(out)
+    if len(data) != size:
+        raise ValueError(f"the zlib stream at offset {start} holds {len(data)} bytes, not {size}")
+    return data
 
 
 class ObjectReader:
     """Raw objects of one ``objects/`` folder by hex SHA; safe to share between threads.
 
     ``fallback(hexsha)`` is asked for objects that are neither loose nor in a
-    pack this reader knows; it returns ``(type_num, content)`` or raises ``KeyError``.
+    pack this reader reads; it returns ``(type_num, content)`` or raises ``KeyError``.
     """
 
     def __init__(self, objects_dir: str, fallback: Callable[[bytes], Raw],
@@ -89,15 +203,33 @@ class ObjectReader:
         self._packs_seen: Optional[int] = None
 
     def read(self, sha: bytes) -> Raw:
-        """``(type_num, content)`` of object ``sha``; ``KeyError`` if missing, ``ValueError`` if damaged."""
+        """``(type_num, content)`` of object ``sha`` (40 lower-case hex digits).
+
+        Raises ``KeyError`` if it is missing, ``ValueError`` if it is damaged or
+        ``sha`` is not a SHA, ``OSError`` if the file system fails.
+        """
         raw = self._get(sha)
         if raw is None:
-            raw = self._read_loose(sha) or self._read_packed(sha) or self._fallback(sha)
+            if not _HEXSHA.fullmatch(sha):
+                raise ValueError(f"{sha!r} is not a SHA-1 in hex")
+            raw = self._read_loose(sha) or self._read_packed(sha)
+            if raw is None:
+                self.refresh()  # a pack written since the folder was last looked at
+                raw = self._read_packed(sha) or self._fallback(sha)
             self._put(sha, raw)
         return raw
 
-    def release(self) -> None:
-        """Forget the cache and the packs (each mapping closes when no read still uses it)."""
+    def is_packed(self, sha: bytes) -> bool:
+        """Whether a pack this reader knows holds object ``sha`` (hex)."""
+        return self._locate(bytes.fromhex(sha.decode())) is not None
+
+    def refresh(self) -> None:
+        """Look at the pack folder again on the next read (after packs were written or removed)."""
+        with self._lock:
+            self._packs_seen = None
+
+    def close(self) -> None:
+        """Forget the cache and the packs (each pack file closes when no read still uses it)."""
         with self._lock:
             self._cache.clear()
             self._cached = 0
@@ -133,6 +265,8 @@ class ObjectReader:
                 data = isal_zlib.decompress(f.read())
         except FileNotFoundError:
             return None
+        except isal_zlib.error as exc:
+            raise ValueError(f"loose object {hexsha} does not inflate: {exc}") from None
         header, _, content = data.partition(b"\0")
         kind, _, size = header.partition(b" ")
         if kind not in TYPE_NAMES or not size.isdigit() or int(size) != len(content):
@@ -152,16 +286,20 @@ class ObjectReader:
             return self._packs
 
     def _rescan(self) -> None:
-        """Open new packs and drop deleted ones (mappings close when no read uses them)."""
-        names = {os.path.join(self._pack_dir, n) for n in os.listdir(self._pack_dir)
-                 if n.endswith(".idx")}
-        packs = [p for p in self._packs if p.name in names]
-        known = {p.name for p in packs}
-        for name in sorted(names - known):
+        """Open new packs and drop deleted or replaced ones."""
+        packs = []
+        known = {pack.key[0]: pack for pack in self._packs}
+        for name in sorted(os.listdir(self._pack_dir)):
+            if not (name.startswith("pack-") and name.endswith(".idx")):
+                continue  # temporary files of a pack being written are not packs yet
+            path = os.path.join(self._pack_dir, name)
+            pack = known.get(path)
             try:
-                packs.append(_Pack(name))
+                if pack is None or _stat_key(path) != pack.key[1:]:
+                    pack = _Pack(path)
             except (FileNotFoundError, ValueError):  # being deleted, or not an index we read
                 continue
+            packs.append(pack)
         self._packs = packs
 
     def _read_packed(self, sha: bytes) -> Optional[Raw]:
@@ -170,7 +308,7 @@ class ObjectReader:
 
     def _locate(self, binsha: bytes) -> Optional[tuple[_Pack, int]]:
         for pack in self._current_packs():
-            offset = pack.offset(binsha)
+            offset = pack.index.offset(binsha)
             if offset is not None:
                 return pack, offset
         return None
@@ -179,63 +317,35 @@ class ObjectReader:
         """The object at ``offset`` in ``pack``, applying its delta chain."""
         chain: list[tuple[_Pack, int, bytes]] = []  # deltas, newest first
         while True:
-            hit = self._get((pack.name, offset))
+            hit = self._get((pack.key, offset))
             if hit is not None:
                 kind, content = hit
                 break
-            kind, base, content = _unpack(pack.data, offset)
+            kind, base, content = pack.entry(offset)
             if kind not in (OFS_DELTA, REF_DELTA):
                 break
             chain.append((pack, offset, content))
             if len(chain) > MAX_CHAIN:
-                raise ValueError(f"delta chain at offset {offset} of {pack.name} is longer "
+                raise ValueError(f"delta chain at offset {offset} of {pack.index.path} is longer "
                                  f"than {MAX_CHAIN} (a cycle?)")
             if kind == OFS_DELTA:
-                offset = base
+                offset = base  # type: ignore[assignment]
                 continue
-            found = self._locate(base)
+            found = self._locate(base)  # type: ignore[arg-type]
             if found is None:  # a base outside the packs (loose, or behind alternates)
-                kind, content = self.read(base.hex().encode())
+                kind, content = self.read(base.hex().encode())  # type: ignore[union-attr]
                 break
             pack, offset = found
         for at_pack, at, delta in reversed(chain):
             content = b"".join(apply_delta(content, delta))
-            self._put((at_pack.name, at), (kind, content))
+            self._put((at_pack.key, at), (kind, content))
         return kind, content
+
+
+def _stat_key(path: str) -> tuple[int, int]:
+    stat = os.stat(path[:-4] + ".pack")
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _size(raw: Raw) -> int:
     return len(raw[1]) + 150  # the bytes, the tuple and the cache entry
-
-
-def _unpack(data: mmap.mmap, offset: int) -> tuple[int, object, bytes]:
-    """``(type, base, inflated data)`` of the pack entry at ``offset``.
-
-    ``base`` is the base's offset for an offset delta, its binary SHA for a ref
-    delta, else None.
-    """
-    byte = data[offset]
-    kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, offset + 1
-    while byte & 0x80:
-        byte = data[pos]
-        size |= (byte & 0x7F) << shift
-        shift, pos = shift + 7, pos + 1
-    base: object = None
-    if kind == OFS_DELTA:
-        byte = data[pos]
-        distance, pos = byte & 0x7F, pos + 1
-        while byte & 0x80:
-            byte = data[pos]
-            distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
-        base = offset - distance
-        if distance == 0:
-            raise ValueError(f"pack entry at {offset} is a delta against itself")
-    elif kind == REF_DELTA:
-        base, pos = data[pos:pos + 20], pos + 20
-    # deflate never grows data by more than zlib's compressBound; the pack's SHA follows
-    end = min(len(data), pos + size + (size >> 12) + (size >> 14) + 64)
-    with memoryview(data) as view:
-        content = isal_zlib.decompress(view[pos:end], bufsize=max(size, 1))
-    if len(content) != size:
-        raise ValueError(f"pack entry at {offset} inflates to {len(content)} bytes, not {size}")
-    return kind, base, content

@@ -27,15 +27,14 @@ import os
 import time
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
 
 from .errors import CorruptObjectError
-from .objectset import (PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects,
-                        pack_layout)
-from .packing import BLOB, COMMIT, TAG, TREE, Objects, Plan, commit_links, tree_entries, write_pack
+from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, pack_layout
+from .packing import Objects, Plan, commit_links, tree_entries, write_pack
+from .reader import BLOB, COMMIT, TAG, TREE, ObjectReader, PackIndex
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
@@ -73,12 +72,12 @@ class Census:
     after the census are not in it and never deleted.
     """
 
-    def __init__(self, read: RawReader, path: str, cutoff: float):
-        self.read, self.store, self.path, self.cutoff = read, read.store, path, cutoff
-        self.objects_dir = read.store.path
+    def __init__(self, reader: ObjectReader, path: str, cutoff: float):
+        self.reader, self.path, self.cutoff = reader, path, cutoff
+        self.objects_dir = reader.objects_dir
         self.packs = pack_bases(self.objects_dir)
         self.table = ShaTable.merged([loose_shas(self.objects_dir)]
-                                     + [PackIndex(base + ".idx").iter_shas() for base in self.packs])
+                                     + [PackIndex(base + ".idx").shas() for base in self.packs])
         self.objects = Objects(self.table)
         self.flags = bytearray(len(self.table))
         for sha in loose_shas(self.objects_dir):
@@ -114,7 +113,7 @@ class Census:
                 else:
                     self.newer.add(sha)
                 try:
-                    kind, raw = self.read(sha)
+                    kind, raw = self.reader.read(sha)
                 except KeyError:
                     raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
                                              "nothing was deleted") from None
@@ -139,13 +138,14 @@ class Census:
         if i >= 0:
             self.flags[i] |= REACHED
             self.objects.kinds[i] = BLOB
-        elif not (self.store.contains_packed(hexlify(sha)) or self.store.contains_loose(hexlify(sha))):
+        elif not (self.reader.is_packed(hexlify(sha))
+                  or os.path.exists(loose_path(self.objects_dir, hexlify(sha)))):
             raise CorruptObjectError(f"object {hexlify(sha).decode()} is reachable but missing; "
                                      "nothing was deleted")
 
     def raw(self, i: int) -> tuple[int, bytes]:
         """(type, content) of object number ``i``."""
-        return self.read(self.table.hex(i))
+        return self.reader.read(self.table.hex(i))
 
     def unreached(self) -> int:
         return sum(1 for f in self.flags if not f & REACHED)
@@ -223,9 +223,8 @@ def _lines(path: str) -> list[bytes]:
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
     """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
-    with (store.maintenance_lock(), open_objects(store.objects_dir) as objects,
-          closing(RawReader(objects)) as read):
-        census = Census(read, store.path, time.time() - grace)
+    with store.maintenance_lock(), maintenance_reader(store.objects_dir) as reader:
+        census = Census(reader, store.path, time.time() - grace)
         census.mark()
         removed, freed = census.remove_unreached_loose()
         for base in census.packs:
@@ -289,5 +288,5 @@ def _rewrite_pack(base: str, census: Census) -> tuple[int, int]:
     new = (write_pack(os.path.dirname(base), census.table, plan, census.raw)[:-len(".pack")]
            if plan.order else None)
     remove_pack(base)
-    census.read.refresh()
+    census.reader.refresh()
     return len(order) - len(plan.order), old_size - (_pack_size(new) if new else 0)

@@ -217,7 +217,9 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             type_num, content = self._store.reader.read(sha)
         except KeyError:
             raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except Exception as exc:  # zlib or header errors from a damaged object
+        except OSError:  # the file system's own error (permissions, too many open files)
+            raise
+        except Exception as exc:  # a damaged object: zlib, header or delta errors
             raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
         if type_num != kind.type_num:
             raise CorruptObjectError(f"object {sha.decode()} is a {object_class(type_num).type_name.decode()}, "

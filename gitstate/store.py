@@ -21,6 +21,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator
 
@@ -41,6 +42,13 @@ def fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _close_repos(repos: list[Repo], lock: threading.Lock) -> None:
+    with lock:
+        closing, repos[:] = list(repos), []
+    for repo in closing:
+        repo.close()
 
 
 def _read_small(path: str) -> bytes:
@@ -93,6 +101,10 @@ class Store:
         self.lock_timeout = lock_timeout
         self.objects_dir = os.path.join(path, "objects")
         self._local = threading.local()
+        self._repos: list[Repo] = []  # every thread's dulwich Repo, closed by close()
+        self._repos_lock = threading.Lock()
+        self._generation = 0  # bumped by close(): threads then open a new Repo
+        weakref.finalize(self, _close_repos, self._repos, self._repos_lock)  # also at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
@@ -100,9 +112,13 @@ class Store:
     @property
     def repo(self) -> Repo:
         """This thread's dulwich ``Repo`` (dulwich repos must not be shared by threads)."""
-        repo = getattr(self._local, "repo", None)
-        if repo is None:
-            repo = self._local.repo = Repo(self.path, bare=True)
+        local = self._local
+        repo = getattr(local, "repo", None)
+        if repo is None or local.generation != self._generation:
+            repo = local.repo = Repo(self.path, bare=True)
+            local.generation = self._generation
+            with self._repos_lock:
+                self._repos.append(repo)
         return repo
 
     def forget_repo(self) -> None:
@@ -110,12 +126,17 @@ class Store:
         repo = getattr(self._local, "repo", None)
         if repo is not None:
             self._local.repo = None
+            with self._repos_lock:
+                if repo in self._repos:
+                    self._repos.remove(repo)
             repo.close()
 
     def close(self) -> None:
-        """Release this thread's dulwich ``Repo`` and the reader's mappings and cache."""
-        self.forget_repo()
-        self.reader.release()
+        """Close every thread's dulwich ``Repo``, and release the reader's packs and cache."""
+        with self._repos_lock:
+            self._generation += 1
+        _close_repos(self._repos, self._repos_lock)
+        self.reader.close()
 
     def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
         """An object the reader did not find (alternates, or a pack that just appeared)."""

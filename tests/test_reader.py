@@ -13,7 +13,7 @@ from dulwich.objects import Commit
 from gitstate import AgentState, StateRepository
 from gitstate.errors import CorruptObjectError, InvalidArgumentError
 from gitstate.layout import CommitInfo
-from gitstate.reader import ObjectReader, _unpack
+from gitstate.reader import ObjectReader, entry_header, inflate
 
 from conftest import fsck, git, grow
 
@@ -94,14 +94,14 @@ def test_reader_follows_packs_written_and_deleted_by_maintenance(repo):
         repo.save(grow(state))
     repo.gc()
     assert repo.load("a").iteration == 30
-    first_packs = {p.name for p in repo._store.reader._packs}
+    first_packs = {p.index.path for p in repo._store.reader._packs}
     for _ in range(30):
         repo.save(grow(state))
     repo.gc(prune=True, grace_seconds=0)  # one new pack replaces the old ones
     assert repo.load("a").iteration == 60
     assert [cp.iteration for cp in repo.log("a")] == list(range(60, 0, -1))
-    now = {p.name for p in repo._store.reader._packs}
-    assert now and not now & first_packs  # the deleted packs are no longer mapped
+    now = {p.index.path for p in repo._store.reader._packs}
+    assert now and not now & first_packs  # the deleted packs are no longer open
     assert all(os.path.exists(name) for name in now)
 
 
@@ -180,11 +180,15 @@ def test_a_commit_without_an_author_is_a_typed_error(repo):
         repo.load("a")
 
 
-def test_a_delta_pointing_at_itself_is_an_error_not_a_hang():
-    # an offset delta (type 6) of 5 bytes whose base distance is 0: itself
-    entry = bytes([0x65, 0x00]) + zlib.compress(b"12345") + b"\0" * 20
-    with pytest.raises(ValueError, match="delta against itself"):
-        _unpack(entry, 0)
+@pytest.mark.parametrize("entry, problem", [
+    (bytes([0x65, 0x00]), "delta against itself"),  # an offset delta whose base is itself
+    (bytes([0x65, 0x7F]), "outside the pack"),  # ... or before the pack's first byte
+    (bytes([0x55]), "type 5"),  # a type git does not have
+    (bytes([0x95]), "cut short"),  # a size that goes on past the data
+])
+def test_damaged_entry_headers_are_errors(entry, problem):
+    with pytest.raises(ValueError, match=problem):
+        entry_header(entry, 12)
 
 
 def test_close_releases_pack_files_and_the_repository_stays_usable(repo):
@@ -192,17 +196,17 @@ def test_close_releases_pack_files_and_the_repository_stays_usable(repo):
     repo.gc()
     packs = {str(p) for p in Path(repo.path, "objects", "pack").iterdir()}
 
-    def mapped() -> set[str]:
-        lines = Path("/proc/self/maps").read_text().splitlines()
-        return {line.split()[-1] for line in lines if line.split()[-1] in packs}
+    def open_packs() -> set[str]:
+        fds = Path("/proc/self/fd")
+        return {os.readlink(fd) for fd in fds.iterdir() if fd.exists()} & packs
 
     with StateRepository.open(repo.path) as reader:
         assert reader.load("agent-0").iteration == 10
-        assert mapped()
-    assert not mapped()
+        assert open_packs()
+    assert not open_packs()
     assert reader.load("agent-0").iteration == 10  # reopens what it needs
     reader.close()
-    assert not mapped()
+    assert not open_packs()
 
 
 def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
@@ -218,3 +222,30 @@ def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
     with pytest.raises(InvalidArgumentError, match="cache_bytes"):
         StateRepository.init(Path(repo.path).parent / "new.git", cache_bytes=-1)
     assert not (Path(repo.path).parent / "new.git").exists()
+
+
+def test_a_damaged_or_temporary_index_beside_good_packs_is_ignored(repo):
+    history(repo, agents=1, steps=5)
+    repo.gc()
+    pack_dir = Path(repo.path, "objects", "pack")
+    good = next(pack_dir.glob("pack-*.idx")).read_bytes()
+    (pack_dir / ("pack-" + "0" * 40 + ".idx")).write_bytes(good[:600])  # cut short
+    (pack_dir / ("pack-" + "0" * 40 + ".pack")).write_bytes(b"PACK")
+    (pack_dir / "tmp_idx_123_456.idx").write_bytes(good)  # a pack being written
+    fresh = StateRepository.open(repo.path)
+    assert fresh.load("agent-0").iteration == 5
+    assert len(fresh._store.reader._packs) == 1
+
+
+def test_a_zlib_stream_longer_than_zlibs_bound_is_read(tmp_path):
+    data = os.urandom(12_000)  # random bytes, flushed every 16: the stream outgrows the data
+    deflater = zlib.compressobj(9)
+    stream = b"".join(deflater.compress(data[i:i + 16]) + deflater.flush(zlib.Z_SYNC_FLUSH)
+                      for i in range(0, len(data), 16)) + deflater.flush()
+    assert len(stream) > len(data) + (len(data) >> 12) + (len(data) >> 14) + 64
+    path = tmp_path / "entry"
+    path.write_bytes(b"xx" + stream + b"\0" * 20)
+    with open(path, "rb") as f:
+        assert inflate(f.fileno(), 2, len(data)) == data
+        with pytest.raises(ValueError, match="holds"):
+            inflate(f.fileno(), 2, len(data) - 1)
