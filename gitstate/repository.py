@@ -163,6 +163,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if message is not None and not isinstance(message, str):
             raise InvalidArgumentError(f"message must be a string, got {type(message).__name__}")
         agent_id = validate_agent_id(agent_id if agent_id is not None else data.get("agent_id"))
+        self._store.read_ref(branch_ref(agent_id))  # a damaged branch fails here, before any write
         if data.get("agent_id") != agent_id:
             data = {**data, "agent_id": agent_id}
         if name is not None:

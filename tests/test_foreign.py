@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import assert_gitstate_error, gitstate  # noqa: F401 (gitstate is a fixture)
-from conftest import git
+from conftest import git, snapshot
 from gitstate import AgentState, CorruptObjectError, StateRepository
 from gitstate.compat import AgentStatePersistence
 from gitstate.layout import CommitInfo
@@ -169,3 +169,11 @@ def test_cli_verify_lists_bad_refs(gitstate, tmp_path: Path) -> None:
     result = gitstate("--repo", repo.path, "verify")
     assert result.code == 1 and result.exception is None, result.err
     assert "refs/heads/agents/zz" in result.out + result.err and "Traceback" not in result.err
+
+
+def test_save_onto_a_damaged_branch_writes_nothing(two: StateRepository) -> None:
+    Path(two.path, "refs/heads/agents/a1").write_bytes(b"hello\n")
+    before = snapshot(two)
+    with pytest.raises(CorruptObjectError, match="refs/heads/agents/a1"):
+        two.save(AgentState(agent_id="a1"))
+    assert snapshot(two) == before
