@@ -59,7 +59,7 @@ from dulwich.objects import Commit, ShaFile
 from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
-from .message import parse as parse_message
+from .message import integer, parse as parse_message
 from .objectset import PackIndex, RawReader, ShaTable, loose_path, loose_shas, open_objects, pack_layout
 from .packing import BLOB, COMMIT, TAG, TREE, Objects, plan_pack, write_pack
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
@@ -584,11 +584,12 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
     if trailers.get("Agent-Id") != agent:
         problems.append(Problem("trailer", subject,
                                 f"Agent-Id is {trailers.get('Agent-Id')!r}, branch is {agent!r}"))
-    version = trailers.get("Schema-Version", "")
-    if not version.isdigit():
+    version = trailers.get("Schema-Version")
+    number = integer(version)
+    if number is None or number < 0:
         problems.append(Problem("trailer", subject, f"Schema-Version missing or invalid: {version!r}"))
     iteration = trailers.get("Iteration")
-    if iteration is not None and not iteration.lstrip("-").isdigit():
+    if iteration is not None and integer(iteration) is None:
         problems.append(Problem("trailer", subject, f"Iteration is not an integer: {iteration!r}"))
 
 

@@ -15,7 +15,7 @@ from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
 from . import codec
-from .message import build as build_message, parse as parse_message
+from .message import build as build_message, integer, parse as parse_message
 from .errors import (
     AgentNotFoundError,
     AmbiguousRevisionError,
@@ -57,12 +57,6 @@ CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Ver
 _REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
 _HEX = re.compile(r"[0-9a-f]{7,40}")
 _SHA = re.compile(r"[0-9a-f]{40}")
-_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only (str.isdigit accepts "²"), int64-sized
-
-
-def _int(text: Optional[str]) -> Optional[int]:
-    """A trailer's integer value; None if it has none or is not an integer."""
-    return int(text) if text is not None and _INT.fullmatch(text) else None
 
 
 def _utc(ts: int) -> datetime:
@@ -277,12 +271,12 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
     def _checkpoint(self, commit: CommitInfo | Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
         """The checkpoint of a commit; trailers that are not integers leave the defaults."""
         summary, trailers = parse_message(commit.message)
-        schema_version = _int(trailers.get("Schema-Version"))
+        schema_version = integer(trailers.get("Schema-Version"))
         return Checkpoint(
             checkpoint_id=trailers.get("Checkpoint-Id", commit.id.decode()),
             commit=commit.id.decode(),
             agent_id=trailers.get("Agent-Id", agent_id),
-            iteration=_int(trailers.get("Iteration")),
+            iteration=integer(trailers.get("Iteration")),
             status=trailers.get("Status"),
             names=tuple(sorted(names)),
             created=_utc(commit.author_time),
@@ -357,7 +351,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             return data
         trailers = parse_message(commit.message)[1]
         label = trailers.get("Checkpoint-Id", commit.id.decode())
-        stored = _int(trailers.get("Schema-Version", "1"))
+        stored = integer(trailers.get("Schema-Version", "1"))
         if stored is None:
             raise CorruptObjectError(f"checkpoint {label} of {agent_id!r} has Schema-Version "
                                      f"{trailers['Schema-Version']!r}, not an integer")

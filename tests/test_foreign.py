@@ -68,6 +68,8 @@ def test_iteration_of_unicode_digits_is_not_an_iteration(two: StateRepository) -
     foreign_commit(two, "a1", "odd\n\nAgent-Id: a1\nIteration: \u00b2\nSchema-Version: \u0663\n")
     head = two.latest("a1")
     assert (head.iteration, head.schema_version) == (None, 1)
+    flagged = {p.message.split(" ")[0] for p in two.verify().problems if p.kind == "trailer"}
+    assert {"Iteration", "Schema-Version"} <= flagged
 
 
 def test_author_time_beyond_datetime_is_a_corrupt_commit(two: StateRepository) -> None:
