@@ -197,6 +197,8 @@ def test_init_on_a_regular_file(tmp_path: Path) -> None:
     (lambda r: r.save(AgentState(agent_id="a1"), trailers={"SCHEMA-VERSION": "7"}), ("SCHEMA-VERSION",)),
     (lambda r: r.save(AgentState(agent_id="a1"), trailers={"Task-Id": "1", "task-id": "2"}),
      ("Task-Id", "task-id", "case")),
-])
+], ids=["trailers-list", "trailer-int-value", "trailer-int-key", "message-int", "limit-str", "limit-bool",
+        "model-int", "cache_bytes-str", "lock_timeout-str", "core-key-lower", "core-key-upper",
+        "keys-differing-in-case"])
 def test_wrong_types_and_trailer_keys_are_invalid_arguments(filled: StateRepository, call, words) -> None:
     unchanged(filled, lambda: call(filled), InvalidArgumentError, *words)
