@@ -30,12 +30,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from dulwich.objects import Blob, Tree
 from pydantic import ValidationError
 
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
 from .ids import tag_ref, validate_name
-from .layout import STATE_FILE
 from .models import AgentState, Checkpoint
 from .repository import StateRepository
 from .retention import RetentionPolicy
@@ -59,8 +57,7 @@ def _parse_ref(reference: str) -> tuple[str, str]:
 
 def _state_size(repository: StateRepository, commit: str) -> int:
     """Bytes of a checkpoint's ``state.json``."""
-    tree = repository._object(repository._commit(commit.encode()).tree, Tree)
-    return len(repository._object(tree[STATE_FILE][1], Blob).data)
+    return len(repository._state_json(repository._commit(commit.encode())))
 
 
 class AgentStatePersistence:

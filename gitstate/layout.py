@@ -12,6 +12,9 @@ from . import codec
 
 STATE_FILE = b"state.json"
 COMMITTER = b"gitstate <gitstate@localhost>"
+# the author times a datetime can hold (years 1 to 9999, UTC)
+MIN_TIME = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
+MAX_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
 
 
 def state_objects(data: Any) -> tuple[Blob, Tree]:
@@ -52,7 +55,7 @@ class CommitInfo:
 
     @classmethod
     def parse(cls, sha: bytes, raw: bytes) -> "CommitInfo":
-        """Parse a raw commit; ``ValueError`` if it has no tree or author time."""
+        """Parse a raw commit; ``ValueError`` if it has no tree or a usable author time."""
         end = raw.find(b"\n\n")
         header, message = (raw, b"") if end < 0 else (raw[:end], raw[end + 2:])
         tree, parents, author_time = None, [], None
@@ -65,6 +68,8 @@ class CommitInfo:
                 author_time = int(line.rsplit(b" ", 2)[1])
         if tree is None or author_time is None:
             raise ValueError("commit without a tree or an author")
+        if not MIN_TIME <= author_time <= MAX_TIME:
+            raise ValueError(f"author time {author_time} is outside the years 1 to 9999")
         return cls(sha, tree, tuple(parents), author_time, message, raw)
 
     def full(self) -> Commit:

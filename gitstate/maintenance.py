@@ -53,12 +53,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from dulwich.config import ConfigFile
 from dulwich.object_store import DiskObjectStore
-from dulwich.objects import ShaFile, object_class
+from dulwich.objects import Commit, ShaFile
 
 from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
-from .message import parse as parse_message
+from .message import integer, parse as parse_message
 from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, open_objects, pack_layout
 from .packing import Objects, plan_pack, write_pack
 from .reader import COMMIT, TYPE_NAMES, ObjectReader, PackIndex
@@ -66,6 +66,7 @@ from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_base
                       remove_pack)
 
 if TYPE_CHECKING:
+    from .layout import CommitInfo
     from .repository import StateRepository
 
 log = logging.getLogger("gitstate.maintenance")
@@ -531,8 +532,12 @@ def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
     """Refs, trailers and canonical states of every agent (see ``verify``)."""
     store = repo._store
     problems = result.problems
-    branches = store.read_refs(BRANCH_PREFIX.encode())
-    for ref, sha in sorted(store.read_refs(TAG_PREFIX.encode()).items()):
+    bad: dict[bytes, GitstateError] = {}
+    branches = store.read_refs(BRANCH_PREFIX.encode(), bad)
+    tags = store.read_refs(TAG_PREFIX.encode(), bad)
+    for ref, error in sorted(bad.items()):
+        problems.append(Problem("ref", ref.decode(errors="replace"), str(error)))
+    for ref, sha in sorted(tags.items()):
         agent = ref[len(TAG_PREFIX):].decode().partition("/")[0]
         _check_ref(repo, ref, sha, agent, problems)
     for ref, sha in sorted(branches.items()):
@@ -545,7 +550,7 @@ def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
             result.checkpoints += 1
             subject = f"{agent}@{commit.id.decode()[:12]}"
             _check_trailers(commit.message, agent, ids, subject, problems)
-            _check_state(repo, commit.id.decode(), subject, problems)
+            _check_state(repo, commit, subject, problems)
 
 
 def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,
@@ -557,13 +562,9 @@ def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,
         problems.append(Problem("ref", name, str(exc)))
         return False
     try:
-        kind = repo._store.repo.object_store.get_raw(sha)[0]
-    except KeyError:
-        problems.append(Problem("ref", name, f"points to missing object {sha.decode()}"))
-        return False
-    if kind != COMMIT:
-        problems.append(Problem("ref", name, f"points to a {object_class(kind).type_name.decode()}, "
-                                             "not a commit"))
+        repo._raw(sha, Commit)
+    except GitstateError as exc:  # missing, unreadable, or not a commit
+        problems.append(Problem("ref", name, f"does not point to a commit: {exc}"))
         return False
     return True
 
@@ -581,22 +582,20 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
     if trailers.get("Agent-Id") != agent:
         problems.append(Problem("trailer", subject,
                                 f"Agent-Id is {trailers.get('Agent-Id')!r}, branch is {agent!r}"))
-    version = trailers.get("Schema-Version", "")
-    if not version.isdigit():
+    version = trailers.get("Schema-Version")
+    number = integer(version)
+    if number is None or number < 0:
         problems.append(Problem("trailer", subject, f"Schema-Version missing or invalid: {version!r}"))
     iteration = trailers.get("Iteration")
-    if iteration is not None and not iteration.lstrip("-").isdigit():
+    if iteration is not None and integer(iteration) is None:
         problems.append(Problem("trailer", subject, f"Iteration is not an integer: {iteration!r}"))
 
 
-def _check_state(repo: "StateRepository", commit: str, subject: str,
+def _check_state(repo: "StateRepository", commit: "CommitInfo", subject: str,
                  problems: list[Problem]) -> None:
-    from .repository import STATE_FILE
-    from dulwich.objects import Blob, Tree
     try:
-        tree = repo._object(repo._commit(commit.encode()).tree, Tree)
-        data = repo._object(tree[STATE_FILE][1], Blob).data
-    except (GitstateError, KeyError) as exc:
+        data = repo._state_json(commit)
+    except GitstateError as exc:
         problems.append(Problem("state", subject, f"state.json unreadable: {exc}"))
         return
     try:

@@ -15,11 +15,12 @@ from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
 from . import codec
-from .message import build as build_message, parse as parse_message
+from .message import build as build_message, integer, parse as parse_message
 from .errors import (
     AgentNotFoundError,
     AmbiguousRevisionError,
     CorruptObjectError,
+    EncodingError,
     InvalidArgumentError,
     InvalidStateError,
     NameTakenError,
@@ -55,6 +56,7 @@ O = TypeVar("O", bound=ShaFile)
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 _REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
 _HEX = re.compile(r"[0-9a-f]{7,40}")
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def _utc(ts: int) -> datetime:
@@ -73,8 +75,10 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
                  lock_timeout: float = 60.0, cache_bytes: int = CACHE_BYTES):
-        if cache_bytes < 0:
-            raise InvalidArgumentError(f"cache_bytes must be >= 0, got {cache_bytes}")
+        if type(cache_bytes) is not int or cache_bytes < 0:
+            raise InvalidArgumentError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
+        if type(lock_timeout) not in (int, float) or not lock_timeout >= 0:
+            raise InvalidArgumentError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
         self.path = os.path.abspath(os.fspath(path))
         self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout,
                             cache_bytes=cache_bytes)
@@ -87,6 +91,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         instance = cls(path, **options)  # checks the options before anything is created
         if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
             return cls.open(path, **options)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotARepositoryError(f"{path} exists and is not a directory")
         if os.path.isdir(path) and os.listdir(path):
             raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
         os.makedirs(path, exist_ok=True)
@@ -147,7 +153,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         default now. ``trailers`` adds commit trailers beside gitstate's own.
         """
         data, schema_version = _plain(state)
+        extra = _extra_trailers(trailers)
+        if message is not None and not isinstance(message, str):
+            raise InvalidArgumentError(f"message must be a string, got {type(message).__name__}")
         agent_id = validate_agent_id(agent_id if agent_id is not None else data.get("agent_id"))
+        self._store.read_ref(branch_ref(agent_id))  # a damaged branch fails here, before any write
         if data.get("agent_id") != agent_id:
             data = {**data, "agent_id": agent_id}
         if name is not None:
@@ -163,10 +173,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if status is not None:
             fields["Status"] = status
         fields["Schema-Version"] = str(schema_version)
-        for key, value in (trailers or {}).items():
-            if key in CORE_TRAILERS:
-                raise InvalidArgumentError(f"trailer {key!r} is set by gitstate itself")
-            fields[key] = value
+        fields.update(extra)
         summary = message if message is not None else _summary(agent_id, iteration, status, name)
         text = build_message(summary, fields)
 
@@ -264,19 +271,20 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         return names
 
     def _checkpoint(self, commit: CommitInfo | Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
+        """The checkpoint of a commit; trailers that are not integers leave the defaults."""
         summary, trailers = parse_message(commit.message)
-        iteration = trailers.get("Iteration")
+        schema_version = integer(trailers.get("Schema-Version"))
         return Checkpoint(
             checkpoint_id=trailers.get("Checkpoint-Id", commit.id.decode()),
             commit=commit.id.decode(),
             agent_id=trailers.get("Agent-Id", agent_id),
-            iteration=int(iteration) if iteration and iteration.lstrip("-").isdigit() else None,
+            iteration=integer(trailers.get("Iteration")),
             status=trailers.get("Status"),
             names=tuple(sorted(names)),
             created=_utc(commit.author_time),
             message=summary,
             parent=commit.parents[0].decode() if commit.parents else None,
-            schema_version=int(trailers.get("Schema-Version", "1")),
+            schema_version=1 if schema_version is None else schema_version,
             trailers=trailers,
         )
 
@@ -337,13 +345,18 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
     def load(self, agent_id: str, rev: Optional[str] = None, *,
              model: Optional[type[M]] = AgentState) -> Any:  # M, or a dict when model is None
         """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
+        if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise InvalidArgumentError(f"model must be a pydantic model class or None, got {model!r}")
         commit = self._find(agent_id, rev)
         data = self._state_of(commit)
         if model is None:
             return data
         trailers = parse_message(commit.message)[1]
-        stored = int(trailers.get("Schema-Version", "1"))
         label = trailers.get("Checkpoint-Id", commit.id.decode())
+        stored = integer(trailers.get("Schema-Version", "1"))
+        if stored is None:
+            raise CorruptObjectError(f"checkpoint {label} of {agent_id!r} has Schema-Version "
+                                     f"{trailers['Schema-Version']!r}, not an integer")
         version = getattr(model, "schema_version", 1)
         if stored != version:
             migrate = getattr(model, "migrate", None)
@@ -359,10 +372,22 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
                                     f"is not a valid {model.__name__}: {exc}") from exc
 
     def read_state(self, commit: str) -> Any:
-        """The decoded ``state.json`` of one checkpoint commit (hex SHA)."""
-        return self._state_of(self._commit(commit.encode()))
+        """The decoded ``state.json`` of one checkpoint commit (its full hex SHA)."""
+        sha = commit.lower() if isinstance(commit, str) else ""
+        if not _SHA.fullmatch(sha):
+            raise InvalidArgumentError(f"commit must be a full 40-digit hex SHA, got {commit!r}")
+        return self._state_of(self._commit(sha.encode()))
 
     def _state_of(self, commit: CommitInfo) -> Any:
+        """The decoded ``state.json`` of a checkpoint commit."""
+        try:
+            return codec.decode(self._state_json(commit))
+        except EncodingError as exc:
+            raise CorruptObjectError(f"the state.json of commit {commit.id.decode()} "
+                                     f"is not valid JSON: {exc}") from exc
+
+    def _state_json(self, commit: CommitInfo) -> bytes:
+        """The raw bytes of a checkpoint commit's ``state.json``."""
         raw = self._raw(commit.tree, Tree)
         try:
             entries = parse_tree(raw, 20)
@@ -370,7 +395,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise CorruptObjectError(f"tree {commit.tree.decode()} cannot be parsed: {exc}") from exc
         for name, _mode, sha in entries:
             if name == STATE_FILE:
-                return codec.decode(self._raw(sha, Blob))
+                return self._raw(sha, Blob)
         raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json")
 
     def log(self, agent_id: str, *, limit: Optional[int] = None,
@@ -381,8 +406,10 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         ``before``/``since`` keep checkpoints created before / at or after a time;
         ``status`` keeps those with that status.
         """
-        if limit is not None and limit < 0:
-            raise InvalidArgumentError(f"limit must be >= 0, got {limit}")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
+        before = None if before is None else _aware(before, "before")
+        since = None if since is None else _aware(since, "since")
         head = self._head(agent_id)
         names = self._names(agent_id)
         result: list[Checkpoint] = []
@@ -390,9 +417,9 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             if limit is not None and len(result) >= limit:
                 break
             created = _utc(commit.author_time)
-            if before is not None and created >= _aware(before, "before"):
+            if before is not None and created >= before:
                 continue
-            if since is not None and created < _aware(since, "since"):
+            if since is not None and created < since:
                 continue
             checkpoint = self._checkpoint(commit, agent_id, tuple(names.get(commit.id, ())))
             if status is not None and checkpoint.status != status:
@@ -424,6 +451,28 @@ def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         return dict(state), 1
     raise InvalidArgumentError(
         f"state must be a pydantic model or a mapping, not {type(state).__name__}")
+
+
+def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
+    """The caller's trailers, checked: a mapping of strings, no core trailer, no key twice.
+
+    git reads trailer keys case-insensitively, so keys are compared that way.
+    """
+    if trailers is None:
+        return {}
+    if not isinstance(trailers, Mapping):
+        raise InvalidArgumentError(f"trailers must be a mapping, not {type(trailers).__name__}")
+    core = {key.lower() for key in CORE_TRAILERS}
+    seen: dict[str, str] = {}
+    for key, value in trailers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgumentError(f"trailer {key!r}: {value!r}: keys and values must be strings")
+        if key.lower() in core:
+            raise InvalidArgumentError(f"trailer {key!r} is set by gitstate itself")
+        if key.lower() in seen:
+            raise InvalidArgumentError(f"trailers {seen[key.lower()]!r} and {key!r} differ only in case")
+        seen[key.lower()] = key
+    return dict(trailers)
 
 
 def _aware(when: datetime, what: str) -> datetime:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -30,9 +31,12 @@ from dulwich.repo import Repo
 
 from .reader import CACHE_BYTES, ObjectReader
 
-from .errors import ConcurrentUpdateError
+from .errors import ConcurrentUpdateError, CorruptObjectError
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
+SYMREF_DEPTH = 5  # symbolic refs followed in a row at most, as git does
+_SHA = re.compile(rb"[0-9a-f]{40}")
+_REF_NAME = re.compile(rb"refs(?:/[^/.\x00-\x20\x7f~^:?*\[\\][^/\x00-\x20\x7f~^:?*\[\\]*)+")
 
 
 def fsync_path(path: str) -> None:
@@ -164,19 +168,49 @@ class Store:
             self._packed = (key, refs)
         return self._packed[1]
 
-    def read_ref(self, ref: bytes) -> bytes | None:
-        """The SHA (hex bytes) a ref points to, or None if it does not exist."""
+    def _ref_value(self, ref: bytes) -> bytes | None:
+        """What a ref holds (loose, else packed), unchecked; None if it does not exist."""
         try:
-            value = _read_small(os.path.join(self.path, os.fsdecode(ref)))
+            return _read_small(os.path.join(self.path, os.fsdecode(ref)))
         except (FileNotFoundError, NotADirectoryError):
             return self._packed_refs().get(ref)
         except IsADirectoryError:
             return None
-        return value or None
 
-    def read_refs(self, prefix: bytes) -> dict[bytes, bytes]:
-        """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win."""
-        refs = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
+    def _follow(self, ref: bytes, value: bytes | None) -> bytes | None:
+        """The SHA that ``value`` (what ``ref`` holds) leads to through symbolic refs.
+
+        None if it ends at a ref that does not exist, as git does;
+        ``CorruptObjectError`` naming ``ref`` for anything else than a SHA or
+        ``ref: refs/...``, or for too many symbolic refs in a row (a loop).
+        """
+        for _ in range(SYMREF_DEPTH + 1):
+            if value is None or _SHA.fullmatch(value):
+                return value
+            target = value[4:].strip() if value.startswith(b"ref:") else b""
+            if (not _REF_NAME.fullmatch(target) or b".." in target
+                    or target.endswith(b".lock") or b".lock/" in target):
+                raise CorruptObjectError(f"ref {ref.decode(errors='replace')} holds {value[:80]!r}, "
+                                         "neither a SHA nor a symbolic ref")
+            value = self._ref_value(target)
+        raise CorruptObjectError(f"ref {ref.decode(errors='replace')}: more than {SYMREF_DEPTH} "
+                                 "symbolic refs in a row (a loop?)")
+
+    def read_ref(self, ref: bytes) -> bytes | None:
+        """The SHA (hex bytes) a ref points to, through symbolic refs; None if it does not exist.
+
+        ``CorruptObjectError`` if the ref holds neither a SHA nor a symbolic ref.
+        """
+        return self._follow(ref, self._ref_value(ref))
+
+    def read_refs(self, prefix: bytes,
+                  errors: dict[bytes, CorruptObjectError] | None = None) -> dict[bytes, bytes]:
+        """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win.
+
+        A damaged ref raises ``CorruptObjectError``, or, given ``errors``, is
+        left out and put there with its error.
+        """
+        values = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
         folders = [(os.path.join(self.path, os.fsdecode(prefix)), prefix)]
         while folders:
             folder, ref_prefix = folders.pop()
@@ -190,11 +224,20 @@ class Store:
                     folders.append((entry.path, ref + b"/"))
                 elif not entry.name.endswith(".lock"):
                     try:
-                        sha = _read_small(entry.path)
+                        values[ref] = _read_small(entry.path)
                     except FileNotFoundError:  # deleted since the listing
                         continue
-                    if sha:
-                        refs[ref] = sha
+        refs = {}
+        for ref, value in values.items():
+            try:
+                sha = self._follow(ref, value)
+            except CorruptObjectError as exc:
+                if errors is None:
+                    raise
+                errors[ref] = exc
+                continue
+            if sha is not None:
+                refs[ref] = sha
         return refs
 
     # -- writing objects -------------------------------------------------------------

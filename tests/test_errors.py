@@ -163,3 +163,42 @@ def test_repository_stays_valid_after_all_errors(filled: StateRepository) -> Non
         with pytest.raises(GitstateError):
             call()
     fsck(filled)
+
+
+@pytest.mark.parametrize("commit", ["..config", "../../../etc/passwd", "zz", "0" * 39, "g" * 40,
+                                    "0" * 40 + "\n", 42, None, b"0" * 40])
+def test_read_state_wants_a_full_hex_sha(filled: StateRepository, commit: object) -> None:
+    unchanged(filled, lambda: filled.read_state(commit), InvalidArgumentError, repr(commit))
+
+
+def test_read_state_accepts_an_upper_case_sha(filled: StateRepository) -> None:
+    head = filled.latest("a1").commit
+    assert filled.read_state(head.upper()) == filled.read_state(head)
+
+
+def test_init_on_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(NotARepositoryError, match="not a directory"):
+        StateRepository.init(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers=[("Task", "x")]), ("trailers", "list")),
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers={"Task": 5}), ("Task", "strings")),
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers={5: "x"}), ("5", "strings")),
+    (lambda r: r.save(AgentState(agent_id="a1"), message=5), ("message", "int")),
+    (lambda r: r.log("a1", limit="3"), ("limit", "'3'")),
+    (lambda r: r.log("a1", limit=True), ("limit", "True")),
+    (lambda r: r.load("a1", model=int), ("model", "int")),
+    (lambda r: StateRepository(r.path, cache_bytes="1"), ("cache_bytes", "'1'")),
+    (lambda r: StateRepository(r.path, lock_timeout="1"), ("lock_timeout", "'1'")),
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers={"checkpoint-id": "x"}), ("checkpoint-id",)),
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers={"SCHEMA-VERSION": "7"}), ("SCHEMA-VERSION",)),
+    (lambda r: r.save(AgentState(agent_id="a1"), trailers={"Task-Id": "1", "task-id": "2"}),
+     ("Task-Id", "task-id", "case")),
+], ids=["trailers-list", "trailer-int-value", "trailer-int-key", "message-int", "limit-str", "limit-bool",
+        "model-int", "cache_bytes-str", "lock_timeout-str", "core-key-lower", "core-key-upper",
+        "keys-differing-in-case"])
+def test_wrong_types_and_trailer_keys_are_invalid_arguments(filled: StateRepository, call, words) -> None:
+    unchanged(filled, lambda: call(filled), InvalidArgumentError, *words)
