@@ -61,7 +61,7 @@ from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
 from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, open_objects, pack_layout
 from .packing import Objects, plan_pack, write_pack
-from .reader import COMMIT, TYPE_NAMES, ObjectReader, PackIndex
+from .reader import TYPE_NAMES, ObjectReader, PackIndex
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
 
