@@ -25,7 +25,7 @@ from dulwich.pack import OFS_DELTA, REF_DELTA
 
 from .reader import SHA_SIZE, ObjectReader, PackIndex, read_entry_header
 
-DELTA_BASE_CACHE = 8 << 20  # maintenance's object cache (dulwich's default is 96 MB per pack)
+MAINTENANCE_CACHE = 2 << 20  # maintenance reads most objects once: a small cache (and dulwich's)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -84,7 +84,7 @@ def loose_shas(objects_dir: str) -> Iterator[bytes]:
 
 def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
     """A private dulwich object store with a small delta base cache, closed after use."""
-    return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=DELTA_BASE_CACHE))
+    return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 
 
 @contextmanager
@@ -94,7 +94,7 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     Objects it does not find itself (behind alternates) are read through dulwich.
     """
     with open_objects(objects_dir) as store:
-        reader = ObjectReader(objects_dir, store.get_raw, DELTA_BASE_CACHE)
+        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE)
         try:
             yield reader
         finally:

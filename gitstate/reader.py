@@ -212,9 +212,9 @@ class ObjectReader:
         if raw is None:
             if not _HEXSHA.fullmatch(sha):
                 raise ValueError(f"{sha!r} is not a SHA-1 in hex")
-            raw = self._read_loose(sha) or self._read_packed(sha)
-            if raw is None:
-                self.refresh()  # a pack written since the folder was last looked at
+            raw = self._read_packed(sha) or self._read_loose(sha)
+            if raw is None:  # packed meanwhile, by a pack written after the folder was looked at
+                self.refresh()
                 raw = self._read_packed(sha) or self._fallback(sha)
             self._put(sha, raw)
         return raw
@@ -348,4 +348,4 @@ def _stat_key(path: str) -> tuple[int, int]:
 
 
 def _size(raw: Raw) -> int:
-    return len(raw[1]) + 150  # the bytes, the tuple and the cache entry
+    return len(raw[1]) + 240  # the bytes, the key, the tuple and the cache entry (measured)
