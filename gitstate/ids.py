@@ -13,6 +13,7 @@ BRANCH_PREFIX = "refs/heads/agents/"
 TAG_PREFIX = "refs/tags/agents/"
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_SHA = re.compile(rb"[0-9a-f]{40}")
 _RESERVED_NAMES = {"latest", "HEAD"}
 
 
@@ -77,3 +78,8 @@ def new_checkpoint_id() -> str:
 
 def is_checkpoint_id(text: str) -> bool:
     return bool(_CHECKPOINT_ID.fullmatch(text))
+
+
+def is_sha(value: bytes) -> bool:
+    """Whether ``value`` is a full SHA-1 in lower-case hex (what refs and object names hold)."""
+    return _SHA.fullmatch(value) is not None

@@ -25,7 +25,7 @@ from dulwich.pack import OFS_DELTA, REF_DELTA
 
 from .reader import SHA_SIZE, ObjectReader, PackIndex, read_entry_header
 
-MAINTENANCE_CACHE = 2 << 20  # maintenance reads most objects once: a small cache (and dulwich's)
+MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -94,7 +94,7 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     Objects it does not find itself (behind alternates) are read through dulwich.
     """
     with open_objects(objects_dir) as store:
-        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE)
+        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE, cache_reads=False)
         try:
             yield reader
         finally:

@@ -23,7 +23,6 @@ a fallback.
 from __future__ import annotations
 
 import os
-import re
 import struct
 import sys
 import threading
@@ -35,12 +34,13 @@ from typing import Callable, Optional
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
+from .ids import is_sha
+
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 SHA_SIZE = 20
-_HEXSHA = re.compile(rb"[0-9a-f]{40}")
 _IDX_HEADER = b"\377tOc\0\0\0\2"
 _FANOUT_END = 8 + 256 * 4
 
@@ -188,10 +188,13 @@ class ObjectReader:
 
     ``fallback(hexsha)`` is asked for objects that are neither loose nor in a
     pack this reader reads; it returns ``(type_num, content)`` or raises ``KeyError``.
+    The cache holds the objects read (by SHA) and the objects of delta chains (by
+    pack and offset); ``cache_reads=False`` keeps only the latter, for a reader
+    that visits each object once (maintenance).
     """
 
     def __init__(self, objects_dir: str, fallback: Callable[[bytes], Raw],
-                 cache_bytes: int = CACHE_BYTES):
+                 cache_bytes: int = CACHE_BYTES, *, cache_reads: bool = True):
         self.objects_dir = objects_dir
         self._pack_dir = os.path.join(objects_dir, "pack")
         self._fallback = fallback
@@ -199,6 +202,7 @@ class ObjectReader:
         self._cache: OrderedDict[object, Raw] = OrderedDict()
         self._cached = 0
         self.cache_bytes = cache_bytes
+        self._cache_reads = cache_reads
         self._packs: list[_Pack] = []
         self._packs_seen: Optional[int] = None
 
@@ -208,15 +212,16 @@ class ObjectReader:
         Raises ``KeyError`` if it is missing, ``ValueError`` if it is damaged or
         ``sha`` is not a SHA, ``OSError`` if the file system fails.
         """
-        raw = self._get(sha)
+        raw = self._get(sha) if self._cache_reads else None
         if raw is None:
-            if not _HEXSHA.fullmatch(sha):
+            if not is_sha(sha):
                 raise ValueError(f"{sha!r} is not a SHA-1 in hex")
             raw = self._read_packed(sha) or self._read_loose(sha)
             if raw is None:  # packed meanwhile, by a pack written after the folder was looked at
                 self.refresh()
                 raw = self._read_packed(sha) or self._fallback(sha)
-            self._put(sha, raw)
+            if self._cache_reads:
+                self._put(sha, raw)
         return raw
 
     def is_packed(self, sha: bytes) -> bool:
@@ -323,6 +328,8 @@ class ObjectReader:
                 break
             kind, base, content = pack.entry(offset)
             if kind not in (OFS_DELTA, REF_DELTA):
+                if chain:  # the whole object a delta chain starts from
+                    self._put((pack.key, offset), (kind, content))
                 break
             chain.append((pack, offset, content))
             if len(chain) > MAX_CHAIN:

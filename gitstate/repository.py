@@ -32,6 +32,7 @@ from .ids import (
     TAG_PREFIX,
     branch_ref,
     is_checkpoint_id,
+    is_sha,
     is_valid_name,
     new_checkpoint_id,
     tag_prefix,
@@ -41,13 +42,13 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
-from .maintenance import MaintenanceMixin
 from .layout import STATE_FILE, CommitInfo, checkpoint_commit, state_objects
+from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
+from .reader import CACHE_BYTES
 from .remote import RemoteMixin
 from .seed_import import SeedImportMixin
-from .reader import CACHE_BYTES
 from .store import Store
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,7 +57,6 @@ O = TypeVar("O", bound=ShaFile)
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 _REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
 _HEX = re.compile(r"[0-9a-f]{7,40}")
-_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def _utc(ts: int) -> datetime:
@@ -373,10 +373,10 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     def read_state(self, commit: str) -> Any:
         """The decoded ``state.json`` of one checkpoint commit (its full hex SHA)."""
-        sha = commit.lower() if isinstance(commit, str) else ""
-        if not _SHA.fullmatch(sha):
+        sha = commit.lower().encode() if isinstance(commit, str) and commit.isascii() else b""
+        if not is_sha(sha):
             raise InvalidArgumentError(f"commit must be a full 40-digit hex SHA, got {commit!r}")
-        return self._state_of(self._commit(sha.encode()))
+        return self._state_of(self._commit(sha))
 
     def _state_of(self, commit: CommitInfo) -> Any:
         """The decoded ``state.json`` of a checkpoint commit."""

@@ -29,13 +29,12 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .reader import CACHE_BYTES, ObjectReader
-
 from .errors import ConcurrentUpdateError, CorruptObjectError
+from .ids import is_sha
+from .reader import CACHE_BYTES, ObjectReader
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
 SYMREF_DEPTH = 5  # symbolic refs followed in a row at most, as git does
-_SHA = re.compile(rb"[0-9a-f]{40}")
 _REF_NAME = re.compile(rb"refs(?:/[^/.\x00-\x20\x7f~^:?*\[\\][^/\x00-\x20\x7f~^:?*\[\\]*)+")
 
 
@@ -185,7 +184,7 @@ class Store:
         ``ref: refs/...``, or for too many symbolic refs in a row (a loop).
         """
         for _ in range(SYMREF_DEPTH + 1):
-            if value is None or _SHA.fullmatch(value):
+            if value is None or is_sha(value):
                 return value
             target = value[4:].strip() if value.startswith(b"ref:") else b""
             if (not _REF_NAME.fullmatch(target) or b".." in target
