@@ -122,7 +122,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         return cls(path, **options)
 
     def close(self) -> None:
-        """Release open files, pack mappings and cached objects (``with`` does it at the end).
+        """Release open files, pack indexes and cached objects (``with`` does it at the end).
 
         The repository stays usable: a later call opens what it needs again.
         """
