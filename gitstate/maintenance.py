@@ -12,14 +12,14 @@ with retention's ``reclaim``, which prunes without repacking.
 
 Memory: objects are numbered in compact tables (:mod:`gitstate.objectset`),
 packed objects are read with plain reads rather than mapping whole packs, and
-blobs are read only while the pack is written: about 85 bytes per object plus
+blobs are read only while the pack is written: about 90 bytes per object plus
 a few states, whatever the history (``python bench/run.py --only G``).
 
 Safety beside concurrent writers and readers:
 
 - one maintenance at a time per repository (the ``flock`` of
-  ``Store.maintenance_lock``, which ``reclaim`` also takes; a second gc returns
-  at once, skipped);
+  ``Store.maintenance_lock``, which ``reclaim`` and a running fetch also take; a
+  second gc returns at once, skipped);
 - refs are never written (no ``pack-refs``), so writers' compare-and-swap is
   untouched;
 - a new pack is fsynced and renamed into place (``.pack`` then ``.idx``)

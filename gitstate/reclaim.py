@@ -1,6 +1,7 @@
 """Deleting the objects that nothing reaches any more: one marking, one set of grace rules.
 
-Two callers, one lock (``Store.maintenance_lock``), writers never wait:
+Two callers, one lock (``Store.maintenance_lock``, also held by a fetch until its
+objects are named by refs); saves never wait for it:
 ``reclaim`` (retention's ``repo.reclaim()``, after delete, prune, rollback) deletes
 without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
 is kept into one delta-compressed pack. Both take a :class:`Census`:

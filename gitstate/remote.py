@@ -425,16 +425,21 @@ class RemoteMixin:
             return [sha for sha in shas if sha is not None and sha not in store]
 
         client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
-        _talk(url, "fetching from", lambda: client.fetch(
-            path, self._store.repo, determine_wants=determine_wants,
-            progress=_sink(progress, url), ref_prefix=_WANTED_PREFIXES))
-        tracked = self._tracked(remote)
+        # until the tracking refs point at them, the fetched objects look unreachable: no
+        # pruning maintenance may run in between (gc skips, reclaim waits)
+        with self._store.maintenance_lock():
+            _talk(url, "fetching from", lambda: client.fetch(
+                path, self._store.repo, determine_wants=determine_wants,
+                progress=_sink(progress, url), ref_prefix=_WANTED_PREFIXES))
+            tracked = self._tracked(remote)
+            agent_ids = sorted(found.keys() | (tracked.keys() if wanted is None else set()))
+            for agent_id in agent_ids:
+                with self._store.agent_lock(agent_id) as lock:
+                    self._mirror_tracking(lock, remote, agent_id, found.get(agent_id, _Agent()))
         outcome = []
-        for agent_id in sorted(found.keys() | (tracked.keys() if wanted is None else set())):
+        for agent_id in agent_ids:
             agent = found.get(agent_id, _Agent())
             old = tracked.get(agent_id, _Agent()).head
-            with self._store.agent_lock(agent_id) as lock:
-                self._mirror_tracking(lock, remote, agent_id, agent)
             status = (TransferStatus.DELETED if agent.head is None else
                       TransferStatus.NEW if old is None else
                       TransferStatus.UP_TO_DATE if old == agent.head else

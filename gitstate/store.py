@@ -318,7 +318,8 @@ class Store:
         return self._flock(os.path.join("agents", agent_id))
 
     def maintenance_lock(self) -> AbstractContextManager[RefLock]:
-        """Held by code that deletes objects (reclaim, maintenance): one at a time per repository."""
+        """Held by code that deletes objects (reclaim, maintenance), one at a time per
+        repository, and by a fetch until refs name what it downloaded."""
         return self._flock("maintenance")
 
     # -- writing refs ----------------------------------------------------------------

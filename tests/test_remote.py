@@ -488,3 +488,24 @@ def test_pull_beside_a_concurrent_writer_loses_no_save(tmp_path: Path, repo: Sta
     assert len(saved) == 10 and set(saved) <= set(history(repo, "agents/busy")[::2])
     assert repo.latest("busy").commit == saved[-1]
     fsck(repo)
+
+
+def test_no_pruning_gc_runs_while_a_fetch_lands_its_objects(net_server: Server, repo: StateRepository,
+                                                            tmp_path: Path) -> None:
+    url, _ = net_server.new()
+    agent(repo, "f", 3)
+    repo.remote_add("origin", url)
+    repo.push("origin")
+    copy = StateRepository.init(tmp_path / "copy.git")
+    copy.remote_add("origin", url)
+    during: list[bool] = []
+
+    def progress(text: str) -> None:  # called while the pack arrives, before any ref names it
+        if not during:
+            during.append(StateRepository.open(copy.path).gc(prune=True, grace_seconds=0).skipped)
+
+    copy.fetch("origin", progress=progress)
+    assert during == [True]
+    assert not copy.gc(prune=True, grace_seconds=0).skipped  # once the fetch is over
+    assert history(copy.path, "refs/remotes/origin/agents/f") == history(repo.path, "refs/heads/agents/f")
+    fsck(copy)
