@@ -59,7 +59,8 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
-from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, open_objects, pack_layout
+from .objectset import (ShaTable, loose_path, loose_shas, maintenance_reader, open_objects,
+                        pack_layout, read_or_stop)
 from .packing import Objects, plan_pack, write_pack
 from .reader import TYPE_NAMES, ObjectReader, PackIndex
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
@@ -279,7 +280,7 @@ class MaintenanceMixin:
     def _auto_gc(self: "StateRepository") -> None:
         try:
             self.gc()
-        except (OSError, GitstateError, ValueError) as exc:  # maintenance must never break a save
+        except Exception as exc:  # maintenance must never break a save; verify() says more
             log.warning("automatic maintenance of %s failed: %s", self.path, exc)
 
     # verify -----------------------------------------------------------------------------
@@ -442,7 +443,7 @@ class _Packer:
         table = objects.table
 
         def read(i: int) -> tuple[int, bytes]:
-            return self.reader.read(table.hex(i))
+            return read_or_stop(self.reader, table.hex(i))
 
         plan = plan_pack(objects, wanted, read, self.settings.max_depth)
         done = self.result.packed_objects

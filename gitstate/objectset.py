@@ -23,7 +23,8 @@ from typing import ContextManager
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
-from .reader import SHA_SIZE, ObjectReader, PackIndex, read_entry_header
+from .errors import CorruptObjectError
+from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 _HEX = frozenset("0123456789abcdef")
@@ -87,6 +88,21 @@ def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 
 
+def read_or_stop(reader: ObjectReader, sha: bytes) -> Raw:
+    """Object ``sha`` (hex) for maintenance: a missing or damaged one stops the run.
+
+    Raised before anything is deleted that is not stored elsewhere, so nothing is lost.
+    """
+    try:
+        return reader.read(sha)
+    except KeyError:
+        raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
+                                 "maintenance stopped, nothing was lost") from None
+    except ValueError as exc:
+        raise CorruptObjectError(f"object {sha.decode()} is damaged ({exc}); "
+                                 "maintenance stopped, nothing was lost") from None
+
+
 @contextmanager
 def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     """An object reader with a small cache for one maintenance run, closed after it.
@@ -94,7 +110,8 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     Objects it does not find itself (behind alternates) are read through dulwich.
     """
     with open_objects(objects_dir) as store:
-        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE, cache_reads=False)
+        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE, cache_reads=False,
+                              watch_packs=False)
         try:
             yield reader
         finally:

@@ -26,11 +26,13 @@ import os
 import struct
 import sys
 import threading
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Callable, Optional
 
+from dulwich.errors import ApplyDeltaError
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
@@ -61,6 +63,7 @@ class PackIndex:
         if not tables + 40 <= len(data) <= tables + 40 + 8 * max(count - 1, 0):
             raise ValueError(f"{path} has {len(data)} bytes, which does not fit {count} objects")
         self.data, self.path = data, path
+        self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
 
     def offset(self, binsha: bytes) -> Optional[int]:
         """Where the object is in the pack (binary search of the index), or None."""
@@ -82,6 +85,8 @@ class PackIndex:
         at = _FANOUT_END + self.count * (SHA_SIZE + 4) + i * 4  # past the names and the CRCs
         (offset,) = struct.unpack(">I", self.data[at:at + 4])
         if offset & 0x80000000:  # an index into the table of 64-bit offsets
+            if offset & 0x7FFFFFFF >= self._large:
+                raise ValueError(f"{self.path}: object {i} has no 64-bit offset entry")
             at = _FANOUT_END + self.count * (SHA_SIZE + 8) + (offset & 0x7FFFFFFF) * 8
             (offset,) = struct.unpack(">Q", self.data[at:at + 8])
         return offset
@@ -99,7 +104,10 @@ class PackIndex:
         if sys.byteorder == "little":
             small.byteswap()
             large.byteswap()
-        return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
+        try:
+            return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
+        except IndexError:
+            raise ValueError(f"{self.path}: a 64-bit offset entry is missing") from None
 
 
 class _Pack:
@@ -107,16 +115,19 @@ class _Pack:
 
     def __init__(self, idx_path: str):
         self.index = PackIndex(idx_path)
-        self.file = open(idx_path[:-4] + ".pack", "rb")  # closed when the last reader drops it
-        stat = os.fstat(self.file.fileno())
+        self.fd = os.open(idx_path[:-4] + ".pack", os.O_RDONLY)
+        weakref.finalize(self, os.close, self.fd)  # when the last reader drops the pack
+        stat = os.fstat(self.fd)
+        self.size = stat.st_size
         self.key = (idx_path, stat.st_ino, stat.st_mtime_ns)  # a pack rewritten in place differs
 
     def entry(self, offset: int) -> tuple[int, object, bytes]:
         """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`)."""
-        fd = self.file.fileno()
-        head = os.pread(fd, 512, offset)  # small objects: the whole entry in one read
+        head = os.pread(self.fd, 512, offset)  # small objects: the whole entry in one read
         kind, size, base, start = entry_header(head, offset)
-        return kind, base, inflate(fd, start, size, head[start - offset:])
+        if size > (self.size - start) * 1032:  # deflate expands at most ~1032 times
+            raise ValueError(f"pack entry at {offset} claims {size} bytes, more than the pack holds")
+        return kind, base, inflate(self.fd, start, size, head[start - offset:])
 
 
 def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
@@ -190,11 +201,14 @@ class ObjectReader:
     pack this reader reads; it returns ``(type_num, content)`` or raises ``KeyError``.
     The cache holds the objects read (by SHA) and the objects of delta chains (by
     pack and offset); ``cache_reads=False`` keeps only the latter, for a reader
-    that visits each object once (maintenance).
+    that visits each object once (maintenance). ``watch_packs=False`` looks at the
+    pack folder only on a miss or after :meth:`refresh`, for a reader whose caller
+    writes and removes the packs itself (maintenance).
     """
 
     def __init__(self, objects_dir: str, fallback: Callable[[bytes], Raw],
-                 cache_bytes: int = CACHE_BYTES, *, cache_reads: bool = True):
+                 cache_bytes: int = CACHE_BYTES, *, cache_reads: bool = True,
+                 watch_packs: bool = True):
         self.objects_dir = objects_dir
         self._pack_dir = os.path.join(objects_dir, "pack")
         self._fallback = fallback
@@ -203,6 +217,7 @@ class ObjectReader:
         self._cached = 0
         self.cache_bytes = cache_bytes
         self._cache_reads = cache_reads
+        self._watch_packs = watch_packs
         self._packs: list[_Pack] = []
         self._packs_seen: Optional[int] = None
 
@@ -280,6 +295,8 @@ class ObjectReader:
 
     # -- packs -----------------------------------------------------------------------
     def _current_packs(self) -> list[_Pack]:
+        if not self._watch_packs and self._packs_seen is not None:
+            return self._packs
         try:
             seen = os.stat(self._pack_dir).st_mtime_ns
         except FileNotFoundError:
@@ -344,8 +361,12 @@ class ObjectReader:
                 break
             pack, offset = found
         for at_pack, at, delta in reversed(chain):
-            content = b"".join(apply_delta(content, delta))
-            self._put((at_pack.key, at), (kind, content))
+            try:
+                content = b"".join(apply_delta(content, delta))
+            except ApplyDeltaError as exc:
+                raise ValueError(f"delta at offset {at} of {at_pack.index.path}: {exc}") from None
+            if not (self._cache_reads and at_pack is chain[0][0] and at == chain[0][1]):
+                self._put((at_pack.key, at), (kind, content))  # (what read() caches by SHA: once)
         return kind, content
 
 

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
 
-from .errors import CorruptObjectError
-from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, pack_layout
+from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, Plan, commit_links, tree_entries, write_pack
 from .reader import BLOB, COMMIT, TAG, TREE, ObjectReader, PackIndex
 from .store import Store
@@ -113,11 +112,7 @@ class Census:
                     continue
                 else:
                     self.newer.add(sha)
-                try:
-                    kind, raw = self.reader.read(sha)
-                except KeyError:
-                    raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
-                                             "nothing was deleted") from None
+                kind, raw = read_or_stop(self.reader, sha)
                 if i >= 0:
                     kinds[i] = kind
                 if kind == COMMIT:
@@ -139,14 +134,13 @@ class Census:
         if i >= 0:
             self.flags[i] |= REACHED
             self.objects.kinds[i] = BLOB
-        elif not (self.reader.is_packed(hexlify(sha))
-                  or os.path.exists(loose_path(self.objects_dir, hexlify(sha)))):
-            raise CorruptObjectError(f"object {hexlify(sha).decode()} is reachable but missing; "
-                                     "nothing was deleted")
+        elif hexlify(sha) not in self.newer:  # written after the census: it must exist
+            self.newer.add(hexlify(sha))
+            read_or_stop(self.reader, hexlify(sha))
 
     def raw(self, i: int) -> tuple[int, bytes]:
         """(type, content) of object number ``i``."""
-        return self.reader.read(self.table.hex(i))
+        return read_or_stop(self.reader, self.table.hex(i))
 
     def unreached(self) -> int:
         return sum(1 for f in self.flags if not f & REACHED)

@@ -47,11 +47,26 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def _close_repos(repos: list[Repo], lock: threading.Lock) -> None:
-    with lock:
-        closing, repos[:] = list(repos), []
-    for repo in closing:
-        repo.close()
+class _ThreadRepo:
+    """One thread's dulwich ``Repo``, closed when the thread ends (dulwich's objects hold
+    reference cycles: left to the garbage collector, their files would stay open)."""
+
+    def __init__(self, repo: Repo, generation: int):
+        self.repo: Repo | None = repo
+        self.generation = generation
+
+    def close(self) -> None:
+        repo, self.repo = self.repo, None
+        if repo is not None:
+            repo.close()
+
+    __del__ = close
+
+
+def _close_repos(repos: "weakref.WeakSet[_ThreadRepo]") -> None:
+    """Close the Repos still open (at exit: before the interpreter tears dulwich down)."""
+    for own in list(repos):
+        own.close()
 
 
 def _read_small(path: str) -> bytes:
@@ -104,10 +119,9 @@ class Store:
         self.lock_timeout = lock_timeout
         self.objects_dir = os.path.join(path, "objects")
         self._local = threading.local()
-        self._repos: list[Repo] = []  # every thread's dulwich Repo, closed by close()
-        self._repos_lock = threading.Lock()
-        self._generation = 0  # bumped by close(): threads then open a new Repo
-        weakref.finalize(self, _close_repos, self._repos, self._repos_lock)  # also at exit
+        self._repos: weakref.WeakSet[_ThreadRepo] = weakref.WeakSet()  # each thread's, while it lives
+        self._generation = 0  # bumped by close(): each thread then closes and reopens its own
+        weakref.finalize(self, _close_repos, self._repos)  # also runs at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
@@ -115,30 +129,28 @@ class Store:
     @property
     def repo(self) -> Repo:
         """This thread's dulwich ``Repo`` (dulwich repos must not be shared by threads)."""
-        local = self._local
-        repo = getattr(local, "repo", None)
-        if repo is None or local.generation != self._generation:
-            repo = local.repo = Repo(self.path, bare=True)
-            local.generation = self._generation
-            with self._repos_lock:
-                self._repos.append(repo)
-        return repo
+        own = getattr(self._local, "own", None)
+        if own is not None and own.generation != self._generation:  # close() was called
+            self.forget_repo()
+            own = None
+        if own is None:
+            own = self._local.own = _ThreadRepo(Repo(self.path, bare=True), self._generation)
+            self._repos.add(own)
+        assert own.repo is not None  # closed holders are never kept
+        return own.repo
 
     def forget_repo(self) -> None:
         """Close this thread's ``Repo``; the next use reopens it (rescanning packs)."""
-        repo = getattr(self._local, "repo", None)
-        if repo is not None:
-            self._local.repo = None
-            with self._repos_lock:
-                if repo in self._repos:
-                    self._repos.remove(repo)
-            repo.close()
+        own = getattr(self._local, "own", None)
+        if own is not None:
+            self._local.own = None
+            own.close()
 
     def close(self) -> None:
-        """Close every thread's dulwich ``Repo``, and release the reader's packs and cache."""
-        with self._repos_lock:
-            self._generation += 1
-        _close_repos(self._repos, self._repos_lock)
+        """Close this thread's dulwich ``Repo`` (other threads close theirs on their next
+        use, or when they end) and release the reader's packs and cache."""
+        self._generation += 1
+        self.forget_repo()
         self.reader.close()
 
     def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dulwich.objects import Blob
 
-from conftest import fsck, git, grow
+from conftest import fsck, git, grow, snapshot
 from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository, codec
 from gitstate.maintenance import MaintenanceSettings, _loose_estimate
 
@@ -447,6 +447,53 @@ def test_a_missing_reachable_object_stops_before_deleting(repo: StateRepository,
     with pytest.raises(CorruptObjectError, match=tree):
         repo.gc(prune=True, grace_seconds=0) if how == "gc" else repo.reclaim(grace=timedelta(0))
     assert sorted(p.name for p in Path(repo.path, "objects").rglob("*") if p.is_file()) == before
+
+
+def _damage_packed_state(repo: StateRepository, agent: str) -> str:
+    """Overwrite bytes inside the deflated head state of ``agent`` in its pack; return its SHA."""
+    blob = git(repo, "rev-parse", f"agents/{agent}:state.json").strip()
+    idx = next(Path(repo.path, "objects", "pack").glob("*.idx"))
+    offset = next(int(line.split()[4]) for line in git(repo, "verify-pack", "-v", str(idx)).splitlines()
+                  if line.startswith(blob))
+    pack = idx.with_suffix(".pack")
+    data = bytearray(pack.read_bytes())
+    data[offset + 4:offset + 40] = b"\xff" * 36
+    os.chmod(pack, 0o644)
+    pack.write_bytes(bytes(data))
+    return blob
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_a_damaged_object_stops_gc_with_a_typed_error(repo: StateRepository, prune: bool) -> None:
+    manual(repo)
+    save_run(repo, "a", 3)
+    repo.gc()
+    save_run(repo, "b", 3)  # loose: packing them makes gc merge, reading the damaged pack
+    blob = _damage_packed_state(repo, "a")
+    _age_all(repo)
+    before = snapshot(repo)
+    with pytest.raises(CorruptObjectError, match=blob):
+        repo.gc(prune=prune, grace_seconds=0)
+    for agent in ("a", "b"):  # nothing lost
+        for sha in git(repo, "rev-list", f"agents/{agent}").split():
+            git(repo, "cat-file", "-e", sha)
+    assert repo.load("b").iteration == 3
+    if prune:
+        assert snapshot(repo) == before  # stopped before writing anything
+
+
+def test_a_save_survives_automatic_maintenance_failing(repo: StateRepository,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    manual(repo)
+    save_run(repo, "a", 3)
+    repo.gc()
+    _damage_packed_state(repo, "a")
+    repo.configure_maintenance(auto_objects=3, background=False)
+    state = AgentState(agent_id="b")
+    for _ in range(3):
+        checkpoint = repo.save(grow(state))  # the third one runs maintenance inline: it fails
+    assert repo.latest("b").commit == checkpoint.commit
+    assert any("automatic maintenance" in r.getMessage() for r in caplog.records)
 
 
 def test_a_loose_ref_hides_its_stale_packed_entry(repo: StateRepository) -> None:

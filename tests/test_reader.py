@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import zlib
 from pathlib import Path
 
@@ -249,3 +250,41 @@ def test_a_zlib_stream_longer_than_zlibs_bound_is_read(tmp_path):
         assert inflate(f.fileno(), 2, len(data)) == data
         with pytest.raises(ValueError, match="holds"):
             inflate(f.fileno(), 2, len(data) - 1)
+
+
+def test_threads_through_dulwich_leave_no_open_files_and_close_spares_them(repo, tmp_path):
+    history(repo, agents=1, steps=5)
+    repo.gc()
+    clone = tmp_path / "shared.git"  # objects behind alternates: read through dulwich
+    subprocess.run(["git", "clone", "-q", "--bare", "--shared", repo.path, str(clone)], check=True)
+    shared = StateRepository.open(clone, cache_bytes=0)
+    packs = {str(p) for p in Path(repo.path, "objects", "pack").glob("*.pack")}
+
+    def open_pack_files() -> int:
+        fds = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.exists()]
+        return sum(fd in packs for fd in fds)
+
+    threads = [threading.Thread(target=shared.load, args=("agent-0",)) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+        thread.join()
+    assert open_pack_files() <= 1  # each ended thread's dulwich repository went with it
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                assert shared.load("agent-0").iteration == 5
+            except BaseException as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(200):
+        shared.close()  # from another thread: the reader reopens, never fails
+    stop.set()
+    reader.join()
+    assert errors == []
