@@ -196,8 +196,8 @@ class Store:
         ``ref: refs/...``, or for too many symbolic refs in a row (a loop).
         """
         for _ in range(SYMREF_DEPTH + 1):
-            if value is None or is_sha(value):
-                return value
+            if value is None or is_sha(value.lower()):  # git accepts upper-case hex too
+                return None if value is None else value.lower()
             target = value[4:].strip() if value.startswith(b"ref:") else b""
             if (not _REF_NAME.fullmatch(target) or b".." in target
                     or target.endswith(b".lock") or b".lock/" in target):

@@ -135,7 +135,7 @@ def test_dangling_symbolic_ref_is_an_absent_ref(two: StateRepository) -> None:
     assert [a.agent_id for a in two.agents()] == ["a1"]
 
 
-@pytest.mark.parametrize("content", [b"hello\n", b"A" * 40 + b"\n", b"ref: ../../config\n",
+@pytest.mark.parametrize("content", [b"hello\n", b"G" * 40 + b"\n", b"ref: ../../config\n",
                                      b"ref: refs/heads/agents/loop\n"])
 def test_bad_ref_files_are_corrupt_refs(two: StateRepository, content: bytes) -> None:
     ref = "refs/heads/agents/loop"
@@ -179,3 +179,11 @@ def test_save_onto_a_damaged_branch_writes_nothing(two: StateRepository) -> None
     with pytest.raises(CorruptObjectError, match="refs/heads/agents/a1"):
         two.save(AgentState(agent_id="a1"))
     assert snapshot(two) == before
+
+
+def test_an_upper_case_sha_in_a_ref_file_is_read_as_git_reads_it(two: StateRepository) -> None:
+    ref = Path(two.path, "refs/heads/agents/a1")
+    head = ref.read_text().strip()
+    ref.write_text(head.upper() + "\n")
+    assert git(two, "rev-parse", "refs/heads/agents/a1").strip() == head
+    assert two.latest("a1").commit == head
