@@ -39,7 +39,6 @@ exits if it saved at least 30 objects or 1 MB since its last run. Settings live 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import subprocess
@@ -237,8 +236,8 @@ class MaintenanceMixin:
         auto = _auto_state(self)
         with auto.lock:  # what saves write from now on counts towards the next run
             auto.pending_objects = auto.pending_bytes = 0
-        with _maintenance_lock(self.path) as held:
-            if not held:
+        with self._store.maintenance_lock(wait=False) as held:
+            if held is None:
                 result.skipped = True
                 return result
             result.bytes_before = _dir_size(self._store.objects_dir)
@@ -380,25 +379,6 @@ def _start_worker(path: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gitstate.maintenance", path], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-
-
-class _maintenance_lock:
-    """Non-blocking exclusive flock; ``held`` is False if another maintenance runs."""
-
-    def __init__(self, path: str):
-        self.path = os.path.join(path, "gitstate", "locks", "maintenance")
-
-    def __enter__(self) -> bool:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
 
 
 # -- packing runs -----------------------------------------------------------------------------

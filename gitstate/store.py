@@ -294,7 +294,9 @@ class Store:
 
     # -- locks -----------------------------------------------------------------------
     @contextmanager
-    def _flock(self, relpath: str) -> Iterator[RefLock]:
+    def _flock(self, relpath: str, wait: bool = True) -> Iterator[RefLock | None]:
+        """Hold the ``flock`` of ``gitstate/locks/<relpath>``; yields None if it is held
+        elsewhere and ``wait`` is False, else waits up to ``lock_timeout``."""
         path = os.path.join(self.path, "gitstate", "locks", relpath)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -308,6 +310,9 @@ class Store:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not wait:
+                        yield None
+                        return
                     if not backoff.wait():
                         raise ConcurrentUpdateError(
                             f"gave up after {self.lock_timeout:g}s waiting for the lock {path}"
@@ -327,12 +332,13 @@ class Store:
 
     def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
         """Hold the write lock of one agent (serializes gitstate writers of that agent)."""
-        return self._flock(os.path.join("agents", agent_id))
+        return self._flock(os.path.join("agents", agent_id))  # type: ignore[return-value]
 
-    def maintenance_lock(self) -> AbstractContextManager[RefLock]:
+    def maintenance_lock(self, wait: bool = True) -> AbstractContextManager[RefLock | None]:
         """Held by code that deletes objects (reclaim, maintenance), one at a time per
-        repository, and by a fetch until refs name what it downloaded."""
-        return self._flock("maintenance")
+        repository, and by a fetch until refs name what it downloaded. With
+        ``wait=False`` it yields None at once if it is held elsewhere."""
+        return self._flock("maintenance", wait)
 
     # -- writing refs ----------------------------------------------------------------
     def update_ref(self, lock: RefLock, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
