@@ -29,7 +29,7 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .errors import ConcurrentUpdateError, CorruptObjectError
+from .errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
 from .ids import is_sha
 from .reader import CACHE_BYTES, ObjectReader
 
@@ -214,6 +214,16 @@ class Store:
         """
         return self._follow(ref, self._ref_value(ref))
 
+    def check_writable(self, ref: bytes) -> None:
+        """Raise if gitstate must not move ``ref``: damaged (``CorruptObjectError``) or
+        symbolic (``InvalidArgumentError``: gitstate moves only the ref a symbolic one names)."""
+        value = self._ref_value(ref)
+        self._follow(ref, value)
+        if value is not None and value.startswith(b"ref:"):
+            raise InvalidArgumentError(
+                f"{ref.decode()} is a symbolic ref ({value.decode(errors='replace')}); gitstate "
+                "writes only real refs: use the agent it names")
+
     def read_refs(self, prefix: bytes,
                   errors: dict[bytes, CorruptObjectError] | None = None) -> dict[bytes, bytes]:
         """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win.
@@ -364,6 +374,7 @@ class Store:
                             "(another git process is updating this ref)"
                         ) from None
             try:
+                self.check_writable(ref)
                 if self.read_ref(ref) != old:
                     return False
                 if new is None:

@@ -9,7 +9,7 @@ import pytest
 
 from cli_helpers import assert_gitstate_error, gitstate  # noqa: F401 (gitstate is a fixture)
 from conftest import git, snapshot
-from gitstate import AgentState, CorruptObjectError, StateRepository
+from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository
 from gitstate.compat import AgentStatePersistence
 from gitstate.layout import CommitInfo
 
@@ -187,3 +187,21 @@ def test_an_upper_case_sha_in_a_ref_file_is_read_as_git_reads_it(two: StateRepos
     ref.write_text(head.upper() + "\n")
     assert git(two, "rev-parse", "refs/heads/agents/a1").strip() == head
     assert two.latest("a1").commit == head
+
+
+def test_gitstate_does_not_write_through_a_symbolic_agent_ref(two: StateRepository) -> None:
+    git(two, "symbolic-ref", "refs/heads/agents/b2", "refs/heads/agents/a1")
+    before = snapshot(two)
+    writes = {
+        "save": lambda: two.save({"agent_id": "b2", "n": 1}),
+        "rollback": lambda: two.rollback("b2", "latest~1"),
+        "hard rollback": lambda: two.rollback("b2", "latest~1", hard=True),
+        "delete": lambda: two.delete("b2", "latest~1"),
+        "delete agent": lambda: two.delete_agent("b2"),
+    }
+    for what, write in writes.items():
+        with pytest.raises(InvalidArgumentError, match="symbolic ref"):
+            write()
+        assert snapshot(two) == before, what
+    assert two.save({"agent_id": "a1", "n": 1}).agent_id == "a1"  # the real branch moves
+    assert git(two, "rev-parse", "agents/b2") == git(two, "rev-parse", "agents/a1")
