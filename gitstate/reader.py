@@ -171,10 +171,18 @@ def read_entry_header(fd: int, offset: int) -> tuple[int, int, object, int]:
 
 
 def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
-    """The ``size`` bytes of the zlib stream at ``start`` of file ``fd`` (``first``: its start)."""
+    """The ``size`` bytes of the zlib stream at ``start`` of file ``fd`` (``first``: its start).
+
+    Reads half of ``size`` first (JSON deflates to a third or less), then the rest of
+    zlib's bound for ``size``, then 64 KB at a time (streams from other writers can
+    exceed the bound).
+    """
     inflater = isal_zlib.decompressobj()
-    window = size + (size >> 12) + (size >> 14) + 64  # zlib's bound for one deflate call
-    chunk = first if len(first) >= window else os.pread(fd, window, start)
+    bound = size + (size >> 12) + (size >> 14) + 64  # zlib's bound for one deflate call
+    if len(first) >= bound:
+        chunk = first
+    else:
+        chunk = os.pread(fd, min(bound, max(8192, size // 2)), start)
     out, pos, total = [], start, 0
     while True:
         if not chunk:
@@ -187,7 +195,7 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
         if inflater.eof or total > size:
             break
         pos += len(chunk)
-        chunk = os.pread(fd, 1 << 16, pos)  # a stream that outgrew the bound (other writers)
+        chunk = os.pread(fd, max(start + bound - pos, 1 << 16), pos)
     data = out[0] if len(out) == 1 else b"".join(out)
     if len(data) != size:
         raise ValueError(f"the zlib stream at offset {start} holds {len(data)} bytes, not {size}")
