@@ -157,7 +157,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if message is not None and not isinstance(message, str):
             raise InvalidArgumentError(f"message must be a string, got {type(message).__name__}")
         agent_id = validate_agent_id(agent_id if agent_id is not None else data.get("agent_id"))
-        self._store.check_writable(branch_ref(agent_id))  # damaged or symbolic: before any write
+        self._store.writable_ref(branch_ref(agent_id))  # damaged or symbolic: before any write
         if data.get("agent_id") != agent_id:
             data = {**data, "agent_id": agent_id}
         if name is not None:
@@ -189,11 +189,10 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         """Commit ``tree`` on the agent's branch (author time ``when``, default now), tag it ``name``."""
         store, ref = self._store, branch_ref(agent_id)
         with store.agent_lock(agent_id) as lock:
-            store.check_writable(ref)  # before the commit is written
             if name is not None:
                 self._check_name_free(agent_id, name)
             while True:
-                parent = store.read_ref(ref)
+                parent = store.writable_ref(ref)  # damaged or symbolic: before the commit
                 commit = checkpoint_commit(tree, parent, agent_id, text, when)
                 store.write(commit)
                 if store.update_ref(lock, ref, parent, commit.id):

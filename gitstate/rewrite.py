@@ -54,7 +54,7 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
     At least one commit must stay. Raises :class:`ConcurrentUpdateError` if the
     branch no longer points at ``history[0]``.
     """
-    store.check_writable(branch_ref(agent_id))  # before any commit is written
+    store.writable_ref(branch_ref(agent_id))  # damaged or symbolic: before any commit is written
     result = Rewrite(new_head=b"")
     parent: bytes | None = None
     changed = False

@@ -214,15 +214,15 @@ class Store:
         """
         return self._follow(ref, self._ref_value(ref))
 
-    def check_writable(self, ref: bytes) -> None:
-        """Raise if gitstate must not move ``ref``: damaged (``CorruptObjectError``) or
-        symbolic (``InvalidArgumentError``: gitstate moves only the ref a symbolic one names)."""
+    def writable_ref(self, ref: bytes) -> bytes | None:
+        """:meth:`read_ref` of a ref gitstate is about to move: ``InvalidArgumentError`` if it
+        is symbolic (gitstate moves only the ref a symbolic one names)."""
         value = self._ref_value(ref)
-        self._follow(ref, value)
         if value is not None and value.startswith(b"ref:"):
             raise InvalidArgumentError(
                 f"{ref.decode()} is a symbolic ref ({value.decode(errors='replace')}); gitstate "
                 "writes only real refs: use the agent it names")
+        return self._follow(ref, value)
 
     def read_refs(self, prefix: bytes,
                   errors: dict[bytes, CorruptObjectError] | None = None) -> dict[bytes, bytes]:
@@ -374,8 +374,7 @@ class Store:
                             "(another git process is updating this ref)"
                         ) from None
             try:
-                self.check_writable(ref)
-                if self.read_ref(ref) != old:
+                if self.writable_ref(ref) != old:
                     return False
                 if new is None:
                     self._delete_ref(ref, path)

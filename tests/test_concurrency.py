@@ -136,17 +136,16 @@ def test_a_writer_outside_gitstate_moving_the_branch_is_not_overwritten(repo: St
     """If git itself moves the branch between our read and our swap, we rebase onto it."""
     repo.save({"agent_id": "mixed", "iteration": 1})
     outside = repo.save({"agent_id": "other", "iteration": 7})
-    real_read_ref = repo._store.read_ref
+    real_update_ref = repo._store.update_ref
     moved = []
 
-    def read_ref_then_git_moves_branch(ref: bytes) -> bytes | None:
-        value = real_read_ref(ref)
-        if ref == b"refs/heads/agents/mixed" and not moved:
+    def git_moves_branch_then_update_ref(lock, ref: bytes, old, new) -> bool:
+        if ref == b"refs/heads/agents/mixed" and not moved:  # after our read, before our swap
             moved.append(True)
             git(repo, "update-ref", "refs/heads/agents/mixed", outside.commit)
-        return value
+        return real_update_ref(lock, ref, old, new)
 
-    repo._store.read_ref = read_ref_then_git_moves_branch
+    repo._store.update_ref = git_moves_branch_then_update_ref
     cp = repo.save({"agent_id": "mixed", "iteration": 2})
     assert cp.parent == outside.commit
     assert [c.iteration for c in repo.log("mixed")] == [2, 7]
