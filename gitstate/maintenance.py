@@ -58,10 +58,10 @@ from . import codec
 from .errors import GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
-from .objectset import (ShaTable, loose_path, loose_shas, maintenance_reader, open_objects,
-                        pack_layout, read_or_stop)
+from .objectset import (ShaTable, loose_shas, maintenance_reader, open_objects, pack_layout,
+                        read_or_stop)
 from .packing import Objects, plan_pack, write_pack
-from .reader import TYPE_NAMES, ObjectReader, PackIndex
+from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
 

@@ -118,11 +118,6 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
             reader.close()
 
 
-def loose_path(objects_dir: str, hexsha: bytes) -> str:
-    text = hexsha.decode()
-    return os.path.join(objects_dir, text[:2], text[2:])
-
-
 def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, array]:
     """The objects of pack ``base`` (path without extension) in pack order, and their delta bases.
 

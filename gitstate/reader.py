@@ -49,6 +49,12 @@ _FANOUT_END = 8 + 256 * 4
 Raw = tuple[int, bytes]  # (git type number, object content)
 
 
+def loose_path(objects_dir: str, hexsha: bytes) -> str:
+    """Where git keeps loose object ``hexsha``: ``objects/<2 hex digits>/<38 hex digits>``."""
+    text = hexsha.decode()
+    return os.path.join(objects_dir, text[:2], text[2:])
+
+
 class PackIndex:
     """A version 2 pack index (``.idx``), read into memory and checked against git's layout."""
 
@@ -289,7 +295,7 @@ class ObjectReader:
     def _read_loose(self, sha: bytes) -> Optional[Raw]:
         hexsha = sha.decode()
         try:
-            with open(os.path.join(self.objects_dir, hexsha[:2], hexsha[2:]), "rb") as f:
+            with open(loose_path(self.objects_dir, sha), "rb") as f:
                 data = isal_zlib.decompress(f.read())
         except FileNotFoundError:
             return None

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
 
-from .objectset import ShaTable, loose_path, loose_shas, maintenance_reader, pack_layout, read_or_stop
+from .ids import is_sha
+from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, Plan, commit_links, tree_entries, write_pack
-from .reader import BLOB, COMMIT, TAG, TREE, ObjectReader, PackIndex
+from .reader import BLOB, COMMIT, TAG, TREE, ObjectReader, PackIndex, loose_path
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
-_HEXDIGITS = frozenset(b"0123456789abcdef")
 _ZERO = b"0" * 40
 LOOSE, YOUNG, REACHED, LEFT_LOOSE = 1, 2, 4, 8  # Census.flags bits
 
@@ -204,7 +204,7 @@ def _roots(path: str) -> Iterator[bytes]:
                   (word for file in files for line in _lines(file)  # reflog lines hold two SHAs,
                    for word in line.split(None, 2)[:2]))  # FETCH_HEAD lines a SHA and a tab
     for word in words:
-        if len(word) == 40 and word != _ZERO and _HEXDIGITS.issuperset(word):
+        if word != _ZERO and is_sha(word):
             yield word
 
 

@@ -31,7 +31,7 @@ from dulwich.repo import Repo
 
 from .errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
 from .ids import is_sha
-from .reader import CACHE_BYTES, ObjectReader
+from .reader import CACHE_BYTES, ObjectReader, loose_path
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
 SYMREF_DEPTH = 5  # symbolic refs followed in a row at most, as git does
@@ -264,9 +264,8 @@ class Store:
     # -- writing objects -------------------------------------------------------------
     def write(self, obj: ShaFile) -> None:
         """Write ``obj`` as a loose object unless it is already there."""
-        hexsha = obj.id.decode()
-        folder = os.path.join(self.objects_dir, hexsha[:2])
-        path = os.path.join(folder, hexsha[2:])
+        path = loose_path(self.objects_dir, obj.id)
+        folder = os.path.dirname(path)
         if os.path.exists(path):
             try:  # freshen, as git does: reclaim spares unreachable objects younger than its grace
                 os.utime(path)
