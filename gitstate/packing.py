@@ -31,6 +31,7 @@ from typing import Optional
 
 from dulwich.pack import OFS_DELTA, pack_object_header
 from dulwich.object_format import SHA1
+from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
 from .delta import create_delta
 from .objectset import ShaTable
@@ -80,16 +81,6 @@ def commit_links(raw: bytes) -> list[bytes]:
         elif line.startswith(b"parent "):
             links.append(line[7:47])
     return links
-
-
-def tree_entries(raw: bytes) -> Iterator[tuple[bytes, int, bytes]]:
-    """(name, mode, binary sha) of each entry of a raw tree."""
-    pos = 0
-    while pos < len(raw):
-        space = raw.index(b" ", pos)
-        nul = raw.index(b"\0", space)
-        yield raw[space + 1:nul], int(raw[pos:space], 8), raw[nul + 1:nul + 21]
-        pos = nul + 21
 
 
 class _Chain:
@@ -149,8 +140,8 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
             tree, i = tree_of[i], parent_of[i]
             if tree >= 0 and wanted[tree] and not done[tree]:
                 emit(tree)
-                for name, _mode, sha in tree_entries(read(tree)[1]):
-                    entry = table.find(sha)
+                for name, _mode, sha in parse_tree(read(tree)[1], SHA_SIZE):
+                    entry = table.find_hex(sha)
                     if entry < 0 or not wanted[entry] or done[entry] or kinds[entry] != BLOB:
                         continue
                     base = chains.setdefault(name, _Chain(max_depth)).base_for(entry)

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Optional
 
+from dulwich.objects import parse_tree  # dulwich's compiled parser when built
+
 from .ids import is_sha
 from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
-from .packing import Objects, Plan, commit_links, tree_entries, write_pack
-from .reader import BLOB, COMMIT, TAG, TREE, ObjectReader, PackIndex, loose_path
+from .packing import Objects, Plan, commit_links, write_pack
+from .reader import BLOB, COMMIT, SHA_SIZE, TAG, TREE, ObjectReader, PackIndex, loose_path
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
@@ -120,23 +122,23 @@ class Census:
                     stack.extend(links[1:])
                     stack.append(links[0])  # the tree first: the stack stays short
                 elif kind == TREE:
-                    for _name, mode, entry in tree_entries(raw):
+                    for _name, mode, entry in parse_tree(raw, SHA_SIZE):
                         if mode == _TREE_MODE:
-                            stack.append(hexlify(entry))
+                            stack.append(entry)
                         elif mode != _GITLINK_MODE:
                             self._reach_blob(entry)
                 elif kind == TAG:
                     stack.append(raw[7:47])
 
     def _reach_blob(self, sha: bytes) -> None:
-        """Flag a blob reached without reading it (a tree entry's mode gives its type)."""
-        i = self.table.find(sha)
+        """Flag a blob (hex SHA) reached without reading it (a tree entry's mode gives its type)."""
+        i = self.table.find_hex(sha)
         if i >= 0:
             self.flags[i] |= REACHED
             self.objects.kinds[i] = BLOB
-        elif hexlify(sha) not in self.newer:  # written after the census: it must exist
-            self.newer.add(hexlify(sha))
-            read_or_stop(self.reader, hexlify(sha))
+        elif sha not in self.newer:  # written after the census: it must exist
+            self.newer.add(sha)
+            read_or_stop(self.reader, sha)
 
     def raw(self, i: int) -> tuple[int, bytes]:
         """(type, content) of object number ``i``."""
