@@ -28,6 +28,7 @@ from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 _HEX = frozenset("0123456789abcdef")
+STOPPED = "maintenance stopped before deleting anything, nothing was lost"
 
 
 class ShaTable:
@@ -88,19 +89,21 @@ def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 
 
-def read_or_stop(reader: ObjectReader, sha: bytes) -> Raw:
+def read_or_stop(reader: ObjectReader, sha: bytes, source: str = "") -> Raw:
     """Object ``sha`` (hex) for maintenance: a missing or damaged one stops the run.
 
-    Raised before anything is deleted that is not stored elsewhere, so nothing is lost.
+    Raised before anything is deleted that is not stored elsewhere, so nothing is
+    lost; ``source`` names what reaches the object (a ref, a reflog line).
     """
+    reached = f", reached from {source}" if source else ""
     try:
         return reader.read(sha)
     except KeyError:
-        raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
-                                 "maintenance stopped, nothing was lost") from None
+        raise CorruptObjectError(f"object {sha.decode()} is reachable but missing{reached}; "
+                                 f"{STOPPED}") from None
     except ValueError as exc:
-        raise CorruptObjectError(f"object {sha.decode()} is damaged ({exc}); "
-                                 "maintenance stopped, nothing was lost") from None
+        raise CorruptObjectError(f"object {sha.decode()} is damaged ({exc}){reached}; "
+                                 f"{STOPPED}") from None
 
 
 @contextmanager

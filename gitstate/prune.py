@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import AgentNotFoundError, InvalidArgumentError
-from .reclaim import ReclaimResult, reclaim
+from .reclaim import ReclaimResult, check_roots, reclaim
 from .retention import Decision, RetentionPolicy, plan
 from .rewrite import rewrite
 
@@ -50,6 +50,8 @@ class PruneMixin:
         grace = _grace(grace)
         if agent_id is not None:
             self._head(agent_id)
+        if not dry_run:  # a repository reclaim would refuse: refuse before rewriting anything
+            check_roots(self._store)
         agents = [agent_id] if agent_id is not None else [a.agent_id for a in self.agents()]
         decisions: dict[str, list[Decision]] = {}
         removed = 0
