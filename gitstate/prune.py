@@ -38,7 +38,8 @@ class PruneMixin:
 
         Each agent's history is rewritten to the checkpoints the policy keeps
         (see :func:`gitstate.retention.plan`; ids stay, tags follow), under
-        the agent's lock; then :meth:`reclaim` frees the space. ``dry_run``
+        the agent's lock; then :meth:`reclaim` frees the space (a repository
+        it would refuse raises before any history is rewritten). ``dry_run``
         only plans. ``now`` (default: the current time) anchors ``keep_within``.
         ``progress(done, total)`` is called after each agent.
         """
@@ -83,10 +84,11 @@ class PruneMixin:
         return decisions
 
     def reclaim(self: "StateRepository", *, grace: Optional[timedelta] = None) -> ReclaimResult:
-        """Delete objects no ref or reflog reaches and older than ``grace`` (default 10 min).
+        """Delete the objects proven unreachable and older than ``grace`` (default 10 min).
 
+        What is kept and when it stops instead: docs/guarantees.md.
         ``grace=timedelta(0)`` is safe only when no other process writes to the
-        repository (like ``git gc --prune=now``). See :mod:`gitstate.reclaim`.
+        repository (like ``git gc --prune=now``).
         """
         return reclaim(self._store, _grace(grace).total_seconds())
 

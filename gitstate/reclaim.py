@@ -1,19 +1,16 @@
 """Deleting the objects that nothing reaches any more: one marking, one set of grace rules.
 
+What is kept, when a run stops and the grace period are written down once, in
+docs/guarantees.md ("What maintenance deletes"); this module implements it.
+
 Two callers, one lock (``Store.maintenance_lock``, also held by a fetch until its
 objects are named by refs); saves never wait for it:
 ``reclaim`` (retention's ``repo.reclaim()``, after delete, prune, rollback) deletes
 without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
-is kept into one delta-compressed pack. Both take a :class:`Census`:
-
-- kept is everything reachable from a ref (any ``refs/...``, loose or packed, and
-  the ``*HEAD`` files), from an entry of a reflog (old and new SHA, as git counts
-  them), or from a loose object younger than the grace period (a save in
-  progress: its ref is not moved yet; :meth:`Store.write` freshens the time of an
-  object it reuses, as git does). Refs are read before and after the walk;
-- a reachable object that is missing stops the run before anything is deleted;
-- an unreachable loose object is unlinked only if still older than the grace
-  period just before (:func:`remove_loose`).
+is kept into one delta-compressed pack. Both take a :class:`Census`: every object
+numbered, then marked from the roots (:func:`scan_roots`, read with
+:mod:`gitstate.refs`), type-checked as it is walked; a problem raises before
+anything is deleted. ``prune`` calls :func:`check_roots` before rewriting.
 
 ``gc(prune=True)`` replaces every pack (a packed object has no age of its own).
 ``reclaim`` rewrites each pack older than the grace that holds unreachable
@@ -97,7 +94,7 @@ class Census:
         self.newer: set[bytes] = set()  # hex SHAs reached that the census does not hold
 
     def mark(self) -> None:
-        """Flag everything reachable (see the module docstring).
+        """Flag everything reachable (docs/guarantees.md), the refs read before and after.
 
         ``CorruptObjectError`` for a root file that does not parse, or a
         reachable object that is missing or of the wrong type.
@@ -330,7 +327,7 @@ def check_roots(store: Store) -> None:
 
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
-    """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
+    """Delete the unreachable objects older than ``grace`` seconds (docs/guarantees.md)."""
     with store.maintenance_lock(), maintenance_reader(store.objects_dir) as reader:
         census = Census(reader, store.path, time.time() - grace)
         census.mark()
