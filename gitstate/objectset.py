@@ -139,15 +139,14 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
-            kind, _size, base, _start = read_entry_header(f.fileno(), offset)
+            kind, _size, delta_base, _start = read_entry_header(f.fileno(), offset)
             if kind == OFS_DELTA:
-                at = bisect_left(sorted_offsets, base)  # type: ignore[arg-type]
-                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [base]) else -1
+                at = bisect_left(sorted_offsets, delta_base)  # type: ignore[arg-type]
+                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [delta_base]) else -1
             elif kind == REF_DELTA:
-                bases[pos] = table.find(base)  # type: ignore[arg-type]
-            if kind in (OFS_DELTA, REF_DELTA):
-                if bases[pos] < 0:
-                    raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
+                bases[pos] = table.find(delta_base)  # type: ignore[arg-type]
+            if kind in (OFS_DELTA, REF_DELTA) and bases[pos] < 0:
+                raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:
                 kinds[order[pos]] = kind
             elif kinds[bases[pos]]:

@@ -268,14 +268,10 @@ def _scan_roots(path: str) -> Iterator[Root]:
 
     loose: dict[bytes, RefValue] = {}  # read before packed-refs: git pack-refs writes it first
     for name, full in _files(path, "refs"):
-        try:
-            loose[name] = parse_loose(read_file(full), f"ref {name.decode(errors='replace')}")
-        except FileNotFoundError:  # deleted since the listing
-            continue
-    try:
-        packed = parse_packed(read_file(os.path.join(path, "packed-refs")))
-    except FileNotFoundError:
-        packed = {}
+        content = _read(full)
+        if content is not None:
+            loose[name] = parse_loose(content, f"ref {name.decode(errors='replace')}")
+    packed = parse_packed(_read(os.path.join(path, "packed-refs")) or b"")
     for name, entry in packed.items():
         if name not in loose:  # a loose ref hides its packed entry, as in git
             yield ref_root(name, entry.sha)
@@ -285,20 +281,32 @@ def _scan_roots(path: str) -> Iterator[Root]:
         if value.sha is not None:
             yield ref_root(name, value.sha)
     for file in sorted(os.listdir(path)):
-        full = os.path.join(path, file)
-        if file.endswith("HEAD") and os.path.isfile(full):
-            for sha in parse_head_file(file, read_file(full)):
+        content = _read(os.path.join(path, file)) if file.endswith("HEAD") else None
+        if content is not None:
+            for sha in parse_head_file(file, content):
                 yield sha, COMMIT if file == "HEAD" else 0, file
     for name, full in _files(path, "logs"):
         where = name.decode(errors="replace")
-        with open(full, "rb") as f:
+        try:
+            f = open(full, "rb")  # streamed: a reflog may have a line per checkpoint
+        except FileNotFoundError:  # deleted since the listing
+            continue
+        with f:
             for number, old, new in parse_reflog(f, where):
                 yield from ((sha, 0, f"{where} line {number}") for sha in (old, new) if sha != ZERO)
     for name, full in _files(path, os.path.join("gitstate", "journal")):
         where = name.decode(errors="replace")
-        for number, ref, old, new in parse_journal(read_file(full), where):
+        for number, ref, old, new in parse_journal(_read(full) or b"", where):
             kind = COMMIT if ref.startswith(b"refs/heads/") else 0
             yield from ((sha, kind, f"{where} line {number}") for sha in (old, new) if sha != b"-")
+
+
+def _read(path: str) -> bytes | None:
+    """A file's content; None if it is not there (any more) or is a folder."""
+    try:
+        return read_file(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
 
 
 def _files(path: str, folder: str) -> Iterator[tuple[bytes, str]]:

@@ -28,7 +28,7 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
+from .errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
 from .reader import CACHE_BYTES, ObjectReader, loose_path
 from .refs import RefValue, parse_loose, parse_packed, read_file
 
@@ -209,7 +209,7 @@ class Store:
         return self._follow(ref, value)
 
     def read_refs(self, prefix: bytes,
-                  errors: dict[bytes, CorruptObjectError] | None = None) -> dict[bytes, bytes]:
+                  errors: dict[bytes, GitstateError] | None = None) -> dict[bytes, bytes]:
         """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win.
 
         A damaged ref raises ``CorruptObjectError``, or, given ``errors``, is
