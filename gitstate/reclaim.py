@@ -288,12 +288,11 @@ def _scan_roots(path: str) -> Iterator[Root]:
     for name, full in _files(path, "logs"):
         where = name.decode(errors="replace")
         try:
-            f = open(full, "rb")  # streamed: a reflog may have a line per checkpoint
+            with open(full, "rb") as f:  # streamed: a reflog may have a line per checkpoint
+                for number, old, new in parse_reflog(f, where):
+                    yield from ((sha, 0, f"{where} line {number}") for sha in (old, new) if sha != ZERO)
         except FileNotFoundError:  # deleted since the listing
             continue
-        with f:
-            for number, old, new in parse_reflog(f, where):
-                yield from ((sha, 0, f"{where} line {number}") for sha in (old, new) if sha != ZERO)
     for name, full in _files(path, os.path.join("gitstate", "journal")):
         where = name.decode(errors="replace")
         for number, ref, old, new in parse_journal(_read(full) or b"", where):
