@@ -36,7 +36,7 @@ from .ids import is_sha
 ZERO = b"0" * 40  # "no object" in reflogs and ref updates
 SPACE = b" \t\n\r"  # git's isspace()
 _HEX = re.compile(rb"[0-9a-fA-F]{40}")
-_COMPONENT = re.compile(rb"[^.\x00-\x20\x7f~^:?*\[\\][^\x00-\x20\x7f~^:?*\[\\]*")
+_REFNAME = re.compile(rb"refs(?:/(?!\.)[^/\x00-\x20\x7f~^:?*\[\\]+)+")  # components not starting with '.'
 _HEADER = b"# pack-refs with:"
 
 
@@ -56,10 +56,8 @@ class PackedRef(NamedTuple):
 
 def is_refname(name: bytes) -> bool:
     """Whether ``name`` is a ref name under ``refs/`` that ``git check-ref-format`` accepts."""
-    parts = name.split(b"/")
-    return (len(parts) > 1 and parts[0] == b"refs" and b".." not in name and b"@{" not in name
-            and not name.endswith(b".") and all(_COMPONENT.fullmatch(part) and not part.endswith(b".lock")
-                                                for part in parts))
+    return (_REFNAME.fullmatch(name) is not None and b".." not in name and b"@{" not in name
+            and not name.endswith((b".", b".lock")) and b".lock/" not in name)
 
 
 def _sha_at_start(text: bytes) -> bytes | None:
