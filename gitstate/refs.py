@@ -101,39 +101,38 @@ def parse_head_file(name: str, content: bytes) -> list[bytes]:
     return shas
 
 
-def parse_packed(data: bytes, where: str = "packed-refs") -> dict[bytes, PackedRef]:
+def parse_packed(data: bytes) -> dict[bytes, PackedRef]:
     """The refs of a ``packed-refs`` file, by name; any line git would refuse raises."""
     refs: dict[bytes, PackedRef] = {}
     lines = data.split(b"\n")
     if lines.pop():
-        raise CorruptObjectError(f"{where}: the last line {data[-80:]!r} is unterminated "
+        raise CorruptObjectError(f"packed-refs: the last line {data[-80:]!r} is unterminated "
                                  "(git: unterminated line in packed-refs)")
     last = None  # the ref a peeled line may follow
     for number, line in enumerate(lines, 1):
         problem = None
         if number == 1 and line.startswith(b"#"):
             if not line.startswith(_HEADER):
-                problem = f"is not a '{_HEADER.decode()}' header"
+                problem = f"is not a '{_HEADER.decode()}' header (git: unexpected line)"
         elif line.startswith(b"^"):
             if last is None or not _HEX.fullmatch(line[1:]):
-                problem = "is not a peeled line following a ref"
+                problem = "is not a peeled line following a ref (git: unexpected line)"
             else:
                 refs[last] = PackedRef(refs[last].sha, line[1:].lower())
                 last = None
         else:
             sha, name = _sha_at_start(line), line[41:]
             if sha is None:
-                problem = "is not '<sha> <refname>'"
+                problem = "is not '<sha> <refname>' (git: unexpected line)"
             elif not is_refname(name):
-                problem = "names an invalid ref"
+                problem = "names an invalid ref (git ignores it, or stops)"
             elif name in refs:
-                problem = "names a ref listed before"
+                problem = "names a ref listed before (git reads one of the two)"
             else:
                 refs[name] = PackedRef(sha)
                 last = name
         if problem:
-            raise CorruptObjectError(f"{where} line {number}: {line[:100]!r} {problem} "
-                                     "(git: unexpected line in packed-refs)")
+            raise CorruptObjectError(f"packed-refs line {number}: {line[:100]!r} {problem}")
     return refs
 
 
