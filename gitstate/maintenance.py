@@ -6,9 +6,9 @@ low by merging them geometrically: after packing the loose objects, the
 smallest packs are rewritten as one until every pack is at least twice the
 size of all smaller packs together. ``gc(prune=True)`` rewrites everything
 reachable into one delta-compressed pack and deletes what nothing reaches any
-more. What is kept (reachable from a ref or a reflog, or from a loose object
-younger than the grace period) is decided by :mod:`gitstate.reclaim`, shared
-with retention's ``reclaim``, which prunes without repacking.
+more. What is kept is decided by :mod:`gitstate.reclaim`, shared with
+retention's ``reclaim``, which prunes without repacking; the rule is written
+down in docs/guarantees.md ("What maintenance deletes").
 
 Memory: objects are numbered in compact tables (:mod:`gitstate.objectset`),
 packed objects are read with plain reads rather than mapping whole packs, and
@@ -25,9 +25,8 @@ Safety beside concurrent writers and readers:
 - a new pack is fsynced and renamed into place (``.pack`` then ``.idx``)
   before any loose object it holds or any pack it replaces is deleted, and
   readers retry a miss after rescanning the packs;
-- a loose object is deleted only if it is in the new pack, or unreachable and
-  older than the grace period (checked again just before unlinking; saves
-  refresh the time of objects they reuse).
+- a loose object is deleted only if it is in the new pack, or proven
+  unreachable and older than the grace period (docs/guarantees.md).
 
 Automatic maintenance: each :class:`StateRepository` counts the objects and
 bytes its saves wrote; past ``auto_objects`` or ``auto_bytes`` it runs
@@ -220,9 +219,11 @@ class MaintenanceMixin:
            progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
         """Pack loose objects with deltas and merge small packs; never blocks writers.
 
-        ``prune=True`` also rewrites all packs into one and deletes objects that
-        no ref or reflog reaches and that are older than ``grace_seconds``
-        (default: the ``grace_seconds`` setting). Returns at once, with
+        ``prune=True`` also rewrites all packs into one and deletes the objects
+        proven unreachable and older than ``grace_seconds`` (default: the
+        ``grace_seconds`` setting), as docs/guarantees.md says: a damaged
+        repository raises ``CorruptObjectError``, one that is not bare
+        ``NotARepositoryError``, before anything is touched. Returns at once, with
         ``skipped=True``, if another maintenance is running on this repository.
         ``progress(done, total)`` is called as objects are written into packs
         (a few hundred times at most; ``total`` grows if packs are then merged).
@@ -488,7 +489,7 @@ class _Packer:
         """Rewrite everything reachable into one pack; delete what nothing reaches.
 
         Young loose objects that no ref reaches (a save in progress) stay loose
-        and untouched; what they reach is kept (see :mod:`gitstate.reclaim`).
+        and untouched; what they reach is kept (docs/guarantees.md).
         """
         census = Census(self.reader, self.repo.path, time.time() - grace)
         census.mark()

@@ -28,6 +28,7 @@ from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 _HEX = frozenset("0123456789abcdef")
+STOPPED = "maintenance stopped before deleting anything, nothing was lost"
 
 
 class ShaTable:
@@ -88,19 +89,21 @@ def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 
 
-def read_or_stop(reader: ObjectReader, sha: bytes) -> Raw:
+def read_or_stop(reader: ObjectReader, sha: bytes, source: str = "") -> Raw:
     """Object ``sha`` (hex) for maintenance: a missing or damaged one stops the run.
 
-    Raised before anything is deleted that is not stored elsewhere, so nothing is lost.
+    Raised before anything is deleted that is not stored elsewhere, so nothing is
+    lost; ``source`` names what reaches the object (a ref, a reflog line).
     """
+    reached = f", reached from {source}" if source else ""
     try:
         return reader.read(sha)
     except KeyError:
-        raise CorruptObjectError(f"object {sha.decode()} is reachable but missing; "
-                                 "maintenance stopped, nothing was lost") from None
+        raise CorruptObjectError(f"object {sha.decode()} is reachable but missing{reached}; "
+                                 f"{STOPPED}") from None
     except ValueError as exc:
-        raise CorruptObjectError(f"object {sha.decode()} is damaged ({exc}); "
-                                 "maintenance stopped, nothing was lost") from None
+        raise CorruptObjectError(f"object {sha.decode()} is damaged ({exc}){reached}; "
+                                 f"{STOPPED}") from None
 
 
 @contextmanager
@@ -136,15 +139,14 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
-            kind, _size, base, _start = read_entry_header(f.fileno(), offset)
+            kind, _size, delta_base, _start = read_entry_header(f.fileno(), offset)
             if kind == OFS_DELTA:
-                at = bisect_left(sorted_offsets, base)  # type: ignore[arg-type]
-                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [base]) else -1
+                at = bisect_left(sorted_offsets, delta_base)  # type: ignore[arg-type]
+                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [delta_base]) else -1
             elif kind == REF_DELTA:
-                bases[pos] = table.find(base)  # type: ignore[arg-type]
-            if kind in (OFS_DELTA, REF_DELTA):
-                if bases[pos] < 0:
-                    raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
+                bases[pos] = table.find(delta_base)  # type: ignore[arg-type]
+            if kind in (OFS_DELTA, REF_DELTA) and bases[pos] < 0:
+                raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:
                 kinds[order[pos]] = kind
             elif kinds[bases[pos]]:

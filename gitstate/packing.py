@@ -34,6 +34,7 @@ from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
 from .delta import create_delta
+from .ids import is_sha
 from .objectset import ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE
 from .store import fsync_path
@@ -71,15 +72,15 @@ class Plan:
 
 
 def commit_links(raw: bytes) -> list[bytes]:
-    """[tree, *parents] (hex) of a raw commit."""
-    links = []
+    """[tree, *parents] (hex) of a raw commit, which starts with them as git writes it;
+    ``ValueError`` if it does not."""
+    links: list[bytes] = []
     for line in raw.split(b"\n"):
-        if not line:
+        if not line.startswith(b"parent " if links else b"tree "):
             break
-        if line.startswith(b"tree "):
-            links.insert(0, line[5:45])
-        elif line.startswith(b"parent "):
-            links.append(line[7:47])
+        links.append(line.partition(b" ")[2])
+    if not links or not all(map(is_sha, links)):
+        raise ValueError("its first lines are not 'tree <sha>' and 'parent <sha>' lines")
     return links
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import AgentNotFoundError, InvalidArgumentError
-from .reclaim import ReclaimResult, reclaim
+from .reclaim import ReclaimResult, check_roots, reclaim
 from .retention import Decision, RetentionPolicy, plan
 from .rewrite import rewrite
 
@@ -38,7 +38,8 @@ class PruneMixin:
 
         Each agent's history is rewritten to the checkpoints the policy keeps
         (see :func:`gitstate.retention.plan`; ids stay, tags follow), under
-        the agent's lock; then :meth:`reclaim` frees the space. ``dry_run``
+        the agent's lock; then :meth:`reclaim` frees the space (a repository
+        it would refuse raises before any history is rewritten). ``dry_run``
         only plans. ``now`` (default: the current time) anchors ``keep_within``.
         ``progress(done, total)`` is called after each agent.
         """
@@ -50,6 +51,8 @@ class PruneMixin:
         grace = _grace(grace)
         if agent_id is not None:
             self._head(agent_id)
+        if not dry_run:  # a repository reclaim would refuse: refuse before rewriting anything
+            check_roots(self._store)
         agents = [agent_id] if agent_id is not None else [a.agent_id for a in self.agents()]
         decisions: dict[str, list[Decision]] = {}
         removed = 0
@@ -81,10 +84,11 @@ class PruneMixin:
         return decisions
 
     def reclaim(self: "StateRepository", *, grace: Optional[timedelta] = None) -> ReclaimResult:
-        """Delete objects no ref or reflog reaches and older than ``grace`` (default 10 min).
+        """Delete the objects proven unreachable and older than ``grace`` (default 10 min).
 
+        What is kept and when it stops instead: docs/guarantees.md.
         ``grace=timedelta(0)`` is safe only when no other process writes to the
-        repository (like ``git gc --prune=now``). See :mod:`gitstate.reclaim`.
+        repository (like ``git gc --prune=now``).
         """
         return reclaim(self._store, _grace(grace).total_seconds())
 

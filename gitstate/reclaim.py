@@ -1,19 +1,16 @@
 """Deleting the objects that nothing reaches any more: one marking, one set of grace rules.
 
+What is kept, when a run stops and the grace period are written down once, in
+docs/guarantees.md ("What maintenance deletes"); this module implements it.
+
 Two callers, one lock (``Store.maintenance_lock``, also held by a fetch until its
 objects are named by refs); saves never wait for it:
 ``reclaim`` (retention's ``repo.reclaim()``, after delete, prune, rollback) deletes
 without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
-is kept into one delta-compressed pack. Both take a :class:`Census`:
-
-- kept is everything reachable from a ref (any ``refs/...``, loose or packed, and
-  the ``*HEAD`` files), from an entry of a reflog (old and new SHA, as git counts
-  them), or from a loose object younger than the grace period (a save in
-  progress: its ref is not moved yet; :meth:`Store.write` freshens the time of an
-  object it reuses, as git does). Refs are read before and after the walk;
-- a reachable object that is missing stops the run before anything is deleted;
-- an unreachable loose object is unlinked only if still older than the grace
-  period just before (:func:`remove_loose`).
+is kept into one delta-compressed pack. Both take a :class:`Census`: every object
+numbered, then marked from the roots (:func:`scan_roots`, read with
+:mod:`gitstate.refs`), type-checked as it is walked; a problem raises before
+anything is deleted. ``prune`` calls :func:`check_roots` before rewriting.
 
 ``gc(prune=True)`` replaces every pack (a packed object has no age of its own).
 ``reclaim`` rewrites each pack older than the grace that holds unreachable
@@ -29,19 +26,25 @@ import time
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from typing import Optional
 
+from dulwich.config import ConfigFile
+from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
+from .errors import CorruptObjectError, NotARepositoryError
 from .ids import is_sha
-from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
+from .objectset import STOPPED, ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, Plan, commit_links, write_pack
-from .reader import BLOB, COMMIT, SHA_SIZE, TAG, TREE, ObjectReader, PackIndex, loose_path
+from .reader import (BLOB, COMMIT, SHA_SIZE, TAG, TREE, TYPE_NAMES, ObjectReader, PackIndex,
+                     loose_path)
+from .refs import (ZERO, RefValue, parse_head_file, parse_journal, parse_loose, parse_packed,
+                   parse_reflog, read_file)
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
-_ZERO = b"0" * 40
+_KIND_NAMES = {kind: name.decode() for name, kind in TYPE_NAMES.items()}
+Root = tuple[bytes, int, str]  # (hex SHA, the type it must have or 0 for any, what names it)
 LOOSE, YOUNG, REACHED, LEFT_LOOSE = 1, 2, 4, 8  # Census.flags bits
 
 
@@ -75,6 +78,7 @@ class Census:
     """
 
     def __init__(self, reader: ObjectReader, path: str, cutoff: float):
+        check_bare(path)
         self.reader, self.path, self.cutoff = reader, path, cutoff
         self.objects_dir = reader.objects_dir
         self.packs = pack_bases(self.objects_dir)
@@ -90,55 +94,75 @@ class Census:
         self.newer: set[bytes] = set()  # hex SHAs reached that the census does not hold
 
     def mark(self) -> None:
-        """Flag everything reachable (see the module docstring); raises on a missing object."""
+        """Flag everything reachable (docs/guarantees.md), the refs read before and after.
+
+        ``CorruptObjectError`` for a root file that does not parse, or a
+        reachable object that is missing or of the wrong type.
+        """
         flags = self.flags
-        self._walk(_roots(self.path))
+        self._walk(scan_roots(self.path))
         for i, f in enumerate(flags):
             if f & YOUNG and not f & REACHED:
                 flags[i] |= LEFT_LOOSE
-        self._walk(self.table.hex(i) for i, f in enumerate(flags) if f & LEFT_LOOSE)
-        self._walk(_roots(self.path))  # refs moved during the walk
+        self._walk((self.table.hex(i), 0, "a young loose object")
+                   for i, f in enumerate(flags) if f & LEFT_LOOSE)
+        self._walk(scan_roots(self.path))  # refs moved during the walk
 
-    def _walk(self, roots: Iterable[bytes]) -> None:
+    def _walk(self, roots: Iterable[Root]) -> None:
         table, flags, kinds = self.table, self.flags, self.objects.kinds
-        for root in roots:
-            stack = [root]
+        for root, want, source in roots:
+            stack = [(root, want)]
             while stack:
-                sha = stack.pop()
+                sha, want = stack.pop()
                 i = table.find_hex(sha)
                 if i >= 0:
                     if flags[i] & REACHED:
+                        if want and kinds[i] != want:
+                            _wrong_type(sha, kinds[i], want, source)
                         continue
                     flags[i] |= REACHED
                 elif sha in self.newer:
                     continue
                 else:
                     self.newer.add(sha)
-                kind, raw = read_or_stop(self.reader, sha)
+                kind, raw = read_or_stop(self.reader, sha, source)
+                if want and kind != want:
+                    _wrong_type(sha, kind, want, source)
                 if i >= 0:
                     kinds[i] = kind
                 if kind == COMMIT:
-                    links = self.objects.link(i, raw) if i >= 0 else commit_links(raw)
-                    stack.extend(links[1:])
-                    stack.append(links[0])  # the tree first: the stack stays short
+                    try:
+                        links = self.objects.link(i, raw) if i >= 0 else commit_links(raw)
+                    except ValueError as exc:
+                        raise CorruptObjectError(f"commit {sha.decode()} is damaged ({exc}), reached "
+                                                 f"from {source}; {STOPPED}") from None
+                    stack.extend((parent, COMMIT) for parent in links[1:])
+                    stack.append((links[0], TREE))  # the tree first: the stack stays short
                 elif kind == TREE:
-                    for _name, mode, entry in parse_tree(raw, SHA_SIZE):
+                    try:
+                        entries = parse_tree(raw, SHA_SIZE)
+                    except ObjectFormatException as exc:
+                        raise CorruptObjectError(f"tree {sha.decode()} is damaged ({exc}), reached "
+                                                 f"from {source}; {STOPPED}") from None
+                    for _name, mode, entry in entries:
                         if mode == _TREE_MODE:
-                            stack.append(entry)
+                            stack.append((entry, TREE))
                         elif mode != _GITLINK_MODE:
-                            self._reach_blob(entry)
+                            self._reach_blob(entry, source)
                 elif kind == TAG:
-                    stack.append(raw[7:47])
+                    stack.append(_tag_target(sha, raw))
 
-    def _reach_blob(self, sha: bytes) -> None:
+    def _reach_blob(self, sha: bytes, source: str) -> None:
         """Flag a blob (hex SHA) reached without reading it (a tree entry's mode gives its type)."""
         i = self.table.find_hex(sha)
         if i >= 0:
+            if self.flags[i] & REACHED and self.objects.kinds[i] != BLOB:
+                _wrong_type(sha, self.objects.kinds[i], BLOB, source)
             self.flags[i] |= REACHED
             self.objects.kinds[i] = BLOB
         elif sha not in self.newer:  # written after the census: it must exist
             self.newer.add(sha)
-            read_or_stop(self.reader, sha)
+            read_or_stop(self.reader, sha, source)
 
     def raw(self, i: int) -> tuple[int, bytes]:
         """(type, content) of object number ``i``."""
@@ -184,42 +208,133 @@ def _older_than(path: str, cutoff: float) -> bool:
         return False
 
 
-def _roots(path: str) -> Iterator[bytes]:
-    """Every SHA a ref (a loose ref hides its packed entry), a ``*HEAD`` file or a reflog entry names."""
-    refs: dict[bytes, list[bytes]] = {}  # ref -> its SHA (and the peeled one)
-    name = b""
-    for line in _lines(os.path.join(path, "packed-refs")):
-        if line.startswith(b"^") and name in refs:
-            refs[name].append(line[1:])
-        elif not line.startswith(b"#"):
-            sha, _, name = line.partition(b" ")
-            refs[name] = [sha]
-    for root, _dirs, names in os.walk(os.path.join(path, "refs")):
-        for file in names:
+def _wrong_type(sha: bytes, kind: int, want: int, source: str) -> None:
+    raise CorruptObjectError(
+        f"object {sha.decode()} is a {_KIND_NAMES.get(kind, kind)} where a {_KIND_NAMES[want]} is "
+        f"expected, reached from {source}; {STOPPED}")
+
+
+def _tag_target(sha: bytes, raw: bytes) -> tuple[bytes, int]:
+    """(hex SHA, type) of what an annotated tag names."""
+    lines = raw.split(b"\n", 2)[:2]
+    target = lines[0][7:]
+    kind = TYPE_NAMES.get(lines[1][5:]) if len(lines) == 2 and lines[1].startswith(b"type ") else None
+    if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
+        raise CorruptObjectError(f"tag {sha.decode()} is damaged (no 'object' and 'type' "
+                                 f"lines); {STOPPED}")
+    return target, kind
+
+
+def check_bare(path: str) -> None:
+    """``NotARepositoryError`` unless the repository at ``path`` is bare (``core.bare =
+    true``, no ``index``, no linked work trees): maintenance deletes objects only there."""
+    try:
+        bare = ConfigFile.from_path(os.path.join(path, "config")).get((b"core",), b"bare")
+        reason = None if bare.strip().lower() in (b"true", b"yes", b"on", b"1") else \
+            f"core.bare = {bare.decode(errors='replace')}: the .git folder of a work tree"
+    except KeyError:
+        reason = ("its config has no core.bare = true (if it is bare: "
+                  f"git --git-dir {path} config core.bare true)")
+    except (OSError, ValueError) as exc:
+        reason = f"its config cannot be read ({exc})"
+    worktrees = os.path.join(path, "worktrees")
+    if reason is None and os.path.exists(os.path.join(path, "index")):
+        reason = "it has an index, the staged files of a work tree"
+    if reason is None and os.path.isdir(worktrees) and os.listdir(worktrees):
+        reason = "it has linked work trees (worktrees/)"
+    if reason is not None:
+        raise NotARepositoryError(
+            f"{path} is not a bare repository ({reason}); gitstate deletes no objects there, as "
+            "objects only a work tree holds would be lost: run git gc in it instead")
+
+
+def scan_roots(path: str) -> Iterator[Root]:
+    """Every root of the repository at ``path``, as docs/guarantees.md ("What maintenance
+    deletes") lists them; ``CorruptObjectError`` for any file naming roots that does not
+    parse, or for a ref holding forty zeros."""
+    try:
+        yield from _scan_roots(path)
+    except CorruptObjectError as exc:
+        raise CorruptObjectError(f"{exc}; {STOPPED} (maintenance deletes only what no ref, "
+                                 "reflog or journal can name: repair or remove that file first)") from None
+
+
+def _scan_roots(path: str) -> Iterator[Root]:
+    def ref_root(name: bytes, sha: bytes) -> Root:
+        text = name.decode(errors="replace")
+        if sha == ZERO:
+            raise CorruptObjectError(f"ref {text} holds forty zeros, which name no object")
+        return sha, COMMIT if name.startswith(b"refs/heads/") else 0, f"ref {text}"
+
+    loose: dict[bytes, RefValue] = {}  # read before packed-refs: git pack-refs writes it first
+    for name, full in _files(path, "refs"):
+        content = _read(full)
+        if content is not None:
+            loose[name] = parse_loose(content, f"ref {name.decode(errors='replace')}")
+    packed = parse_packed(_read(os.path.join(path, "packed-refs")) or b"")
+    for name, entry in packed.items():
+        if name not in loose:  # a loose ref hides its packed entry, as in git
+            yield ref_root(name, entry.sha)
+            if entry.peeled is not None:
+                yield entry.peeled, 0, f"ref {name.decode(errors='replace')} (peeled)"
+    for name, value in loose.items():
+        if value.sha is not None:
+            yield ref_root(name, value.sha)
+    for file in sorted(os.listdir(path)):
+        content = _read(os.path.join(path, file)) if file.endswith("HEAD") else None
+        if content is not None:
+            for sha in parse_head_file(file, content):
+                yield sha, COMMIT if file == "HEAD" else 0, file
+    for name, full in _files(path, "logs"):
+        where = name.decode(errors="replace")
+        try:
+            with open(full, "rb") as f:  # streamed: a reflog may have a line per checkpoint
+                for number, old, new in parse_reflog(f, where):
+                    yield from ((sha, 0, f"{where} line {number}") for sha in (old, new) if sha != ZERO)
+        except FileNotFoundError:  # deleted since the listing
+            continue
+    for name, full in _files(path, os.path.join("gitstate", "journal")):
+        where = name.decode(errors="replace")
+        for number, ref, old, new in parse_journal(_read(full) or b"", where):
+            kind = COMMIT if ref.startswith(b"refs/heads/") else 0
+            yield from ((sha, kind, f"{where} line {number}") for sha in (old, new) if sha != b"-")
+
+
+def _read(path: str) -> bytes | None:
+    """A file's content; None if it is not there (any more) or is a folder."""
+    try:
+        return read_file(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _files(path: str, folder: str) -> Iterator[tuple[bytes, str]]:
+    """(name relative to ``path`` with '/', full path) of the files under ``folder``, sorted,
+    without ``*.lock`` files (updates in progress, as git skips them)."""
+    for root, dirs, names in os.walk(os.path.join(path, folder)):
+        dirs.sort()
+        for file in sorted(names):
             if not file.endswith(".lock"):
                 full = os.path.join(root, file)
-                refs[os.fsencode(os.path.relpath(full, path))] = _lines(full)[:1]
-    files = [os.path.join(root, file) for root, _dirs, names in os.walk(os.path.join(path, "logs"))
-             for file in names]
-    files += [os.path.join(path, file) for file in os.listdir(path) if file.endswith("HEAD")]
-    words = chain((sha for shas in refs.values() for sha in shas),
-                  (word for file in files for line in _lines(file)  # reflog lines hold two SHAs,
-                   for word in line.split(None, 2)[:2]))  # FETCH_HEAD lines a SHA and a tab
-    for word in words:
-        if word != _ZERO and is_sha(word):
-            yield word
+                yield os.fsencode(os.path.relpath(full, path)).replace(os.sep.encode(), b"/"), full
 
 
-def _lines(path: str) -> list[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read().splitlines()
-    except (FileNotFoundError, IsADirectoryError):
-        return []
+def check_roots(store: Store) -> None:
+    """What :func:`reclaim` would refuse first, checked cheaply (no walk of the history):
+    the repository is bare, every file naming roots parses, every root exists, and the
+    refs under ``refs/heads/`` and HEAD name commits."""
+    check_bare(store.path)
+    with maintenance_reader(store.objects_dir) as reader:
+        for sha, want, source in scan_roots(store.path):
+            if want or not (reader.is_packed(sha)
+                            or os.path.exists(loose_path(store.objects_dir, sha))):
+                kind, _raw = read_or_stop(reader, sha, source)
+                if want and kind != want:
+                    _wrong_type(sha, kind, want, source)
 
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
-    """Delete the unreachable objects older than ``grace`` seconds; see the module docstring."""
+    """Delete the unreachable objects older than ``grace`` seconds (docs/guarantees.md)."""
     with store.maintenance_lock(), maintenance_reader(store.objects_dir) as reader:
         census = Census(reader, store.path, time.time() - grace)
         census.mark()

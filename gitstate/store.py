@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -29,13 +28,12 @@ from typing import Iterator
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
-from .ids import is_sha
+from .errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
 from .reader import CACHE_BYTES, ObjectReader, loose_path
+from .refs import RefValue, parse_loose, parse_packed, read_file
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
 SYMREF_DEPTH = 5  # symbolic refs followed in a row at most, as git does
-_REF_NAME = re.compile(rb"refs(?:/[^/.\x00-\x20\x7f~^:?*\[\\][^/\x00-\x20\x7f~^:?*\[\\]*)+")
 
 
 def fsync_path(path: str) -> None:
@@ -67,15 +65,6 @@ def _close_repos(repos: "weakref.WeakSet[_ThreadRepo]") -> None:
     """Close the Repos still open (at exit: before the interpreter tears dulwich down)."""
     for own in list(repos):
         own.close()
-
-
-def _read_small(path: str) -> bytes:
-    """The stripped content of a small file (a loose ref)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 4096).strip()
-    finally:
-        os.close(fd)
 
 
 class _Backoff:
@@ -162,6 +151,8 @@ class Store:
             return self.repo.object_store.get_raw(sha)
 
     def _packed_refs(self) -> dict[bytes, bytes]:
+        """The refs of ``packed-refs`` with their SHAs (cached while the file is unchanged);
+        ``CorruptObjectError`` for a file git would refuse."""
         path = os.path.join(self.path, "packed-refs")
         try:
             st = os.stat(path)
@@ -169,48 +160,41 @@ class Store:
             return {}
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
         if self._packed is None or self._packed[0] != key:
-            refs: dict[bytes, bytes] = {}
             with open(path, "rb") as f:
-                for line in f:
-                    if line[:1] in (b"#", b"^"):
-                        continue
-                    sha, _, name = line.rstrip(b"\n").partition(b" ")
-                    refs[name] = sha
-            self._packed = (key, refs)
+                packed = parse_packed(f.read())
+            self._packed = (key, {name: entry.sha for name, entry in packed.items()})
         return self._packed[1]
 
-    def _ref_value(self, ref: bytes) -> bytes | None:
-        """What a ref holds (loose, else packed), unchecked; None if it does not exist."""
+    def _ref_value(self, ref: bytes) -> RefValue | None:
+        """What a ref holds (loose, else packed); None if it does not exist."""
         try:
-            return _read_small(os.path.join(self.path, os.fsdecode(ref)))
+            content = read_file(os.path.join(self.path, os.fsdecode(ref)))
         except (FileNotFoundError, NotADirectoryError):
-            return self._packed_refs().get(ref)
+            sha = self._packed_refs().get(ref)
+            return None if sha is None else RefValue(sha)
         except IsADirectoryError:
             return None
+        return parse_loose(content, f"ref {ref.decode(errors='replace')}")
 
-    def _follow(self, ref: bytes, value: bytes | None) -> bytes | None:
+    def _follow(self, ref: bytes, value: RefValue | None) -> bytes | None:
         """The SHA that ``value`` (what ``ref`` holds) leads to through symbolic refs.
 
         None if it ends at a ref that does not exist, as git does;
-        ``CorruptObjectError`` naming ``ref`` for anything else than a SHA or
-        ``ref: refs/...``, or for too many symbolic refs in a row (a loop).
+        ``CorruptObjectError`` naming ``ref`` for too many symbolic refs in a
+        row (a loop).
         """
         for _ in range(SYMREF_DEPTH + 1):
-            if value is None or is_sha(value.lower()):  # git accepts upper-case hex too
-                return None if value is None else value.lower()
-            target = value[4:].strip() if value.startswith(b"ref:") else b""
-            if (not _REF_NAME.fullmatch(target) or b".." in target
-                    or target.endswith(b".lock") or b".lock/" in target):
-                raise CorruptObjectError(f"ref {ref.decode(errors='replace')} holds {value[:80]!r}, "
-                                         "neither a SHA nor a symbolic ref")
-            value = self._ref_value(target)
+            if value is None or value.target is None:
+                return None if value is None else value.sha
+            value = self._ref_value(value.target)
         raise CorruptObjectError(f"ref {ref.decode(errors='replace')}: more than {SYMREF_DEPTH} "
                                  "symbolic refs in a row (a loop?)")
 
     def read_ref(self, ref: bytes) -> bytes | None:
         """The SHA (hex bytes) a ref points to, through symbolic refs; None if it does not exist.
 
-        ``CorruptObjectError`` if the ref holds neither a SHA nor a symbolic ref.
+        ``CorruptObjectError`` if the ref holds neither a SHA nor a symbolic ref
+        (git's rules: :mod:`gitstate.refs`).
         """
         return self._follow(ref, self._ref_value(ref))
 
@@ -218,20 +202,28 @@ class Store:
         """:meth:`read_ref` of a ref gitstate is about to move: ``InvalidArgumentError`` if it
         is symbolic (gitstate moves only the ref a symbolic one names)."""
         value = self._ref_value(ref)
-        if value is not None and value.startswith(b"ref:"):
+        if value is not None and value.target is not None:
             raise InvalidArgumentError(
-                f"{ref.decode()} is a symbolic ref ({value.decode(errors='replace')}); gitstate "
+                f"{ref.decode()} is a symbolic ref (ref: {value.target.decode()}); gitstate "
                 "writes only real refs: use the agent it names")
         return self._follow(ref, value)
 
     def read_refs(self, prefix: bytes,
-                  errors: dict[bytes, CorruptObjectError] | None = None) -> dict[bytes, bytes]:
+                  errors: dict[bytes, GitstateError] | None = None) -> dict[bytes, bytes]:
         """Every ref under ``prefix`` (ending in ``/``) with its SHA; loose refs win.
 
         A damaged ref raises ``CorruptObjectError``, or, given ``errors``, is
-        left out and put there with its error.
+        left out and put there with its error (a damaged ``packed-refs`` file
+        under ``b"packed-refs"``: the refs only it holds are then left out).
         """
-        values = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
+        found: dict[bytes, RefValue | CorruptObjectError] = {}
+        try:
+            found.update((name, RefValue(sha)) for name, sha in self._packed_refs().items()
+                         if name.startswith(prefix))
+        except CorruptObjectError as exc:
+            if errors is None:
+                raise
+            errors[b"packed-refs"] = exc
         folders = [(os.path.join(self.path, os.fsdecode(prefix)), prefix)]
         while folders:
             folder, ref_prefix = folders.pop()
@@ -245,12 +237,18 @@ class Store:
                     folders.append((entry.path, ref + b"/"))
                 elif not entry.name.endswith(".lock"):
                     try:
-                        values[ref] = _read_small(entry.path)
+                        content = read_file(entry.path)
                     except FileNotFoundError:  # deleted since the listing
                         continue
+                    try:
+                        found[ref] = parse_loose(content, f"ref {ref.decode(errors='replace')}")
+                    except CorruptObjectError as exc:
+                        found[ref] = exc
         refs = {}
-        for ref, value in values.items():
+        for ref, value in found.items():
             try:
+                if isinstance(value, CorruptObjectError):
+                    raise value
                 sha = self._follow(ref, value)
             except CorruptObjectError as exc:
                 if errors is None:
@@ -393,11 +391,12 @@ class Store:
                     os.unlink(lock_path)
 
     def _delete_ref(self, ref: bytes, path: str) -> None:
+        packed = ref in self._packed_refs()  # a damaged packed-refs raises before the unlink
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        if ref in self._packed_refs():
+        if packed:
             self._rewrite_packed_refs(ref)
 
     def _rewrite_packed_refs(self, drop: bytes) -> None:

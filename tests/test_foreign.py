@@ -148,11 +148,13 @@ def test_bad_ref_files_are_corrupt_refs(two: StateRepository, content: bytes) ->
     assert [(p.kind, p.subject) for p in problems] == [("ref", ref)]
 
 
-def test_bad_packed_ref_is_a_corrupt_ref(two: StateRepository) -> None:
+def test_a_packed_refs_file_git_refuses_is_corrupt(two: StateRepository) -> None:
     Path(two.path, "packed-refs").write_bytes(b"# pack-refs with: peeled\nnot-a-sha refs/heads/agents/p\n")
-    with pytest.raises(CorruptObjectError, match="refs/heads/agents/p"):
+    with pytest.raises(CorruptObjectError, match="packed-refs line 2: b'not-a-sha refs/heads/agents/p'"):
         two._store.read_ref(b"refs/heads/agents/p")
-    assert [(p.kind, p.subject) for p in two.verify().problems] == [("ref", "refs/heads/agents/p")]
+    problems = two.verify().problems  # the loose agent a1 is still checked
+    assert [(p.kind, p.subject) for p in problems] == [("ref", "packed-refs")]
+    assert two.verify().agents == 1
 
 
 def test_verify_reports_refs_to_trees_and_reads_through_the_repository(two: StateRepository) -> None:
