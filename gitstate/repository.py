@@ -446,7 +446,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """The state as a JSON-mode dict, and its schema version."""
     if isinstance(state, BaseModel):
-        return state.model_dump(mode="json"), getattr(type(state), "schema_version", 1)
+        try:
+            data = state.model_dump(mode="json")
+        except ValueError as exc:  # an unknown type, or nesting deeper than pydantic writes
+            raise EncodingError(f"the state cannot be dumped in JSON mode: {exc}") from None
+        return data, getattr(type(state), "schema_version", 1)
     if isinstance(state, Mapping):
         return dict(state), 1
     raise InvalidArgumentError(
