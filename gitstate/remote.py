@@ -307,7 +307,7 @@ class RemoteMixin:
         """
         url = self._remote_url(remote)
         if agents is None:
-            selected = [info.agent_id for info in self.agents()]
+            selected = [validate_agent_id(info.agent_id) for info in self.agents()]
         else:
             selected = list(dict.fromkeys(validate_agent_id(a) for a in agents))
         local = {agent_id: self._local(agent_id) for agent_id in selected}

@@ -210,6 +210,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
         """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        validate_agent_id(agent_id)
         validate_name(name)
         target = self.resolve(agent_id, rev)
         with self._store.agent_lock(agent_id) as lock:
@@ -249,7 +250,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise CorruptObjectError(f"commit {sha.decode()} cannot be parsed: {exc}") from exc
 
     def _head(self, agent_id: str) -> bytes:
-        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id)))
+        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id, existing=True)))
         if head is None:
             raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
         return head
