@@ -42,7 +42,7 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
-from .layout import STATE_FILE, CommitInfo, checkpoint_commit, state_objects
+from .layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
@@ -149,8 +149,9 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
         The agent is ``agent_id`` if given (also written into the state), else
         the state's own ``agent_id``. ``name`` tags the checkpoint and must be
-        new for this agent. ``time`` (timezone-aware) sets the author time,
-        default now. ``trailers`` adds commit trailers beside gitstate's own.
+        new for this agent. ``time`` (timezone-aware, within 1970..9999 UTC)
+        sets the author time, default now. ``trailers`` adds commit trailers
+        beside gitstate's own.
         """
         data, schema_version = _plain(state)
         extra = _extra_trailers(trailers)
@@ -163,7 +164,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if name is not None:
             validate_name(name)
             self._check_name_free(agent_id, name)
-        when = None if time is None else int(_aware(time, "time").timestamp())
+        when = None if time is None else checkpoint_time(time)
         iteration, status = data.get("iteration"), data.get("status")
         iteration = iteration if type(iteration) is int else None
         status = status if isinstance(status, str) else None
@@ -409,8 +410,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         """
         if limit is not None and (type(limit) is not int or limit < 0):
             raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
-        before = None if before is None else _aware(before, "before")
-        since = None if since is None else _aware(since, "since")
+        before = None if before is None else aware(before, "before")
+        since = None if since is None else aware(since, "since")
         head = self._head(agent_id)
         names = self._names(agent_id)
         result: list[Checkpoint] = []
@@ -478,12 +479,6 @@ def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
             raise InvalidArgumentError(f"trailers {seen[key.lower()]!r} and {key!r} differ only in case")
         seen[key.lower()] = key
     return dict(trailers)
-
-
-def _aware(when: datetime, what: str) -> datetime:
-    if not isinstance(when, datetime) or when.tzinfo is None:
-        raise InvalidArgumentError(f"{what} must be a timezone-aware datetime, got {when!r}")
-    return when
 
 
 def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],
