@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,13 +47,19 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 class GitstateGroup(click.Group):
-    """A click group that turns gitstate errors into one line on stderr and exit code 1."""
+    """A click group that turns gitstate errors into one line on stderr and exit code 1,
+    and ends like git, killed by SIGPIPE, when the reader of its output goes away."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if sys.stdout is not None:  # buffered output meets a closed pipe here, not at exit
+                sys.stdout.flush()
+            return result
         except BrokenPipeError:
-            raise  # click ends quietly when the reader of a pipe goes away
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+            raise  # not reached: the signal ends the process
         except (GitstateError, OSError) as exc:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
