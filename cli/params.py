@@ -71,7 +71,7 @@ class InputFile(click.File):
     def __init__(self) -> None:
         super().__init__("rb")
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
             return super().convert(value, param, ctx)
         except RuntimeError:  # click finds no stdin to read

@@ -23,7 +23,14 @@ from .output import (
     history_table,
     table,
 )
-from .params import INPUT_FILE, KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
+from .params import (
+    INPUT_FILE,
+    KEY_VALUE,
+    MOMENT,
+    agent_argument,
+    json_option,
+    revision_argument,
+)
 
 
 @click.command(short_help="Create a repository.")
