@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
 from pathlib import Path
 
@@ -97,6 +97,22 @@ def test_the_first_and_last_accepted_seconds_are_what_git_reads(repo):
     assert repo.save({"agent_id": "a"}, time=last.astimezone(WEST)).created == last
     assert git(repo, "log", "--format=%at", "agents/a").split() == ["253402300799", "0"]
     fsck(repo)
+
+
+class Unusable(tzinfo):
+    """A time zone whose offset datetime refuses (a day or more)."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(hours=30)
+
+
+def test_times_in_an_unusable_time_zone_are_argument_errors(repo):
+    repo.save({"agent_id": "a"})
+    odd = datetime(2025, 6, 3, tzinfo=Unusable())
+    for call in (lambda: repo.save({"agent_id": "a"}, time=odd), lambda: repo.log("a", since=odd),
+                 lambda: repo.log("a", before=odd)):
+        with pytest.raises(InvalidArgumentError, match="unusable time zone"):
+            call()
 
 
 def test_cli_time_before_1970_is_an_error(cli):
