@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,15 +48,36 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 class GitstateGroup(click.Group):
-    """A click group that turns gitstate errors into one line on stderr and exit code 1."""
+    """A click group that turns gitstate errors into one line on stderr and exit code 1,
+    and ends like git, killed by SIGPIPE, when the reader of its output goes away."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _whole_writes()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            raise  # click ends quietly when the reader of a pipe goes away
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+            raise  # not reached: the signal ends the process
         except (GitstateError, OSError) as exc:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
             raise click.ClickException(one_line(str(exc)) or type(exc).__name__) from exc
+
+
+def _whole_writes() -> None:
+    """Put a buffer under an unbuffered stdout (``PYTHONUNBUFFERED``, ``python -u``).
+
+    A raw pipe write cut short by a reader that goes away returns the part
+    written, and Python's text layer drops the rest without an error; a
+    buffered writer retries, so the closed pipe raises BrokenPipeError.
+    """
+    stream = sys.stdout
+    if stream is not None and isinstance(getattr(stream, "buffer", None), io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(stream.buffer), encoding=stream.encoding,
+                                      errors=stream.errors, line_buffering=bool(stream.line_buffering),
+                                      write_through=True)

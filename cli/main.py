@@ -26,6 +26,7 @@ Exit codes:
   1  a gitstate error (one line on stderr; --debug shows the traceback),
      problems found by 'verify', agents 'push'/'fetch'/'pull' could not move
   2  a usage error (unknown command or option, bad argument)
+As with git, a command whose output pipe closes is killed by SIGPIPE.
 """
 
 

@@ -27,7 +27,10 @@ class Moment(click.ParamType):
         text = str(value).strip()
         ago = _AGO.fullmatch(text)
         if ago:
-            return datetime.now(timezone.utc) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+            try:
+                return datetime.now(timezone.utc) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+            except (OverflowError, ValueError):  # more than a timedelta holds, or before year 1
+                self.fail(f"{text!r} is further back than the year 1", param, ctx)
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -62,9 +65,23 @@ class DurationType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class InputFile(click.File):
+    """A file to read (``-``: stdin); a closed stdin (``<&-``) is a usage error."""
+
+    def __init__(self) -> None:
+        super().__init__("rb")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except RuntimeError:  # click finds no stdin to read
+            self.fail("stdin is closed: give a FILE, or pipe the state in", param, ctx)
+
+
 MOMENT = Moment()
 KEY_VALUE = KeyValue()
 DURATION = DurationType()
+INPUT_FILE = InputFile()
 
 agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=complete_agent)
 

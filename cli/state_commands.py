@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Optional
 
 import click
@@ -23,7 +23,14 @@ from .output import (
     history_table,
     table,
 )
-from .params import KEY_VALUE, MOMENT, agent_argument, json_option, revision_argument
+from .params import (
+    INPUT_FILE,
+    KEY_VALUE,
+    MOMENT,
+    agent_argument,
+    json_option,
+    revision_argument,
+)
 
 
 @click.command(short_help="Create a repository.")
@@ -46,7 +53,7 @@ def init(settings: Settings, path: Optional[str]) -> None:
 
 
 @click.command(short_help="Save a JSON state as a new checkpoint.")
-@click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
+@click.argument("file", type=INPUT_FILE, default="-", metavar="[FILE|-]")
 @click.option("--agent", "agent_id", metavar="ID", shell_complete=complete_agent,
               help="Agent to save under (default: the state's agent_id).")
 @click.option("--name", help="Name the checkpoint (a tag; never reused within an agent).")
@@ -67,7 +74,11 @@ def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Opti
     $ gitstate save state.json --name triaged
     Saved 3f1c2ab (0193a0e4-...) agent_7c1e9a42 iteration 12 running [triaged]
     """
-    state = codec.decode(file.read())
+    try:
+        text = file.read()
+    except OSError as exc:  # e.g. stdin opened for writing only
+        raise click.BadParameter(f"cannot read {file.name}: {exc.strerror}", param_hint="'[FILE|-]'") from None
+    state = codec.decode(text)
     if not isinstance(state, dict):
         raise InvalidArgumentError(f"the state must be a JSON object, not {type(state).__name__}")
     checkpoint = settings.open_or_init().save(state, agent_id=agent_id, name=name, message=message,
@@ -122,13 +133,21 @@ def log(settings: Settings, agent_id: str, limit: Optional[int], status: Optiona
     COMMIT   ITER  STATUS     SAVED (UTC)          NAMES  CHECKPOINT ID                         MESSAGE
     96f0b9e  10    completed  2025-06-03 14:04:00  final  01a214ba-c061-7bb2-ab2c-35674a8e8301  ...
     """
-    before = until + timedelta(microseconds=1) if until is not None else None
+    before = None if until is None else _just_after(until)
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
     if as_json:
         for checkpoint in history:
             emit_json(checkpoint_json(checkpoint))
     else:
         history_table(history)
+
+
+def _just_after(moment: datetime) -> datetime:
+    """The first time after ``moment``; ``log --until`` includes ``moment`` itself."""
+    try:
+        return moment.astimezone(timezone.utc) + timedelta(microseconds=1)
+    except OverflowError:  # beyond the years 1-9999 in UTC: before or after every checkpoint
+        return datetime.max.replace(tzinfo=timezone.utc) if moment.year > 1 else datetime.min.replace(tzinfo=timezone.utc)
 
 
 _FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")

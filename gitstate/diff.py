@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-
-from .errors import InvalidArgumentError
+from . import codec
+from .errors import EncodingError, InvalidArgumentError
 from .models import Checkpoint
 
 if TYPE_CHECKING:
@@ -222,9 +222,19 @@ class DiffMixin:
     def diff(self: "StateRepository", agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
              other_agent: Optional[str] = None) -> StateDiff:
         """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest)
-        of ``other_agent`` (default: the same agent)."""
+        of ``other_agent`` (default: the same agent).
+
+        A state that canonical JSON cannot hold (written by another tool, e.g.
+        nested deeper than ``codec.MAX_DEPTH``) raises :class:`EncodingError`.
+        """
         old = self.resolve(agent_id, rev_a)
         new = self.resolve(other_agent if other_agent is not None else agent_id, rev_b)
         a, b = self.read_state(old.commit), self.read_state(new.commit)
+        for checkpoint, state in ((old, a), (new, b)):  # what another tool wrote may be too deep
+            try:
+                codec.check(state)
+            except EncodingError as exc:
+                raise EncodingError(f"checkpoint {checkpoint.short} of {checkpoint.agent_id!r} "
+                                    f"cannot be diffed: {exc}", exc.path) from None
         return StateDiff(old=old, new=new, summary=summarize(a, b), changes=changes(a, b),
                          patch=json_patch(a, b))

@@ -17,8 +17,13 @@ _SHA = re.compile(rb"[0-9a-f]{40}")
 _RESERVED_NAMES = {"latest", "HEAD"}
 
 
-def _check(value: object, kind: str) -> str | None:
-    """Return why ``value`` is not a valid id/name, or None if it is."""
+def _check(value: object, kind: str, existing: bool = False) -> str | None:
+    """Return why ``value`` is not a valid id/name, or None if it is.
+
+    The rules keep ``refs/heads/agents/<id>`` and ``refs/tags/agents/<id>/<name>``
+    valid under ``git check-ref-format``. ``existing`` also accepts a trailing
+    ``.``, which older gitstate versions let through (see :func:`validate_agent_id`).
+    """
     if not isinstance(value, str):
         return f"{kind} must be a string, not {type(value).__name__}"
     if not 1 <= len(value) <= 128:
@@ -28,13 +33,24 @@ def _check(value: object, kind: str) -> str | None:
                 "and must not start with '.' or '-'")
     if value.endswith(".lock") or ".." in value:
         return f"{kind} {value!r} must not end in '.lock' or contain '..'"
+    if value.endswith(".") and not existing:
+        return f"{kind} {value!r} must not end in '.' (git refuses such ref names)"
     return None
 
 
-def validate_agent_id(agent_id: object) -> str:
-    """Return ``agent_id`` if valid, else raise :class:`InvalidAgentIdError`."""
-    problem = _check(agent_id, "agent id")
+def validate_agent_id(agent_id: object, *, existing: bool = False) -> str:
+    """Return ``agent_id`` if valid, else raise :class:`InvalidAgentIdError`.
+
+    ``existing=True`` (reading an agent) also accepts an id ending in ``.``,
+    which older gitstate versions let through: such an agent can be read,
+    forked and deleted, but not saved to or named.
+    """
+    problem = _check(agent_id, "agent id", existing)
     if problem:
+        if _check(agent_id, "agent id", existing=True) is None:  # only the trailing '.'
+            problem += (f"; to keep an agent saved under it, fork it to a valid id "
+                        f"(gitstate fork {agent_id} latest NEW_ID), then delete it "
+                        f"(gitstate delete {agent_id} --yes)")
         raise InvalidAgentIdError(problem)
     return agent_id  # type: ignore[return-value]
 

@@ -9,12 +9,40 @@ from typing import Any, Optional
 from dulwich.objects import Blob, Commit, Tree
 
 from . import codec
+from .errors import InvalidArgumentError
 
 STATE_FILE = b"state.json"
 COMMITTER = b"gitstate <gitstate@localhost>"
-# the author times a datetime can hold (years 1 to 9999, UTC)
+# the author times read: what a datetime can hold (years 1 to 9999, UTC)
 MIN_TIME = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
 MAX_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
+# the checkpoint times written: git fsck refuses dates before 1970 (badDateOverflow)
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+def aware(when: object, what: str) -> datetime:
+    """``when`` if it is a timezone-aware datetime, else :class:`InvalidArgumentError`."""
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        raise InvalidArgumentError(f"{what} must be a timezone-aware datetime, got {when!r}")
+    try:
+        when.utcoffset()
+    except ValueError as exc:  # a tzinfo whose offset is a day or more
+        raise InvalidArgumentError(f"{what} {when!r} has an unusable time zone: {exc}") from None
+    return when
+
+
+def checkpoint_time(when: object, what: str = "time") -> int:
+    """The author time (Unix seconds) of a checkpoint saved at ``when``.
+
+    ``when`` must be timezone-aware and within 1970-01-01..9999-12-31 UTC, else
+    :class:`InvalidArgumentError` names it.
+    """
+    when = aware(when, what)
+    if not EARLIEST <= when <= LATEST:
+        raise InvalidArgumentError(f"{what} {when.isoformat()} is outside 1970-01-01..9999-12-31 "
+                                   "(UTC): git refuses commit dates before 1970")
+    return int(when.timestamp())
 
 
 def state_objects(data: Any) -> tuple[Blob, Tree]:

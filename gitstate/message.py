@@ -26,7 +26,11 @@ def one_line(text: str) -> str:
 
 
 def build(summary: str, trailers: dict[str, str]) -> bytes:
-    """Return the commit message for ``summary`` and ``trailers`` (in order)."""
+    """Return the commit message for ``summary`` and ``trailers`` (in order).
+
+    Text that is not valid Unicode (a lone surrogate, as Python decodes
+    undecodable command-line bytes) raises :class:`InvalidArgumentError`.
+    """
     lines = []
     for key, value in trailers.items():
         if not _KEY.fullmatch(key):
@@ -34,9 +38,19 @@ def build(summary: str, trailers: dict[str, str]) -> bytes:
         value = one_line(str(value))
         if not value:
             raise InvalidArgumentError(f"trailer {key!r} has an empty value")
+        _check_text(value, f"trailer {key!r} value")
         lines.append(f"{key}: {value}")
-    text = f"{one_line(summary) or 'checkpoint'}\n\n" + "\n".join(lines) + "\n"
-    return text.encode("utf-8")
+    summary = one_line(summary) or "checkpoint"
+    _check_text(summary, "message")
+    return (f"{summary}\n\n" + "\n".join(lines) + "\n").encode("utf-8")
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{what} {text!r} is not valid UTF-8 text "
+                                   "(it holds a lone surrogate)") from None
 
 
 def parse(message: bytes) -> tuple[str, dict[str, str]]:

@@ -94,7 +94,10 @@ class Remote(BaseModel):
 # -- URLs and secrets ---------------------------------------------------------------------
 def _secret(url: str) -> Optional[str]:
     """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (an unclosed IPv6 bracket): all of its user info
+        return url.partition("://")[2].rpartition("@")[0] or None
     if parts.password is not None:
         return parts.password
     if parts.scheme in ("http", "https") and parts.username:
@@ -104,9 +107,13 @@ def _secret(url: str) -> Optional[str]:
 
 def redact(url: str) -> str:
     """``url`` with its secret (see :func:`_secret`) replaced by ``***``."""
-    parts = urlsplit(url)
-    if _secret(url) is None:
+    secret = _secret(url)
+    if secret is None:
         return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.replace(secret, "***")
     host = parts.netloc.rpartition("@")[2]
     userinfo = f"{parts.username}:***" if parts.password is not None else "***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
@@ -219,8 +226,7 @@ class RemoteMixin:
         stock ``git fetch``/``git push`` on this repository move the same refs.
         """
         _check_remote_name(name)
-        if not isinstance(url, str) or not url.strip() or any(c in url for c in "\n\r\0"):
-            raise InvalidArgumentError(f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
+        _check_url(url)
         url = os.path.abspath(url) if _is_local_path(url) else url
         _talk(url, "reading the URL", lambda: get_transport_and_path(url))
         section = (b"remote", name.encode())
@@ -307,7 +313,7 @@ class RemoteMixin:
         """
         url = self._remote_url(remote)
         if agents is None:
-            selected = [info.agent_id for info in self.agents()]
+            selected = [validate_agent_id(info.agent_id) for info in self.agents()]
         else:
             selected = list(dict.fromkeys(validate_agent_id(a) for a in agents))
         local = {agent_id: self._local(agent_id) for agent_id in selected}
@@ -542,6 +548,7 @@ class RemoteMixin:
         if existed and (not os.path.isdir(path) or os.listdir(path)):
             raise InvalidArgumentError(f"cannot clone into {path}: it exists and is not an empty folder")
         _check_remote_name(remote)
+        _check_url(url)
         repo = cls.init(path, **options)  # type: ignore[attr-defined]
         try:
             repo.remote_add(remote, url)
@@ -569,6 +576,21 @@ def _check_remote_name(name: object) -> None:
     problem = _check(name, "remote name")
     if problem:
         raise InvalidArgumentError(problem)
+
+
+def _check_url(url: object) -> None:
+    """A remote URL must be one line of UTF-8 text that parses as a URL (or a path)."""
+    if not isinstance(url, str) or not url.strip() or any(c in url for c in "\n\r\0"):
+        raise InvalidArgumentError(f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"remote URL {redact(url)!r} is not valid UTF-8 text "
+                                   "(it holds a lone surrogate)") from None
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"remote URL {redact(url)!r} is malformed: {exc}") from None
 
 
 def _as_agent_ref(remote: str, tracking_ref: bytes) -> bytes:

@@ -42,7 +42,7 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
-from .layout import STATE_FILE, CommitInfo, checkpoint_commit, state_objects
+from .layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
@@ -149,8 +149,9 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
         The agent is ``agent_id`` if given (also written into the state), else
         the state's own ``agent_id``. ``name`` tags the checkpoint and must be
-        new for this agent. ``time`` (timezone-aware) sets the author time,
-        default now. ``trailers`` adds commit trailers beside gitstate's own.
+        new for this agent. ``time`` (timezone-aware, within 1970..9999 UTC)
+        sets the author time, default now. ``trailers`` adds commit trailers
+        beside gitstate's own.
         """
         data, schema_version = _plain(state)
         extra = _extra_trailers(trailers)
@@ -163,7 +164,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if name is not None:
             validate_name(name)
             self._check_name_free(agent_id, name)
-        when = None if time is None else int(_aware(time, "time").timestamp())
+        when = None if time is None else checkpoint_time(time)
         iteration, status = data.get("iteration"), data.get("status")
         iteration = iteration if type(iteration) is int else None
         status = status if isinstance(status, str) else None
@@ -210,6 +211,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 
     def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
         """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        validate_agent_id(agent_id)
         validate_name(name)
         target = self.resolve(agent_id, rev)
         with self._store.agent_lock(agent_id) as lock:
@@ -249,7 +251,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise CorruptObjectError(f"commit {sha.decode()} cannot be parsed: {exc}") from exc
 
     def _head(self, agent_id: str) -> bytes:
-        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id)))
+        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id, existing=True)))
         if head is None:
             raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
         return head
@@ -408,8 +410,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         """
         if limit is not None and (type(limit) is not int or limit < 0):
             raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
-        before = None if before is None else _aware(before, "before")
-        since = None if since is None else _aware(since, "since")
+        before = None if before is None else aware(before, "before")
+        since = None if since is None else aware(since, "since")
         head = self._head(agent_id)
         names = self._names(agent_id)
         result: list[Checkpoint] = []
@@ -446,7 +448,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """The state as a JSON-mode dict, and its schema version."""
     if isinstance(state, BaseModel):
-        return state.model_dump(mode="json"), getattr(type(state), "schema_version", 1)
+        try:
+            data = state.model_dump(mode="json")
+        except ValueError as exc:  # an unknown type, or nesting deeper than pydantic writes
+            raise EncodingError(f"the state cannot be dumped in JSON mode: {exc}") from None
+        return data, getattr(type(state), "schema_version", 1)
     if isinstance(state, Mapping):
         return dict(state), 1
     raise InvalidArgumentError(
@@ -473,12 +479,6 @@ def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
             raise InvalidArgumentError(f"trailers {seen[key.lower()]!r} and {key!r} differ only in case")
         seen[key.lower()] = key
     return dict(trailers)
-
-
-def _aware(when: datetime, what: str) -> datetime:
-    if not isinstance(when, datetime) or when.tzinfo is None:
-        raise InvalidArgumentError(f"{what} must be a timezone-aware datetime, got {when!r}")
-    return when
 
 
 def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],

@@ -19,17 +19,32 @@ from typing import Optional, Union
 from .errors import InvalidArgumentError
 from .models import Checkpoint
 
-_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?")
+_DURATION = re.compile(r"(?:(\d{1,12})y)?(?:(\d{1,12})m)?(?:(\d{1,12})d)?(?:(\d{1,12})h)?")
+_LONGEST_YEARS = 10_000  # no two datetimes are further apart
 
 
 @dataclass(frozen=True)
 class Duration:
-    """A restic-style duration: years, months, days, hours (``"1y5m7d2h"``; ``m`` is months)."""
+    """A restic-style duration: years, months, days, hours (``"1y5m7d2h"``; ``m`` is months).
+
+    Each part is a whole number >= 0; neither the years and months nor the
+    days and hours may add up to more than 10,000 years.
+    """
 
     years: int = 0
     months: int = 0
     days: int = 0
     hours: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("years", "months", "days", "hours"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidArgumentError(f"Duration {name} must be a whole number >= 0, got {value!r}")
+        if (self.years * 12 + self.months > _LONGEST_YEARS * 12
+                or self.days * 24 + self.hours > _LONGEST_YEARS * 366 * 24):
+            raise InvalidArgumentError(f"keep_within {str(self)!r} is longer than {_LONGEST_YEARS:,} "
+                                       "years, more than any two times are apart")
 
     @classmethod
     def parse(cls, value: Union[str, timedelta, "Duration"]) -> "Duration":
@@ -49,11 +64,18 @@ class Duration:
         return cls(*(int(part or 0) for part in match.groups()))
 
     def before(self, when: datetime) -> datetime:
-        """``when`` minus this duration (months and years by the calendar, day clamped)."""
+        """``when`` minus this duration (months and years by the calendar, day clamped);
+        the earliest datetime (year 1) if it reaches further back."""
+        earliest = datetime.min.replace(tzinfo=when.tzinfo)
         months = when.year * 12 + when.month - 1 - self.years * 12 - self.months
+        if months < 12:
+            return earliest
         year, month = divmod(months, 12)
         day = min(when.day, calendar.monthrange(year, month + 1)[1])
-        return when.replace(year=year, month=month + 1, day=day) - timedelta(days=self.days, hours=self.hours)
+        try:
+            return when.replace(year=year, month=month + 1, day=day) - timedelta(days=self.days, hours=self.hours)
+        except OverflowError:
+            return earliest
 
     def __str__(self) -> str:
         text = "".join(f"{n}{unit}" for n, unit in

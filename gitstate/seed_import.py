@@ -28,6 +28,7 @@ from . import codec
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError, SeedFormatError
 from .message import one_line
 from .ids import tag_ref, validate_agent_id, validate_name
+from .layout import checkpoint_time
 from .models import AgentState, Checkpoint
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def read_seed_file(path: str | os.PathLike[str]) -> SeedFile:
         envelope = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SeedFormatError(path, f"not JSON ({exc})") from None
+    except RecursionError:
+        raise SeedFormatError(path, "not JSON that can be read (nested too deeply)") from None
     if not isinstance(envelope, dict) or not {"version", "serialized_at", "state"} <= envelope.keys():
         raise SeedFormatError(path, "not a seed checkpoint "
                               "(needs the keys 'version', 'serialized_at' and 'state')")
@@ -121,7 +124,12 @@ def _parse_time(value: object, path: str) -> datetime:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise SeedFormatError(path, f"'serialized_at' {value!r} is not an ISO-8601 time") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    try:
+        checkpoint_time(when, "'serialized_at'")
+    except InvalidArgumentError as exc:
+        raise SeedFormatError(path, str(exc)) from None
+    return when
 
 
 class SeedImportMixin:
