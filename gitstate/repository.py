@@ -224,10 +224,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             type_num, content = self._store.reader.read(sha)
         except KeyError:
             raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except OSError:  # the file system's own error (permissions, too many open files)
-            raise
-        except Exception as exc:  # a damaged object: zlib, header or delta errors
-            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
+        except ValueError as exc:  # damaged: the reader's message names the object or its file
+            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from None
         if type_num != kind.type_num:
             raise CorruptObjectError(f"object {sha.decode()} is a {object_class(type_num).type_name.decode()}, "
                                      f"expected a {kind.type_name.decode()}")
