@@ -55,7 +55,7 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Commit, ShaFile
 
 from . import codec
-from .errors import GitstateError, InvalidArgumentError
+from .errors import DamagedObjectError, GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
 from .objectset import (ShaTable, loose_shas, maintenance_reader, open_objects, pack_layout,
@@ -163,11 +163,19 @@ class VerifyResult:
 
 # -- object store helpers ---------------------------------------------------------------
 
-def _loose_type(path: str) -> int:
-    """The type of a loose object, inflating only its header."""
+def _loose_type(objects_dir: str, sha: bytes) -> int:
+    """The type of loose object ``sha``, inflating only its header."""
+    path = loose_path(objects_dir, sha)
     with open(path, "rb") as f:
-        head = zlib.decompressobj().decompress(f.read(256), 32)
-    return TYPE_NAMES[head.split(b" ", 1)[0]]
+        try:
+            head = zlib.decompressobj().decompress(f.read(256), 32)
+        except zlib.error as exc:
+            raise DamagedObjectError(f"loose object {sha.decode()} ({path}) does not inflate: "
+                                     f"{exc}") from None
+    kind = TYPE_NAMES.get(head.split(b" ", 1)[0])
+    if kind is None:
+        raise DamagedObjectError(f"loose object {sha.decode()} ({path}) has a bad header {head[:32]!r}")
+    return kind
 
 
 def _dir_size(path: str) -> int:
@@ -461,7 +469,7 @@ class _Packer:
         for i in range(len(table)):
             sha = table.hex(i)
             if not self.reader.is_packed(sha):
-                objects.kinds[i] = _loose_type(loose_path(self.objects_dir, sha))
+                objects.kinds[i] = _loose_type(self.objects_dir, sha)
                 wanted[i] = 1
         self.write(objects, wanted)
         self.result.loose_removed += remove_loose(self.objects_dir, map(table.hex, range(len(table))))[0]
