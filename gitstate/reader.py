@@ -26,6 +26,7 @@ folder is damaged, as that index may hold the object.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import sys
@@ -45,6 +46,7 @@ from .ids import is_sha
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
+_TYPE_BYTES = {number: name for name, number in TYPE_NAMES.items()}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 SHA_SIZE = 20
@@ -282,6 +284,56 @@ class ObjectReader:
             raise DamagedObjectError(f"object {sha.decode()} cannot be read: "
                              f"{damaged or f'{type(exc).__name__}: {exc}'}") from None
 
+    def check_loose(self, sha: bytes) -> Optional[str]:
+        """What is wrong with loose object ``sha`` (hex): None if it is sound, or gone meanwhile."""
+        try:
+            raw = self._read_loose(sha)
+        except DamagedObjectError as exc:
+            return str(exc)
+        return None if raw is None else _misnamed(sha, raw)
+
+    def check_pack(self, idx_path: str) -> Iterator[tuple[Optional[bytes], str]]:
+        """What is wrong with a pack: ``(None, message)`` for the pack or its index, ``(sha,
+        message)`` for each object that does not read back or hash to its name (hex SHA).
+
+        Checks the index and the pack against their checksums and each other, then
+        every object, in pack order. A pack deleted meanwhile (maintenance) yields nothing.
+        """
+        try:
+            pack = _Pack(idx_path)
+            index = pack.index
+            if pack.size < 12 + SHA_SIZE:
+                raise DamagedObjectError(f"{pack.path} has {pack.size} bytes, too few for a pack")
+            header = os.pread(pack.fd, 12, 0)
+            checksum = _file_sha1(pack.fd, pack.size - SHA_SIZE)
+            trailer = os.pread(pack.fd, SHA_SIZE, pack.size - SHA_SIZE)
+        except FileNotFoundError:
+            return
+        except DamagedObjectError as exc:
+            yield None, str(exc)
+            return
+        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
+            yield None, f"{idx_path} does not match its checksum (damaged)"
+        if checksum != trailer:
+            yield None, f"{pack.path} does not match its checksum (damaged)"
+        elif index.data[-2 * SHA_SIZE:-SHA_SIZE] != trailer:
+            yield None, f"{idx_path} is the index of another pack"
+        if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+            yield None, f"{pack.path} does not start with a pack header"
+        elif int.from_bytes(header[8:], "big") != index.count:
+            yield None, (f"{pack.path} holds {int.from_bytes(header[8:], 'big')} objects, "
+                         f"its index {index.count}")
+        offsets = index.offsets()
+        shas = list(index.shas())
+        for i in sorted(range(index.count), key=offsets.__getitem__):
+            sha = shas[i].hex().encode()
+            try:
+                problem = _misnamed(sha, self._read_at(pack, offsets[i]))
+            except DamagedObjectError as exc:
+                problem = str(exc)
+            if problem is not None:
+                yield sha, problem
+
     def is_packed(self, sha: bytes) -> bool:
         """Whether a pack this reader knows holds object ``sha`` (hex)."""
         return self._locate(bytes.fromhex(sha.decode())) is not None
@@ -425,6 +477,25 @@ class ObjectReader:
             if not (self._cache_reads and at_pack is chain[0][0] and at == chain[0][1]):
                 self._put((at_pack.key, at), (kind, content))  # (what read() caches by SHA: once)
         return kind, content
+
+
+def _misnamed(sha: bytes, raw: Raw) -> Optional[str]:
+    """Why object ``raw`` is not object ``sha`` (hex): its hash differs; else None."""
+    kind, content = raw
+    actual = hashlib.sha1(b"%s %d\0" % (_TYPE_BYTES[kind], len(content)) + content).hexdigest()
+    return None if actual == sha.decode() else f"holds a {_TYPE_BYTES[kind].decode()} whose SHA-1 is {actual}"
+
+
+def _file_sha1(fd: int, size: int) -> bytes:
+    """SHA-1 of the first ``size`` bytes of file ``fd``."""
+    digest, at = hashlib.sha1(), 0
+    while at < size:
+        chunk = os.pread(fd, min(1 << 20, size - at), at)
+        if not chunk:
+            break
+        digest.update(chunk)
+        at += len(chunk)
+    return digest.digest()
 
 
 def _stat_key(path: str) -> tuple[int, int]:
