@@ -576,7 +576,7 @@ def _check_checkpoint(repo: "StateRepository", commit: "CommitInfo", ids: set[st
         problems.append(Problem("trailer", subject, f"Checkpoint-Id {checkpoint_id} used twice"))
     else:
         ids.add(checkpoint_id)
-    writer = trailers.get("Agent-Id")  # the agent that wrote it (a fork or pull --into inherits others')
+    writer: str | None = trailers.get("Agent-Id")  # who wrote it (forks inherit others' checkpoints)
     try:
         validate_agent_id(writer)
     except GitstateError as exc:
