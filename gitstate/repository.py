@@ -21,6 +21,7 @@ from .errors import (
     AmbiguousRevisionError,
     CorruptObjectError,
     EncodingError,
+    GitstateError,
     InvalidArgumentError,
     InvalidStateError,
     NameTakenError,
@@ -425,19 +426,41 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             result.append(checkpoint)
         return result
 
-    def agents(self) -> list[AgentInfo]:
-        """Every agent, sorted by id, with its newest checkpoint."""
-        tags: dict[str, dict[bytes, list[str]]] = {}
-        for ref, sha in self._store.read_refs(TAG_PREFIX.encode()).items():
-            agent, _, name = ref[len(TAG_PREFIX):].decode().partition("/")
-            tags.setdefault(agent, {}).setdefault(sha, []).append(name)
+    def agents(self, *, errors: dict[str, GitstateError] | None = None) -> list[AgentInfo]:
+        """Every agent, sorted by id, with its newest checkpoint.
+
+        An agent whose branch, names or head commit cannot be read raises
+        ``CorruptObjectError`` naming it; given ``errors``, it is left out and its
+        error put there under its id instead.
+        """
+        bad: dict[bytes, CorruptObjectError] = {}
+        tags = self._store.read_refs(TAG_PREFIX.encode(), bad)
+        branches = self._store.read_refs(BRANCH_PREFIX.encode(), bad)
+        failed: dict[str, GitstateError] = {}
+        for ref, damaged in sorted(bad.items()):  # a damaged branch or name fails its agent
+            failed.setdefault(ref.decode(errors="replace").split("/")[3], damaged)
+        names: dict[tuple[str, bytes], list[str]] = {}
+        for ref, sha in tags.items():
+            agent, _, name = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")
+            names.setdefault((agent, sha), []).append(name)
         result = []
         prefix = len(BRANCH_PREFIX)
-        for ref, sha in sorted(self._store.read_refs(BRANCH_PREFIX.encode()).items()):
-            agent_id = ref[prefix:].decode()
-            names = tuple(tags.get(agent_id, {}).get(sha, ()))
-            head = self._checkpoint(self._commit(sha), agent_id, names)
+        for ref, sha in sorted(branches.items()):
+            agent_id = ref[prefix:].decode(errors="replace")
+            if agent_id in failed:
+                continue
+            try:
+                head = self._checkpoint(self._commit(sha), agent_id,
+                                        tuple(names.get((agent_id, sha), ())))
+            except CorruptObjectError as exc:
+                failed[agent_id] = exc
+                continue
             result.append(AgentInfo(agent_id=agent_id, head=head))
+        if failed and errors is None:
+            agent_id, error = min(failed.items())
+            raise CorruptObjectError(f"agent {agent_id}: {error}") from error
+        if errors is not None:
+            errors.update(failed)
         return result
 
 
