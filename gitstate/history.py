@@ -82,6 +82,7 @@ class HistoryMixin:
             raise InvalidArgumentError(f"{rev!r} is already the latest checkpoint of {agent_id!r}")
         if hard:
             return self._reset(agent_id, target)
+        self._store.writable_ref(branch_ref(agent_id))  # symbolic: refused before any write
         trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
         commit = self._commit(target.commit.encode())
         data = self._state_of(commit)
