@@ -60,7 +60,7 @@ from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
 from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, plan_pack, write_pack
-from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
+from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path, pack_file_damage
 from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
                       remove_pack)
 
@@ -470,6 +470,10 @@ class _Packer:
         if cut < 2:
             return
         merged = packs[:cut]
+        for base in merged:  # each is deleted once rewritten: only if its files are sound
+            damage = pack_file_damage(base + ".idx")
+            if damage:
+                raise DamagedObjectError(f"{'; '.join(damage)}; maintenance stopped, nothing was lost")
         table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
         objects = Objects(table)
         for base in merged:

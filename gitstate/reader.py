@@ -135,6 +135,26 @@ class _Pack:
         self.size = stat.st_size
         self.key = (idx_path, stat.st_ino, stat.st_mtime_ns)  # a pack rewritten in place differs
 
+    def damage(self) -> list[str]:
+        """What is wrong with the pack's files: checksums of the index and the pack, the
+        index naming the pack, the pack's header and object count."""
+        index, problems = self.index, []
+        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
+            problems.append(f"{index.path} does not match its checksum (damaged)")
+        if self.size < 12 + SHA_SIZE:
+            return [*problems, f"{self.path} has {self.size} bytes, too few for a pack"]
+        header, trailer = os.pread(self.fd, 12, 0), os.pread(self.fd, SHA_SIZE, self.size - SHA_SIZE)
+        if _file_sha1(self.fd, self.size - SHA_SIZE) != trailer:
+            problems.append(f"{self.path} does not match its checksum (damaged)")
+        elif index.data[-2 * SHA_SIZE:-SHA_SIZE] != trailer:
+            problems.append(f"{index.path} is the index of another pack")
+        if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+            problems.append(f"{self.path} does not start with a pack header")
+        elif int.from_bytes(header[8:], "big") != index.count:
+            problems.append(f"{self.path} holds {int.from_bytes(header[8:], 'big')} objects, "
+                            f"its index {index.count}")
+        return problems
+
     def entry(self, offset: int) -> tuple[int, object, bytes]:
         """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`);
         ``DamagedObjectError`` naming the pack if it is damaged."""
@@ -148,6 +168,16 @@ class _Pack:
             return kind, base, inflate(self.fd, start, size, head[start - offset:])
         except DamagedObjectError as exc:
             raise DamagedObjectError(f"{self.path}: {exc}") from None
+
+
+def pack_file_damage(idx_path: str) -> list[str]:
+    """What is wrong with the files of the pack whose index is ``idx_path``: its index's
+    layout, the checksums of index and pack, the index naming the pack, the pack's header
+    and object count. Maintenance checks this before rewriting a pack and deleting it."""
+    try:
+        return _Pack(idx_path).damage()
+    except DamagedObjectError as exc:
+        return [str(exc)]
 
 
 def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
@@ -284,7 +314,7 @@ class ObjectReader:
             raise DamagedObjectError(f"object {sha.decode()} cannot be read: "
                              f"{damaged or f'{type(exc).__name__}: {exc}'}") from None
 
-    def check_loose(self, sha: bytes) -> Optional[str]:
+    def check_loose(self, sha: bytes) -> str | None:
         """What is wrong with loose object ``sha`` (hex): None if it is sound, or gone meanwhile."""
         try:
             raw = self._read_loose(sha)
@@ -292,39 +322,22 @@ class ObjectReader:
             return str(exc)
         return None if raw is None else _misnamed(sha, raw)
 
-    def check_pack(self, idx_path: str) -> Iterator[tuple[Optional[bytes], str]]:
-        """What is wrong with a pack: ``(None, message)`` for the pack or its index, ``(sha,
-        message)`` for each object that does not read back or hash to its name (hex SHA).
-
-        Checks the index and the pack against their checksums and each other, then
-        every object, in pack order. A pack deleted meanwhile (maintenance) yields nothing.
-        """
+    def check_pack(self, idx_path: str) -> Iterator[tuple[bytes | None, str]]:
+        """What is wrong with a pack: ``(None, message)`` for its files (see
+        :func:`pack_file_damage`), ``(sha, message)`` for each object (hex SHA) that does
+        not read back or hash to its name, in pack order. A pack deleted meanwhile
+        (maintenance) yields nothing."""
         try:
             pack = _Pack(idx_path)
-            index = pack.index
-            if pack.size < 12 + SHA_SIZE:
-                raise DamagedObjectError(f"{pack.path} has {pack.size} bytes, too few for a pack")
-            header = os.pread(pack.fd, 12, 0)
-            checksum = _file_sha1(pack.fd, pack.size - SHA_SIZE)
-            trailer = os.pread(pack.fd, SHA_SIZE, pack.size - SHA_SIZE)
         except FileNotFoundError:
             return
         except DamagedObjectError as exc:
             yield None, str(exc)
             return
-        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
-            yield None, f"{idx_path} does not match its checksum (damaged)"
-        if checksum != trailer:
-            yield None, f"{pack.path} does not match its checksum (damaged)"
-        elif index.data[-2 * SHA_SIZE:-SHA_SIZE] != trailer:
-            yield None, f"{idx_path} is the index of another pack"
-        if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
-            yield None, f"{pack.path} does not start with a pack header"
-        elif int.from_bytes(header[8:], "big") != index.count:
-            yield None, (f"{pack.path} holds {int.from_bytes(header[8:], 'big')} objects, "
-                         f"its index {index.count}")
-        offsets = index.offsets()
-        shas = list(index.shas())
+        for message in pack.damage():
+            yield None, message
+        index = pack.index
+        offsets, shas = index.offsets(), list(index.shas())
         for i in sorted(range(index.count), key=offsets.__getitem__):
             sha = shas[i].hex().encode()
             try:
@@ -479,7 +492,7 @@ class ObjectReader:
         return kind, content
 
 
-def _misnamed(sha: bytes, raw: Raw) -> Optional[str]:
+def _misnamed(sha: bytes, raw: Raw) -> str | None:
     """Why object ``raw`` is not object ``sha`` (hex): its hash differs; else None."""
     kind, content = raw
     actual = hashlib.sha1(b"%s %d\0" % (_TYPE_BYTES[kind], len(content)) + content).hexdigest()

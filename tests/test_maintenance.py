@@ -548,7 +548,8 @@ def test_a_damaged_object_stops_gc_with_a_typed_error(repo: StateRepository, pru
     blob = _damage_packed_state(repo, "a")
     _age_all(repo)
     before = snapshot(repo)
-    with pytest.raises(CorruptObjectError, match=blob):
+    damaged = rf"{blob}|pack-[0-9a-f]{{40}}\.pack does not match its checksum"  # (checked first)
+    with pytest.raises(CorruptObjectError, match=damaged):
         repo.gc(prune=prune, grace_seconds=0)
     for agent in ("a", "b"):  # nothing lost
         for sha in git(repo, "rev-list", f"agents/{agent}").split():
@@ -556,6 +557,31 @@ def test_a_damaged_object_stops_gc_with_a_typed_error(repo: StateRepository, pru
     assert repo.load("b").iteration == 3
     if prune:
         assert snapshot(repo) == before  # stopped before writing anything
+
+
+def test_gc_does_not_rewrite_a_pack_whose_index_does_not_match_its_checksum(
+        repo: StateRepository) -> None:
+    """Two offsets swapped in an index: each object reads as the other, only the checksum tells."""
+    manual(repo)
+    save_run(repo, "a", 3)
+    repo.gc()
+    save_run(repo, "b", 3)  # loose: packing them makes gc merge the first pack
+    idx = next(Path(repo.path, "objects", "pack").glob("*.idx"))
+    good = idx.read_bytes()
+    names = sorted(line.split()[1] for line in subprocess.run(
+        ["git", "show-index"], input=good, capture_output=True, check=True).stdout.decode().splitlines())
+    first, second = (names.index(git(repo, "rev-parse", f"agents/a~{n}:state.json").strip()) for n in (1, 2))
+    table = 8 + 256 * 4 + len(names) * 24  # past the header, fan-out, names and CRCs
+    swapped = bytearray(good)
+    swapped[table + first * 4:table + first * 4 + 4] = good[table + second * 4:table + second * 4 + 4]
+    swapped[table + second * 4:table + second * 4 + 4] = good[table + first * 4:table + first * 4 + 4]
+    idx.chmod(0o644)
+    idx.write_bytes(bytes(swapped))
+    with pytest.raises(CorruptObjectError, match=rf"{idx.name} does not match its checksum"):
+        repo.gc()
+    idx.write_bytes(good)  # the pack was neither rewritten nor deleted: repaired, all is there
+    fsck(repo)
+    assert repo.verify().ok
 
 
 def test_a_save_survives_automatic_maintenance_failing(repo: StateRepository,
