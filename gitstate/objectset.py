@@ -23,7 +23,7 @@ from typing import ContextManager
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
-from .errors import CorruptObjectError, DamagedObjectError
+from .errors import CorruptObjectError
 from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
@@ -136,7 +136,7 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
-            kind, _size, base, _start = read_entry_header(f.fileno(), offset, f.name)
+            kind, _size, base, _start = read_entry_header(f.fileno(), offset)
             if kind == OFS_DELTA:
                 at = bisect_left(sorted_offsets, base)  # type: ignore[arg-type]
                 bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [base]) else -1
@@ -144,7 +144,7 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
                 bases[pos] = table.find(base)  # type: ignore[arg-type]
             if kind in (OFS_DELTA, REF_DELTA):
                 if bases[pos] < 0:
-                    raise DamagedObjectError(f"{f.name}: the delta at offset {offset} has no base")
+                    raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:
                 kinds[order[pos]] = kind
             elif kinds[bases[pos]]:
@@ -154,7 +154,7 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     while pending:
         left = [pos for pos in pending if not kinds[bases[pos]]]
         if len(left) == len(pending):
-            raise DamagedObjectError(f"{f.name} has deltas on missing bases")
+            raise ValueError(f"pack {base}.pack has deltas on missing bases")
         for pos in pending:
             kinds[order[pos]] = kinds[bases[pos]]
         pending = left

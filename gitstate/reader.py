@@ -215,12 +215,9 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
     return kind, size, base, offset + pos
 
 
-def read_entry_header(fd: int, offset: int, path: str) -> tuple[int, int, object, int]:
-    """:func:`entry_header` of the pack ``path``, open as ``fd`` (errors name the pack)."""
-    try:
-        return entry_header(os.pread(fd, 64, offset), offset)
-    except DamagedObjectError as exc:
-        raise DamagedObjectError(f"{path}: {exc}") from None
+def read_entry_header(fd: int, offset: int) -> tuple[int, int, object, int]:
+    """:func:`entry_header` of the pack open as ``fd``."""
+    return entry_header(os.pread(fd, 64, offset), offset)
 
 
 def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
@@ -311,8 +308,8 @@ class ObjectReader:
             damaged = "; ".join(self._damaged)
             if isinstance(exc, KeyError) and not damaged:
                 raise
-            raise DamagedObjectError(f"object {sha.decode()} cannot be read: "
-                             f"{damaged or f'{type(exc).__name__}: {exc}'}") from None
+            raise DamagedObjectError(f"not found, and a pack index that may hold it is damaged: {damaged}"
+                                     if damaged else f"{type(exc).__name__}: {exc}") from None
 
     def check_loose(self, sha: bytes) -> str | None:
         """What is wrong with loose object ``sha`` (hex): None if it is sound, or gone meanwhile."""
@@ -387,7 +384,6 @@ class ObjectReader:
 
     # -- loose objects ---------------------------------------------------------------
     def _read_loose(self, sha: bytes) -> Optional[Raw]:
-        hexsha = sha.decode()
         path = loose_path(self.objects_dir, sha)
         try:
             with open(path, "rb") as f:
@@ -396,15 +392,15 @@ class ObjectReader:
             return None
         except NotADirectoryError:
             raise DamagedObjectError(f"{os.path.dirname(path)} is a file where git keeps a folder of "
-                             f"loose objects; object {hexsha} cannot be read") from None
+                                     "loose objects") from None
         except IsADirectoryError:
-            raise DamagedObjectError(f"loose object {hexsha} ({path}) is a folder, not a file") from None
+            raise DamagedObjectError(f"loose object file {path} is a folder") from None
         except isal_zlib.error as exc:
-            raise DamagedObjectError(f"loose object {hexsha} ({path}) does not inflate: {exc}") from None
+            raise DamagedObjectError(f"loose object file {path} does not inflate: {exc}") from None
         header, _, content = data.partition(b"\0")
         kind, _, size = header.partition(b" ")
         if kind not in TYPE_NAMES or not size.isdigit() or int(size) != len(content):
-            raise DamagedObjectError(f"loose object {hexsha} ({path}) has a bad header {header[:32]!r}")
+            raise DamagedObjectError(f"loose object file {path} has a bad header {header[:32]!r}")
         return TYPE_NAMES[kind], content
 
     # -- packs -----------------------------------------------------------------------
