@@ -536,6 +536,7 @@ def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
     tags = store.read_refs(TAG_PREFIX.encode(), bad)
     for ref, error in sorted(bad.items()):
         problems.append(Problem("ref", ref.decode(errors="replace"), str(error)))
+    _check_head(repo, problems)
     for ref, sha in sorted(tags.items()):
         agent = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")[0]
         _check_ref(repo, ref, sha, agent, problems)
@@ -551,6 +552,17 @@ def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
                 _check_checkpoint(repo, commit, ids, f"{agent}@{commit.id.decode()[:12]}", problems)
         except CorruptObjectError as exc:  # a parent that cannot be read: the walk ends there
             problems.append(Problem("history", agent, f"{exc}; older checkpoints are not checked"))
+
+
+def _check_head(repo: "StateRepository", problems: list[Problem]) -> None:
+    """``HEAD``, without which git does not take the folder for a repository (gitstate does)."""
+    if not os.path.isfile(os.path.join(repo.path, "HEAD")):
+        problems.append(Problem("ref", "HEAD", "is missing: git does not see a repository here"))
+        return
+    try:
+        repo._store.read_ref(b"HEAD")
+    except CorruptObjectError as exc:
+        problems.append(Problem("ref", "HEAD", f"{exc}: git does not see a repository here"))
 
 
 def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,

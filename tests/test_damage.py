@@ -321,6 +321,8 @@ def test_damage(damaged: Callable[[str], Damaged], checker: Path, tmp_path: Path
     lines = outcome.err.splitlines()
     if damage in HARMLESS:
         assert outcome.code == 0, outcome.err
+    elif command == "verify":
+        assert outcome.code == 1, "verify found nothing wrong"
     if outcome.code == 1:
         assert lines, "exit code 1 and nothing on stderr"
         if command == "verify" and not lines[0].startswith("Error: "):
