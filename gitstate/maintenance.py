@@ -138,7 +138,7 @@ class GcResult:
 class Problem:
     """One thing :meth:`verify` found wrong; ``subject`` names the object or ref."""
 
-    kind: str  # "object", "pack", "ref", "trailer", "state"
+    kind: str  # "object", "pack", "ref", "history", "trailer", "state"
     subject: str
     message: str
 
