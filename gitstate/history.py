@@ -72,10 +72,11 @@ class HistoryMixin:
         By default a new checkpoint is saved on top whose state equals ``rev``'s
         (history kept, trailer ``Rollback-Of: <checkpoint id>``), like
         ``git revert``; a state inherited through a fork gets this agent's
-        ``agent_id``, so loading and saving it stays on this branch. With ``hard=True`` the branch moves back to ``rev`` like
-        ``git reset --hard``: the newer checkpoints leave the history (their
-        names are deleted) but stay reachable from the branch's reflog until
-        maintenance expires it; ``dropped`` lists them.
+        ``agent_id``, so loading and saving it stays on this branch. With
+        ``hard=True`` the branch moves back to ``rev`` like ``git reset --hard``:
+        the newer checkpoints leave the history (their names are deleted) but
+        stay reachable from the branch's reflog until maintenance expires it;
+        ``dropped`` lists them.
         """
         target = self.resolve(agent_id, rev)
         if target.commit == self._head(agent_id).decode():
@@ -96,7 +97,8 @@ class HistoryMixin:
             self._store.write(obj)
         tree_id = objects[-1].id  # (the tree comes last)
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
-        new = self._commit_on_branch(agent_id, tree_id, build_message(summary, trailers), None, None)
+        message = build_message(summary, trailers)
+        new = self._commit_on_branch(agent_id, tree_id, message, None, None)
         return RollbackResult(checkpoint=self._checkpoint(new, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:

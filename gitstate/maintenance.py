@@ -173,7 +173,8 @@ def _loose_type(objects_dir: str, sha: bytes) -> int:
                                      f"{exc}") from None
     kind = TYPE_NAMES.get(head.split(b" ", 1)[0])
     if kind is None:
-        raise DamagedObjectError(f"loose object {sha.decode()} ({path}) has a bad header {head[:32]!r}")
+        raise DamagedObjectError(f"loose object {sha.decode()} ({path}) has a bad header "
+                                 f"{head[:32]!r}")
     return kind
 
 
@@ -473,7 +474,8 @@ class _Packer:
         for base in merged:  # each is deleted once rewritten: only if its files are sound
             damage = pack_file_damage(base + ".idx")
             if damage:
-                raise DamagedObjectError(f"{'; '.join(damage)}; maintenance stopped, nothing was lost")
+                raise DamagedObjectError(f"{'; '.join(damage)}; maintenance stopped, "
+                                         "nothing was lost")
         table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
         objects = Objects(table)
         for base in merged:
@@ -592,7 +594,7 @@ def _check_checkpoint(repo: "StateRepository", commit: "CommitInfo", ids: set[st
         problems.append(Problem("trailer", subject, f"Checkpoint-Id {checkpoint_id} used twice"))
     else:
         ids.add(checkpoint_id)
-    writer: str | None = trailers.get("Agent-Id")  # who wrote it (forks inherit others' checkpoints)
+    writer: str | None = trailers.get("Agent-Id")  # who wrote it (a fork holds others')
     try:
         validate_agent_id(writer)
     except GitstateError as exc:

@@ -74,7 +74,8 @@ class PackIndex:
         self.count = count = self.fanout[256]
         tables = _FANOUT_END + count * (SHA_SIZE + 8)  # names, CRCs, 32-bit offsets
         if not tables + 40 <= len(data) <= tables + 40 + 8 * max(count - 1, 0):
-            raise DamagedObjectError(f"{path} has {len(data)} bytes, which does not fit {count} objects")
+            raise DamagedObjectError(f"{path} has {len(data)} bytes, which does not fit "
+                                     f"{count} objects")
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
 
@@ -143,7 +144,8 @@ class _Pack:
             problems.append(f"{index.path} does not match its checksum (damaged)")
         if self.size < 12 + SHA_SIZE:
             return [*problems, f"{self.path} has {self.size} bytes, too few for a pack"]
-        header, trailer = os.pread(self.fd, 12, 0), os.pread(self.fd, SHA_SIZE, self.size - SHA_SIZE)
+        header = os.pread(self.fd, 12, 0)
+        trailer = os.pread(self.fd, SHA_SIZE, self.size - SHA_SIZE)
         if _file_sha1(self.fd, self.size - SHA_SIZE) != trailer:
             problems.append(f"{self.path} does not match its checksum (damaged)")
         elif index.data[-2 * SHA_SIZE:-SHA_SIZE] != trailer:
@@ -160,11 +162,13 @@ class _Pack:
         ``DamagedObjectError`` naming the pack if it is damaged."""
         try:
             if offset >= self.size - SHA_SIZE:
-                raise DamagedObjectError(f"the index puts an object at offset {offset}, past the pack's data")
+                raise DamagedObjectError(f"the index puts an object at offset {offset}, "
+                                         "past the pack's data")
             head = os.pread(self.fd, 512, offset)  # small objects: the whole entry in one read
             kind, size, base, start = entry_header(head, offset)
             if size > (self.size - start) * 1032:  # deflate expands at most ~1032 times
-                raise DamagedObjectError(f"pack entry at {offset} claims {size} bytes, more than the pack holds")
+                raise DamagedObjectError(f"pack entry at {offset} claims {size} bytes, "
+                                         "more than the pack holds")
             return kind, base, inflate(self.fd, start, size, head[start - offset:])
         except DamagedObjectError as exc:
             raise DamagedObjectError(f"{self.path}: {exc}") from None
@@ -202,14 +206,15 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
                 distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
             if not 0 < distance <= offset:
                 raise DamagedObjectError(f"pack entry at {offset} is a delta against itself "
-                                 f"or outside the pack (distance {distance})")
+                                         f"or outside the pack (distance {distance})")
             base = offset - distance
         elif kind == REF_DELTA:
             base, pos = bytes(head[pos:pos + SHA_SIZE]), pos + SHA_SIZE
             if len(base) != SHA_SIZE:  # type: ignore[arg-type]
                 raise IndexError
         elif kind not in (COMMIT, TREE, BLOB, TAG):
-            raise DamagedObjectError(f"pack entry at {offset} has type {kind}, which git does not have")
+            raise DamagedObjectError(f"pack entry at {offset} has type {kind}, "
+                                     "which git does not have")
     except IndexError:
         raise DamagedObjectError(f"pack entry at {offset} is cut short") from None
     return kind, size, base, offset + pos
@@ -240,7 +245,8 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
         try:
             out.append(inflater.decompress(chunk))
         except isal_zlib.error as exc:
-            raise DamagedObjectError(f"the zlib stream at offset {start} does not inflate: {exc}") from None
+            raise DamagedObjectError(f"the zlib stream at offset {start} does not inflate: "
+                                     f"{exc}") from None
         total += len(out[-1])
         if inflater.eof or total > size:
             break
@@ -248,7 +254,8 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
         chunk = os.pread(fd, max(start + bound - pos, 1 << 16), pos)
     data = out[0] if len(out) == 1 else b"".join(out)
     if len(data) != size:
-        raise DamagedObjectError(f"the zlib stream at offset {start} holds {len(data)} bytes, not {size}")
+        raise DamagedObjectError(f"the zlib stream at offset {start} holds {len(data)} bytes, "
+                                 f"not {size}")
     return data
 
 
@@ -278,7 +285,7 @@ class ObjectReader:
         self._watch_packs = watch_packs
         self._packs: list[_Pack] = []
         self._packs_seen: Optional[int] = None
-        self._damaged: list[str] = []  # why each pack index of the folder that is unreadable is
+        self._damaged: list[str] = []  # what is wrong with each pack index left unread
 
     def read(self, sha: bytes) -> Raw:
         """``(type_num, content)`` of object ``sha`` (40 lower-case hex digits).
@@ -300,6 +307,7 @@ class ObjectReader:
         return raw
 
     def _read_fallback(self, sha: bytes) -> Raw:
+        """The fallback's read of ``sha``, its errors turned into the ones :meth:`read` raises."""
         try:
             return self._fallback(sha)
         except OSError:
@@ -308,8 +316,9 @@ class ObjectReader:
             damaged = "; ".join(self._damaged)
             if isinstance(exc, KeyError) and not damaged:
                 raise
-            raise DamagedObjectError(f"not found, and a pack index that may hold it is damaged: {damaged}"
-                                     if damaged else f"{type(exc).__name__}: {exc}") from None
+            raise DamagedObjectError(
+                f"not found, and a pack index that may hold it is damaged: {damaged}" if damaged
+                else f"{type(exc).__name__}: {exc}") from None
 
     def check_loose(self, sha: bytes) -> str | None:
         """What is wrong with loose object ``sha`` (hex): None if it is sound, or gone meanwhile."""
@@ -391,8 +400,8 @@ class ObjectReader:
         except FileNotFoundError:
             return None
         except NotADirectoryError:
-            raise DamagedObjectError(f"{os.path.dirname(path)} is a file where git keeps a folder of "
-                                     "loose objects") from None
+            raise DamagedObjectError(f"{os.path.dirname(path)} is a file where git keeps a "
+                                     "folder of loose objects") from None
         except IsADirectoryError:
             raise DamagedObjectError(f"loose object file {path} is a folder") from None
         except isal_zlib.error as exc:
@@ -464,7 +473,7 @@ class ObjectReader:
             chain.append((pack, offset, content))
             if len(chain) > MAX_CHAIN:
                 raise DamagedObjectError(f"delta chain at offset {offset} of {pack.path} is longer "
-                                 f"than {MAX_CHAIN} (a cycle?)")
+                                         f"than {MAX_CHAIN} (a cycle?)")
             if kind == OFS_DELTA:
                 offset = base  # type: ignore[assignment]
                 continue
@@ -474,8 +483,8 @@ class ObjectReader:
                 try:
                     kind, content = self.read(base_sha.hex().encode())
                 except KeyError:
-                    raise DamagedObjectError(f"{pack.path}: the delta at offset {offset} is on object "
-                                     f"{base_sha.hex()}, which is missing") from None
+                    raise DamagedObjectError(f"{pack.path}: the delta at offset {offset} is on "
+                                             f"object {base_sha.hex()}, which is missing") from None
                 break
             pack, offset = found
         for at_pack, at, delta in reversed(chain):
@@ -492,7 +501,9 @@ def _misnamed(sha: bytes, raw: Raw) -> str | None:
     """Why object ``raw`` is not object ``sha`` (hex): its hash differs; else None."""
     kind, content = raw
     actual = hashlib.sha1(b"%s %d\0" % (_TYPE_BYTES[kind], len(content)) + content).hexdigest()
-    return None if actual == sha.decode() else f"holds a {_TYPE_BYTES[kind].decode()} whose SHA-1 is {actual}"
+    if actual == sha.decode():
+        return None
+    return f"holds a {_TYPE_BYTES[kind].decode()} whose SHA-1 is {actual}"
 
 
 def _file_sha1(fd: int, size: int) -> bytes:
