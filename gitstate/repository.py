@@ -438,7 +438,10 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         branches = self._store.read_refs(BRANCH_PREFIX.encode(), bad)
         failed: dict[str, GitstateError] = {}
         for ref, damaged in sorted(bad.items()):  # a damaged branch or name fails its agent
-            failed.setdefault(ref.decode(errors="replace").split("/")[3], damaged)
+            parts = ref.decode(errors="replace").split("/")
+            if len(parts) < 4:  # a damaged file of many refs (packed-refs): no list to trust
+                raise damaged
+            failed.setdefault(parts[3], damaged)
         names: dict[tuple[str, bytes], list[str]] = {}
         for ref, sha in tags.items():
             agent, _, name = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")
