@@ -2,10 +2,10 @@
 
 Each cell copies one small repository (3 agents, the older checkpoints packed, the
 newest loose), damages the copy and runs one command. Whatever the damage, the
-command succeeds or fails with one ``Error:`` line naming the damage (``verify``
-lists it as a problem, ``agents`` gives one line per unreadable agent; the
-library raises a ``GitstateError``), never with a traceback; and every object
-that git could read before the command, git reads the same afterwards.
+command succeeds or fails with one ``Error:`` line naming the damage (``agents``
+gives one line per unreadable agent; the library raises a ``GitstateError``),
+never with a traceback; ``verify`` finds every damage git minds; and every
+object that git could read before the command, git reads the same afterwards.
 """
 
 from __future__ import annotations
