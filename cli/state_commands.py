@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Optional
 
 import click
 
-from gitstate import InvalidArgumentError, StateRepository, codec
+from gitstate import (
+    AgentInfo,
+    CorruptObjectError,
+    GitstateError,
+    InvalidArgumentError,
+    StateRepository,
+    codec,
+)
+from gitstate.message import one_line
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
@@ -95,20 +104,36 @@ def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Opti
 def agents(settings: Settings, as_json: bool) -> None:
     """List every agent with its newest checkpoint and checkpoint count.
 
+    An agent that cannot be read is one "Error: agent ID: ..." line on stderr
+    (exit code 1); one whose older checkpoints cannot be read is listed with
+    COUNT "?" (null in JSON) and such a line.
+
     \b
     $ gitstate agents
     AGENT           COUNT  HEAD     ITER  STATUS     SAVED (UTC)          NAMES
     agent_7c1e9a42  4      8ae86dd  10    completed  2025-06-03 14:04:00  final
     """
     repo = settings.open()
-    rows = [(info, len(repo.log(info.agent_id))) for info in repo.agents()]
+    errors: dict[str, GitstateError] = {}
+    rows: list[tuple[AgentInfo, int | None]] = []
+    for info in repo.agents(errors=errors):
+        try:
+            rows.append((info, len(repo.log(info.agent_id))))
+        except CorruptObjectError as exc:  # an older checkpoint cannot be read
+            errors[info.agent_id] = exc
+            rows.append((info, None))
     if as_json:
         emit_json([{"agent_id": info.agent_id, "count": count, "head": checkpoint_json(info.head)}
                    for info, count in rows])
-        return
-    table(["AGENT", "COUNT", "HEAD", *CHECKPOINT_COLUMNS],
-          [[(info.agent_id, {"bold": True}), str(count), (info.head.short, {"fg": "yellow"}),
-            *checkpoint_cells(info.head)] for info, count in rows])
+    else:
+        table(["AGENT", "COUNT", "HEAD", *CHECKPOINT_COLUMNS],
+              [[(info.agent_id, {"bold": True}), "?" if count is None else str(count),
+                (info.head.short, {"fg": "yellow"}), *checkpoint_cells(info.head)]
+               for info, count in rows])
+    for agent_id, error in sorted(errors.items()):
+        echo(f"Error: agent {agent_id}: {one_line(str(error))}", err=True)
+    if errors:
+        sys.exit(1)
 
 
 @click.command(short_help="List an agent's checkpoints.")

@@ -76,6 +76,11 @@ class CorruptObjectError(GitstateError):
     """A git object is missing, unreadable, or not what a checkpoint must be."""
 
 
+class DamagedObjectError(CorruptObjectError, ValueError):
+    """A loose object, pack or pack index on disk that git would not read (the message names
+    the file). A ``ValueError`` too: what the object reader's callers expect of damage."""
+
+
 class RemoteError(GitstateError):
     """Talking to a remote failed (connection, protocol, server); URLs are shown redacted."""
 

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from dulwich.objects import Blob, Tree
+from dulwich.objects import Blob, ShaFile, Tree
 
 from .errors import (
     AgentExistsError,
@@ -71,24 +71,35 @@ class HistoryMixin:
 
         By default a new checkpoint is saved on top whose state equals ``rev``'s
         (history kept, trailer ``Rollback-Of: <checkpoint id>``), like
-        ``git revert``. With ``hard=True`` the branch moves back to ``rev`` like
-        ``git reset --hard``: the newer checkpoints leave the history (their
-        names are deleted) but stay reachable from the branch's reflog until
-        maintenance expires it; ``dropped`` lists them.
+        ``git revert``; a state inherited through a fork gets this agent's
+        ``agent_id``, so loading and saving it stays on this branch. With
+        ``hard=True`` the branch moves back to ``rev`` like ``git reset --hard``:
+        the newer checkpoints leave the history (their names are deleted) but
+        stay reachable from the branch's reflog until maintenance expires it;
+        ``dropped`` lists them.
         """
         target = self.resolve(agent_id, rev)
         if target.commit == self._head(agent_id).decode():
             raise InvalidArgumentError(f"{rev!r} is already the latest checkpoint of {agent_id!r}")
         if hard:
             return self._reset(agent_id, target)
+        self._store.writable_ref(branch_ref(agent_id))  # symbolic: refused before any write
         trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
-        tree = self._object(self._commit(target.commit.encode()).tree, Tree)
-        for _name, _mode, sha in tree.iteritems():  # freshen: a reclaim running now spares them
-            self._store.write(self._object(sha, Blob))
-        self._store.write(tree)
+        commit = self._commit(target.commit.encode())
+        data = self._state_of(commit)
+        objects: tuple[ShaFile, ...]
+        if isinstance(data, dict) and data.get("agent_id") != agent_id:
+            objects = state_objects({**data, "agent_id": agent_id})  # inherited: as fork does
+        else:  # the same tree, its objects freshened: a reclaim running now spares them
+            tree = self._object(commit.tree, Tree)
+            objects = (*(self._object(sha, Blob) for _name, _mode, sha in tree.iteritems()), tree)
+        for obj in objects:
+            self._store.write(obj)
+        tree_id = objects[-1].id  # (the tree comes last)
         summary = f"{agent_id} rollback to {target.checkpoint_id}"
-        commit = self._commit_on_branch(agent_id, tree.id, build_message(summary, trailers), None, None)
-        return RollbackResult(checkpoint=self._checkpoint(commit, agent_id), hard=False)
+        message = build_message(summary, trailers)
+        new = self._commit_on_branch(agent_id, tree_id, message, None, None)
+        return RollbackResult(checkpoint=self._checkpoint(new, agent_id), hard=False)
 
     def _reset(self: "StateRepository", agent_id: str, target: Checkpoint) -> RollbackResult:
         store, ref = self._store, branch_ref(agent_id)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -47,22 +48,20 @@ import time
 import zlib
 from binascii import hexlify
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from dulwich.config import ConfigFile
-from dulwich.object_store import DiskObjectStore
-from dulwich.objects import Commit, ShaFile
+from dulwich.objects import Commit
 
 from . import codec
-from .errors import GitstateError, InvalidArgumentError
+from .errors import CorruptObjectError, DamagedObjectError, GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
-from .objectset import (ShaTable, loose_shas, maintenance_reader, open_objects, pack_layout,
-                        read_or_stop)
+from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, plan_pack, write_pack
 from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
-from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, drop_caches, pack_bases, remove_loose,
-                      remove_pack)
+from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, check_packs, drop_caches, pack_bases,
+                      remove_loose, remove_pack)
 
 if TYPE_CHECKING:
     from .layout import CommitInfo
@@ -138,7 +137,7 @@ class GcResult:
 class Problem:
     """One thing :meth:`verify` found wrong; ``subject`` names the object or ref."""
 
-    kind: str  # "object", "pack", "ref", "trailer", "state"
+    kind: str  # "object", "pack", "ref", "history", "trailer", "state"
     subject: str
     message: str
 
@@ -162,11 +161,20 @@ class VerifyResult:
 
 # -- object store helpers ---------------------------------------------------------------
 
-def _loose_type(path: str) -> int:
-    """The type of a loose object, inflating only its header."""
+def _loose_type(objects_dir: str, sha: bytes) -> int:
+    """The type of loose object ``sha``, inflating only its header."""
+    path = loose_path(objects_dir, sha)
     with open(path, "rb") as f:
-        head = zlib.decompressobj().decompress(f.read(256), 32)
-    return TYPE_NAMES[head.split(b" ", 1)[0]]
+        try:
+            head = zlib.decompressobj().decompress(f.read(256), 32)
+        except zlib.error as exc:
+            raise DamagedObjectError(f"loose object {sha.decode()} ({path}) does not inflate: "
+                                     f"{exc}") from None
+    kind = TYPE_NAMES.get(head.split(b" ", 1)[0])
+    if kind is None:
+        raise DamagedObjectError(f"loose object {sha.decode()} ({path}) has a bad header "
+                                 f"{head[:32]!r}")
+    return kind
 
 
 def _dir_size(path: str) -> int:
@@ -287,32 +295,17 @@ class MaintenanceMixin:
     def verify(self: "StateRepository") -> VerifyResult:
         """Check every object, ref, checkpoint trailer and state; return what is wrong.
 
-        Objects: each hashes to its name; packs: checksums. Refs: agent branches
-        and tags name valid agents and point to commits. Checkpoints: the
-        trailers gitstate writes are present and consistent, ids unique per
-        agent, and each ``state.json`` is canonical (re-encoding it gives the
-        same bytes).
+        Objects: each reads back and hashes to its name; packs and their indexes:
+        checksums. Refs: agent branches and tags name valid agents and point to
+        commits. Checkpoints: the trailers gitstate writes are present and
+        consistent (``Agent-Id`` a valid id, equal to the state's ``agent_id``), ids
+        unique per agent, and each ``state.json`` is canonical (re-encoding it gives
+        the same bytes). Every problem is listed: an unreadable commit ends the walk
+        of that agent's history only. Objects and packs that maintenance removes
+        meanwhile are no problem.
         """
         result = VerifyResult()
-        problems = result.problems
-        self._store.forget_repo()  # see the packs as they are now
-        with open_objects(self._store.objects_dir) as store:
-            for pack in store.packs:
-                try:
-                    pack.check()
-                except Exception as exc:  # dulwich raises ChecksumMismatch, ApplyDeltaError, ...
-                    problems.append(Problem("pack", os.path.basename(pack._basename), str(exc)))
-            seen: set[bytes] = set()
-            for sha in _all_objects(self._store.objects_dir, store):
-                if sha in seen:
-                    continue
-                seen.add(sha)
-                try:
-                    type_num, raw = store.get_raw(sha)
-                    ShaFile.from_raw_string(type_num, raw, verify_sha=sha)
-                except Exception as exc:  # checksum, zlib or parse errors of a damaged object
-                    problems.append(Problem("object", sha.decode(), f"unreadable or damaged: {exc}"))
-        result.objects = len(seen)
+        _verify_objects(self._store.objects_dir, result)
         _verify_refs(self, result)
         return result
 
@@ -462,7 +455,7 @@ class _Packer:
         for i in range(len(table)):
             sha = table.hex(i)
             if not self.reader.is_packed(sha):
-                objects.kinds[i] = _loose_type(loose_path(self.objects_dir, sha))
+                objects.kinds[i] = _loose_type(self.objects_dir, sha)
                 wanted[i] = 1
         self.write(objects, wanted)
         self.result.loose_removed += remove_loose(self.objects_dir, map(table.hex, range(len(table))))[0]
@@ -479,6 +472,7 @@ class _Packer:
         if cut < 2:
             return
         merged = packs[:cut]
+        check_packs(merged)  # each is deleted once rewritten: only if its files are sound
         table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
         objects = Objects(table)
         for base in merged:
@@ -496,6 +490,7 @@ class _Packer:
         flags = census.flags
         wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)
         old = [base for base in census.packs if not os.path.exists(base + ".keep")]
+        check_packs(old)
         self.replace(old, self.write(census.objects, wanted))
         packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
                                                     if f & LOOSE and wanted[i]))
@@ -504,40 +499,75 @@ class _Packer:
         self.result.pruned_objects = census.unreached()
 
 
-def _all_objects(objects_dir: str, store: DiskObjectStore) -> Iterator[bytes]:
-    yield from (hexlify(sha) for sha in loose_shas(objects_dir))
-    for pack in store.packs:
-        yield from pack
+def _verify_objects(objects_dir: str, result: VerifyResult) -> None:
+    """Packs, their indexes and objects, and loose objects (see ``verify``)."""
+    problems = result.problems
+    seen: set[bytes] = set()
+    with maintenance_reader(objects_dir) as reader:
+        for base in pack_bases(objects_dir):
+            name = os.path.basename(base)
+            for sha, message in reader.check_pack(base + ".idx"):
+                problems.append(Problem("pack", name, message) if sha is None
+                                else Problem("object", sha.decode(), message))
+            try:
+                seen.update(PackIndex(base + ".idx").shas())
+            except (FileNotFoundError, DamagedObjectError):  # gone, or listed above
+                continue
+        for folder in sorted(os.listdir(objects_dir)):
+            path = os.path.join(objects_dir, folder)
+            if re.fullmatch("[0-9a-f]{2}", folder) and os.path.isfile(path):
+                problems.append(Problem("object", path, "a file where git keeps a folder of "
+                                                         "loose objects"))
+        for binsha in loose_shas(objects_dir):
+            sha = hexlify(binsha)
+            message = reader.check_loose(sha)
+            if message is not None:
+                problems.append(Problem("object", sha.decode(), message))
+            seen.add(binsha)
+    result.objects = len(seen)
 
 
 def _verify_refs(repo: "StateRepository", result: VerifyResult) -> None:
     """Refs, trailers and canonical states of every agent (see ``verify``)."""
     store = repo._store
     problems = result.problems
-    bad: dict[bytes, GitstateError] = {}
+    bad: dict[bytes, CorruptObjectError] = {}
     branches = store.read_refs(BRANCH_PREFIX.encode(), bad)
     tags = store.read_refs(TAG_PREFIX.encode(), bad)
     for ref, error in sorted(bad.items()):
         problems.append(Problem("ref", ref.decode(errors="replace"), str(error)))
+    _check_head(repo, problems)
     for ref, sha in sorted(tags.items()):
-        agent = ref[len(TAG_PREFIX):].decode().partition("/")[0]
+        agent = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")[0]
         _check_ref(repo, ref, sha, agent, problems)
     for ref, sha in sorted(branches.items()):
-        agent = ref[len(BRANCH_PREFIX):].decode()
+        agent = ref[len(BRANCH_PREFIX):].decode(errors="replace")
         if not _check_ref(repo, ref, sha, agent, problems):
             continue
         result.agents += 1
         ids: set[str] = set()
-        for commit in repo._walk(sha):
-            result.checkpoints += 1
-            subject = f"{agent}@{commit.id.decode()[:12]}"
-            _check_trailers(commit.message, agent, ids, subject, problems)
-            _check_state(repo, commit, subject, problems)
+        try:
+            for commit in repo._walk(sha):
+                result.checkpoints += 1
+                _check_checkpoint(repo, commit, ids, f"{agent}@{commit.id.decode()[:12]}", problems)
+        except CorruptObjectError as exc:  # a parent that cannot be read: the walk ends there
+            problems.append(Problem("history", agent, f"{exc}; older checkpoints are not checked"))
+
+
+def _check_head(repo: "StateRepository", problems: list[Problem]) -> None:
+    """``HEAD``, without which git does not take the folder for a repository (gitstate does)."""
+    if not os.path.isfile(os.path.join(repo.path, "HEAD")):
+        problems.append(Problem("ref", "HEAD", "is missing: git does not see a repository here"))
+        return
+    try:
+        repo._store.read_ref(b"HEAD")
+    except CorruptObjectError as exc:
+        problems.append(Problem("ref", "HEAD", f"{exc}: git does not see a repository here"))
 
 
 def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,
                problems: list[Problem]) -> bool:
-    name = ref.decode()
+    name = ref.decode(errors="replace")
     try:
         validate_agent_id(agent)
     except GitstateError as exc:
@@ -551,9 +581,10 @@ def _check_ref(repo: "StateRepository", ref: bytes, sha: bytes, agent: str,
     return True
 
 
-def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
-                    problems: list[Problem]) -> None:
-    _summary, trailers = parse_message(message)
+def _check_checkpoint(repo: "StateRepository", commit: "CommitInfo", ids: set[str], subject: str,
+                      problems: list[Problem]) -> None:
+    """The trailers of one checkpoint, and its state: canonical, of the agent Agent-Id names."""
+    _summary, trailers = parse_message(commit.message)
     checkpoint_id = trailers.get("Checkpoint-Id")
     if checkpoint_id is None or not is_checkpoint_id(checkpoint_id):
         problems.append(Problem("trailer", subject, f"Checkpoint-Id missing or invalid: {checkpoint_id!r}"))
@@ -561,9 +592,12 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
         problems.append(Problem("trailer", subject, f"Checkpoint-Id {checkpoint_id} used twice"))
     else:
         ids.add(checkpoint_id)
-    if trailers.get("Agent-Id") != agent:
-        problems.append(Problem("trailer", subject,
-                                f"Agent-Id is {trailers.get('Agent-Id')!r}, branch is {agent!r}"))
+    writer: str | None = trailers.get("Agent-Id")  # who wrote it (a fork holds others')
+    try:
+        validate_agent_id(writer)
+    except GitstateError as exc:
+        problems.append(Problem("trailer", subject, f"Agent-Id missing or invalid: {exc}"))
+        writer = None
     version = trailers.get("Schema-Version")
     number = integer(version)
     if number is None or number < 0:
@@ -571,22 +605,23 @@ def _check_trailers(message: bytes, agent: str, ids: set[str], subject: str,
     iteration = trailers.get("Iteration")
     if iteration is not None and integer(iteration) is None:
         problems.append(Problem("trailer", subject, f"Iteration is not an integer: {iteration!r}"))
-
-
-def _check_state(repo: "StateRepository", commit: "CommitInfo", subject: str,
-                 problems: list[Problem]) -> None:
     try:
         data = repo._state_json(commit)
     except GitstateError as exc:
         problems.append(Problem("state", subject, f"state.json unreadable: {exc}"))
         return
     try:
-        canonical = codec.encode(codec.decode(data))
+        state = codec.decode(data)
+        canonical = codec.encode(state)
     except GitstateError as exc:
         problems.append(Problem("state", subject, f"state.json is not valid JSON: {exc}"))
         return
     if canonical != data:
         problems.append(Problem("state", subject, "state.json is not in canonical form"))
+    owner = state.get("agent_id") if isinstance(state, dict) else None
+    if writer is not None and isinstance(owner, str) and owner != writer:
+        problems.append(Problem("state", subject, f"the state's agent_id is {owner!r}, "
+                                                  f"its Agent-Id trailer {writer!r}"))
 
 
 if __name__ == "__main__":  # the background worker: python -m gitstate.maintenance <repo>

@@ -77,7 +77,7 @@ def loose_shas(objects_dir: str) -> Iterator[bytes]:
             continue
         try:
             names = sorted(os.listdir(os.path.join(objects_dir, prefix)))
-        except NotADirectoryError:
+        except (NotADirectoryError, FileNotFoundError):  # (removed when empty, by maintenance)
             continue
         for name in names:
             if len(name) == 38 and set(name) <= _HEX:

@@ -18,10 +18,15 @@ reaches the packs, and a miss rescans it), so packs written or deleted by
 maintenance are picked up and released. Objects this reader cannot find (behind
 ``objects/info/alternates``, or in a pack with a version 1 index) are asked of
 a fallback.
+
+Damage (a loose object, pack or pack index that git would not read) raises
+``DamagedObjectError`` naming the file; so does a miss while a pack index of the
+folder is damaged, as that index may hold the object.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import sys
@@ -30,16 +35,18 @@ import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from dulwich.errors import ApplyDeltaError
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
+from .errors import DamagedObjectError
 from .ids import is_sha
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
+_TYPE_BYTES = {number: name for name, number in TYPE_NAMES.items()}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 SHA_SIZE = 20
@@ -62,12 +69,13 @@ class PackIndex:
         with open(path, "rb") as f:
             data = f.read()
         if data[:8] != _IDX_HEADER or len(data) < _FANOUT_END:
-            raise ValueError(f"{path} is not a version 2 pack index")
+            raise DamagedObjectError(f"{path} is not a version 2 pack index")
         self.fanout = (0, *struct.unpack(">256I", data[8:_FANOUT_END]))
         self.count = count = self.fanout[256]
         tables = _FANOUT_END + count * (SHA_SIZE + 8)  # names, CRCs, 32-bit offsets
         if not tables + 40 <= len(data) <= tables + 40 + 8 * max(count - 1, 0):
-            raise ValueError(f"{path} has {len(data)} bytes, which does not fit {count} objects")
+            raise DamagedObjectError(f"{path} has {len(data)} bytes, which does not fit "
+                                     f"{count} objects")
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
 
@@ -92,7 +100,7 @@ class PackIndex:
         (offset,) = struct.unpack(">I", self.data[at:at + 4])
         if offset & 0x80000000:  # an index into the table of 64-bit offsets
             if offset & 0x7FFFFFFF >= self._large:
-                raise ValueError(f"{self.path}: object {i} has no 64-bit offset entry")
+                raise DamagedObjectError(f"{self.path}: object {i} has no 64-bit offset entry")
             at = _FANOUT_END + self.count * (SHA_SIZE + 8) + (offset & 0x7FFFFFFF) * 8
             (offset,) = struct.unpack(">Q", self.data[at:at + 8])
         return offset
@@ -113,7 +121,7 @@ class PackIndex:
         try:
             return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
         except IndexError:
-            raise ValueError(f"{self.path}: a 64-bit offset entry is missing") from None
+            raise DamagedObjectError(f"{self.path}: a 64-bit offset entry is missing") from None
 
 
 class _Pack:
@@ -121,26 +129,66 @@ class _Pack:
 
     def __init__(self, idx_path: str):
         self.index = PackIndex(idx_path)
-        self.fd = os.open(idx_path[:-4] + ".pack", os.O_RDONLY)
+        self.path = idx_path[:-4] + ".pack"
+        self.fd = os.open(self.path, os.O_RDONLY)
         weakref.finalize(self, os.close, self.fd)  # when the last reader drops the pack
         stat = os.fstat(self.fd)
         self.size = stat.st_size
         self.key = (idx_path, stat.st_ino, stat.st_mtime_ns)  # a pack rewritten in place differs
 
+    def damage(self) -> list[str]:
+        """What is wrong with the pack's files: checksums of the index and the pack, the
+        index naming the pack, the pack's header and object count."""
+        index, problems = self.index, []
+        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
+            problems.append(f"{index.path} does not match its checksum (damaged)")
+        if self.size < 12 + SHA_SIZE:
+            return [*problems, f"{self.path} has {self.size} bytes, too few for a pack"]
+        header = os.pread(self.fd, 12, 0)
+        trailer = os.pread(self.fd, SHA_SIZE, self.size - SHA_SIZE)
+        if _file_sha1(self.fd, self.size - SHA_SIZE) != trailer:
+            problems.append(f"{self.path} does not match its checksum (damaged)")
+        elif index.data[-2 * SHA_SIZE:-SHA_SIZE] != trailer:
+            problems.append(f"{index.path} is the index of another pack")
+        if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+            problems.append(f"{self.path} does not start with a pack header")
+        elif int.from_bytes(header[8:], "big") != index.count:
+            problems.append(f"{self.path} holds {int.from_bytes(header[8:], 'big')} objects, "
+                            f"its index {index.count}")
+        return problems
+
     def entry(self, offset: int) -> tuple[int, object, bytes]:
-        """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`)."""
-        head = os.pread(self.fd, 512, offset)  # small objects: the whole entry in one read
-        kind, size, base, start = entry_header(head, offset)
-        if size > (self.size - start) * 1032:  # deflate expands at most ~1032 times
-            raise ValueError(f"pack entry at {offset} claims {size} bytes, more than the pack holds")
-        return kind, base, inflate(self.fd, start, size, head[start - offset:])
+        """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`);
+        ``DamagedObjectError`` naming the pack if it is damaged."""
+        try:
+            if offset >= self.size - SHA_SIZE:
+                raise DamagedObjectError(f"the index puts an object at offset {offset}, "
+                                         "past the pack's data")
+            head = os.pread(self.fd, 512, offset)  # small objects: the whole entry in one read
+            kind, size, base, start = entry_header(head, offset)
+            if size > (self.size - start) * 1032:  # deflate expands at most ~1032 times
+                raise DamagedObjectError(f"pack entry at {offset} claims {size} bytes, "
+                                         "more than the pack holds")
+            return kind, base, inflate(self.fd, start, size, head[start - offset:])
+        except DamagedObjectError as exc:
+            raise DamagedObjectError(f"{self.path}: {exc}") from None
+
+
+def pack_file_damage(idx_path: str) -> list[str]:
+    """What is wrong with the files of the pack whose index is ``idx_path``: its index's
+    layout, the checksums of index and pack, the index naming the pack, the pack's header
+    and object count. Maintenance checks this before rewriting a pack and deleting it."""
+    try:
+        return _Pack(idx_path).damage()
+    except DamagedObjectError as exc:
+        return [str(exc)]
 
 
 def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
     """``(type, size, base, data offset)`` of the pack entry at ``offset`` starting with ``head``.
 
     ``base`` is the base's offset for an offset delta, its binary SHA for a ref
-    delta, else None. Raises ``ValueError`` for what git would not read.
+    delta, else None. Raises ``DamagedObjectError`` for what git would not read.
     """
     try:
         byte = head[0]
@@ -157,17 +205,18 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
                 byte = head[pos]
                 distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
             if not 0 < distance <= offset:
-                raise ValueError(f"pack entry at {offset} is a delta against itself "
-                                 f"or outside the pack (distance {distance})")
+                raise DamagedObjectError(f"pack entry at {offset} is a delta against itself "
+                                         f"or outside the pack (distance {distance})")
             base = offset - distance
         elif kind == REF_DELTA:
             base, pos = bytes(head[pos:pos + SHA_SIZE]), pos + SHA_SIZE
             if len(base) != SHA_SIZE:  # type: ignore[arg-type]
                 raise IndexError
         elif kind not in (COMMIT, TREE, BLOB, TAG):
-            raise ValueError(f"pack entry at {offset} has type {kind}, which git does not have")
+            raise DamagedObjectError(f"pack entry at {offset} has type {kind}, "
+                                     "which git does not have")
     except IndexError:
-        raise ValueError(f"pack entry at {offset} is cut short") from None
+        raise DamagedObjectError(f"pack entry at {offset} is cut short") from None
     return kind, size, base, offset + pos
 
 
@@ -192,11 +241,12 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
     out, pos, total = [], start, 0
     while True:
         if not chunk:
-            raise ValueError(f"the zlib stream at offset {start} is cut short")
+            raise DamagedObjectError(f"the zlib stream at offset {start} is cut short")
         try:
             out.append(inflater.decompress(chunk))
         except isal_zlib.error as exc:
-            raise ValueError(f"the zlib stream at offset {start} does not inflate: {exc}") from None
+            raise DamagedObjectError(f"the zlib stream at offset {start} does not inflate: "
+                                     f"{exc}") from None
         total += len(out[-1])
         if inflater.eof or total > size:
             break
@@ -204,7 +254,8 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
         chunk = os.pread(fd, max(start + bound - pos, 1 << 16), pos)
     data = out[0] if len(out) == 1 else b"".join(out)
     if len(data) != size:
-        raise ValueError(f"the zlib stream at offset {start} holds {len(data)} bytes, not {size}")
+        raise DamagedObjectError(f"the zlib stream at offset {start} holds {len(data)} bytes, "
+                                 f"not {size}")
     return data
 
 
@@ -234,12 +285,14 @@ class ObjectReader:
         self._watch_packs = watch_packs
         self._packs: list[_Pack] = []
         self._packs_seen: Optional[int] = None
+        self._damaged: list[str] = []  # what is wrong with each pack index left unread
 
     def read(self, sha: bytes) -> Raw:
         """``(type_num, content)`` of object ``sha`` (40 lower-case hex digits).
 
-        Raises ``KeyError`` if it is missing, ``ValueError`` if it is damaged or
-        ``sha`` is not a SHA, ``OSError`` if the file system fails.
+        Raises ``KeyError`` if it is missing; ``DamagedObjectError`` (a ``ValueError``)
+        if it is damaged or a damaged pack index may hold it, naming the file;
+        ``ValueError`` if ``sha`` is not a SHA; ``OSError`` if the file system fails.
         """
         raw = self._get(sha) if self._cache_reads else None
         if raw is None:
@@ -248,10 +301,57 @@ class ObjectReader:
             raw = self._read_packed(sha) or self._read_loose(sha)
             if raw is None:  # packed meanwhile, by a pack written after the folder was looked at
                 self.refresh()
-                raw = self._read_packed(sha) or self._fallback(sha)
+                raw = self._read_packed(sha) or self._read_fallback(sha)
             if self._cache_reads:
                 self._put(sha, raw)
         return raw
+
+    def _read_fallback(self, sha: bytes) -> Raw:
+        """The fallback's read of ``sha``, its errors turned into the ones :meth:`read` raises."""
+        try:
+            return self._fallback(sha)
+        except OSError:
+            raise
+        except Exception as exc:  # KeyError: missing; dulwich on a damaged pack: anything
+            damaged = "; ".join(self._damaged)
+            if isinstance(exc, KeyError) and not damaged:
+                raise
+            raise DamagedObjectError(
+                f"not found, and a pack index that may hold it is damaged: {damaged}" if damaged
+                else f"{type(exc).__name__}: {exc}") from None
+
+    def check_loose(self, sha: bytes) -> str | None:
+        """What is wrong with loose object ``sha`` (hex): None if it is sound, or gone meanwhile."""
+        try:
+            raw = self._read_loose(sha)
+        except DamagedObjectError as exc:
+            return str(exc)
+        return None if raw is None else _misnamed(sha, raw)
+
+    def check_pack(self, idx_path: str) -> Iterator[tuple[bytes | None, str]]:
+        """What is wrong with a pack: ``(None, message)`` for its files (see
+        :func:`pack_file_damage`), ``(sha, message)`` for each object (hex SHA) that does
+        not read back or hash to its name, in pack order. A pack deleted meanwhile
+        (maintenance) yields nothing."""
+        try:
+            pack = _Pack(idx_path)
+        except FileNotFoundError:
+            return
+        except DamagedObjectError as exc:
+            yield None, str(exc)
+            return
+        for message in pack.damage():
+            yield None, message
+        index = pack.index
+        offsets, shas = index.offsets(), list(index.shas())
+        for i in sorted(range(index.count), key=offsets.__getitem__):
+            sha = shas[i].hex().encode()
+            try:
+                problem = _misnamed(sha, self._read_at(pack, offsets[i]))
+            except DamagedObjectError as exc:
+                problem = str(exc)
+            if problem is not None:
+                yield sha, problem
 
     def is_packed(self, sha: bytes) -> bool:
         """Whether a pack this reader knows holds object ``sha`` (hex)."""
@@ -293,18 +393,23 @@ class ObjectReader:
 
     # -- loose objects ---------------------------------------------------------------
     def _read_loose(self, sha: bytes) -> Optional[Raw]:
-        hexsha = sha.decode()
+        path = loose_path(self.objects_dir, sha)
         try:
-            with open(loose_path(self.objects_dir, sha), "rb") as f:
+            with open(path, "rb") as f:
                 data = isal_zlib.decompress(f.read())
         except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            raise DamagedObjectError(f"{os.path.dirname(path)} is a file where git keeps a "
+                                     "folder of loose objects") from None
+        except IsADirectoryError:
+            raise DamagedObjectError(f"loose object file {path} is a folder") from None
         except isal_zlib.error as exc:
-            raise ValueError(f"loose object {hexsha} does not inflate: {exc}") from None
+            raise DamagedObjectError(f"loose object file {path} does not inflate: {exc}") from None
         header, _, content = data.partition(b"\0")
         kind, _, size = header.partition(b" ")
         if kind not in TYPE_NAMES or not size.isdigit() or int(size) != len(content):
-            raise ValueError(f"loose object {hexsha} has a bad header {header[:32]!r}")
+            raise DamagedObjectError(f"loose object file {path} has a bad header {header[:32]!r}")
         return TYPE_NAMES[kind], content
 
     # -- packs -----------------------------------------------------------------------
@@ -322,8 +427,8 @@ class ObjectReader:
             return self._packs
 
     def _rescan(self) -> None:
-        """Open new packs and drop deleted or replaced ones."""
-        packs = []
+        """Open new packs and drop deleted or replaced ones; note the damaged indexes."""
+        packs, damaged = [], []
         known = {pack.key[0]: pack for pack in self._packs}
         for name in sorted(os.listdir(self._pack_dir)):
             if not (name.startswith("pack-") and name.endswith(".idx")):
@@ -333,10 +438,13 @@ class ObjectReader:
             try:
                 if pack is None or _stat_key(path) != pack.key[1:]:
                     pack = _Pack(path)
-            except (FileNotFoundError, ValueError):  # being deleted, or not an index we read
+            except FileNotFoundError:  # being deleted
+                continue
+            except DamagedObjectError as exc:  # or a version 1 index (the fallback reads it)
+                damaged.append(str(exc))
                 continue
             packs.append(pack)
-        self._packs = packs
+        self._packs, self._damaged = packs, damaged
 
     def _read_packed(self, sha: bytes) -> Optional[Raw]:
         found = self._locate(bytes.fromhex(sha.decode()))
@@ -364,24 +472,50 @@ class ObjectReader:
                 break
             chain.append((pack, offset, content))
             if len(chain) > MAX_CHAIN:
-                raise ValueError(f"delta chain at offset {offset} of {pack.index.path} is longer "
-                                 f"than {MAX_CHAIN} (a cycle?)")
+                raise DamagedObjectError(f"delta chain at offset {offset} of {pack.path} is longer "
+                                         f"than {MAX_CHAIN} (a cycle?)")
             if kind == OFS_DELTA:
                 offset = base  # type: ignore[assignment]
                 continue
-            found = self._locate(base)  # type: ignore[arg-type]
+            base_sha = cast(bytes, base)  # a ref delta names its base by (binary) SHA
+            found = self._locate(base_sha)
             if found is None:  # a base outside the packs (loose, or behind alternates)
-                kind, content = self.read(base.hex().encode())  # type: ignore[union-attr]
+                try:
+                    kind, content = self.read(base_sha.hex().encode())
+                except KeyError:
+                    raise DamagedObjectError(f"{pack.path}: the delta at offset {offset} is on "
+                                             f"object {base_sha.hex()}, which is missing") from None
                 break
             pack, offset = found
         for at_pack, at, delta in reversed(chain):
             try:
                 content = b"".join(apply_delta(content, delta))
             except ApplyDeltaError as exc:
-                raise ValueError(f"delta at offset {at} of {at_pack.index.path}: {exc}") from None
+                raise DamagedObjectError(f"delta at offset {at} of {at_pack.path}: {exc}") from None
             if not (self._cache_reads and at_pack is chain[0][0] and at == chain[0][1]):
                 self._put((at_pack.key, at), (kind, content))  # (what read() caches by SHA: once)
         return kind, content
+
+
+def _misnamed(sha: bytes, raw: Raw) -> str | None:
+    """Why object ``raw`` is not object ``sha`` (hex): its hash differs; else None."""
+    kind, content = raw
+    actual = hashlib.sha1(b"%s %d\0" % (_TYPE_BYTES[kind], len(content)) + content).hexdigest()
+    if actual == sha.decode():
+        return None
+    return f"holds a {_TYPE_BYTES[kind].decode()} whose SHA-1 is {actual}"
+
+
+def _file_sha1(fd: int, size: int) -> bytes:
+    """SHA-1 of the first ``size`` bytes of file ``fd``."""
+    digest, at = hashlib.sha1(), 0
+    while at < size:
+        chunk = os.pread(fd, min(1 << 20, size - at), at)
+        if not chunk:
+            break
+        digest.update(chunk)
+        at += len(chunk)
+    return digest.digest()
 
 
 def _stat_key(path: str) -> tuple[int, int]:

@@ -32,12 +32,12 @@ from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
-from .errors import CorruptObjectError, NotARepositoryError
+from .errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
 from .ids import is_sha
 from .objectset import STOPPED, ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, Plan, commit_links, write_pack
 from .reader import (BLOB, COMMIT, SHA_SIZE, TAG, TREE, TYPE_NAMES, ObjectReader, PackIndex,
-                     loose_path)
+                     loose_path, pack_file_damage)
 from .refs import (ZERO, RefValue, parse_head_file, parse_journal, parse_loose, parse_packed,
                    parse_reflog, read_file)
 from .store import Store
@@ -369,6 +369,18 @@ def drop_caches(objects_dir: str) -> None:
         os.replace(packs_file + ".tmp", packs_file)
 
 
+def check_packs(bases: Iterable[str]) -> None:
+    """Raise ``DamagedObjectError`` if a pack about to be rewritten and deleted is damaged.
+
+    A rewrite reads objects through the index: with a damaged index it would store one
+    object's content under another's name and then delete the only good copy.
+    """
+    for base in bases:
+        damage = pack_file_damage(base + ".idx")
+        if damage:
+            raise DamagedObjectError(f"{'; '.join(damage)}; maintenance stopped, nothing was lost")
+
+
 def remove_pack(base: str) -> None:
     """Delete a pack: index first, so no reader starts using it, then its data."""
     for ext in (".idx", ".rev", ".bitmap", ".mtimes", ".pack"):
@@ -387,6 +399,7 @@ def _rewrite_pack(base: str, census: Census) -> tuple[int, int]:
 
     The kept objects stay in their order, as deltas on the same base when it stays.
     """
+    check_packs([base])
     order, bases = pack_layout(base, census.table, census.objects.kinds)
     flags, plan, written = census.flags, Plan(), bytearray(len(census.table))
     for i, delta_base in zip(order, bases):

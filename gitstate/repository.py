@@ -21,6 +21,7 @@ from .errors import (
     AmbiguousRevisionError,
     CorruptObjectError,
     EncodingError,
+    GitstateError,
     InvalidArgumentError,
     InvalidStateError,
     NameTakenError,
@@ -226,10 +227,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             type_num, content = self._store.reader.read(sha)
         except KeyError:
             raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except OSError:  # the file system's own error (permissions, too many open files)
-            raise
-        except Exception as exc:  # a damaged object: zlib, header or delta errors
-            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from exc
+        except ValueError as exc:  # damaged: the reader's message names the object or its file
+            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from None
         if type_num != kind.type_num:
             raise CorruptObjectError(f"object {sha.decode()} is a {object_class(type_num).type_name.decode()}, "
                                      f"expected a {kind.type_name.decode()}")
@@ -429,19 +428,44 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             result.append(checkpoint)
         return result
 
-    def agents(self) -> list[AgentInfo]:
-        """Every agent, sorted by id, with its newest checkpoint."""
-        tags: dict[str, dict[bytes, list[str]]] = {}
-        for ref, sha in self._store.read_refs(TAG_PREFIX.encode()).items():
-            agent, _, name = ref[len(TAG_PREFIX):].decode().partition("/")
-            tags.setdefault(agent, {}).setdefault(sha, []).append(name)
+    def agents(self, *, errors: dict[str, GitstateError] | None = None) -> list[AgentInfo]:
+        """Every agent, sorted by id, with its newest checkpoint.
+
+        An agent whose branch, names or head commit cannot be read raises
+        ``CorruptObjectError`` naming it; given ``errors``, it is left out and its
+        error put there under its id instead.
+        """
+        bad: dict[bytes, CorruptObjectError] = {}
+        tags = self._store.read_refs(TAG_PREFIX.encode(), bad)
+        branches = self._store.read_refs(BRANCH_PREFIX.encode(), bad)
+        failed: dict[str, GitstateError] = {}
+        for ref, damaged in sorted(bad.items()):  # a damaged branch or name fails its agent
+            parts = ref.decode(errors="replace").split("/")
+            if len(parts) < 4:  # a damaged file of many refs (packed-refs): no list to trust
+                raise damaged
+            failed.setdefault(parts[3], damaged)
+        names: dict[tuple[str, bytes], list[str]] = {}
+        for ref, sha in tags.items():
+            agent, _, name = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")
+            names.setdefault((agent, sha), []).append(name)
         result = []
         prefix = len(BRANCH_PREFIX)
-        for ref, sha in sorted(self._store.read_refs(BRANCH_PREFIX.encode()).items()):
-            agent_id = ref[prefix:].decode()
-            names = tuple(tags.get(agent_id, {}).get(sha, ()))
-            head = self._checkpoint(self._commit(sha), agent_id, names)
+        for ref, sha in sorted(branches.items()):
+            agent_id = ref[prefix:].decode(errors="replace")
+            if agent_id in failed:
+                continue
+            try:
+                head = self._checkpoint(self._commit(sha), agent_id,
+                                        tuple(names.get((agent_id, sha), ())))
+            except CorruptObjectError as exc:
+                failed[agent_id] = exc
+                continue
             result.append(AgentInfo(agent_id=agent_id, head=head))
+        if failed and errors is None:
+            agent_id, error = min(failed.items())
+            raise CorruptObjectError(f"agent {agent_id}: {error}") from error
+        if errors is not None:
+            errors.update(failed)
         return result
 
 

@@ -81,6 +81,23 @@ def test_fork_shares_history_and_the_new_agent_saves_on_its_own_branch(repo):
     fsck(repo)
 
 
+def test_a_fork_rolled_back_to_an_inherited_checkpoint_stays_itself_and_verifies(repo):
+    """Agent-Id names the agent that wrote a checkpoint: a fork holds its parent's checkpoints."""
+    ids = build(repo, count=4)
+    repo.fork("a", ids[2], "b")
+    result = repo.rollback("b", ids[0])  # written by a, inherited by b
+    assert result.checkpoint.agent_id == "b" and result.checkpoint.trailers["Rollback-Of"] == ids[0]
+    state = repo.load("b")
+    assert state.agent_id == "b" and state.iteration == 1
+    saved = repo.save(grow(state))
+    assert repo.latest("b").checkpoint_id == saved.checkpoint_id and ids_of(repo, "a") == ids
+    writers = git(repo, "log", "--format=%(trailers:key=Agent-Id,valueonly)", "agents/b").split()
+    assert writers == ["b", "b", "b", "a", "a", "a"]
+    check = repo.verify()
+    assert check.ok, check.problems
+    fsck(repo)
+
+
 def test_fork_bad_input_changes_nothing(repo):
     build(repo, count=3)
     build(repo, agent_id="b", count=1)

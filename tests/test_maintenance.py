@@ -18,6 +18,7 @@ from dulwich.objects import Blob
 
 from conftest import fsck, git, grow, snapshot
 from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository, codec
+from gitstate.ids import new_checkpoint_id
 from gitstate.maintenance import MaintenanceSettings, _loose_estimate
 
 
@@ -384,6 +385,81 @@ def test_verify_reports_damaged_objects_and_dangling_refs(repo: StateRepository)
     assert any(p.kind == "ref" and p.subject == "refs/heads/agents/ghost" for p in problems)
 
 
+def test_verify_lists_every_problem_and_checks_every_agent(repo: StateRepository) -> None:
+    manual(repo)
+    for agent in ("a1", "a2", "a3"):
+        save_run(repo, agent, 3)
+    parent = git(repo, "rev-parse", "agents/a1~1").strip()
+    Path(repo.path, "objects", parent[:2], parent[2:]).unlink()  # a1's history ends at its head
+    second = git(repo, "rev-parse", "agents/a2~1").strip()
+    tree = git(repo, "rev-parse", "agents/a2~1^{tree}").strip()
+    Path(repo.path, "objects", tree[:2], tree[2:]).unlink()  # one state of a2 cannot be read
+    Path(repo.path, "refs", "heads", "agents", "a4").write_text("garbage\n")
+    result = repo.verify()
+    found = {(p.kind, p.subject): p.message for p in result.problems}
+    assert found.keys() == {("history", "a1"), ("state", f"a2@{second[:12]}"),
+                            ("ref", "refs/heads/agents/a4")}, result.problems
+    assert parent in found["history", "a1"] and tree in found["state", f"a2@{second[:12]}"]
+    assert (result.agents, result.checkpoints) == (3, 1 + 3 + 3)
+
+
+def _plumb_checkpoint(repo: StateRepository, agent: str, state: dict, writer: str) -> None:
+    """A checkpoint of ``state`` on ``agent``'s branch, its trailers naming ``writer``."""
+    message = (f"hand-made\n\nCheckpoint-Id: {new_checkpoint_id()}\nAgent-Id: {writer}\n"
+               "Schema-Version: 1")
+    _plumb_commit(repo, agent, codec.encode(state), message)
+
+
+def test_verify_checks_agent_id_against_the_state_not_the_branch(repo: StateRepository) -> None:
+    save_run(repo, "a1", 1)
+    _plumb_checkpoint(repo, "a1", {"agent_id": "a9"}, "a9")  # another agent's, as a fork holds
+    assert repo.verify().ok
+    _plumb_checkpoint(repo, "a1", {"agent_id": "a1"}, "a9")
+    _plumb_checkpoint(repo, "a1", {"agent_id": "a1"}, "not an id")
+    newest, second = git(repo, "rev-list", "-2", "agents/a1").split()
+    problems = {(p.kind, p.subject): p.message for p in repo.verify().problems}
+    assert problems.keys() == {("state", f"a1@{second[:12]}"), ("trailer", f"a1@{newest[:12]}")}
+    assert "'a1'" in problems["state", f"a1@{second[:12]}"]
+    assert "'a9'" in problems["state", f"a1@{second[:12]}"]
+    assert "not an id" in problems["trailer", f"a1@{newest[:12]}"]
+
+
+MAINTAINER = r"""
+import select, sys
+from gitstate import StateRepository
+repo = StateRepository.open(sys.argv[1])
+i = 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    for _ in range(20):
+        i += 1
+        repo.save({"agent_id": "w", "iteration": i})
+    repo.gc()  # packs the new loose objects, removes them and their folders, merges packs
+    print(i, flush=True)
+"""
+
+
+def test_verify_beside_maintenance_finds_nothing_wrong(repo: StateRepository) -> None:
+    """Loose objects, fan-out folders and packs that maintenance removes meanwhile are no problem."""
+    manual(repo)
+    save_run(repo, "a1", 3)
+    maintainer = subprocess.Popen([sys.executable, "-c", MAINTAINER, repo.path], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    cycles: list[str] = []
+    try:
+        assert maintainer.stdout.readline(), "the maintenance process died"
+        threading.Thread(target=lambda: cycles.extend(maintainer.stdout), daemon=True).start()
+        results = []
+        while len(cycles) < 3:  # verify all along 3 maintenance runs
+            assert maintainer.poll() is None, "the maintenance process died"
+            results.append(repo.verify())
+    finally:
+        maintainer.stdin.write("stop\n")
+        maintainer.stdin.close()
+        assert maintainer.wait() == 0
+    assert [r.problems for r in results if not r.ok] == []
+    assert repo.verify().ok
+
+
 def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
     git(repo, "config", "gitstate.maxdepth", "lots")
     assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
@@ -472,7 +548,8 @@ def test_a_damaged_object_stops_gc_with_a_typed_error(repo: StateRepository, pru
     blob = _damage_packed_state(repo, "a")
     _age_all(repo)
     before = snapshot(repo)
-    with pytest.raises(CorruptObjectError, match=blob):
+    damaged = rf"{blob}|pack-[0-9a-f]{{40}}\.pack does not match its checksum"  # (checked first)
+    with pytest.raises(CorruptObjectError, match=damaged):
         repo.gc(prune=prune, grace_seconds=0)
     for agent in ("a", "b"):  # nothing lost
         for sha in git(repo, "rev-list", f"agents/{agent}").split():
@@ -480,6 +557,31 @@ def test_a_damaged_object_stops_gc_with_a_typed_error(repo: StateRepository, pru
     assert repo.load("b").iteration == 3
     if prune:
         assert snapshot(repo) == before  # stopped before writing anything
+
+
+def test_gc_does_not_rewrite_a_pack_whose_index_does_not_match_its_checksum(
+        repo: StateRepository) -> None:
+    """Two offsets swapped in an index: each object reads as the other, only the checksum tells."""
+    manual(repo)
+    save_run(repo, "a", 3)
+    repo.gc()
+    save_run(repo, "b", 3)  # loose: packing them makes gc merge the first pack
+    idx = next(Path(repo.path, "objects", "pack").glob("*.idx"))
+    good = idx.read_bytes()
+    names = sorted(line.split()[1] for line in subprocess.run(
+        ["git", "show-index"], input=good, capture_output=True, check=True).stdout.decode().splitlines())
+    first, second = (names.index(git(repo, "rev-parse", f"agents/a~{n}:state.json").strip()) for n in (1, 2))
+    table = 8 + 256 * 4 + len(names) * 24  # past the header, fan-out, names and CRCs
+    swapped = bytearray(good)
+    swapped[table + first * 4:table + first * 4 + 4] = good[table + second * 4:table + second * 4 + 4]
+    swapped[table + second * 4:table + second * 4 + 4] = good[table + first * 4:table + first * 4 + 4]
+    idx.chmod(0o644)
+    idx.write_bytes(bytes(swapped))
+    with pytest.raises(CorruptObjectError, match=rf"{idx.name} does not match its checksum"):
+        repo.gc()
+    idx.write_bytes(good)  # the pack was neither rewritten nor deleted: repaired, all is there
+    fsck(repo)
+    assert repo.verify().ok
 
 
 def test_a_save_survives_automatic_maintenance_failing(repo: StateRepository,

@@ -12,7 +12,7 @@ import pytest
 from dulwich.objects import Commit
 
 from gitstate import AgentState, StateRepository
-from gitstate.errors import CorruptObjectError, InvalidArgumentError
+from gitstate.errors import CorruptObjectError, DamagedObjectError, InvalidArgumentError
 from gitstate.layout import CommitInfo
 from gitstate.reader import ObjectReader, entry_header, inflate
 
@@ -141,6 +141,40 @@ def test_a_damaged_packed_object_is_a_typed_error(repo):
     pack.write_bytes(bytes(data))
     with pytest.raises(CorruptObjectError, match=blob):
         StateRepository.open(repo.path).load("a")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "fan-out folder is a file"])
+def test_a_damaged_loose_object_is_a_typed_error_naming_its_file(repo, damage):
+    repo.save({"agent_id": "a", "n": 1})
+    head = git(repo, "rev-parse", "agents/a").strip()
+    path = Path(repo.path, "objects", head[:2], head[2:])
+    path.chmod(0o644)
+    if damage == "garbage":
+        path.write_bytes(b"not a zlib stream")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        for loose in path.parent.iterdir():
+            loose.unlink()
+        path.parent.rmdir()
+        path.parent.write_bytes(b"")
+    named = str(path.parent if damage.startswith("fan-out") else path)
+    reader = ObjectReader(os.path.join(repo.path, "objects"), fallback=_no_fallback)
+    with pytest.raises(DamagedObjectError, match=named) as caught:
+        reader.read(head.encode())
+    assert isinstance(caught.value, ValueError)  # what maintenance's read_or_stop expects
+    with pytest.raises(CorruptObjectError, match=f"{head} cannot be read: .*{named}"):
+        StateRepository.open(repo.path).load("a")
+
+
+def test_a_miss_beside_a_damaged_index_names_the_index(repo):
+    history(repo, agents=1, steps=3)
+    repo.gc()
+    idx = next(Path(repo.path, "objects", "pack").glob("pack-*.idx"))
+    idx.chmod(0o644)
+    idx.write_bytes(idx.read_bytes()[:1000])  # dulwich, the fallback, fails on it too (struct.error)
+    with pytest.raises(CorruptObjectError, match=f"may hold it is damaged: {idx}"):
+        StateRepository.open(repo.path).load("agent-0")
 
 
 SIGNED = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"

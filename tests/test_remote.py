@@ -181,6 +181,18 @@ def test_a_diverged_pull_fails_naming_both_heads_and_loses_nothing(server: Serve
     assert alice.latest("shared").commit == theirs.commit
 
 
+def test_an_agent_pulled_into_another_id_keeps_its_writers_agent_id_and_verifies(
+        repo: StateRepository, tmp_path: Path) -> None:
+    other = StateRepository.init(tmp_path / "other.git")
+    agent(other, "scout", 3)
+    repo.remote_add("origin", other.path)
+    [pulled] = repo.pull("origin", ["scout"], into="scout-copy")
+    assert pulled.status is TransferStatus.NEW
+    assert {c.trailers["Agent-Id"] for c in repo.log("scout-copy")} == {"scout"}
+    check = repo.verify()
+    assert check.ok and (check.agents, check.checkpoints) == (1, 3), check.problems
+
+
 def test_fetch_fills_tracking_refs_only_and_prunes_deleted_agents(server: Server, repo: StateRepository,
                                                                   tmp_path: Path) -> None:
     url, path = server.new()
