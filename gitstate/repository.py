@@ -42,6 +42,7 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
+from .journal import RefUpdate
 from .layout import STATE_FILE, CommitInfo, checkpoint_commit, state_objects
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
@@ -195,10 +196,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
                 parent = store.writable_ref(ref)  # damaged or symbolic: before the commit
                 commit = checkpoint_commit(tree, parent, agent_id, text, when)
                 store.write(commit)
-                if store.update_ref(lock, ref, parent, commit.id):
+                updates = [RefUpdate(ref, parent, commit.id)]
+                if name is not None:
+                    updates.append(RefUpdate(tag_ref(agent_id, name), None, commit.id))
+                if store.update_refs(lock, agent_id, updates):
                     break  # else a non-gitstate writer moved the branch: rebuild on its head
-            if name is not None:
-                store.update_ref(lock, tag_ref(agent_id, name), None, commit.id)
         return commit
 
     def _check_name_free(self, agent_id: str, name: str) -> None:
@@ -209,13 +211,24 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             )
 
     def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
-        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        """Name the checkpoint at ``rev`` (default: the latest); names are never reused.
+
+        ``rev`` is resolved under the agent's lock, so a concurrent delete, prune
+        or rollback cannot leave the name on a checkpoint that left the history.
+        """
         validate_name(name)
-        target = self.resolve(agent_id, rev)
+        self._head(agent_id)  # no lock file for an agent that does not exist
         with self._store.agent_lock(agent_id) as lock:
+            target = self.resolve(agent_id, rev)
+            head = self._head(agent_id)
+            if not any(c.id.decode() == target.commit for c in self._walk(head)):
+                raise RevisionNotFoundError(f"{rev!r} names {target.commit[:7]}, which is not in "
+                                            f"the history of agent {agent_id!r}")
             self._check_name_free(agent_id, name)
-            self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode())
-        return self.resolve(agent_id, target.commit)
+            if not self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode()):
+                raise NameTakenError(f"agent {agent_id!r}: the name {name!r} was just taken by a "
+                                     "writer outside gitstate")
+        return target.model_copy(update={"names": tuple(sorted((*target.names, name)))})
 
     # -- reading ---------------------------------------------------------------------
     def _raw(self, sha: bytes, kind: type[ShaFile]) -> bytes:
