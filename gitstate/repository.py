@@ -9,12 +9,14 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, Optional, TypeVar
 
+from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
 from . import codec
+from .config import check_format, update_config
 from .message import build as build_message, integer, parse as parse_message
 from .errors import (
     AgentNotFoundError,
@@ -98,20 +100,23 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
         os.makedirs(path, exist_ok=True)
         repo = Repo.init_bare(path)
-        config = repo.get_config()
-        config.set((b"gitstate",), b"version", b"1")
-        config.set((b"gc",), b"auto", b"0")
-        config.write_to_path()
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
         repo.close()
+        update_config(instance._store, _init_config)
         return instance
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
-        """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``)."""
+        """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``).
+
+        ``RepositoryFormatError`` if its config does not parse or asks for what
+        gitstate cannot write (SHA-256 objects, another ref storage, a repository
+        format or extension it does not know); nothing is written then.
+        """
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise NotARepositoryError(f"{path} does not exist or is not a directory")
+        check_format(path)
         try:
             repo = Repo(path)
         except NotGitRepository:
@@ -454,6 +459,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             head = self._checkpoint(self._commit(sha), agent_id, names)
             result.append(AgentInfo(agent_id=agent_id, head=head))
         return result
+
+
+def _init_config(config: ConfigFile) -> None:
+    config.set((b"gitstate",), b"version", b"1")
+    config.set((b"gc",), b"auto", b"0")  # no automatic gc by git or dulwich: gitstate's maintenance
 
 
 def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
