@@ -168,7 +168,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             data = {**data, "agent_id": agent_id}
         if name is not None:
             validate_name(name)
-            self._check_name_free(agent_id, name)
+            with self._store.agent_lock(agent_id):  # completes an interrupted operation first
+                self._check_name_free(agent_id, name)
         when = None if time is None else int(_aware(time, "time").timestamp())
         iteration, status = data.get("iteration"), data.get("status")
         iteration = iteration if type(iteration) is int else None
