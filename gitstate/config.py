@@ -8,7 +8,7 @@ written into it (fsynced when durable), then renamed over ``config``. A
 ``config.lock`` held by a live process (``git config``) is waited for, with
 backoff, up to the lock timeout (then :class:`ConcurrentUpdateError`); one left
 by a killed gitstate writer is recognised and removed by the next writer (its
-path is recorded in the ``flock``'s file, see ``RefLock.guarding``).
+path is recorded in the ``flock``'s file, see ``Store.create_lock``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import BinaryIO, TypeVar
 
 from dulwich.config import ConfigFile
 
-from .errors import ConcurrentUpdateError, RepositoryFormatError
-from .store import Store, _Backoff, fsync_path
+from .errors import RepositoryFormatError
+from .store import Store, fsync_path
 
 T = TypeVar("T")
 
@@ -120,31 +120,24 @@ def update_config(store: Store, change: Callable[[ConfigFile], T]) -> T:
     """
     path = os.path.join(store.path, "config")
     lock_path = path + ".lock"
-    with store._flock("config") as lock, lock.guarding(lock_path):  # type: ignore[union-attr]
-        backoff = _Backoff(store.lock_timeout)
-        while True:
+    with store._flock("config") as lock:
+        assert lock is not None  # waited for
+        with lock.guarding(lock_path):
+            fd = store.create_lock(lock, lock_path, "git config is writing it?")
             try:
-                fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                break
-            except FileExistsError:
-                if not backoff.wait():
-                    raise ConcurrentUpdateError(
-                        f"{lock_path} stayed locked for {store.lock_timeout:g}s (a git config "
-                        "running?); remove it if no git process is running") from None
-        try:
-            config = read_config(store.path)
-            result = change(config)
-            with os.fdopen(fd, "wb", closefd=False) as f:
-                config.write_to_file(f)
-            if store.durable:
-                os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.rename(lock_path, path)
-            if store.durable:
-                fsync_path(store.path)
-            return result
-        finally:
-            if fd != -1:
+                config = read_config(store.path)
+                result = change(config)
+                with os.fdopen(fd, "wb", closefd=False) as f:
+                    config.write_to_file(f)
+                if store.durable:
+                    os.fsync(fd)
                 os.close(fd)
-                os.unlink(lock_path)
+                fd = -1
+                os.rename(lock_path, path)
+                if store.durable:
+                    fsync_path(store.path)
+                return result
+            finally:
+                if fd != -1:
+                    os.close(fd)
+                    os.unlink(lock_path)

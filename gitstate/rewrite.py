@@ -68,12 +68,13 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
             result.removed.append(commit)
             changed = True
             continue
-        new = commit
+        sha = commit.id
         if changed:
-            new = recommit(commit, parent)
-            store.write(new)
-        result.mapping[commit.id] = new.id
-        parent = new.id
+            copy = recommit(commit, parent)
+            store.write(copy)
+            sha = copy.id
+        result.mapping[commit.id] = sha
+        parent = sha
     assert parent is not None, "a rewrite must keep at least one checkpoint"
     result.new_head = parent
     updates = [RefUpdate(ref, history[0].id, parent)] + _tag_updates(agent_id, tags, result)

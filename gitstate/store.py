@@ -105,18 +105,27 @@ class _Backoff:
 
 
 class RefLock:
-    """A held lock (agent or packed-refs); records the ``.lock`` files it may create."""
+    """A held ``flock`` (of an agent, packed-refs or the config). Its file names the
+    ``.lock`` file the holder is creating or holds, so that whoever takes the
+    ``flock`` next removes that file if the holder died (see :meth:`Store._flock`)."""
 
     def __init__(self, fd: int):
         self.fd = fd
 
+    def record(self, lock_path: str) -> None:
+        os.pwrite(self.fd, lock_path.encode() + b"\n", 0)
+
+    def forget(self) -> None:
+        os.ftruncate(self.fd, 0)
+
     @contextmanager
     def guarding(self, lock_path: str) -> Iterator[None]:
-        os.pwrite(self.fd, lock_path.encode() + b"\n", 0)
+        """Record ``lock_path`` while the block creates and holds it."""
+        self.record(lock_path)
         try:
             yield
         finally:
-            os.ftruncate(self.fd, 0)
+            self.forget()
 
 
 class Store:
@@ -406,6 +415,29 @@ class Store:
         ``wait=False`` it yields None at once if it is held elsewhere."""
         return self._flock("maintenance", wait)
 
+    def create_lock(self, guard: RefLock, lock_path: str, holder: str) -> int:
+        """Create ``lock_path`` with O_EXCL (git's ``.lock`` protocol); return its descriptor.
+
+        The caller records ``lock_path`` in ``guard`` (:meth:`RefLock.guarding`);
+        while another process holds it (``holder`` says who, in the error) the
+        record is cleared, so that dying while waiting never makes the next
+        holder remove a live lock. Waits with backoff up to ``lock_timeout``,
+        then raises ``ConcurrentUpdateError``.
+        """
+        backoff = _Backoff(self.lock_timeout)
+        while True:
+            try:
+                return os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+            except FileExistsError:
+                guard.forget()
+                if not backoff.wait():
+                    raise ConcurrentUpdateError(
+                        f"{lock_path} stayed locked for {self.lock_timeout:g}s ({holder}); "
+                        "remove it if no such process is running") from None
+                guard.record(lock_path)
+
     # -- writing refs ----------------------------------------------------------------
     def update_ref(self, lock: RefLock, ref: bytes, old: bytes | None, new: bytes | None, *,
                    log: str | None = None) -> bool:
@@ -423,20 +455,8 @@ class Store:
         """:meth:`update_ref`, writing ``journal`` (agent id, updates) just before the ref moves."""
         path = os.path.join(self.path, os.fsdecode(ref))
         lock_path = path + ".lock"
-        backoff = _Backoff(self.lock_timeout)
         with lock.guarding(lock_path):
-            while True:
-                try:
-                    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    break
-                except FileNotFoundError:
-                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-                except FileExistsError:
-                    if not backoff.wait():
-                        raise ConcurrentUpdateError(
-                            f"{lock_path} stayed locked for {self.lock_timeout:g}s "
-                            "(another git process is updating this ref)"
-                        ) from None
+            fd = self.create_lock(lock, lock_path, "another git process is updating this ref")
             try:
                 if self.writable_ref(ref) != old:
                     return False
@@ -621,37 +641,32 @@ class Store:
     def _rewrite_packed_refs(self, drop: bytes) -> None:
         """Rewrite packed-refs without ``drop`` (under git's ``packed-refs.lock``)."""
         path = os.path.join(self.path, "packed-refs")
-        with self._flock("packed-refs") as lock, lock.guarding(path + ".lock"):
-            backoff = _Backoff(self.lock_timeout)
-            while True:
+        with self._flock("packed-refs") as lock:
+            assert lock is not None  # waited for
+            with lock.guarding(path + ".lock"):
+                fd = self.create_lock(lock, path + ".lock", "a git process is rewriting packed-refs")
                 try:
-                    fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    break
-                except FileExistsError:
-                    if not backoff.wait():
-                        raise ConcurrentUpdateError(f"{path}.lock stayed locked") from None
-            try:
-                with open(path, "rb") as f:
-                    lines = f.read().split(b"\n")
-                kept, skip_peeled = [], False
-                for line in lines:
-                    if line.startswith(b"^"):
+                    with open(path, "rb") as f:
+                        lines = f.read().split(b"\n")
+                    kept, skip_peeled = [], False
+                    for line in lines:
+                        if line.startswith(b"^"):
+                            if not skip_peeled:
+                                kept.append(line)
+                            continue
+                        skip_peeled = line.endswith(b" " + drop)
                         if not skip_peeled:
                             kept.append(line)
-                        continue
-                    skip_peeled = line.endswith(b" " + drop)
-                    if not skip_peeled:
-                        kept.append(line)
-                os.write(fd, b"\n".join(kept))
-                if self.durable:
-                    os.fsync(fd)
-                os.close(fd)
-                fd = -1
-                os.rename(path + ".lock", path)
-            finally:
-                if fd != -1:
+                    os.write(fd, b"\n".join(kept))
+                    if self.durable:
+                        os.fsync(fd)
                     os.close(fd)
-                    os.unlink(path + ".lock")
+                    fd = -1
+                    os.rename(path + ".lock", path)
+                finally:
+                    if fd != -1:
+                        os.close(fd)
+                        os.unlink(path + ".lock")
         self._packed = None
 
     # -- reflogs ---------------------------------------------------------------------
