@@ -24,10 +24,9 @@ from .store import Store, fsync_path
 
 T = TypeVar("T")
 
-# extensions git 2.39+ knows (setup.c); those of version 1 only are refused in version 0
-_EXTENSIONS_V0 = {b"noop", b"preciousobjects", b"partialclone", b"worktreeconfig"}
-_EXTENSIONS_V1 = {b"noop-v1", b"objectformat", b"compatobjectformat", b"refstorage",
-                  b"relativeworktrees"}
+# the extensions gitstate (and the dulwich it uses) can open, with the repository format
+# version git requires for each; git's others, and unknown ones, are refused
+_EXTENSIONS = {b"objectformat": 1, b"relativeworktrees": 1, b"worktreeconfig": 0}
 
 
 class _Lines:
@@ -38,7 +37,8 @@ class _Lines:
         self.number = 0
 
     def readlines(self) -> Iterator[bytes]:
-        for self.number, line in enumerate(self.f, 1):
+        for number, line in enumerate(self.f, 1):
+            self.number = number
             yield line
 
 
@@ -66,43 +66,36 @@ def read_config(path: str) -> ConfigFile:
 def check_format(path: str) -> None:
     """Refuse, with ``RepositoryFormatError``, a repository gitstate cannot write correctly.
 
-    Its config must parse; ``core.repositoryformatversion`` must be 0 or 1; the
-    objects must be SHA-1 (``extensions.objectFormat``), with no second object
-    format and refs stored as files; in version 1 every extension must be one
-    git knows, in version 0 none of those reserved to version 1 (git's rules).
+    Its config must parse; ``core.repositoryformatversion`` must be 0 or 1 (as
+    git requires); the objects must be SHA-1 (``extensions.objectFormat``); any
+    other extension must be one gitstate can honour (``worktreeConfig``,
+    ``relativeWorktrees``), in a version git accepts it in.
     """
     config_path = os.path.join(path, "config")
     config = read_config(path)
     raw = _get(config, b"core", b"repositoryformatversion") or b"0"
-    try:
-        version = int(raw)
-    except ValueError:
-        version = -1
+    version = int(raw) if raw.strip().isdigit() else -1
     if version not in (0, 1):
         raise RepositoryFormatError(f"{config_path}: core.repositoryformatversion is "
                                     f"{raw.decode(errors='replace')!r}; gitstate (like git) "
                                     "reads versions 0 and 1 only")
-    extensions = {}
     for section in config.sections():
-        if len(section) == 1 and section[0].lower() == b"extensions":
-            extensions.update({key.lower(): value for key, value in config.items(section)})
-    wanted = {b"objectformat": b"sha1", b"refstorage": b"files"}
-    for name, value in sorted(extensions.items()):
-        setting = f"{config_path}: extensions.{name.decode(errors='replace')}"
-        if name in _EXTENSIONS_V1:
-            if version == 0:
-                raise RepositoryFormatError(f"{setting} needs repository format version 1, the "
-                                            "config says 0 (git refuses it too)")
-        elif name not in _EXTENSIONS_V0:
-            if version == 1:
-                raise RepositoryFormatError(f"{setting} is an extension git does not know "
-                                            "(git refuses the repository too)")
-            continue  # version 0 ignores unknown extensions
-        if name == b"compatobjectformat" or value.lower() != wanted.get(name, value.lower()):
-            raise RepositoryFormatError(
-                f"{setting} = {value.decode(errors='replace')}: gitstate writes SHA-1 objects "
-                "and loose refs only; use a repository made by git init --bare without "
-                "--object-format or --ref-format")
+        if len(section) != 1 or section[0].lower() != b"extensions":
+            continue
+        for name, value in config.items(section):
+            setting = f"{config_path}: extensions.{name.decode(errors='replace')}"
+            needs = _EXTENSIONS.get(name.lower())
+            if needs is None:
+                raise RepositoryFormatError(
+                    f"{setting} is an extension gitstate cannot honour (it knows objectFormat "
+                    "= sha1, worktreeConfig and relativeWorktrees)")
+            if needs > version:
+                raise RepositoryFormatError(f"{setting} needs repository format version {needs}, "
+                                            f"the config says {version} (git refuses it too)")
+            if name.lower() == b"objectformat" and value.lower() != b"sha1":
+                raise RepositoryFormatError(
+                    f"{setting} = {value.decode(errors='replace')}: gitstate writes SHA-1 objects "
+                    "only; use a repository made by git init --bare without --object-format")
 
 
 def _get(config: ConfigFile, section: bytes, name: bytes) -> bytes | None:

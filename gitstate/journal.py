@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 from .errors import CorruptObjectError
 from .ids import is_sha
@@ -28,8 +27,8 @@ class RefUpdate:
     """Move ``ref`` from ``old`` to ``new`` (None: absent)."""
 
     ref: bytes
-    old: Optional[bytes]
-    new: Optional[bytes]
+    old: bytes | None
+    new: bytes | None
 
 
 def format_journal(updates: Sequence[RefUpdate]) -> bytes:

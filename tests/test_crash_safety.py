@@ -18,23 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import fsck, git, snapshot
 from history_helpers import build
+from kill_helpers import CHILD, kill_at
 
 from gitstate import CorruptObjectError, RevisionNotFoundError, StateRepository
-
-CHILD = "import sys\nfrom gitstate import StateRepository\nrepo = StateRepository.open(sys.argv[1])\n"
-
-
-def kill_at(repo: StateRepository, code: str, syscall: str, path: str, when: int = 1) -> str:
-    """Run ``code`` (``repo`` is open) in a child that strace kills as it enters its
-    ``when``-th ``syscall`` on ``path``; return the line strace printed for that call."""
-    result = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "signal=none", "-P", os.path.join(repo.path, path),
-         "-e", f"trace={syscall}", "-e", f"inject={syscall}:signal=KILL:when={when}",
-         sys.executable, "-c", CHILD + code, repo.path], capture_output=True, text=True)
-    assert result.returncode == -signal.SIGKILL, result.stderr
-    killed = [line for line in result.stderr.splitlines() if line.endswith("= ?")]
-    assert len(killed) == 1 and f"{syscall}(" in killed[0] and path in killed[0], result.stderr
-    return killed[0]
 
 
 def head(repo: StateRepository, agent: str = "a") -> str:
@@ -286,8 +272,8 @@ def test_a_pack_left_by_a_killed_gc_is_removed_by_a_later_one(repo):
          "-e", "inject=rename:signal=KILL:when=1", sys.executable, "-c", CHILD + "repo.gc()", repo.path],
         capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL
-    assert [line for line in killed.stderr.splitlines() if line.endswith("= ?")][0].startswith(
-        f'rename("{repo.path}/objects/pack/tmp_pack_')
+    injected = next(line for line in killed.stderr.splitlines() if line.endswith("= ?"))
+    assert injected.startswith(f'rename("{repo.path}/objects/pack/tmp_pack_')
     pack_dir = Path(repo.path, "objects", "pack")
     left = sorted(p.name.split("_")[1] for p in pack_dir.iterdir())
     assert left == ["idx", "pack"]
