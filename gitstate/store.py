@@ -361,9 +361,12 @@ class Store:
 
     # -- locks -----------------------------------------------------------------------
     @contextmanager
-    def _flock(self, relpath: str, wait: bool = True) -> Iterator[RefLock | None]:
+    def _flock(self, relpath: str, wait: bool = True,
+               journal: str | None = None) -> Iterator[RefLock | None]:
         """Hold the ``flock`` of ``gitstate/locks/<relpath>``; yields None if it is held
-        elsewhere and ``wait`` is False, else waits up to ``lock_timeout``."""
+        elsewhere and ``wait`` is False, else waits up to ``lock_timeout``. With
+        ``journal`` (an agent id), that agent's interrupted operation is completed
+        once the lock is held."""
         path = os.path.join(self.path, "gitstate", "locks", relpath)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -393,21 +396,20 @@ class Store:
                         except FileNotFoundError:
                             pass
                 os.ftruncate(fd, 0)
-            yield RefLock(fd)
+            lock = RefLock(fd)
+            if journal is not None:
+                self._complete_journal(lock, journal)
+            yield lock
         finally:
             os.close(fd)  # closing releases the flock
 
-    @contextmanager
-    def agent_lock(self, agent_id: str) -> Iterator[RefLock]:
+    def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
         """Hold the write lock of one agent (serializes gitstate writers of that agent).
 
         Taking it completes first what a killed holder left half done: a stale
         ``<ref>.lock`` is removed, an operation's journal is rolled forward.
         """
-        with self._flock(os.path.join("agents", agent_id)) as lock:
-            assert lock is not None  # waited for
-            self._complete_journal(lock, agent_id)
-            yield lock
+        return self._flock(os.path.join("agents", agent_id), journal=agent_id)  # type: ignore[return-value]
 
     def maintenance_lock(self, wait: bool = True) -> AbstractContextManager[RefLock | None]:
         """Held by code that deletes objects (reclaim, maintenance), one at a time per
@@ -547,10 +549,12 @@ class Store:
         history the branch holds.
         """
         path = self._journal_path(agent_id)
+        if not os.access(path, os.F_OK):
+            return  # the usual case: one system call, no exception
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return  # the usual case: one failed open
+            return
         try:
             data = b""
             while chunk := os.read(fd, 65536):
@@ -616,15 +620,13 @@ class Store:
         for agent_id in agents:
             if _check(agent_id, "agent id") is not None:
                 continue  # not a journal gitstate writes
-            with self._flock(os.path.join("agents", agent_id), wait=False) as lock:
-                if lock is None:
-                    continue
-                try:
-                    self._complete_journal(lock, agent_id)
-                except GitstateError as exc:
-                    if errors is None:
-                        raise
-                    errors[agent_id] = exc
+            try:
+                with self._flock(os.path.join("agents", agent_id), wait=False, journal=agent_id):
+                    pass  # held elsewhere: its operation is running
+            except GitstateError as exc:
+                if errors is None:
+                    raise
+                errors[agent_id] = exc
 
     def _delete_ref(self, ref: bytes, path: str) -> None:
         try:
