@@ -238,18 +238,22 @@ class RemoteMixin:
         return Remote(name=name, url=redact(url))
 
     def remote_remove(self: "StateRepository", name: str) -> None:
-        """Remove a remote and its tracking refs (the remote itself is not touched)."""
+        """Remove a remote and its tracking refs (the remote itself is not touched).
+
+        The tracking refs go first: a process killed halfway leaves the remote
+        configured, and removing it again finishes the job.
+        """
         self._remote_url(name)
+        for ref in self._store.read_refs(f"refs/remotes/{name}/".encode()):
+            agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
+            with self._store.agent_lock(agent_id) as lock:
+                self._set_ref(lock, ref, None)
 
         def remove(config: ConfigFile) -> None:
             if config.has_section((b"remote", name.encode())):  # else removed meanwhile
                 del config[(b"remote", name.encode())]
 
         update_config(self._store, remove)
-        for ref in self._store.read_refs(f"refs/remotes/{name}/".encode()):
-            agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
-            with self._store.agent_lock(agent_id) as lock:
-                self._set_ref(lock, ref, None)
 
     # -- tracking refs --------------------------------------------------------------------
     def _set_ref(self: "StateRepository", lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:

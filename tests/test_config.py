@@ -100,6 +100,19 @@ def test_settings_and_remotes_go_through_one_writer_that_git_reads(repo):
     assert MaintenanceSettings.read(repo.path).max_depth == 10
 
 
+def test_remote_remove_killed_halfway_can_be_run_again(tmp_path, repo):
+    server = tmp_path / "server.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    repo.save({"agent_id": "a"}, name="n")
+    repo.remote_add("origin", str(server))
+    repo.push("origin")
+    repo.fetch("origin")  # tracking refs of agent a and of its name
+    kill_at(repo, "repo.remote_remove('origin')", "unlink", "refs/remotes/origin/tags/agents/a/n")
+    assert [r.name for r in repo.remotes()] == ["origin"]  # still configured ...
+    repo.remote_remove("origin")  # ... so removing it again finishes the job
+    assert repo.remotes() == [] and git(repo, "for-each-ref", "refs/remotes") == ""
+
+
 # -- what open refuses ------------------------------------------------------------------------
 def git_init(path: Path, *args: str) -> Path:
     subprocess.run(["git", "init", "-q", "--bare", *args, str(path)], check=True)
