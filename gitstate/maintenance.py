@@ -258,7 +258,11 @@ class MaintenanceMixin:
 
     def _after_save(self: "StateRepository", objects: int, nbytes: int) -> None:
         """Count what a save wrote; start automatic maintenance past the thresholds."""
-        settings = self.maintenance_settings
+        try:
+            settings = self.maintenance_settings
+        except GitstateError as exc:  # the config was damaged since open: the save stands
+            log.warning("no automatic maintenance of %s: %s", self.path, exc)
+            return
         if not settings.auto_objects:
             return
         auto = _auto_state(self)

@@ -180,6 +180,8 @@ def test_a_config_that_does_not_parse_is_refused_naming_the_line(tmp_path):
     with pytest.raises(NotARepositoryError):  # the same error, whatever reads the config
         repo.remotes()
     assert snapshot(repo) == before
+    cp = repo.save({"agent_id": "a"})  # damaged after open: a save still lands (no maintenance)
+    assert repo.latest("a").commit == cp.commit
 
 
 def test_the_cli_refuses_a_sha256_repository_in_one_line(tmp_path):
