@@ -95,7 +95,7 @@ class MaintenanceSettings:
         return cls.from_config(read_config(path), path)
 
     @classmethod
-    def from_config(cls, config: ConfigFile, path: str) -> "MaintenanceSettings":
+    def from_config(cls, config: ConfigFile, path: str) -> MaintenanceSettings:
         """The settings stored in ``config`` (of the repository at ``path``)."""
         values: dict[str, Any] = {}
         for f in fields(cls):

@@ -20,8 +20,8 @@ from dulwich.objects import Commit
 
 from .errors import ConcurrentUpdateError
 from .ids import branch_ref, tag_prefix
-from .layout import CommitInfo
 from .journal import RefUpdate
+from .layout import CommitInfo
 from .store import RefLock, Store
 
 

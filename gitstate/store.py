@@ -30,14 +30,18 @@ import stat
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Callable, Iterator
 
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
+from .errors import (
+    ConcurrentUpdateError,
+    CorruptObjectError,
+    GitstateError,
+    InvalidArgumentError,
+)
 from .ids import _check, branch_ref, is_sha, tag_prefix
 from .journal import JOURNAL_DIR, RefUpdate, format_journal, parse_journal
 from .layout import CommitInfo
@@ -551,17 +555,8 @@ class Store:
         path = self._journal_path(agent_id)
         if not os.access(path, os.F_OK):
             return  # the usual case: one system call, no exception
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        try:
-            data = b""
-            while chunk := os.read(fd, 65536):
-                data += chunk
-        finally:
-            os.close(fd)
-        updates = parse_journal(data, path)
+        with open(path, "rb") as f:  # only holders of the agent's lock write or remove it
+            updates = parse_journal(f.read(), path)
         branch, names = branch_ref(agent_id), tag_prefix(agent_id)
         for i, update in enumerate(updates):
             if (update.ref != branch) if i == 0 else not update.ref.startswith(names):
@@ -620,9 +615,9 @@ class Store:
         for agent_id in agents:
             if _check(agent_id, "agent id") is not None:
                 continue  # not a journal gitstate writes
-            try:
+            try:  # taking the lock completes the journal; if it is held, its operation runs
                 with self._flock(os.path.join("agents", agent_id), wait=False, journal=agent_id):
-                    pass  # held elsewhere: its operation is running
+                    pass
             except GitstateError as exc:
                 if errors is None:
                     raise

@@ -121,7 +121,7 @@ def git_init(path: Path, *args: str) -> Path:
 
 def git_accepts(path: Path) -> bool:
     return subprocess.run(["git", "--git-dir", str(path), "rev-parse", "--git-dir"],
-                          capture_output=True).returncode == 0
+                          check=False, capture_output=True).returncode == 0
 
 
 def tree(path: Path) -> dict[str, bytes]:
