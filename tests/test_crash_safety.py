@@ -8,7 +8,6 @@ The test then checks the repository with gitstate and the real git.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,12 @@ from conftest import fsck, git, snapshot
 from history_helpers import build
 from kill_helpers import CHILD, kill_at
 
-from gitstate import CorruptObjectError, RevisionNotFoundError, StateRepository
+from gitstate import (
+    ConcurrentUpdateError,
+    CorruptObjectError,
+    RevisionNotFoundError,
+    StateRepository,
+)
 
 
 def head(repo: StateRepository, agent: str = "a") -> str:
@@ -206,6 +210,17 @@ def test_a_damaged_journal_stops_writers_of_that_agent_with_a_typed_error(repo):
         {k: v for k, v in before.items() if "agents/b" not in k and "objects" not in k}
 
 
+def test_a_writer_killed_while_waiting_for_a_live_lock_does_not_get_it_broken(repo):
+    repo.save({"agent_id": "a", "iteration": 1})
+    lock = Path(repo.path, "refs/heads/agents/a.lock")
+    lock.write_text("held by git update-ref\n")  # a live git process holds the branch
+    kill_at(repo, "repo.save({'agent_id': 'a', 'iteration': 2})", "clock_nanosleep", None)  # waiting
+    impatient = StateRepository.open(repo.path, lock_timeout=0.2)
+    with pytest.raises(ConcurrentUpdateError, match="a.lock stayed locked"):
+        impatient.save({"agent_id": "a", "iteration": 3})
+    assert lock.read_text() == "held by git update-ref\n"  # never taken for the killed writer's
+
+
 # -- tag resolves under the lock ----------------------------------------------------------------
 def test_tag_resolves_its_revision_under_the_lock(repo):
     """A hard rollback that ends while ``tag`` waits for the lock: the name lands on the new head."""
@@ -267,12 +282,7 @@ def test_maintenance_removes_the_temporary_files_of_killed_writers(repo):
 def test_a_pack_left_by_a_killed_gc_is_removed_by_a_later_one(repo):
     for i in range(3):
         repo.save({"agent_id": "a", "iteration": i})
-    killed = subprocess.run(  # the pack's random name is not known: the first rename is its
-        ["strace", "-f", "-qq", "-e", "signal=none", "-e", "trace=rename",
-         "-e", "inject=rename:signal=KILL:when=1", sys.executable, "-c", CHILD + "repo.gc()", repo.path],
-        check=False, capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL
-    injected = next(line for line in killed.stderr.splitlines() if line.endswith("= ?"))
+    injected = kill_at(repo, "repo.gc()", "rename", None)  # the pack's name is random: the first rename
     assert injected.startswith(f'rename("{repo.path}/objects/pack/tmp_pack_')
     pack_dir = Path(repo.path, "objects", "pack")
     left = sorted(p.name.split("_")[1] for p in pack_dir.iterdir())
