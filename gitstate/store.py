@@ -514,7 +514,10 @@ class Store:
                 self.update_ref(lock, update.ref, update.old, update.new)  # False: moved by another writer
             except (InvalidArgumentError, CorruptObjectError):
                 pass  # made symbolic or damaged by another writer: its business
-        os.unlink(self._journal_path(agent_id))
+        path = self._journal_path(agent_id)
+        os.unlink(path)
+        if self.durable:
+            fsync_path(os.path.dirname(path))
 
     def _journal_path(self, agent_id: str) -> str:
         return os.path.join(self.path, JOURNAL_DIR, agent_id)
