@@ -185,7 +185,7 @@ def test_a_config_that_does_not_parse_is_refused_naming_the_line(tmp_path):
 
 
 def test_the_cli_refuses_a_sha256_repository_in_one_line(tmp_path):
-    path = git_init(tmp_path / "sha256.git", "--object-format=sha256")
+    path = git_init(tmp_path / "r.git", "--object-format=sha256")
     result = CliRunner().invoke(cli, ["--repo", str(path), "log", "a"])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("Error: ") and "sha256" in result.stderr
+    assert result.stderr.startswith("Error: ") and "objectformat = sha256" in result.stderr
