@@ -19,6 +19,7 @@ from .errors import (
     RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
+    RepositoryFormatError,
     RevisionNotFoundError,
     SeedFormatError,
     TransferError,
@@ -39,7 +40,7 @@ __all__ = [
     "AmbiguousRevisionError", "Checkpoint", "ConcurrentUpdateError", "CorruptObjectError",
     "EncodingError", "GitstateError", "InvalidAgentIdError", "InvalidArgumentError",
     "InvalidNameError", "InvalidStateError", "NameTakenError", "NotARepositoryError",
-    "RevisionNotFoundError", "SeedFormatError", "StateRepository",
+    "RepositoryFormatError", "RevisionNotFoundError", "SeedFormatError", "StateRepository",
     # history, retention, diff
     "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
     "StateDiff", "plan",

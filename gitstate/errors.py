@@ -11,6 +11,10 @@ class NotARepositoryError(GitstateError):
     """The path is not a git repository that gitstate can use."""
 
 
+class RepositoryFormatError(NotARepositoryError):
+    """The repository's config does not parse, or asks for a format gitstate cannot write."""
+
+
 class InvalidAgentIdError(GitstateError, ValueError):
     """An agent id breaks the naming rules (see ``gitstate.ids``)."""
 

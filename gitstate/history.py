@@ -19,7 +19,8 @@ from .errors import (
     InvalidArgumentError,
     RevisionNotFoundError,
 )
-from .ids import branch_ref, new_checkpoint_id, tag_prefix, validate_agent_id
+from .ids import branch_ref, new_checkpoint_id, tag_prefix, tag_ref, validate_agent_id
+from .journal import RefUpdate
 from .layout import CommitInfo, checkpoint_commit, state_objects
 from .message import build as build_message
 from .models import Checkpoint
@@ -112,16 +113,14 @@ class HistoryMixin:
             names = self._names(agent_id)
             dropped = tuple(self._checkpoint(c, agent_id, tuple(names.get(c.id, ())))
                             for c in history[:position])
-            old, new = history[0].id, history[position].id
-            if not store.update_ref(lock, ref, old, new):
+            updates = [RefUpdate(ref, history[0].id, history[position].id)]
+            updates += [RefUpdate(tag_ref(agent_id, name), checkpoint.commit.encode(), None)
+                        for checkpoint in dropped for name in checkpoint.names]
+            if not store.update_refs(lock, agent_id, updates,
+                                     log=f"gitstate: rollback to {target.checkpoint_id}"):
                 raise ConcurrentUpdateError(
                     f"the branch of agent {agent_id!r} moved during the rollback (a writer "
                     "outside gitstate); nothing was changed, try again")
-            store.append_reflog(lock, ref, old, new, f"gitstate: rollback to {target.checkpoint_id}")
-            for checkpoint in dropped:
-                for name in checkpoint.names:
-                    store.update_ref(lock, tag_prefix(agent_id) + name.encode(),
-                                     checkpoint.commit.encode(), None)
         return RollbackResult(checkpoint=self.resolve(agent_id, target.commit), hard=True,
                               dropped=dropped)
 
@@ -192,11 +191,12 @@ class HistoryMixin:
             self._remove_agent(lock, agent_id, self._head(agent_id))
 
     def _remove_agent(self: "StateRepository", lock: RefLock, agent_id: str, head: bytes) -> None:
-        store, ref = self._store, branch_ref(agent_id)
-        if not store.update_ref(lock, ref, head, None):
+        """Delete the branch (and its reflog), then the names, as one journaled operation."""
+        store = self._store
+        names = sorted(store.read_refs(tag_prefix(agent_id)).items())
+        updates = [RefUpdate(branch_ref(agent_id), head, None)]
+        updates += [RefUpdate(tag, sha, None) for tag, sha in names]
+        if not store.update_refs(lock, agent_id, updates):
             raise ConcurrentUpdateError(f"the branch of agent {agent_id!r} moved while it was "
                                         "being deleted (a writer outside gitstate); nothing "
                                         "was changed, try again")
-        for tag, sha in store.read_refs(tag_prefix(agent_id)).items():
-            store.update_ref(lock, tag, sha, None)
-        store.delete_reflog(lock, ref)

@@ -54,6 +54,7 @@ from dulwich.config import ConfigFile
 from dulwich.objects import Commit
 
 from . import codec
+from .config import read_config, update_config
 from .errors import CorruptObjectError, DamagedObjectError, GitstateError, InvalidArgumentError
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer, parse as parse_message
@@ -89,10 +90,11 @@ class MaintenanceSettings:
     @classmethod
     def read(cls, path: str) -> "MaintenanceSettings":
         """The settings stored in the config of the repository at ``path``."""
-        try:
-            config = ConfigFile.from_path(os.path.join(path, "config"))
-        except FileNotFoundError:
-            return cls()
+        return cls.from_config(read_config(path), path)
+
+    @classmethod
+    def from_config(cls, config: ConfigFile, path: str) -> MaintenanceSettings:
+        """The settings stored in ``config`` (of the repository at ``path``)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             try:
@@ -108,15 +110,12 @@ class MaintenanceSettings:
                 log.warning("ignoring gitstate.%s = %r in %s", cls._key(f.name).decode(), text, path)
         return cls(**values)
 
-    def write(self, path: str) -> None:
-        """Store these settings in the config of the repository at ``path``."""
-        config_path = os.path.join(path, "config")
-        config = ConfigFile.from_path(config_path)
+    def write(self, config: ConfigFile) -> None:
+        """Set these settings in ``config`` (see :func:`gitstate.config.update_config`)."""
         for f in fields(self):
             value = getattr(self, f.name)
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             config.set((b"gitstate",), self._key(f.name), text.encode())
-        config.write_to_path(config_path)
 
 
 @dataclass
@@ -217,8 +216,13 @@ class MaintenanceMixin:
             elif type(value) is not int or value < 0 or (name == "pack_factor" and value < 2):
                 raise InvalidArgumentError(f"{name} must be an integer >= "
                                            f"{2 if name == 'pack_factor' else 0}, got {value!r}")
-        settings = replace(MaintenanceSettings.read(self.path), **changes)
-        settings.write(self.path)
+
+        def change(config: ConfigFile) -> MaintenanceSettings:
+            settings = replace(MaintenanceSettings.from_config(config, self.path), **changes)
+            settings.write(config)
+            return settings
+
+        settings = update_config(self._store, change)
         _auto_state(self).settings = settings
         return settings
 
@@ -235,6 +239,9 @@ class MaintenanceMixin:
         ``skipped=True``, if another maintenance is running on this repository.
         ``progress(done, total)`` is called as objects are written into packs
         (a few hundred times at most; ``total`` grows if packs are then merged).
+        First, operations a killed process left half done are completed
+        (``Store.complete_journals``) and the temporary files of killed writers
+        older than the grace period are deleted (``Store.remove_temporaries``).
         """
         settings = self.maintenance_settings
         grace = settings.grace_seconds if grace_seconds is None else grace_seconds
@@ -249,6 +256,8 @@ class MaintenanceMixin:
             if held is None:
                 result.skipped = True
                 return result
+            self._store.complete_journals()  # interrupted operations: their refs final first
+            self._store.remove_temporaries(time.time() - grace)
             result.bytes_before = _dir_size(self._store.objects_dir)
             with maintenance_reader(self._store.objects_dir) as reader:
                 _Packer(self, reader, settings, result, progress).run(prune, grace)
@@ -258,7 +267,11 @@ class MaintenanceMixin:
 
     def _after_save(self: "StateRepository", objects: int, nbytes: int) -> None:
         """Count what a save wrote; start automatic maintenance past the thresholds."""
-        settings = self.maintenance_settings
+        try:
+            settings = self.maintenance_settings
+        except GitstateError as exc:  # the config was damaged since open: the save stands
+            log.warning("no automatic maintenance of %s: %s", self.path, exc)
+            return
         if not settings.auto_objects:
             return
         auto = _auto_state(self)
@@ -302,9 +315,14 @@ class MaintenanceMixin:
         unique per agent, and each ``state.json`` is canonical (re-encoding it gives
         the same bytes). Every problem is listed: an unreadable commit ends the walk
         of that agent's history only. Objects and packs that maintenance removes
-        meanwhile are no problem.
+        meanwhile are no problem. Operations a killed process left half done are
+        completed first (a journal that cannot be is a problem).
         """
         result = VerifyResult()
+        unfinished: dict[str, GitstateError] = {}
+        self._store.complete_journals(unfinished)  # interrupted operations are completed first
+        for agent_id, error in sorted(unfinished.items()):
+            result.problems.append(Problem("ref", f"journal of agent {agent_id}", str(error)))
         _verify_objects(self._store.objects_dir, result)
         _verify_refs(self, result)
         return result

@@ -334,8 +334,13 @@ def check_roots(store: Store) -> None:
 
 
 def reclaim(store: Store, grace: float) -> ReclaimResult:
-    """Delete the unreachable objects older than ``grace`` seconds (docs/guarantees.md)."""
+    """Delete the unreachable objects older than ``grace`` seconds (docs/guarantees.md).
+
+    Operations a killed process left half done are completed first, and killed
+    writers' temporary files older than ``grace`` deleted (see :class:`Store`)."""
     with store.maintenance_lock(), maintenance_reader(store.objects_dir) as reader:
+        store.complete_journals()  # interrupted operations: their refs final first
+        store.remove_temporaries(time.time() - grace)
         census = Census(reader, store.path, time.time() - grace)
         census.mark()
         removed, freed = census.remove_unreached_loose()

@@ -25,6 +25,7 @@ from dulwich.config import ConfigFile
 from dulwich.objects import ZERO_SHA
 from pydantic import BaseModel, ConfigDict
 
+from .config import read_config, update_config
 from .errors import (
     AgentNotFoundError,
     DivergedError,
@@ -194,12 +195,9 @@ class RemoteMixin:
     """Remote configuration and transfers of :class:`~gitstate.StateRepository`."""
 
     # -- configuration --------------------------------------------------------------------
-    def _config(self: "StateRepository") -> ConfigFile:
-        return ConfigFile.from_path(os.path.join(self.path, "config"))
-
     def remotes(self: "StateRepository") -> list[Remote]:
         """The configured remotes, sorted by name (URLs redacted)."""
-        config = self._config()
+        config = read_config(self.path)
         found = []
         for section in config.sections():
             if len(section) == 2 and section[0] == b"remote":
@@ -213,7 +211,7 @@ class RemoteMixin:
     def _remote_url(self: "StateRepository", remote: str) -> str:
         _check_remote_name(remote)
         try:
-            return self._config().get((b"remote", remote.encode()), b"url").decode()
+            return read_config(self.path).get((b"remote", remote.encode()), b"url").decode()
         except KeyError:
             raise RemoteNotFoundError(
                 f"no remote {remote!r} in {self.path}; add one with remote_add({remote!r}, URL)"
@@ -230,8 +228,8 @@ class RemoteMixin:
         url = os.path.abspath(url) if _is_local_path(url) else url
         _talk(url, "reading the URL", lambda: get_transport_and_path(url))
         section = (b"remote", name.encode())
-        with self._store._flock("config"):
-            config = self._config()
+
+        def add(config: ConfigFile) -> None:
             if config.has_section(section):
                 raise RemoteExistsError(f"remote {name!r} already exists "
                                         f"({redact(config.get(section, b'url').decode())})")
@@ -241,20 +239,27 @@ class RemoteMixin:
             config.add(section, b"push", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*".encode())
             config.add(section, b"push", f"{TAG_PREFIX}*:{TAG_PREFIX}*".encode())
             config.set(section, b"tagOpt", b"--no-tags")
-            config.write_to_path()
+
+        update_config(self._store, add)
         return Remote(name=name, url=redact(url))
 
     def remote_remove(self: "StateRepository", name: str) -> None:
-        """Remove a remote and its tracking refs (the remote itself is not touched)."""
+        """Remove a remote and its tracking refs (the remote itself is not touched).
+
+        The tracking refs go first: a process killed halfway leaves the remote
+        configured, and removing it again finishes the job.
+        """
         self._remote_url(name)
-        with self._store._flock("config"):
-            config = self._config()
-            del config[(b"remote", name.encode())]
-            config.write_to_path()
         for ref in self._store.read_refs(f"refs/remotes/{name}/".encode()):
             agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
             with self._store.agent_lock(agent_id) as lock:
                 self._set_ref(lock, ref, None)
+
+        def remove(config: ConfigFile) -> None:
+            if config.has_section((b"remote", name.encode())):  # else removed meanwhile
+                del config[(b"remote", name.encode())]
+
+        update_config(self._store, remove)
 
     # -- tracking refs --------------------------------------------------------------------
     def _set_ref(self: "StateRepository", lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:

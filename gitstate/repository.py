@@ -9,12 +9,14 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, Optional, TypeVar
 
+from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
 from . import codec
+from .config import check_format, update_config
 from .message import build as build_message, integer, parse as parse_message
 from .errors import (
     AgentNotFoundError,
@@ -43,6 +45,7 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
+from .journal import RefUpdate
 from .layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
@@ -98,20 +101,23 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
         os.makedirs(path, exist_ok=True)
         repo = Repo.init_bare(path)
-        config = repo.get_config()
-        config.set((b"gitstate",), b"version", b"1")
-        config.set((b"gc",), b"auto", b"0")
-        config.write_to_path()
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
         repo.close()
+        update_config(instance._store, _init_config)
         return instance
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
-        """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``)."""
+        """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``).
+
+        ``RepositoryFormatError`` if its config does not parse or asks for what
+        gitstate cannot write (SHA-256 objects, another ref storage, a repository
+        format or extension it does not know); nothing is written then.
+        """
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise NotARepositoryError(f"{path} does not exist or is not a directory")
+        check_format(path)
         try:
             repo = Repo(path)
         except NotGitRepository:
@@ -164,7 +170,8 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             data = {**data, "agent_id": agent_id}
         if name is not None:
             validate_name(name)
-            self._check_name_free(agent_id, name)
+            with self._store.agent_lock(agent_id):  # completes an interrupted operation first
+                self._check_name_free(agent_id, name)
         when = None if time is None else checkpoint_time(time)
         iteration, status = data.get("iteration"), data.get("status")
         iteration = iteration if type(iteration) is int else None
@@ -197,10 +204,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
                 parent = store.writable_ref(ref)  # damaged or symbolic: before the commit
                 commit = checkpoint_commit(tree, parent, agent_id, text, when)
                 store.write(commit)
-                if store.update_ref(lock, ref, parent, commit.id):
+                updates = [RefUpdate(ref, parent, commit.id)]
+                if name is not None:
+                    updates.append(RefUpdate(tag_ref(agent_id, name), None, commit.id))
+                if store.update_refs(lock, agent_id, updates):
                     break  # else a non-gitstate writer moved the branch: rebuild on its head
-            if name is not None:
-                store.update_ref(lock, tag_ref(agent_id, name), None, commit.id)
         return commit
 
     def _check_name_free(self, agent_id: str, name: str) -> None:
@@ -211,14 +219,25 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
             )
 
     def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
-        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        """Name the checkpoint at ``rev`` (default: the latest); names are never reused.
+
+        ``rev`` is resolved under the agent's lock, so a concurrent delete, prune
+        or rollback cannot leave the name on a checkpoint that left the history.
+        """
         validate_agent_id(agent_id)
         validate_name(name)
-        target = self.resolve(agent_id, rev)
+        self._head(agent_id)  # no lock file for an agent that does not exist
         with self._store.agent_lock(agent_id) as lock:
+            target = self.resolve(agent_id, rev)
+            head = self._head(agent_id)
+            if not any(c.id.decode() == target.commit for c in self._walk(head)):
+                raise RevisionNotFoundError(f"{rev!r} names {target.commit[:7]}, which is not in "
+                                            f"the history of agent {agent_id!r}")
             self._check_name_free(agent_id, name)
-            self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode())
-        return self.resolve(agent_id, target.commit)
+            if not self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode()):
+                raise NameTakenError(f"agent {agent_id!r}: the name {name!r} was just taken by a "
+                                     "writer outside gitstate")
+        return target.model_copy(update={"names": tuple(sorted((*target.names, name)))})
 
     # -- reading ---------------------------------------------------------------------
     def _raw(self, sha: bytes, kind: type[ShaFile]) -> bytes:
@@ -467,6 +486,11 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if errors is not None:
             errors.update(failed)
         return result
+
+
+def _init_config(config: ConfigFile) -> None:
+    config.set((b"gitstate",), b"version", b"1")
+    config.set((b"gc",), b"auto", b"0")  # no automatic gc by git or dulwich: gitstate's maintenance
 
 
 def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:

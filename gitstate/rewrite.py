@@ -6,7 +6,9 @@ and commit time; commits older than the first removed one are left as they are.
 Tags of the agent follow their checkpoints; tags of removed checkpoints are
 deleted. The caller holds the agent lock; the branch moves by compare-and-swap
 from the head the history was read from, so a foreign writer that moved it in
-between makes the rewrite fail with nothing changed.
+between makes the rewrite fail with nothing changed. Branch and tags move as
+one journaled operation (:meth:`Store.update_refs`): a process killed halfway
+is completed by the next holder of the agent's lock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dulwich.objects import Commit
 
 from .errors import ConcurrentUpdateError
 from .ids import branch_ref, tag_prefix
+from .journal import RefUpdate
 from .layout import CommitInfo
 from .store import RefLock, Store
 
@@ -54,7 +57,9 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
     At least one commit must stay. Raises :class:`ConcurrentUpdateError` if the
     branch no longer points at ``history[0]``.
     """
-    store.writable_ref(branch_ref(agent_id))  # damaged or symbolic: before any commit is written
+    ref = branch_ref(agent_id)
+    store.writable_ref(ref)  # damaged or symbolic: before any commit is written
+    tags = store.read_refs(tag_prefix(agent_id))
     result = Rewrite(new_head=b"")
     parent: bytes | None = None
     changed = False
@@ -63,30 +68,32 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
             result.removed.append(commit)
             changed = True
             continue
-        new = commit
+        sha = commit.id
         if changed:
-            new = recommit(commit, parent)
-            store.write(new)
-        result.mapping[commit.id] = new.id
-        parent = new.id
+            copy = recommit(commit, parent)
+            store.write(copy)
+            sha = copy.id
+        result.mapping[commit.id] = sha
+        parent = sha
     assert parent is not None, "a rewrite must keep at least one checkpoint"
     result.new_head = parent
-    ref = branch_ref(agent_id)
-    if not store.update_ref(lock, ref, history[0].id, parent):
+    updates = [RefUpdate(ref, history[0].id, parent)] + _tag_updates(agent_id, tags, result)
+    if not store.update_refs(lock, agent_id, updates):
         raise ConcurrentUpdateError(
             f"the branch of agent {agent_id!r} moved during the rewrite (a writer outside "
             "gitstate); nothing was changed, try again")
-    move_tags(store, lock, agent_id, result)
     return result
 
 
-def move_tags(store: Store, lock: RefLock, agent_id: str, result: Rewrite) -> None:
+def _tag_updates(agent_id: str, tags: dict[bytes, bytes], result: Rewrite) -> list[RefUpdate]:
     """Point the agent's tags at the rewritten commits; delete those of removed ones."""
     removed = {commit.id for commit in result.removed}
     prefix = tag_prefix(agent_id)
-    for ref, sha in sorted(store.read_refs(prefix).items()):
+    updates = []
+    for ref, sha in sorted(tags.items()):
         if sha in removed:
-            store.update_ref(lock, ref, sha, None)
+            updates.append(RefUpdate(ref, sha, None))
             result.deleted_tags.append(ref[len(prefix):].decode())
         elif result.mapping.get(sha, sha) != sha:
-            store.update_ref(lock, ref, sha, result.mapping[sha])
+            updates.append(RefUpdate(ref, sha, result.mapping[sha]))
+    return updates

@@ -139,11 +139,11 @@ def test_a_writer_outside_gitstate_moving_the_branch_is_not_overwritten(repo: St
     real_update_ref = repo._store.update_ref
     moved = []
 
-    def git_moves_branch_then_update_ref(lock, ref: bytes, old, new) -> bool:
+    def git_moves_branch_then_update_ref(lock, ref: bytes, old, new, **options) -> bool:
         if ref == b"refs/heads/agents/mixed" and not moved:  # after our read, before our swap
             moved.append(True)
             git(repo, "update-ref", "refs/heads/agents/mixed", outside.commit)
-        return real_update_ref(lock, ref, old, new)
+        return real_update_ref(lock, ref, old, new, **options)
 
     repo._store.update_ref = git_moves_branch_then_update_ref
     cp = repo.save({"agent_id": "mixed", "iteration": 2})
