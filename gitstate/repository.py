@@ -95,6 +95,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         instance = cls(path, **options)  # checks the options before anything is created
         if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
             return cls.open(path, **options)
+        _check_head(path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise NotARepositoryError(f"{path} exists and is not a directory")
         if os.path.isdir(path) and os.listdir(path):
@@ -118,6 +119,7 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
         if not os.path.isdir(path):
             raise NotARepositoryError(f"{path} does not exist or is not a directory")
         check_format(path)
+        _check_head(path)
         try:
             repo = Repo(path)
         except NotGitRepository:
@@ -491,6 +493,15 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
 def _init_config(config: ConfigFile) -> None:
     config.set((b"gitstate",), b"version", b"1")
     config.set((b"gc",), b"auto", b"0")  # no automatic gc by git or dulwich: gitstate's maintenance
+
+
+def _check_head(path: str) -> None:
+    """``NotARepositoryError`` naming the missing ``HEAD`` of what is otherwise a repository."""
+    if (os.path.isdir(os.path.join(path, "objects")) and os.path.isdir(os.path.join(path, "refs"))
+            and not os.path.lexists(os.path.join(path, "HEAD"))):
+        raise NotARepositoryError(
+            f"{path} has objects/ and refs/ but no HEAD file, which git needs to see a repository "
+            f"(damaged?); restore it with: printf 'ref: refs/heads/main\\n' > {os.path.join(path, 'HEAD')}")
 
 
 def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
