@@ -55,14 +55,36 @@ from dulwich.objects import Commit
 
 from . import codec
 from .config import read_config, update_config
-from .errors import CorruptObjectError, DamagedObjectError, GitstateError, InvalidArgumentError
+from .errors import (
+    CorruptObjectError,
+    DamagedObjectError,
+    GitstateError,
+    InvalidArgumentError,
+)
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
-from .message import integer, parse as parse_message
-from .objectset import ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
+from .message import integer
+from .message import parse as parse_message
+from .objectset import (
+    ShaTable,
+    loose_shas,
+    maintenance_reader,
+    pack_layout,
+    read_or_stop,
+)
 from .packing import Objects, plan_pack, write_pack
 from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
-from .reclaim import (LEFT_LOOSE, LOOSE, REACHED, Census, check_packs, drop_caches, pack_bases,
-                      remove_loose, remove_pack)
+from .reclaim import (
+    LEFT_LOOSE,
+    LOOSE,
+    REACHED,
+    Census,
+    check_packs,
+    drop_caches,
+    pack_bases,
+    remove_loose,
+    remove_pack,
+)
+from .refs import parse_loose, read_file
 
 if TYPE_CHECKING:
     from .layout import CommitInfo
@@ -577,8 +599,8 @@ def _check_head(repo: "StateRepository", problems: list[Problem]) -> None:
     if not os.path.isfile(os.path.join(repo.path, "HEAD")):
         problems.append(Problem("ref", "HEAD", "is missing: git does not see a repository here"))
         return
-    try:
-        repo._store.read_ref(b"HEAD")
+    try:  # the file itself; what it names is checked with the ref it names
+        parse_loose(read_file(os.path.join(repo.path, "HEAD")), "HEAD")
     except CorruptObjectError as exc:
         problems.append(Problem("ref", "HEAD", f"{exc}: git does not see a repository here"))
 
