@@ -301,6 +301,9 @@ class Store:
             except FileNotFoundError:  # no fan-out folder (maintenance removes empty ones)
                 os.makedirs(folder, exist_ok=True)
                 new_folder = True
+            except NotADirectoryError:
+                raise CorruptObjectError(f"{folder} is a file where git keeps a folder of loose "
+                                         "objects: move it out of the repository") from None
         try:
             view = memoryview(data)
             while view:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, grow
+from conftest import git, grow, snapshot
 from gitstate_cli.main import cli
 
-from gitstate import AgentState, GitstateError, StateRepository
+from gitstate import AgentState, CorruptObjectError, GitstateError, StateRepository
+from gitstate.layout import state_objects
 
 AGENTS = ("a", "b", "c")
 BRANCH = "refs/heads/agents/b"  # the agent most damages hit
@@ -370,3 +371,13 @@ def test_agents_command_lists_readable_agents_and_an_error_line_for_each_other(
     assert head in errors[0] and parent in errors[1]
     listed = CliRunner().invoke(cli, ["--repo", str(path), "agents", "--json"])
     assert [(a["agent_id"], a["count"]) for a in json.loads(listed.stdout)] == [("a", 4), ("c", None)]
+
+
+def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: StateRepository) -> None:
+    blob, _tree = state_objects({"agent_id": "a"})
+    folder = Path(repo.path, "objects", blob.id[:2].decode())
+    folder.write_bytes(b"")  # where the blob's loose object would go
+    before = snapshot(repo)
+    with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):
+        repo.save({"agent_id": "a"})
+    assert snapshot(repo) == before
