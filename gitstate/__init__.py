@@ -29,7 +29,7 @@ from .history import RollbackResult
 from .maintenance import GcResult, MaintenanceSettings, Problem, VerifyResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .prune import PruneResult
-from .reclaim import ReclaimResult
+from .git.reclaim import ReclaimResult
 from .remote import Remote, TransferResult, TransferStatus
 from .repository import StateRepository
 from .retention import Decision, Duration, RetentionPolicy, plan

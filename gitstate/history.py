@@ -20,12 +20,12 @@ from .errors import (
     RevisionNotFoundError,
 )
 from .ids import branch_ref, new_checkpoint_id, tag_prefix, tag_ref, validate_agent_id
-from .journal import RefUpdate
-from .layout import CommitInfo, checkpoint_commit, state_objects
+from .git.journal import RefUpdate
+from .git.layout import CommitInfo, checkpoint_commit, state_objects
 from .message import build as build_message
 from .models import Checkpoint
 from .rewrite import rewrite
-from .store import RefLock
+from .git.store import RefLock
 
 if TYPE_CHECKING:
     from .repository import StateRepository

@@ -54,7 +54,7 @@ from dulwich.config import ConfigFile
 from dulwich.objects import Commit
 
 from . import codec
-from .config import read_config, update_config
+from .git.config import read_config, update_config
 from .errors import (
     CorruptObjectError,
     DamagedObjectError,
@@ -64,16 +64,16 @@ from .errors import (
 from .ids import BRANCH_PREFIX, TAG_PREFIX, is_checkpoint_id, validate_agent_id
 from .message import integer
 from .message import parse as parse_message
-from .objectset import (
+from .git.objectset import (
     ShaTable,
     loose_shas,
     maintenance_reader,
     pack_layout,
     read_or_stop,
 )
-from .packing import Objects, plan_pack, write_pack
-from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
-from .reclaim import (
+from .git.packing import Objects, plan_pack, write_pack
+from .git.reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
+from .git.reclaim import (
     LEFT_LOOSE,
     LOOSE,
     REACHED,
@@ -84,10 +84,10 @@ from .reclaim import (
     remove_loose,
     remove_pack,
 )
-from .refs import parse_loose, read_file
+from .git.refs import parse_loose, read_file
 
 if TYPE_CHECKING:
-    from .layout import CommitInfo
+    from .git.layout import CommitInfo
     from .repository import StateRepository
 
 log = logging.getLogger("gitstate.maintenance")

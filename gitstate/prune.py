@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import AgentNotFoundError, InvalidArgumentError
-from .reclaim import ReclaimResult, check_roots, reclaim
+from .git.reclaim import ReclaimResult, check_roots, reclaim
 from .retention import Decision, RetentionPolicy, plan
 from .rewrite import rewrite
 

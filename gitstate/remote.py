@@ -25,7 +25,7 @@ from dulwich.config import ConfigFile
 from dulwich.objects import ZERO_SHA
 from pydantic import BaseModel, ConfigDict
 
-from .config import read_config, update_config
+from .git.config import read_config, update_config
 from .errors import (
     AgentNotFoundError,
     DivergedError,
@@ -38,7 +38,7 @@ from .errors import (
 )
 from .ids import BRANCH_PREFIX, TAG_PREFIX, _check, branch_ref, is_valid_name, tag_prefix, tag_ref, validate_agent_id
 from .message import parse as parse_message
-from .store import RefLock
+from .git.store import RefLock
 
 if TYPE_CHECKING:
     from .repository import StateRepository

@@ -16,7 +16,7 @@ from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
 from . import codec
-from .config import check_format, update_config
+from .git.config import check_format, update_config
 from .message import build as build_message, integer, parse as parse_message
 from .errors import (
     AgentNotFoundError,
@@ -45,15 +45,15 @@ from .ids import (
 )
 from .diff import DiffMixin
 from .history import HistoryMixin
-from .journal import RefUpdate
-from .layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
+from .git.journal import RefUpdate
+from .git.layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
 from .maintenance import MaintenanceMixin
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneMixin
-from .reader import CACHE_BYTES
+from .git.reader import CACHE_BYTES
 from .remote import RemoteMixin
 from .seed_import import SeedImportMixin
-from .store import Store
+from .git.store import Store
 
 M = TypeVar("M", bound=BaseModel)
 O = TypeVar("O", bound=ShaFile)

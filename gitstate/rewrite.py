@@ -20,9 +20,9 @@ from dulwich.objects import Commit
 
 from .errors import ConcurrentUpdateError
 from .ids import branch_ref, tag_prefix
-from .journal import RefUpdate
-from .layout import CommitInfo
-from .store import RefLock, Store
+from .git.journal import RefUpdate
+from .git.layout import CommitInfo
+from .git.store import RefLock, Store
 
 
 @dataclass

@@ -28,7 +28,7 @@ from . import codec
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError, SeedFormatError
 from .message import one_line
 from .ids import tag_ref, validate_agent_id, validate_name
-from .layout import checkpoint_time
+from .git.layout import checkpoint_time
 from .models import AgentState, Checkpoint
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from conftest import git, grow, snapshot
 from gitstate_cli.main import cli
 
 from gitstate import AgentState, CorruptObjectError, GitstateError, StateRepository
-from gitstate.layout import state_objects
+from gitstate.git.layout import state_objects
 
 AGENTS = ("a", "b", "c")
 BRANCH = "refs/heads/agents/b"  # the agent most damages hit

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import fsck, git, grow
 from gitstate import AgentState, StateRepository, codec
-from gitstate.delta import create_delta
+from gitstate.git.delta import create_delta
 
 
 def rebuilt(base: bytes, target: bytes) -> bytes:

@@ -11,7 +11,7 @@ from cli_helpers import assert_gitstate_error, gitstate  # noqa: F401 (gitstate 
 from conftest import git, snapshot
 from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository
 from gitstate.compat import AgentStatePersistence
-from gitstate.layout import CommitInfo
+from gitstate.git.layout import CommitInfo
 
 HUGE_TIME = "99999999999999999999"
 

@@ -10,8 +10,8 @@ from array import array
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index_file
 
-from gitstate.objectset import ShaTable
-from gitstate.packing import write_index
+from gitstate.git.objectset import ShaTable
+from gitstate.git.packing import write_index
 
 
 def test_sha_table_finds_every_member_and_nothing_else() -> None:

@@ -13,8 +13,8 @@ from dulwich.objects import Commit
 
 from gitstate import AgentState, StateRepository
 from gitstate.errors import CorruptObjectError, DamagedObjectError, InvalidArgumentError
-from gitstate.layout import CommitInfo
-from gitstate.reader import ObjectReader, entry_header, inflate
+from gitstate.git.layout import CommitInfo
+from gitstate.git.reader import ObjectReader, entry_header, inflate
 
 from conftest import fsck, git, grow
 

@@ -1,4 +1,4 @@
-"""The one ref parser (gitstate.refs) reads what the git binary reads, as Store's readers and
+"""The one ref parser (gitstate.git.refs) reads what the git binary reads, as Store's readers and
 maintenance's root scan use it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitstate import CorruptObjectError, StateRepository
-from gitstate.refs import is_refname, parse_packed
+from gitstate.git.refs import is_refname, parse_packed
 
 
 def run(repo: StateRepository, *args: str, input: bytes = b"") -> str:

@@ -34,7 +34,7 @@ from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
 from .delta import create_delta
-from .ids import is_sha
+from ..ids import is_sha
 from .objectset import ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE
 from .store import fsync_path

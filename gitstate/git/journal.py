@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import refs
-from .errors import CorruptObjectError
+from ..errors import CorruptObjectError
 
 JOURNAL_DIR = os.path.join("gitstate", "journal")
 _ABSENT = b"-"

@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 from dulwich.objects import Blob, Commit, Tree
 
-from . import codec
-from .errors import InvalidArgumentError
+from .. import codec
+from ..errors import InvalidArgumentError
 
 STATE_FILE = b"state.json"
 COMMITTER = b"gitstate <gitstate@localhost>"

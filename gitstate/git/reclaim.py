@@ -32,8 +32,8 @@ from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
-from .errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
-from .ids import is_sha
+from ..errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
+from ..ids import is_sha
 from .objectset import STOPPED, ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
 from .packing import Objects, Plan, commit_links, write_pack
 from .reader import (BLOB, COMMIT, SHA_SIZE, TAG, TREE, TYPE_NAMES, ObjectReader, PackIndex,

@@ -23,7 +23,7 @@ from typing import ContextManager
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
-from .errors import CorruptObjectError
+from ..errors import CorruptObjectError
 from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once

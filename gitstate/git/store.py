@@ -35,8 +35,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from .errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
-from .ids import _check, branch_ref, tag_prefix
+from ..errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
+from ..ids import _check, branch_ref, tag_prefix
 from .journal import JOURNAL_DIR, RefUpdate, format_journal, parse_journal
 from .layout import CommitInfo
 from .reader import CACHE_BYTES, ObjectReader, loose_path

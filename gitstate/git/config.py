@@ -19,7 +19,7 @@ from typing import BinaryIO, TypeVar
 
 from dulwich.config import ConfigFile
 
-from .errors import RepositoryFormatError
+from ..errors import RepositoryFormatError
 from .store import Store, fsync_path
 
 T = TypeVar("T")

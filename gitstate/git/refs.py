@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .errors import CorruptObjectError
-from .ids import is_sha
+from ..errors import CorruptObjectError
+from ..ids import is_sha
 
 ZERO = b"0" * 40  # "no object" in reflogs and ref updates
 SPACE = b" \t\n\r"  # git's isspace()

@@ -41,8 +41,8 @@ from dulwich.errors import ApplyDeltaError
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
 from isal import isal_zlib
 
-from .errors import DamagedObjectError
-from .ids import is_sha
+from ..errors import DamagedObjectError
+from ..ids import is_sha
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
