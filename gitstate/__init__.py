@@ -1,5 +1,6 @@
 """gitstate: AI agent state as versioned checkpoints in a bare git repository."""
 
+from .diff import StateDiff
 from .errors import (
     AgentExistsError,
     AgentNotFoundError,
@@ -24,16 +25,16 @@ from .errors import (
     SeedFormatError,
     TransferError,
 )
-from .diff import StateDiff
+from .git.reclaim import ReclaimResult
 from .history import RollbackResult
-from .maintenance import GcResult, MaintenanceSettings, Problem, VerifyResult
+from .maintenance import GcResult, MaintenanceSettings
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .prune import PruneResult
-from .git.reclaim import ReclaimResult
 from .remote import Remote, TransferResult, TransferStatus
 from .repository import StateRepository
 from .retention import Decision, Duration, RetentionPolicy, plan
 from .seed_import import FileOutcome, SeedFile, read_seed_file
+from .verify import Problem, VerifyResult
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",

@@ -32,8 +32,11 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
+from . import codec
+from .checkpoints import move_name
+from .core import Core
 from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError
-from .ids import tag_ref, validate_name
+from .ids import validate_name
 from .models import AgentState, Checkpoint
 from .repository import StateRepository
 from .retention import RetentionPolicy
@@ -56,8 +59,8 @@ def _parse_ref(reference: str) -> tuple[str, str]:
 
 
 def _state_size(repository: StateRepository, commit: str) -> int:
-    """Bytes of a checkpoint's ``state.json``."""
-    return len(repository._state_json(repository._commit(commit.encode())))
+    """Bytes of a checkpoint's ``state.json`` (its canonical form: what gitstate wrote)."""
+    return len(codec.encode(repository.read_state(commit)))
 
 
 class AgentStatePersistence:
@@ -69,6 +72,7 @@ class AgentStatePersistence:
         self.use_database = use_database
         self.db_session_factory = db_session_factory
         self.repository = StateRepository.init(self.persist_dir)
+        self._core = Core.open(self.persist_dir)  # moving a name: below the façade's API
 
     # -- the seed's file API ---------------------------------------------------------
     def save_state(self, state: AgentState, checkpoint_name: Optional[str] = None,
@@ -84,9 +88,7 @@ class AgentStatePersistence:
 
     def _name(self, checkpoint: Checkpoint, name: str) -> None:
         """Give ``name`` to ``checkpoint``, taking it from an older checkpoint if needed."""
-        store, ref = self.repository._store, tag_ref(checkpoint.agent_id, name)
-        with store.agent_lock(checkpoint.agent_id) as lock:
-            store.update_ref(lock, ref, store.read_ref(ref), checkpoint.commit.encode())
+        move_name(self._core, checkpoint.agent_id, name, checkpoint.commit)
 
     def load_state(self, filepath: str) -> Optional[AgentState]:
         """Load the checkpoint a reference names (or a checkpoint file the seed wrote);

@@ -12,14 +12,12 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from . import codec
+from .core import Core
 from .errors import EncodingError, InvalidArgumentError
 from .models import Checkpoint
-
-if TYPE_CHECKING:
-    from .repository import StateRepository
 
 _SHORT = 24  # scalars up to this many characters are shown as old→new in summaries
 _FIRST = ("iteration", "status")
@@ -211,30 +209,32 @@ def _change(key: str, old: Any, new: Any) -> str:
 
 def changes(old: Any, new: Any) -> dict[str, Any]:
     """deepdiff's report of the change (``values_changed``, ``iterable_item_added``, ...) as JSON."""
-    from deepdiff import DeepDiff  # imported here: it adds ~0.1 s to every command's start
+    from deepdiff import (
+        DeepDiff,  # imported here: it adds ~0.1 s to every command's start
+    )
 
     return json.loads(DeepDiff(old, new, verbose_level=2).to_json())
 
 
-class DiffMixin:
-    """diff (mixed into ``StateRepository``)."""
+def diff(core: Core, agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
+         other_agent: Optional[str] = None) -> StateDiff:
+    """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
+    ``other_agent`` (default: the same agent).
 
-    def diff(self: "StateRepository", agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
-             other_agent: Optional[str] = None) -> StateDiff:
-        """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest)
-        of ``other_agent`` (default: the same agent).
-
-        A state that canonical JSON cannot hold (written by another tool, e.g.
-        nested deeper than ``codec.MAX_DEPTH``) raises :class:`EncodingError`.
-        """
-        old = self.resolve(agent_id, rev_a)
-        new = self.resolve(other_agent if other_agent is not None else agent_id, rev_b)
-        a, b = self.read_state(old.commit), self.read_state(new.commit)
-        for checkpoint, state in ((old, a), (new, b)):  # what another tool wrote may be too deep
-            try:
-                codec.check(state)
-            except EncodingError as exc:
-                raise EncodingError(f"checkpoint {checkpoint.short} of {checkpoint.agent_id!r} "
-                                    f"cannot be diffed: {exc}", exc.path) from None
-        return StateDiff(old=old, new=new, summary=summarize(a, b), changes=changes(a, b),
-                         patch=json_patch(a, b))
+    A state that canonical JSON cannot hold (written by another tool, e.g. nested
+    deeper than ``codec.MAX_DEPTH``) raises :class:`EncodingError`.
+    """
+    old_commit = core.find(agent_id, rev_a)
+    other = other_agent if other_agent is not None else agent_id
+    new_commit = core.find(other, rev_b)
+    old = core.checkpoint(old_commit, agent_id, core.names(agent_id).get(old_commit.id, ()))
+    new = core.checkpoint(new_commit, other, core.names(other).get(new_commit.id, ()))
+    a, b = core.state(old_commit), core.state(new_commit)
+    for checkpoint, state in ((old, a), (new, b)):  # what another tool wrote may be too deep
+        try:
+            codec.check(state)
+        except EncodingError as exc:
+            raise EncodingError(f"checkpoint {checkpoint.short} of {checkpoint.agent_id!r} "
+                                f"cannot be diffed: {exc}", exc.path) from None
+    return StateDiff(old=old, new=new, summary=summarize(a, b), changes=changes(a, b),
+                     patch=json_patch(a, b))

@@ -13,41 +13,40 @@ every URL printed, returned or put in an error is redacted.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from typing import Any, Optional
 
-from dulwich.client import get_transport_and_path
-from dulwich.config import ConfigFile
-from dulwich.objects import ZERO_SHA
 from pydantic import BaseModel, ConfigDict
 
-from .git.config import read_config, update_config
+from . import checkpoints
+from .core import Core
 from .errors import (
     AgentNotFoundError,
     DivergedError,
-    GitstateError,
     InvalidArgumentError,
     PushRejectedError,
-    RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
 )
-from .ids import BRANCH_PREFIX, TAG_PREFIX, _check, branch_ref, is_valid_name, tag_prefix, tag_ref, validate_agent_id
-from .message import parse as parse_message
+from .git import transport
+from .git.config import Config, read_config, update_config
 from .git.store import RefLock
-
-if TYPE_CHECKING:
-    from .repository import StateRepository
-
-Progress = Callable[[str], None]
-"""A transfer progress callback: receives text as git prints it (lines end in ``\\r`` or ``\\n``)."""
+from .git.transport import ZERO_SHA, Progress, redact
+from .ids import (
+    BRANCH_PREFIX,
+    TAG_PREFIX,
+    _check,
+    branch_ref,
+    is_valid_name,
+    tag_prefix,
+    tag_ref,
+    validate_agent_id,
+)
+from .message import parse as parse_message
 
 _WANTED_PREFIXES = [BRANCH_PREFIX.encode(), TAG_PREFIX.encode()]
-T = TypeVar("T")
 
 
 class TransferStatus(str, Enum):
@@ -92,64 +91,6 @@ class Remote(BaseModel):
     url: str
 
 
-# -- URLs and secrets ---------------------------------------------------------------------
-def _secret(url: str) -> Optional[str]:
-    """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # malformed (an unclosed IPv6 bracket): all of its user info
-        return url.partition("://")[2].rpartition("@")[0] or None
-    if parts.password is not None:
-        return parts.password
-    if parts.scheme in ("http", "https") and parts.username:
-        return parts.username
-    return None
-
-
-def redact(url: str) -> str:
-    """``url`` with its secret (see :func:`_secret`) replaced by ``***``."""
-    secret = _secret(url)
-    if secret is None:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.replace(secret, "***")
-    host = parts.netloc.rpartition("@")[2]
-    userinfo = f"{parts.username}:***" if parts.password is not None else "***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` with every form of the URL's secret (and the URL itself) redacted."""
-    secret = _secret(url)
-    if secret is None:
-        return text
-    text = text.replace(url, redact(url))
-    for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
-        if form:
-            text = text.replace(form, "***")
-    return text
-
-
-def _talk(url: str, action: str, call: Callable[[], T]) -> T:
-    """Run ``call`` (network I/O); any failure becomes a :class:`RemoteError`, secrets redacted.
-
-    The original exception is not chained: its text may hold the credentials.
-    """
-    try:
-        return call()
-    except GitstateError:
-        raise
-    except Exception as exc:
-        message = _scrub(f"{action} {redact(url)} failed: {type(exc).__name__}: {exc}", url)
-    raise RemoteError(message)
-
-
-def _is_local_path(url: str) -> bool:
-    return "://" not in url and not re.match(r"[^/]+:", url)
-
-
 # -- ref layout -----------------------------------------------------------------------------
 def _tracking_branch(remote: str, agent_id: str) -> bytes:
     return f"refs/remotes/{remote}/agents/{agent_id}".encode()
@@ -191,379 +132,378 @@ def _short(sha: Optional[bytes]) -> str:
     return sha[:7].decode() if sha else "(none)"
 
 
-class RemoteMixin:
-    """Remote configuration and transfers of :class:`~gitstate.StateRepository`."""
+# -- configuration --------------------------------------------------------------------
+def remotes(core: Core) -> list[Remote]:
+    """The configured remotes, sorted by name (URLs redacted)."""
+    config = read_config(core.path)
+    found = []
+    for section in config.sections():
+        if len(section) == 2 and section[0] == b"remote":
+            try:
+                url = config.get(section, b"url").decode()
+            except KeyError:
+                continue
+            found.append(Remote(name=section[1].decode(), url=redact(url)))
+    return sorted(found, key=lambda remote: remote.name)
 
-    # -- configuration --------------------------------------------------------------------
-    def remotes(self: "StateRepository") -> list[Remote]:
-        """The configured remotes, sorted by name (URLs redacted)."""
-        config = read_config(self.path)
-        found = []
-        for section in config.sections():
-            if len(section) == 2 and section[0] == b"remote":
-                try:
-                    url = config.get(section, b"url").decode()
-                except KeyError:
-                    continue
-                found.append(Remote(name=section[1].decode(), url=redact(url)))
-        return sorted(found, key=lambda remote: remote.name)
 
-    def _remote_url(self: "StateRepository", remote: str) -> str:
-        _check_remote_name(remote)
-        try:
-            return read_config(self.path).get((b"remote", remote.encode()), b"url").decode()
-        except KeyError:
-            raise RemoteNotFoundError(
-                f"no remote {remote!r} in {self.path}; add one with remote_add({remote!r}, URL)"
-            ) from None
+def _remote_url(core: Core, remote: str) -> str:
+    _check_remote_name(remote)
+    try:
+        return read_config(core.path).get((b"remote", remote.encode()), b"url").decode()
+    except KeyError:
+        raise RemoteNotFoundError(
+            f"no remote {remote!r} in {core.path}; add one with remote_add({remote!r}, URL)"
+        ) from None
 
-    def remote_add(self: "StateRepository", name: str, url: str) -> Remote:
-        """Add a remote: a URL (``http(s)://``, ``git://``, ``ssh://``, ``file://``) or a path.
 
-        It is written to the git config with refspecs for agent refs only, so
-        stock ``git fetch``/``git push`` on this repository move the same refs.
-        """
-        _check_remote_name(name)
-        _check_url(url)
-        url = os.path.abspath(url) if _is_local_path(url) else url
-        _talk(url, "reading the URL", lambda: get_transport_and_path(url))
-        section = (b"remote", name.encode())
+def remote_add(core: Core, name: str, url: str) -> Remote:
+    """Add a remote: a URL (``http(s)://``, ``git://``, ``ssh://``, ``file://``) or a path.
 
-        def add(config: ConfigFile) -> None:
-            if config.has_section(section):
-                raise RemoteExistsError(f"remote {name!r} already exists "
-                                        f"({redact(config.get(section, b'url').decode())})")
-            config.set(section, b"url", url.encode())
-            config.add(section, b"fetch", f"+{BRANCH_PREFIX}*:refs/remotes/{name}/agents/*".encode())
-            config.add(section, b"fetch", f"+{TAG_PREFIX}*:refs/remotes/{name}/tags/agents/*".encode())
-            config.add(section, b"push", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*".encode())
-            config.add(section, b"push", f"{TAG_PREFIX}*:{TAG_PREFIX}*".encode())
-            config.set(section, b"tagOpt", b"--no-tags")
+    It is written to the git config with refspecs for agent refs only, so
+    stock ``git fetch``/``git push`` on this repository move the same refs.
+    """
+    _check_remote_name(name)
+    transport.check_url(url)
+    url = os.path.abspath(url) if transport.is_local_path(url) else url
+    transport.reachable(url)
+    section = (b"remote", name.encode())
 
-        update_config(self._store, add)
-        return Remote(name=name, url=redact(url))
+    def add(config: Config) -> None:
+        if config.has_section(section):
+            raise RemoteExistsError(f"remote {name!r} already exists "
+                                    f"({redact(config.get(section, b'url').decode())})")
+        config.set(section, b"url", url.encode())
+        config.add(section, b"fetch", f"+{BRANCH_PREFIX}*:refs/remotes/{name}/agents/*".encode())
+        config.add(section, b"fetch", f"+{TAG_PREFIX}*:refs/remotes/{name}/tags/agents/*".encode())
+        config.add(section, b"push", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*".encode())
+        config.add(section, b"push", f"{TAG_PREFIX}*:{TAG_PREFIX}*".encode())
+        config.set(section, b"tagOpt", b"--no-tags")
 
-    def remote_remove(self: "StateRepository", name: str) -> None:
-        """Remove a remote and its tracking refs (the remote itself is not touched).
+    update_config(core.store, add)
+    return Remote(name=name, url=redact(url))
 
-        The tracking refs go first: a process killed halfway leaves the remote
-        configured, and removing it again finishes the job.
-        """
-        self._remote_url(name)
-        for ref in self._store.read_refs(f"refs/remotes/{name}/".encode()):
-            agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
-            with self._store.agent_lock(agent_id) as lock:
-                self._set_ref(lock, ref, None)
 
-        def remove(config: ConfigFile) -> None:
-            if config.has_section((b"remote", name.encode())):  # else removed meanwhile
-                del config[(b"remote", name.encode())]
+def remote_remove(core: Core, name: str) -> None:
+    """Remove a remote and its tracking refs (the remote itself is not touched).
 
-        update_config(self._store, remove)
+    The tracking refs go first: a process killed halfway leaves the remote
+    configured, and removing it again finishes the job.
+    """
+    _remote_url(core, name)
+    for ref in core.store.read_refs(f"refs/remotes/{name}/".encode()):
+        agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
+        with core.store.agent_lock(agent_id) as lock:
+            _set_ref(core, lock, ref, None)
 
-    # -- tracking refs --------------------------------------------------------------------
-    def _set_ref(self: "StateRepository", lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:
-        """Point ``ref`` at ``new`` (None deletes), whatever it held (caller holds the agent lock)."""
-        while not self._store.update_ref(lock, ref, self._store.read_ref(ref), new):
-            pass  # a non-gitstate writer moved it between our read and our write: read again
+    def remove(config: Config) -> None:
+        if config.has_section((b"remote", name.encode())):  # else removed meanwhile
+            del config[(b"remote", name.encode())]
 
-    def _mirror_tracking(self: "StateRepository", lock: RefLock, remote: str, agent_id: str,
-                         agent: _Agent) -> None:
-        """Make the tracking refs of one agent equal ``agent`` (an empty one deletes them)."""
-        if self._store.read_ref(_tracking_branch(remote, agent_id)) != agent.head:
-            self._set_ref(lock, _tracking_branch(remote, agent_id), agent.head)
-        prefix = _tracking_tag_prefix(remote, agent_id)
-        old_tags = {ref[len(prefix):].decode(): sha for ref, sha in self._store.read_refs(prefix).items()}
-        for name in old_tags.keys() | agent.tags.keys():
-            if old_tags.get(name) != agent.tags.get(name):
-                self._set_ref(lock, prefix + name.encode(), agent.tags.get(name))
+    update_config(core.store, remove)
 
-    def _tracked(self: "StateRepository", remote: str) -> dict[str, _Agent]:
-        refs = self._store.read_refs(f"refs/remotes/{remote}/".encode())
-        return _agents_in({_as_agent_ref(remote, ref): sha for ref, sha in refs.items()})
+# -- tracking refs --------------------------------------------------------------------
+def _set_ref(core: Core, lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:
+    """Point ``ref`` at ``new`` (None deletes), whatever it held (caller holds the agent lock)."""
+    while not core.store.update_ref(lock, ref, core.store.read_ref(ref), new):
+        pass  # a non-gitstate writer moved it between our read and our write: read again
 
-    def _local(self: "StateRepository", agent_id: str) -> _Agent:
-        prefix = tag_prefix(agent_id)
-        tags = {ref[len(prefix):].decode(): sha for ref, sha in self._store.read_refs(prefix).items()}
-        return _Agent(self._store.read_ref(branch_ref(agent_id)), tags)
 
-    def _is_ancestor(self: "StateRepository", ancestor: bytes, head: bytes) -> bool:
-        """True if ``ancestor`` is ``head`` or in its history (all parents followed)."""
-        if ancestor not in self._store.repo.object_store:
-            return False
-        seen, todo = set(), [head]
-        while todo:
-            sha = todo.pop()
-            if sha == ancestor:
-                return True
-            if sha not in seen:
-                seen.add(sha)
-                todo.extend(self._commit(sha).parents)
+def _mirror_tracking(core: Core, lock: RefLock, remote: str, agent_id: str,
+                     agent: _Agent) -> None:
+    """Make the tracking refs of one agent equal ``agent`` (an empty one deletes them)."""
+    if core.store.read_ref(_tracking_branch(remote, agent_id)) != agent.head:
+        _set_ref(core, lock, _tracking_branch(remote, agent_id), agent.head)
+    prefix = _tracking_tag_prefix(remote, agent_id)
+    old_tags = {ref[len(prefix):].decode(): sha for ref, sha in core.store.read_refs(prefix).items()}
+    for name in old_tags.keys() | agent.tags.keys():
+        if old_tags.get(name) != agent.tags.get(name):
+            _set_ref(core, lock, prefix + name.encode(), agent.tags.get(name))
+
+
+def _tracked(core: Core, remote: str) -> dict[str, _Agent]:
+    refs = core.store.read_refs(f"refs/remotes/{remote}/".encode())
+    return _agents_in({_as_agent_ref(remote, ref): sha for ref, sha in refs.items()})
+
+
+def _local(core: Core, agent_id: str) -> _Agent:
+    prefix = tag_prefix(agent_id)
+    tags = {ref[len(prefix):].decode(): sha for ref, sha in core.store.read_refs(prefix).items()}
+    return _Agent(core.store.read_ref(branch_ref(agent_id)), tags)
+
+
+def _is_ancestor(core: Core, ancestor: bytes, head: bytes) -> bool:
+    """True if ``ancestor`` is ``head`` or in its history (all parents followed)."""
+    if not core.store.contains(ancestor):
         return False
+    seen, todo = set(), [head]
+    while todo:
+        sha = todo.pop()
+        if sha == ancestor:
+            return True
+        if sha not in seen:
+            seen.add(sha)
+            todo.extend(core.commit(sha).parents)
+    return False
 
-    # -- push -----------------------------------------------------------------------------
-    def push(self: "StateRepository", remote: str, agents: Optional[Sequence[str]] = None, *,
-             tags: bool = True, force: bool = False,
-             progress: Optional[Progress] = None) -> list[TransferResult]:
-        """Push agents (default: all) and, with ``tags``, their names, in one connection.
+# -- push -----------------------------------------------------------------------------
+def push(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
+         tags: bool = True, force: bool = False,
+         progress: Optional[Progress] = None) -> list[TransferResult]:
+    """Push agents (default: all) and, with ``tags``, their names, in one connection.
 
-        An agent whose remote head is not in its local history (someone else
-        pushed, or retention rewrote the local history) is rejected unless
-        ``force``; so is one whose name points elsewhere on the remote. With
-        ``force`` the remote agent becomes a copy of the local one, names
-        included. The server may still refuse refs (``receive.denyNonFastForwards``,
-        hooks): each refusal is read from the server's per-ref report.
-        Raises :class:`PushRejectedError` (``results`` lists every agent) if
-        any agent was rejected; the others were pushed.
-        """
-        url = self._remote_url(remote)
-        if agents is None:
-            selected = [validate_agent_id(info.agent_id) for info in self.agents()]
-        else:
-            selected = list(dict.fromkeys(validate_agent_id(a) for a in agents))
-        local = {agent_id: self._local(agent_id) for agent_id in selected}
-        for agent_id, agent in local.items():
-            if agent.head is None:
-                raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
-        plans: dict[str, _PushPlan] = {}
+    An agent whose remote head is not in its local history (someone else
+    pushed, or retention rewrote the local history) is rejected unless
+    ``force``; so is one whose name points elsewhere on the remote. With
+    ``force`` the remote agent becomes a copy of the local one, names
+    included. The server may still refuse refs (``receive.denyNonFastForwards``,
+    hooks): each refusal is read from the server's per-ref report.
+    Raises :class:`PushRejectedError` (``results`` lists every agent) if
+    any agent was rejected; the others were pushed.
+    """
+    url = _remote_url(core, remote)
+    if agents is None:
+        selected = [validate_agent_id(info.agent_id) for info in checkpoints.agents(core)]
+    else:
+        selected = list(dict.fromkeys(validate_agent_id(a) for a in agents))
+    local = {agent_id: _local(core, agent_id) for agent_id in selected}
+    for agent_id, agent in local.items():
+        if agent.head is None:
+            raise AgentNotFoundError(f"no agent {agent_id!r} in {core.path}")
+    plans: dict[str, _PushPlan] = {}
 
-        def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
-            theirs = _agents_in(remote_refs)
-            changes: dict[bytes, bytes] = {}
-            for agent_id, ours in local.items():
-                plan = plans[agent_id] = self._plan_push(
-                    agent_id, ours, theirs.get(agent_id, _Agent()), tags=tags, force=force)
-                changes.update(plan.changes)
-            return changes
+    def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        theirs = _agents_in(remote_refs)
+        changes: dict[bytes, bytes] = {}
+        for agent_id, ours in local.items():
+            plan = plans[agent_id] = _plan_push(core, 
+                agent_id, ours, theirs.get(agent_id, _Agent()), tags=tags, force=force)
+            changes.update(plan.changes)
+        return changes
 
-        client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
-        repo = self._store.repo
-        sent = _talk(url, "pushing to", lambda: client.send_pack(
-            path, update_refs,
-            lambda have, want, ofs_delta=None, progress=None: repo.generate_pack_data(
-                have, want, ofs_delta=ofs_delta, progress=progress),
-            progress=_sink(progress, url)))
-        refused = {ref: _scrub(str(why), url) for ref, why in (sent.ref_status or {}).items() if why}
-        results = []
-        for agent_id, plan in plans.items():
-            failures = [f"{ref.decode()}: {refused[ref]}" for ref in plan.changes if ref in refused]
-            if failures:
-                plan.result = plan.result.model_copy(update={
-                    "status": TransferStatus.REJECTED, "new": plan.result.old,
-                    "reason": f"refused by {remote}: " + "; ".join(failures)})
-            elif plan.changes:
-                with self._store.agent_lock(agent_id) as lock:
-                    self._mirror_tracking(lock, remote, agent_id, plan.after)
-            results.append(plan.result)
-        rejected = [r for r in results if r.status is TransferStatus.REJECTED]
-        if rejected:
-            listed = "\n".join(f"  {r.agent_id}: {r.reason}" for r in rejected)
-            raise PushRejectedError(
-                f"{len(rejected)} of {len(results)} agent(s) not pushed to {remote}:\n{listed}", results)
-        return results
+    refused = transport.push(core.store, url, update_refs, progress)
+    results = []
+    for agent_id, plan in plans.items():
+        failures = [f"{ref.decode()}: {refused[ref]}" for ref in plan.changes if ref in refused]
+        if failures:
+            plan.result = plan.result.model_copy(update={
+                "status": TransferStatus.REJECTED, "new": plan.result.old,
+                "reason": f"refused by {remote}: " + "; ".join(failures)})
+        elif plan.changes:
+            with core.store.agent_lock(agent_id) as lock:
+                _mirror_tracking(core, lock, remote, agent_id, plan.after)
+        results.append(plan.result)
+    rejected = [r for r in results if r.status is TransferStatus.REJECTED]
+    if rejected:
+        listed = "\n".join(f"  {r.agent_id}: {r.reason}" for r in rejected)
+        raise PushRejectedError(
+            f"{len(rejected)} of {len(results)} agent(s) not pushed to {remote}:\n{listed}", results)
+    return results
 
-    def _plan_push(self: "StateRepository", agent_id: str, ours: _Agent, theirs: _Agent, *,
-                   tags: bool, force: bool) -> "_PushPlan":
-        """What to send for one agent, and what to report if that works."""
-        assert ours.head is not None
-        problems: list[str] = []
-        if theirs.head is None or theirs.head == ours.head:
-            status = TransferStatus.NEW if theirs.head is None else TransferStatus.UP_TO_DATE
-        elif self._is_ancestor(theirs.head, ours.head):
-            status = TransferStatus.UPDATED
-        elif force:
-            status = TransferStatus.FORCED
-        else:
-            status = TransferStatus.REJECTED
-            problems.append(self._not_fast_forward(theirs.head, ours.head))
-        after_tags = dict(theirs.tags)
-        if tags:
-            for name, sha in ours.tags.items():
-                if theirs.tags.get(name, sha) != sha and not force:
-                    problems.append(f"the remote name {name!r} points to {_short(theirs.tags[name])}, "
-                                    f"here to {_short(sha)}; push with force to move it")
-            after_tags = {**theirs.tags, **ours.tags} if not force else dict(ours.tags)
-        old = theirs.head.decode() if theirs.head else None
-        if problems:
-            return _PushPlan({}, _Agent(theirs.head, theirs.tags),
-                             TransferResult(agent_id=agent_id, status=TransferStatus.REJECTED, old=old,
-                                            new=old, reason="; ".join(problems)))
-        changes = {branch_ref(agent_id): ours.head} if theirs.head != ours.head else {}
-        for name in theirs.tags.keys() | after_tags.keys():
-            if theirs.tags.get(name) != after_tags.get(name):
-                changes[tag_ref(agent_id, name)] = after_tags.get(name, ZERO_SHA)
-        if status is TransferStatus.UP_TO_DATE and changes:
-            status = TransferStatus.UPDATED  # only names were added or moved
-        return _PushPlan(changes, _Agent(ours.head, after_tags),
-                         TransferResult(agent_id=agent_id, status=status, old=old,
-                                        new=ours.head.decode()))
 
-    def _not_fast_forward(self: "StateRepository", theirs: bytes, ours: bytes) -> str:
-        """Why a push would drop the remote head ``theirs``, and what to do about it."""
-        if theirs in self._store.repo.object_store:
-            checkpoint_id = parse_message(self._commit(theirs).message)[1].get("Checkpoint-Id")
-            marker = f"\nCheckpoint-Id: {checkpoint_id}\n".encode()
-            if checkpoint_id and any(marker in commit.message for commit in self._walk(ours)):
-                return (f"the local history was rewritten (e.g. by retention) since the remote got its "
-                        f"head {_short(theirs)}: push with force to replace the remote history")
-        return (f"the remote head {_short(theirs)} is not in the local history (it has checkpoints "
-                "this one lacks, or this one was rewritten): pull first, or push with force to replace it")
+def _plan_push(core: Core, agent_id: str, ours: _Agent, theirs: _Agent, *,
+               tags: bool, force: bool) -> "_PushPlan":
+    """What to send for one agent, and what to report if that works."""
+    assert ours.head is not None
+    problems: list[str] = []
+    if theirs.head is None or theirs.head == ours.head:
+        status = TransferStatus.NEW if theirs.head is None else TransferStatus.UP_TO_DATE
+    elif _is_ancestor(core, theirs.head, ours.head):
+        status = TransferStatus.UPDATED
+    elif force:
+        status = TransferStatus.FORCED
+    else:
+        status = TransferStatus.REJECTED
+        problems.append(_not_fast_forward(core, theirs.head, ours.head))
+    after_tags = dict(theirs.tags)
+    if tags:
+        for name, sha in ours.tags.items():
+            if theirs.tags.get(name, sha) != sha and not force:
+                problems.append(f"the remote name {name!r} points to {_short(theirs.tags[name])}, "
+                                f"here to {_short(sha)}; push with force to move it")
+        after_tags = {**theirs.tags, **ours.tags} if not force else dict(ours.tags)
+    old = theirs.head.decode() if theirs.head else None
+    if problems:
+        return _PushPlan({}, _Agent(theirs.head, theirs.tags),
+                         TransferResult(agent_id=agent_id, status=TransferStatus.REJECTED, old=old,
+                                        new=old, reason="; ".join(problems)))
+    changes = {branch_ref(agent_id): ours.head} if theirs.head != ours.head else {}
+    for name in theirs.tags.keys() | after_tags.keys():
+        if theirs.tags.get(name) != after_tags.get(name):
+            changes[tag_ref(agent_id, name)] = after_tags.get(name, ZERO_SHA)
+    if status is TransferStatus.UP_TO_DATE and changes:
+        status = TransferStatus.UPDATED  # only names were added or moved
+    return _PushPlan(changes, _Agent(ours.head, after_tags),
+                     TransferResult(agent_id=agent_id, status=status, old=old,
+                                    new=ours.head.decode()))
 
-    # -- fetch and pull -------------------------------------------------------------------
-    def fetch(self: "StateRepository", remote: str, agents: Optional[Sequence[str]] = None, *,
-              progress: Optional[Progress] = None) -> list[TransferResult]:
-        """Download agents (default: all) into ``refs/remotes/<remote>/agents/*``, one connection.
 
-        Local agents are not touched (see :meth:`pull`). Fetching all agents
-        also drops the tracking refs of agents the remote no longer has.
-        """
-        return [result for result, _ in self._fetch(remote, agents, progress)]
+def _not_fast_forward(core: Core, theirs: bytes, ours: bytes) -> str:
+    """Why a push would drop the remote head ``theirs``, and what to do about it."""
+    if core.store.contains(theirs):
+        checkpoint_id = parse_message(core.commit(theirs).message)[1].get("Checkpoint-Id")
+        marker = f"\nCheckpoint-Id: {checkpoint_id}\n".encode()
+        if checkpoint_id and any(marker in commit.message for commit in core.walk(ours)):
+            return (f"the local history was rewritten (e.g. by retention) since the remote got its "
+                    f"head {_short(theirs)}: push with force to replace the remote history")
+    return (f"the remote head {_short(theirs)} is not in the local history (it has checkpoints "
+            "this one lacks, or this one was rewritten): pull first, or push with force to replace it")
 
-    def _fetch(self: "StateRepository", remote: str, agents: Optional[Sequence[str]],
-               progress: Optional[Progress]) -> list[tuple[TransferResult, _Agent]]:
-        url = self._remote_url(remote)
-        wanted = None if agents is None else list(dict.fromkeys(validate_agent_id(a) for a in agents))
-        found: dict[str, _Agent] = {}
-        store = self._store.repo.object_store
+# -- fetch and pull -------------------------------------------------------------------
+def fetch(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
+          progress: Optional[Progress] = None) -> list[TransferResult]:
+    """Download agents (default: all) into ``refs/remotes/<remote>/agents/*``, one connection.
 
-        def determine_wants(refs: dict[bytes, bytes], depth: Optional[int] = None) -> list[bytes]:
-            theirs = _agents_in(refs)
-            missing = [a for a in wanted or () if a not in theirs]
-            if missing:
-                raise AgentNotFoundError(f"remote {remote!r} has no agent " + ", ".join(map(repr, missing)))
-            found.update(theirs if wanted is None else {a: theirs[a] for a in wanted})
-            shas = {sha for agent in found.values() for sha in (agent.head, *agent.tags.values())}
-            return [sha for sha in shas if sha is not None and sha not in store]
+    Local agents are not touched (see :meth:`pull`). Fetching all agents
+    also drops the tracking refs of agents the remote no longer has.
+    """
+    return [result for result, _ in _fetch(core, remote, agents, progress)]
 
-        client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
-        # until the tracking refs point at them, the fetched objects look unreachable: no
-        # pruning maintenance may run in between (gc skips, reclaim waits)
-        with self._store.maintenance_lock():
-            _talk(url, "fetching from", lambda: client.fetch(
-                path, self._store.repo, determine_wants=determine_wants,
-                progress=_sink(progress, url), ref_prefix=_WANTED_PREFIXES))
-            tracked = self._tracked(remote)
-            agent_ids = sorted(found.keys() | (tracked.keys() if wanted is None else set()))
-            for agent_id in agent_ids:
-                with self._store.agent_lock(agent_id) as lock:
-                    self._mirror_tracking(lock, remote, agent_id, found.get(agent_id, _Agent()))
-        outcome = []
+
+def _fetch(core: Core, remote: str, agents: Optional[Sequence[str]],
+           progress: Optional[Progress]) -> list[tuple[TransferResult, _Agent]]:
+    url = _remote_url(core, remote)
+    wanted = None if agents is None else list(dict.fromkeys(validate_agent_id(a) for a in agents))
+    found: dict[str, _Agent] = {}
+
+    def determine_wants(refs: dict[bytes, bytes]) -> list[bytes]:
+        theirs = _agents_in(refs)
+        missing = [a for a in wanted or () if a not in theirs]
+        if missing:
+            raise AgentNotFoundError(f"remote {remote!r} has no agent " + ", ".join(map(repr, missing)))
+        found.update(theirs if wanted is None else {a: theirs[a] for a in wanted})
+        shas = {sha for agent in found.values() for sha in (agent.head, *agent.tags.values())}
+        return [sha for sha in shas if sha is not None and not core.store.contains(sha)]
+
+    # until the tracking refs point at them, the fetched objects look unreachable: no
+    # pruning maintenance may run in between (gc skips, reclaim waits)
+    with core.store.maintenance_lock():
+        transport.fetch(core.store, url, determine_wants, _WANTED_PREFIXES, progress)
+        tracked = _tracked(core, remote)
+        agent_ids = sorted(found.keys() | (tracked.keys() if wanted is None else set()))
         for agent_id in agent_ids:
-            agent = found.get(agent_id, _Agent())
-            old = tracked.get(agent_id, _Agent()).head
-            status = (TransferStatus.DELETED if agent.head is None else
-                      TransferStatus.NEW if old is None else
-                      TransferStatus.UP_TO_DATE if old == agent.head else
-                      TransferStatus.UPDATED if self._is_ancestor(old, agent.head) else
-                      TransferStatus.FORCED)
-            result = TransferResult(agent_id=agent_id, status=status, old=_hex(old), new=_hex(agent.head))
-            outcome.append((result, agent))
-        return outcome
+            with core.store.agent_lock(agent_id) as lock:
+                _mirror_tracking(core, lock, remote, agent_id, found.get(agent_id, _Agent()))
+    outcome = []
+    for agent_id in agent_ids:
+        agent = found.get(agent_id, _Agent())
+        old = tracked.get(agent_id, _Agent()).head
+        status = (TransferStatus.DELETED if agent.head is None else
+                  TransferStatus.NEW if old is None else
+                  TransferStatus.UP_TO_DATE if old == agent.head else
+                  TransferStatus.UPDATED if _is_ancestor(core, old, agent.head) else
+                  TransferStatus.FORCED)
+        result = TransferResult(agent_id=agent_id, status=status, old=_hex(old), new=_hex(agent.head))
+        outcome.append((result, agent))
+    return outcome
 
-    def pull(self: "StateRepository", remote: str, agents: Optional[Sequence[str]] = None, *,
-             into: Optional[str] = None, progress: Optional[Progress] = None) -> list[TransferResult]:
-        """Fetch agents (default: all), then fast-forward the local ones, in one connection.
 
-        A local agent that is missing is created; one that already has the
-        remote's checkpoints (and more) is left as it is (``ahead``). One that
-        diverged (both sides have checkpoints the other lacks) is not changed:
-        :class:`DivergedError` names both heads and how to keep either, after
-        the other agents were updated. ``into`` pulls a single remote agent into
-        another local agent id (e.g. to keep a diverged remote agent beside yours).
-        """
-        if into is not None:
-            validate_agent_id(into)
-            if agents is None or len(set(agents)) != 1:
-                raise InvalidArgumentError("into= needs exactly one agent to pull")
-        results = []
-        for fetched, agent in self._fetch(remote, agents, progress):
-            if agent.head is not None:
-                results.append(self._fast_forward(remote, fetched.agent_id, into or fetched.agent_id, agent))
-        diverged = [r for r in results if r.status is TransferStatus.DIVERGED]
-        if diverged:
-            listed = "\n".join(f"  {r.agent_id}: {r.reason}" for r in diverged)
-            raise DivergedError(f"{len(diverged)} agent(s) diverged from {remote}; nothing of them "
-                                f"was changed:\n{listed}", results)
-        return results
+def pull(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
+         into: Optional[str] = None, progress: Optional[Progress] = None) -> list[TransferResult]:
+    """Fetch agents (default: all), then fast-forward the local ones, in one connection.
 
-    def _fast_forward(self: "StateRepository", remote: str, remote_id: str, agent_id: str,
-                      theirs: _Agent) -> TransferResult:
-        """Move one local agent to the fetched remote head if that loses nothing; add its names."""
-        assert theirs.head is not None
-        ref = branch_ref(agent_id)
-        with self._store.agent_lock(agent_id) as lock:
-            while True:
-                head = self._store.read_ref(ref)
-                if head is None or self._is_ancestor(head, theirs.head):
-                    if head == theirs.head:
-                        status = TransferStatus.UP_TO_DATE
-                    elif not self._store.update_ref(lock, ref, head, theirs.head):
-                        continue  # a non-gitstate writer moved the branch: look again
-                    else:
-                        status = TransferStatus.NEW if head is None else TransferStatus.UPDATED
-                    new = theirs.head
-                elif self._is_ancestor(theirs.head, head):
-                    status, new = TransferStatus.AHEAD, head
+    A local agent that is missing is created; one that already has the
+    remote's checkpoints (and more) is left as it is (``ahead``). One that
+    diverged (both sides have checkpoints the other lacks) is not changed:
+    :class:`DivergedError` names both heads and how to keep either, after
+    the other agents were updated. ``into`` pulls a single remote agent into
+    another local agent id (e.g. to keep a diverged remote agent beside yours).
+    """
+    if into is not None:
+        validate_agent_id(into)
+        if agents is None or len(set(agents)) != 1:
+            raise InvalidArgumentError("into= needs exactly one agent to pull")
+    results = []
+    for fetched, agent in _fetch(core, remote, agents, progress):
+        if agent.head is not None:
+            results.append(_fast_forward(core, remote, fetched.agent_id, into or fetched.agent_id, agent))
+    diverged = [r for r in results if r.status is TransferStatus.DIVERGED]
+    if diverged:
+        listed = "\n".join(f"  {r.agent_id}: {r.reason}" for r in diverged)
+        raise DivergedError(f"{len(diverged)} agent(s) diverged from {remote}; nothing of them "
+                            f"was changed:\n{listed}", results)
+    return results
+
+
+def _fast_forward(core: Core, remote: str, remote_id: str, agent_id: str,
+                  theirs: _Agent) -> TransferResult:
+    """Move one local agent to the fetched remote head if that loses nothing; add its names."""
+    assert theirs.head is not None
+    ref = branch_ref(agent_id)
+    with core.store.agent_lock(agent_id) as lock:
+        while True:
+            head = core.store.read_ref(ref)
+            if head is None or _is_ancestor(core, head, theirs.head):
+                if head == theirs.head:
+                    status = TransferStatus.UP_TO_DATE
+                elif not core.store.update_ref(lock, ref, head, theirs.head):
+                    continue  # a non-gitstate writer moved the branch: look again
                 else:
-                    return TransferResult(
-                        agent_id=agent_id, status=TransferStatus.DIVERGED, old=_hex(head), new=_hex(head),
-                        reason=self._divergence(remote, remote_id, agent_id, head, theirs.head))
-                break
-            kept = self._add_names(lock, agent_id, theirs.tags)
-        reason = None
-        if kept:
-            reason = "kept the local name(s) " + ", ".join(map(repr, kept)) + f" (they differ on {remote})"
-        return TransferResult(agent_id=agent_id, status=status, old=_hex(head), new=_hex(new), reason=reason)
+                    status = TransferStatus.NEW if head is None else TransferStatus.UPDATED
+                new = theirs.head
+            elif _is_ancestor(core, theirs.head, head):
+                status, new = TransferStatus.AHEAD, head
+            else:
+                return TransferResult(
+                    agent_id=agent_id, status=TransferStatus.DIVERGED, old=_hex(head), new=_hex(head),
+                    reason=_divergence(core, remote, remote_id, agent_id, head, theirs.head))
+            break
+        kept = _add_names(core, lock, agent_id, theirs.tags)
+    reason = None
+    if kept:
+        reason = "kept the local name(s) " + ", ".join(map(repr, kept)) + f" (they differ on {remote})"
+    return TransferResult(agent_id=agent_id, status=status, old=_hex(head), new=_hex(new), reason=reason)
 
-    def _add_names(self: "StateRepository", lock: RefLock, agent_id: str,
-                   names: dict[str, bytes]) -> list[str]:
-        """Create the local names that are missing; return those that differ (kept local)."""
-        differing = []
-        for name, sha in sorted(names.items()):
-            ref = tag_ref(agent_id, name)
-            current = self._store.read_ref(ref)
-            if current is None:
-                self._store.update_ref(lock, ref, None, sha)
-            elif current != sha:
-                differing.append(name)
-        return differing
 
-    def _divergence(self: "StateRepository", remote: str, remote_id: str, agent_id: str,
-                    ours: bytes, theirs: bytes) -> str:
-        def describe(sha: bytes, owner: str) -> str:
-            checkpoint = self._checkpoint(self._commit(sha), owner)
-            return f"{_short(sha)} (checkpoint {checkpoint.checkpoint_id})"
-        return (f"local head {describe(ours, agent_id)}, {remote}'s head {describe(theirs, remote_id)}; "
-                f"both are kept (yours: agents/{agent_id}, theirs: {remote}/agents/{remote_id}). "
-                f"To keep theirs as another agent: gitstate pull {remote} {remote_id} --into "
-                f"{agent_id}-{remote}; to replace theirs with yours: "
-                f"gitstate push {remote} {agent_id} --force")
+def _add_names(core: Core, lock: RefLock, agent_id: str,
+               names: dict[str, bytes]) -> list[str]:
+    """Create the local names that are missing; return those that differ (kept local)."""
+    differing = []
+    for name, sha in sorted(names.items()):
+        ref = tag_ref(agent_id, name)
+        current = core.store.read_ref(ref)
+        if current is None:
+            core.store.update_ref(lock, ref, None, sha)
+        elif current != sha:
+            differing.append(name)
+    return differing
 
-    # -- clone ----------------------------------------------------------------------------
-    @classmethod
-    def clone(cls, url: str, path: str | os.PathLike[str], *, remote: str = "origin",
-              progress: Optional[Progress] = None, **options: Any) -> "StateRepository":
-        """Create a repository at ``path`` holding every agent of ``url`` (added as ``remote``).
 
-        ``path`` must not exist or be an empty folder; if the clone fails, it is
-        left as it was.
-        """
-        path = os.path.abspath(os.fspath(path))
-        existed = os.path.exists(path)
-        if existed and (not os.path.isdir(path) or os.listdir(path)):
-            raise InvalidArgumentError(f"cannot clone into {path}: it exists and is not an empty folder")
-        _check_remote_name(remote)
-        _check_url(url)
-        repo = cls.init(path, **options)  # type: ignore[attr-defined]
-        try:
-            repo.remote_add(remote, url)
-            repo.pull(remote, progress=progress)
-        except BaseException:
-            shutil.rmtree(path)
-            if existed:
-                os.mkdir(path)
-            raise
-        return repo
+def _divergence(core: Core, remote: str, remote_id: str, agent_id: str,
+                ours: bytes, theirs: bytes) -> str:
+    def describe(sha: bytes, owner: str) -> str:
+        checkpoint = core.checkpoint(core.commit(sha), owner)
+        return f"{_short(sha)} (checkpoint {checkpoint.checkpoint_id})"
+    return (f"local head {describe(ours, agent_id)}, {remote}'s head {describe(theirs, remote_id)}; "
+            f"both are kept (yours: agents/{agent_id}, theirs: {remote}/agents/{remote_id}). "
+            f"To keep theirs as another agent: gitstate pull {remote} {remote_id} --into "
+            f"{agent_id}-{remote}; to replace theirs with yours: "
+            f"gitstate push {remote} {agent_id} --force")
+
+# -- clone ----------------------------------------------------------------------------
+def clone(url: str, path: str | os.PathLike[str], *, remote: str = "origin",
+          progress: Optional[Progress] = None, **options: Any) -> Core:
+    """Create a repository at ``path`` holding every agent of ``url`` (added as ``remote``).
+
+    ``path`` must not exist or be an empty folder; if the clone fails, it is left
+    as it was.
+    """
+    path = os.path.abspath(os.fspath(path))
+    existed = os.path.exists(path)
+    if existed and (not os.path.isdir(path) or os.listdir(path)):
+        raise InvalidArgumentError(f"cannot clone into {path}: it exists and is not an empty folder")
+    _check_remote_name(remote)
+    transport.check_url(url)
+    core = Core.init(path, **options)
+    try:
+        remote_add(core, remote, url)
+        pull(core, remote, progress=progress)
+    except BaseException:
+        shutil.rmtree(path)
+        if existed:
+            os.mkdir(path)
+        raise
+    return core
 
 
 class _PushPlan:
@@ -583,21 +523,6 @@ def _check_remote_name(name: object) -> None:
         raise InvalidArgumentError(problem)
 
 
-def _check_url(url: object) -> None:
-    """A remote URL must be one line of UTF-8 text that parses as a URL (or a path)."""
-    if not isinstance(url, str) or not url.strip() or any(c in url for c in "\n\r\0"):
-        raise InvalidArgumentError(f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
-    try:
-        url.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgumentError(f"remote URL {redact(url)!r} is not valid UTF-8 text "
-                                   "(it holds a lone surrogate)") from None
-    try:
-        urlsplit(url)
-    except ValueError as exc:
-        raise InvalidArgumentError(f"remote URL {redact(url)!r} is malformed: {exc}") from None
-
-
 def _as_agent_ref(remote: str, tracking_ref: bytes) -> bytes:
     """``refs/remotes/<remote>/agents/x`` -> ``refs/heads/agents/x`` (tags likewise)."""
     rest = tracking_ref[len(f"refs/remotes/{remote}/"):]
@@ -608,12 +533,3 @@ def _hex(sha: Optional[bytes]) -> Optional[str]:
     return sha.decode() if sha else None
 
 
-def _sink(progress: Optional[Progress], url: str) -> Optional[Callable[[Any], None]]:
-    """Adapt a text progress callback to dulwich's (bytes or str), secrets redacted."""
-    if progress is None:
-        return None
-
-    def sink(chunk: bytes | str) -> None:
-        text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-        progress(_scrub(text, url))
-    return sink

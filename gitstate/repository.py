@@ -1,141 +1,100 @@
-"""``StateRepository``: save, load, resolve and list agent checkpoints in a bare git repo."""
+"""``StateRepository``: the public façade of gitstate, one method per operation.
+
+Each method delegates to the module that implements it (the layers are listed in
+docs/architecture.md): :mod:`gitstate.checkpoints` (save, load, log, names),
+:mod:`gitstate.history` (rollback, fork, delete), :mod:`gitstate.prune`,
+:mod:`gitstate.diff`, :mod:`gitstate.seed_import`, :mod:`gitstate.remote` (transfers),
+:mod:`gitstate.maintenance` and :mod:`gitstate.verify`, all over one
+:class:`~gitstate.core.Core`. Write operations go through
+:meth:`Maintenance.after`, which starts automatic maintenance when enough was
+written.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import warnings
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Optional, TypeVar
 
-from dulwich.config import ConfigFile
-from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
-from dulwich.repo import Repo
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from . import codec
-from .git.config import check_format, update_config
-from .message import build as build_message, integer, parse as parse_message
-from .errors import (
-    AgentNotFoundError,
-    AmbiguousRevisionError,
-    CorruptObjectError,
-    EncodingError,
-    GitstateError,
-    InvalidArgumentError,
-    InvalidStateError,
-    NameTakenError,
-    NotARepositoryError,
-    RevisionNotFoundError,
-)
-from .ids import (
-    BRANCH_PREFIX,
-    TAG_PREFIX,
-    branch_ref,
-    is_checkpoint_id,
-    is_sha,
-    is_valid_name,
-    new_checkpoint_id,
-    tag_prefix,
-    tag_ref,
-    validate_agent_id,
-    validate_name,
-)
-from .diff import DiffMixin
-from .history import HistoryMixin
-from .git.journal import RefUpdate
-from .git.layout import STATE_FILE, CommitInfo, aware, checkpoint_commit, checkpoint_time, state_objects
-from .maintenance import MaintenanceMixin
-from .models import AgentInfo, AgentState, Checkpoint
-from .prune import PruneMixin
+from . import checkpoints, diff, history, prune, seed_import, verify
+from . import remote as transfers
+from .core import Core
+from .errors import GitstateError
+from .git.gc import GcResult
 from .git.reader import CACHE_BYTES
-from .remote import RemoteMixin
-from .seed_import import SeedImportMixin
-from .git.store import Store
+from .git.reclaim import ReclaimResult
+from .git.transport import Progress
+from .history import RollbackResult
+from .maintenance import Maintenance
+from .models import AgentInfo, AgentState, Checkpoint
+from .prune import PruneResult
+from .remote import Remote, TransferResult
+from .retention import RetentionPolicy
+from .seed_import import FileOutcome
+from .settings import MaintenanceSettings
+from .verify import VerifyResult
 
 M = TypeVar("M", bound=BaseModel)
-O = TypeVar("O", bound=ShaFile)
-
-CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
-_REV = re.compile(r"(?P<base>[^~^]*)(?P<steps>(?:~\d*|\^)*)")
-_HEX = re.compile(r"[0-9a-f]{7,40}")
+ProgressCount = Callable[[int, int], None]
 
 
-def _utc(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
-
-
-class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, RemoteMixin,
-                      MaintenanceMixin):
+class StateRepository:
     """Agent checkpoints in a bare git repository: one branch per agent, one commit per save.
 
     Open one with :meth:`init` or :meth:`open`. Instances may be shared between
     threads and used from many processes at once. ``durable=True`` fsyncs
-    objects, refs and their directories before :meth:`save` returns;
-    ``cache_bytes`` bounds the cache of inflated objects (0 turns it off).
+    objects, refs and their directories before a write returns; ``lock_timeout``
+    is how long a writer waits for a lock (seconds); ``cache_bytes`` bounds the
+    cache of inflated objects (0 turns it off).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
                  lock_timeout: float = 60.0, cache_bytes: int = CACHE_BYTES):
-        if type(cache_bytes) is not int or cache_bytes < 0:
-            raise InvalidArgumentError(f"cache_bytes must be an integer >= 0, got {cache_bytes!r}")
-        if type(lock_timeout) not in (int, float) or not lock_timeout >= 0:
-            raise InvalidArgumentError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
-        self.path = os.path.abspath(os.fspath(path))
-        self._store = Store(self.path, durable=durable, lock_timeout=lock_timeout,
-                            cache_bytes=cache_bytes)
+        self._attach(Core(path, durable=durable, lock_timeout=lock_timeout, cache_bytes=cache_bytes))
+
+    def _attach(self, core: Core) -> None:
+        self.path = core.path
+        self._core = core
+        self._maintenance = Maintenance(core)
+
+    @classmethod
+    def _of(cls, core: Core) -> "StateRepository":
+        repo = cls.__new__(cls)
+        repo._attach(core)
+        return repo
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def init(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
         """Create a bare repository at ``path`` (or open the one already there)."""
-        path = os.fspath(path)
-        instance = cls(path, **options)  # checks the options before anything is created
-        if os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
-            return cls.open(path, **options)
-        _check_head(path)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise NotARepositoryError(f"{path} exists and is not a directory")
-        if os.path.isdir(path) and os.listdir(path):
-            raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
-        os.makedirs(path, exist_ok=True)
-        repo = Repo.init_bare(path)
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
-        repo.close()
-        update_config(instance._store, _init_config)
-        return instance
+        return cls._of(Core.init(path, **options))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
         """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``).
 
         ``RepositoryFormatError`` if its config does not parse or asks for what
-        gitstate cannot write (SHA-256 objects, another ref storage, a repository
-        format or extension it does not know); nothing is written then.
+        gitstate cannot write (SHA-256 objects, a repository format or extension
+        it does not know); nothing is written then.
         """
-        path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise NotARepositoryError(f"{path} does not exist or is not a directory")
-        check_format(path)
-        _check_head(path)
-        try:
-            repo = Repo(path)
-        except NotGitRepository:
-            raise NotARepositoryError(f"{path} is not a git repository") from None
-        bare = repo.bare
-        repo.close()
-        if not bare:
-            raise NotARepositoryError(f"{path} is a git work tree; gitstate needs a bare repository")
-        return cls(path, **options)
+        return cls._of(Core.open(path, **options))
+
+    @classmethod
+    def clone(cls, url: str, path: str | os.PathLike[str], *, remote: str = "origin",
+              progress: Optional[Progress] = None, **options: Any) -> "StateRepository":
+        """Create a repository at ``path`` holding every agent of ``url`` (added as ``remote``);
+        if the clone fails, ``path`` is left as it was."""
+        return cls._of(transfers.clone(url, path, remote=remote, progress=progress, **options))
 
     def close(self) -> None:
         """Release open files, pack indexes and cached objects (``with`` does it at the end).
 
         The repository stays usable: a later call opens what it needs again.
         """
-        self._store.close()
+        self._core.close()
 
     def __enter__(self) -> "StateRepository":
         return self
@@ -143,410 +102,145 @@ class StateRepository(HistoryMixin, PruneMixin, DiffMixin, SeedImportMixin, Remo
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- saving ----------------------------------------------------------------------
-    def save(
-        self,
-        state: BaseModel | Mapping[str, Any],
-        *,
-        agent_id: Optional[str] = None,
-        name: Optional[str] = None,
-        message: Optional[str] = None,
-        time: Optional[datetime] = None,
-        trailers: Optional[Mapping[str, str]] = None,
-    ) -> Checkpoint:
-        """Save ``state`` as a new checkpoint (a commit on the agent's branch).
-
-        The agent is ``agent_id`` if given (also written into the state), else
-        the state's own ``agent_id``. ``name`` tags the checkpoint and must be
-        new for this agent. ``time`` (timezone-aware, within 1970..9999 UTC)
-        sets the author time, default now. ``trailers`` adds commit trailers
-        beside gitstate's own.
-        """
-        data, schema_version = _plain(state)
-        extra = _extra_trailers(trailers)
-        if message is not None and not isinstance(message, str):
-            raise InvalidArgumentError(f"message must be a string, got {type(message).__name__}")
-        agent_id = validate_agent_id(agent_id if agent_id is not None else data.get("agent_id"))
-        self._store.writable_ref(branch_ref(agent_id))  # damaged or symbolic: before any write
-        if data.get("agent_id") != agent_id:
-            data = {**data, "agent_id": agent_id}
-        if name is not None:
-            validate_name(name)
-            with self._store.agent_lock(agent_id):  # completes an interrupted operation first
-                self._check_name_free(agent_id, name)
-        when = None if time is None else checkpoint_time(time)
-        iteration, status = data.get("iteration"), data.get("status")
-        iteration = iteration if type(iteration) is int else None
-        status = status if isinstance(status, str) else None
-        fields = {"Checkpoint-Id": new_checkpoint_id(), "Agent-Id": agent_id}
-        if iteration is not None:
-            fields["Iteration"] = str(iteration)
-        if status is not None:
-            fields["Status"] = status
-        fields["Schema-Version"] = str(schema_version)
-        fields.update(extra)
-        summary = message if message is not None else _summary(agent_id, iteration, status, name)
-        text = build_message(summary, fields)
-
-        blob, tree = state_objects(data)
-        self._store.write(blob)
-        self._store.write(tree)
-        commit = self._commit_on_branch(agent_id, tree.id, text, when, name)
-        self._after_save(3, len(blob.data))
-        return self._checkpoint(commit, agent_id, (name,) if name else ())
-
-    def _commit_on_branch(self, agent_id: str, tree: bytes, text: bytes, when: Optional[int],
-                          name: Optional[str]) -> Commit:
-        """Commit ``tree`` on the agent's branch (author time ``when``, default now), tag it ``name``."""
-        store, ref = self._store, branch_ref(agent_id)
-        with store.agent_lock(agent_id) as lock:
-            if name is not None:
-                self._check_name_free(agent_id, name)
-            while True:
-                parent = store.writable_ref(ref)  # damaged or symbolic: before the commit
-                commit = checkpoint_commit(tree, parent, agent_id, text, when)
-                store.write(commit)
-                updates = [RefUpdate(ref, parent, commit.id)]
-                if name is not None:
-                    updates.append(RefUpdate(tag_ref(agent_id, name), None, commit.id))
-                if store.update_refs(lock, agent_id, updates):
-                    break  # else a non-gitstate writer moved the branch: rebuild on its head
-        return commit
-
-    def _check_name_free(self, agent_id: str, name: str) -> None:
-        taken = self._store.read_ref(tag_ref(agent_id, name))
-        if taken is not None:
-            raise NameTakenError(
-                f"agent {agent_id!r} already has a checkpoint named {name!r} ({taken[:7].decode()})"
-            )
+    # -- checkpoints (gitstate.checkpoints) ------------------------------------------
+    def save(self, state: BaseModel | Mapping[str, Any], *, agent_id: Optional[str] = None,
+             name: Optional[str] = None, message: Optional[str] = None,
+             time: Optional[datetime] = None, trailers: Optional[Mapping[str, str]] = None) -> Checkpoint:
+        """Save ``state`` as a new checkpoint (a commit on the agent's branch); see
+        :func:`gitstate.checkpoints.save`."""
+        return self._maintenance.after(checkpoints.save(self._core, state, agent_id=agent_id, name=name,
+                                                        message=message, time=time, trailers=trailers))
 
     def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
-        """Name the checkpoint at ``rev`` (default: the latest); names are never reused.
-
-        ``rev`` is resolved under the agent's lock, so a concurrent delete, prune
-        or rollback cannot leave the name on a checkpoint that left the history.
-        """
-        validate_agent_id(agent_id)
-        validate_name(name)
-        self._head(agent_id)  # no lock file for an agent that does not exist
-        with self._store.agent_lock(agent_id) as lock:
-            target = self.resolve(agent_id, rev)
-            head = self._head(agent_id)
-            if not any(c.id.decode() == target.commit for c in self._walk(head)):
-                raise RevisionNotFoundError(f"{rev!r} names {target.commit[:7]}, which is not in "
-                                            f"the history of agent {agent_id!r}")
-            self._check_name_free(agent_id, name)
-            if not self._store.update_ref(lock, tag_ref(agent_id, name), None, target.commit.encode()):
-                raise NameTakenError(f"agent {agent_id!r}: the name {name!r} was just taken by a "
-                                     "writer outside gitstate")
-        return target.model_copy(update={"names": tuple(sorted((*target.names, name)))})
-
-    # -- reading ---------------------------------------------------------------------
-    def _raw(self, sha: bytes, kind: type[ShaFile]) -> bytes:
-        """The content of object ``sha``, which must be a ``kind``."""
-        try:
-            type_num, content = self._store.reader.read(sha)
-        except KeyError:
-            raise CorruptObjectError(f"object {sha.decode()} is missing from {self.path}") from None
-        except ValueError as exc:  # damaged: the reader's message names the object or its file
-            raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}") from None
-        if type_num != kind.type_num:
-            raise CorruptObjectError(f"object {sha.decode()} is a {object_class(type_num).type_name.decode()}, "
-                                     f"expected a {kind.type_name.decode()}")
-        return content
-
-    def _object(self, sha: bytes, kind: type[O]) -> O:
-        """Object ``sha`` parsed by dulwich (use :meth:`_commit` for reading commits)."""
-        raw = self._raw(sha, kind)
-        try:
-            return kind.from_raw_string(kind.type_num, raw, sha)
-        except Exception as exc:
-            raise CorruptObjectError(f"object {sha.decode()} cannot be parsed: {exc}") from exc
-
-    def _commit(self, sha: bytes) -> CommitInfo:
-        raw = self._raw(sha, Commit)
-        try:
-            return CommitInfo.parse(sha, raw)
-        except ValueError as exc:
-            raise CorruptObjectError(f"commit {sha.decode()} cannot be parsed: {exc}") from exc
-
-    def _head(self, agent_id: str) -> bytes:
-        head = self._store.read_ref(branch_ref(validate_agent_id(agent_id, existing=True)))
-        if head is None:
-            raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
-        return head
-
-    def _walk(self, start: bytes) -> Iterator[CommitInfo]:
-        """Commits from ``start`` back along first parents, newest first, lazily."""
-        sha: Optional[bytes] = start
-        while sha is not None:
-            commit = self._commit(sha)
-            yield commit
-            sha = commit.parents[0] if commit.parents else None
-
-    def _names(self, agent_id: str) -> dict[bytes, list[str]]:
-        """Commit SHA -> checkpoint names of one agent."""
-        prefix = tag_prefix(agent_id)
-        names: dict[bytes, list[str]] = {}
-        for ref, sha in self._store.read_refs(prefix).items():
-            names.setdefault(sha, []).append(ref[len(prefix):].decode())
-        return names
-
-    def _checkpoint(self, commit: CommitInfo | Commit, agent_id: str, names: tuple[str, ...] = ()) -> Checkpoint:
-        """The checkpoint of a commit; trailers that are not integers leave the defaults."""
-        summary, trailers = parse_message(commit.message)
-        schema_version = integer(trailers.get("Schema-Version"))
-        return Checkpoint(
-            checkpoint_id=trailers.get("Checkpoint-Id", commit.id.decode()),
-            commit=commit.id.decode(),
-            agent_id=trailers.get("Agent-Id", agent_id),
-            iteration=integer(trailers.get("Iteration")),
-            status=trailers.get("Status"),
-            names=tuple(sorted(names)),
-            created=_utc(commit.author_time),
-            message=summary,
-            parent=commit.parents[0].decode() if commit.parents else None,
-            schema_version=1 if schema_version is None else schema_version,
-            trailers=trailers,
-        )
-
-    def resolve(self, agent_id: str, rev: Optional[str] = None) -> Checkpoint:
-        """The checkpoint a revision names, in the agent's history.
-
-        Revisions: ``None``/``latest`` (the head), a checkpoint name, a checkpoint
-        id, a full or abbreviated (7+ hex digits) commit SHA, each optionally
-        followed by ``~N`` (N checkpoints older) or ``^`` (one older).
-        """
-        commit = self._find(agent_id, rev)
-        return self._checkpoint(commit, agent_id, tuple(self._names(agent_id).get(commit.id, ())))
-
-    def _find(self, agent_id: str, rev: Optional[str]) -> CommitInfo:
-        """The commit ``rev`` names in the agent's history (see :meth:`resolve`)."""
-        head = self._head(agent_id)
-        text = "latest" if rev is None else str(rev).strip()
-        match = _REV.fullmatch(text)
-        if not match:
-            raise RevisionNotFoundError(f"{text!r} is not a revision")
-        base = match["base"] or "latest"
-        steps = sum(1 if s == "^" else int(s[1:] or 1)
-                    for s in re.findall(r"~\d*|\^", match["steps"]))
-        sha = self._resolve_base(agent_id, head, base)
-        for i, commit in enumerate(self._walk(sha)):
-            if i == steps:
-                return commit
-        raise RevisionNotFoundError(
-            f"{text!r}: agent {agent_id!r} has only {i} checkpoint(s) older than {base!r}"
-        )
-
-    def _resolve_base(self, agent_id: str, head: bytes, base: str) -> bytes:
-        if base in ("latest", "HEAD"):
-            return head
-        if is_valid_name(base):
-            tagged = self._store.read_ref(tag_ref(agent_id, base))
-            if tagged is not None:
-                return tagged
-        if is_checkpoint_id(base):
-            for commit in self._walk(head):
-                if f"\nCheckpoint-Id: {base}\n".encode() in commit.message:
-                    return commit.id
-        elif _HEX.fullmatch(base.lower()):
-            prefix = base.lower().encode()
-            found = [c.id for c in self._walk(head) if c.id.startswith(prefix)]
-            if len(found) > 1:
-                listed = ", ".join(sha.decode() for sha in found)
-                raise AmbiguousRevisionError(f"{base!r} matches {len(found)} checkpoints of "
-                                             f"{agent_id!r}: {listed}", [s.decode() for s in found])
-            if found:
-                return found[0]
-        raise RevisionNotFoundError(f"no checkpoint {base!r} in the history of agent {agent_id!r}")
-
-    def latest(self, agent_id: str) -> Checkpoint:
-        """The newest checkpoint of an agent."""
-        return self.resolve(agent_id, None)
+        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        return checkpoints.tag(self._core, agent_id, name, rev)
 
     def load(self, agent_id: str, rev: Optional[str] = None, *,
              model: Optional[type[M]] = AgentState) -> Any:  # M, or a dict when model is None
         """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
-        if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise InvalidArgumentError(f"model must be a pydantic model class or None, got {model!r}")
-        commit = self._find(agent_id, rev)
-        data = self._state_of(commit)
-        if model is None:
-            return data
-        trailers = parse_message(commit.message)[1]
-        label = trailers.get("Checkpoint-Id", commit.id.decode())
-        stored = integer(trailers.get("Schema-Version", "1"))
-        if stored is None:
-            raise CorruptObjectError(f"checkpoint {label} of {agent_id!r} has Schema-Version "
-                                     f"{trailers['Schema-Version']!r}, not an integer")
-        version = getattr(model, "schema_version", 1)
-        if stored != version:
-            migrate = getattr(model, "migrate", None)
-            if migrate is None:
-                warnings.warn(f"checkpoint {label} has schema version {stored}, "
-                              f"{model.__name__} expects {version}")
-            else:
-                data = migrate(data, stored)
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidStateError(f"checkpoint {label} of {agent_id!r} "
-                                    f"is not a valid {model.__name__}: {exc}") from exc
+        return checkpoints.load(self._core, agent_id, rev, model=model)
 
     def read_state(self, commit: str) -> Any:
         """The decoded ``state.json`` of one checkpoint commit (its full hex SHA)."""
-        sha = commit.lower().encode() if isinstance(commit, str) and commit.isascii() else b""
-        if not is_sha(sha):
-            raise InvalidArgumentError(f"commit must be a full 40-digit hex SHA, got {commit!r}")
-        return self._state_of(self._commit(sha))
+        return checkpoints.read_state(self._core, commit)
 
-    def _state_of(self, commit: CommitInfo) -> Any:
-        """The decoded ``state.json`` of a checkpoint commit."""
-        try:
-            return codec.decode(self._state_json(commit))
-        except EncodingError as exc:
-            raise CorruptObjectError(f"the state.json of commit {commit.id.decode()} "
-                                     f"is not valid JSON: {exc}") from exc
+    def resolve(self, agent_id: str, rev: Optional[str] = None) -> Checkpoint:
+        """The checkpoint a revision names in the agent's history (see :meth:`Core.find`)."""
+        return self._core.resolve(agent_id, rev)
 
-    def _state_json(self, commit: CommitInfo) -> bytes:
-        """The raw bytes of a checkpoint commit's ``state.json``."""
-        raw = self._raw(commit.tree, Tree)
-        try:
-            entries = parse_tree(raw, 20)
-        except Exception as exc:
-            raise CorruptObjectError(f"tree {commit.tree.decode()} cannot be parsed: {exc}") from exc
-        for name, _mode, sha in entries:
-            if name == STATE_FILE:
-                return self._raw(sha, Blob)
-        raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json")
+    def latest(self, agent_id: str) -> Checkpoint:
+        """The newest checkpoint of an agent."""
+        return self._core.resolve(agent_id, None)
 
-    def log(self, agent_id: str, *, limit: Optional[int] = None,
-            before: Optional[datetime] = None, since: Optional[datetime] = None,
-            status: Optional[str] = None) -> list[Checkpoint]:
-        """Checkpoints of an agent, newest first, read lazily (``limit=20`` reads ~20 commits).
+    def log(self, agent_id: str, *, limit: Optional[int] = None, before: Optional[datetime] = None,
+            since: Optional[datetime] = None, status: Optional[str] = None) -> list[Checkpoint]:
+        """Checkpoints of an agent, newest first, read lazily (see :func:`gitstate.checkpoints.log`)."""
+        return checkpoints.log(self._core, agent_id, limit=limit, before=before, since=since, status=status)
 
-        ``before``/``since`` keep checkpoints created before / at or after a time;
-        ``status`` keeps those with that status.
-        """
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
-        before = None if before is None else aware(before, "before")
-        since = None if since is None else aware(since, "since")
-        head = self._head(agent_id)
-        names = self._names(agent_id)
-        result: list[Checkpoint] = []
-        for commit in self._walk(head):
-            if limit is not None and len(result) >= limit:
-                break
-            created = _utc(commit.author_time)
-            if before is not None and created >= before:
-                continue
-            if since is not None and created < since:
-                continue
-            checkpoint = self._checkpoint(commit, agent_id, tuple(names.get(commit.id, ())))
-            if status is not None and checkpoint.status != status:
-                continue
-            result.append(checkpoint)
-        return result
+    def count(self, agent_id: str) -> int:
+        """How many checkpoints the agent's history holds."""
+        return checkpoints.count(self._core, agent_id)
 
-    def agents(self, *, errors: dict[str, GitstateError] | None = None) -> list[AgentInfo]:
-        """Every agent, sorted by id, with its newest checkpoint.
+    def names(self, agent_id: str) -> dict[str, str]:
+        """The agent's checkpoint names, each with the commit SHA it names."""
+        return checkpoints.names(self._core, agent_id)
 
-        An agent whose branch, names or head commit cannot be read raises
-        ``CorruptObjectError`` naming it; given ``errors``, it is left out and its
-        error put there under its id instead.
-        """
-        bad: dict[bytes, CorruptObjectError] = {}
-        tags = self._store.read_refs(TAG_PREFIX.encode(), bad)
-        branches = self._store.read_refs(BRANCH_PREFIX.encode(), bad)
-        failed: dict[str, GitstateError] = {}
-        for ref, damaged in sorted(bad.items()):  # a damaged branch or name fails its agent
-            parts = ref.decode(errors="replace").split("/")
-            if len(parts) < 4:  # a damaged file of many refs (packed-refs): no list to trust
-                raise damaged
-            failed.setdefault(parts[3], damaged)
-        names: dict[tuple[str, bytes], list[str]] = {}
-        for ref, sha in tags.items():
-            agent, _, name = ref[len(TAG_PREFIX):].decode(errors="replace").partition("/")
-            names.setdefault((agent, sha), []).append(name)
-        result = []
-        prefix = len(BRANCH_PREFIX)
-        for ref, sha in sorted(branches.items()):
-            agent_id = ref[prefix:].decode(errors="replace")
-            if agent_id in failed:
-                continue
-            try:
-                head = self._checkpoint(self._commit(sha), agent_id,
-                                        tuple(names.get((agent_id, sha), ())))
-            except CorruptObjectError as exc:
-                failed[agent_id] = exc
-                continue
-            result.append(AgentInfo(agent_id=agent_id, head=head))
-        if failed and errors is None:
-            agent_id, error = min(failed.items())
-            raise CorruptObjectError(f"agent {agent_id}: {error}") from error
-        if errors is not None:
-            errors.update(failed)
-        return result
+    def agents(self, *, errors: Optional[dict[str, GitstateError]] = None) -> list[AgentInfo]:
+        """Every agent, sorted by id, with its newest checkpoint (see
+        :func:`gitstate.checkpoints.agents` for ``errors``)."""
+        return checkpoints.agents(self._core, errors=errors)
 
+    # -- history (gitstate.history) --------------------------------------------------
+    def rollback(self, agent_id: str, rev: str, *, hard: bool = False) -> RollbackResult:
+        """Return the agent to the state saved at ``rev`` (see :func:`gitstate.history.rollback`)."""
+        return self._maintenance.after(history.rollback(self._core, agent_id, rev, hard=hard))
 
-def _init_config(config: ConfigFile) -> None:
-    config.set((b"gitstate",), b"version", b"1")
-    config.set((b"gc",), b"auto", b"0")  # no automatic gc by git or dulwich: gitstate's maintenance
+    def fork(self, agent_id: str, rev: Optional[str], new_agent_id: str) -> Checkpoint:
+        """Start agent ``new_agent_id`` from ``agent_id``'s checkpoint ``rev`` (``git branch``)."""
+        return self._maintenance.after(history.fork(self._core, agent_id, rev, new_agent_id))
 
+    def delete(self, agent_id: str, rev: str) -> Checkpoint:
+        """Remove one checkpoint from the agent's history and return it."""
+        return self._maintenance.after(history.delete(self._core, agent_id, rev))
 
-def _check_head(path: str) -> None:
-    """``NotARepositoryError`` naming the missing ``HEAD`` of what is otherwise a repository."""
-    if (os.path.isdir(os.path.join(path, "objects")) and os.path.isdir(os.path.join(path, "refs"))
-            and not os.path.lexists(os.path.join(path, "HEAD"))):
-        raise NotARepositoryError(
-            f"{path} has objects/ and refs/ but no HEAD file, which git needs to see a repository "
-            f"(damaged?); restore it with: printf 'ref: refs/heads/main\\n' > {os.path.join(path, 'HEAD')}")
+    def delete_agent(self, agent_id: str) -> None:
+        """Delete an agent: its branch, its names and its reflog."""
+        history.delete_agent(self._core, agent_id)
 
+    def diff(self, agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
+             other_agent: Optional[str] = None) -> diff.StateDiff:
+        """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
+        ``other_agent`` (default: the same agent)."""
+        return diff.diff(self._core, agent_id, rev_a, rev_b, other_agent=other_agent)
 
-def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """The state as a JSON-mode dict, and its schema version."""
-    if isinstance(state, BaseModel):
-        try:
-            data = state.model_dump(mode="json")
-        except ValueError as exc:  # an unknown type, or nesting deeper than pydantic writes
-            raise EncodingError(f"the state cannot be dumped in JSON mode: {exc}") from None
-        return data, getattr(type(state), "schema_version", 1)
-    if isinstance(state, Mapping):
-        return dict(state), 1
-    raise InvalidArgumentError(
-        f"state must be a pydantic model or a mapping, not {type(state).__name__}")
+    # -- retention (gitstate.prune) --------------------------------------------------
+    def prune(self, agent_id: Optional[str], policy: RetentionPolicy, *, dry_run: bool = False,
+              now: Optional[datetime] = None, grace: Optional[timedelta] = None,
+              progress: Optional[ProgressCount] = None) -> PruneResult:
+        """Apply ``policy`` to one agent (or every agent when ``agent_id`` is None)."""
+        return prune.prune(self._core, agent_id, policy, dry_run=dry_run, now=now,
+                                        grace=grace, progress=progress)
 
+    def reclaim(self, *, grace: Optional[timedelta] = None) -> ReclaimResult:
+        """Delete the objects proven unreachable and older than the grace period."""
+        return prune.reclaim(self._core, grace)
 
-def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
-    """The caller's trailers, checked: a mapping of strings, no core trailer, no key twice.
+    # -- seed import (gitstate.seed_import) ------------------------------------------
+    def import_seed(self, directory: str | os.PathLike[str], *, task_id: Optional[str] = None,
+                    dry_run: bool = False, progress: Optional[ProgressCount] = None) -> list[FileOutcome]:
+        """Import a folder of the seed's checkpoint files (see :mod:`gitstate.seed_import`)."""
+        return self._maintenance.after(seed_import.import_seed(self._core, directory, task_id=task_id,
+                                                               dry_run=dry_run, progress=progress))
 
-    git reads trailer keys case-insensitively, so keys are compared that way.
-    """
-    if trailers is None:
-        return {}
-    if not isinstance(trailers, Mapping):
-        raise InvalidArgumentError(f"trailers must be a mapping, not {type(trailers).__name__}")
-    core = {key.lower() for key in CORE_TRAILERS}
-    seen: dict[str, str] = {}
-    for key, value in trailers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidArgumentError(f"trailer {key!r}: {value!r}: keys and values must be strings")
-        if key.lower() in core:
-            raise InvalidArgumentError(f"trailer {key!r} is set by gitstate itself")
-        if key.lower() in seen:
-            raise InvalidArgumentError(f"trailers {seen[key.lower()]!r} and {key!r} differ only in case")
-        seen[key.lower()] = key
-    return dict(trailers)
+    # -- remotes (gitstate.remote) ---------------------------------------------------
+    def remotes(self) -> list[Remote]:
+        """The configured remotes, sorted by name (URLs redacted)."""
+        return transfers.remotes(self._core)
 
+    def remote_add(self, name: str, url: str) -> Remote:
+        """Add a remote: a URL (``http(s)://``, ``git://``, ``ssh://``, ``file://``) or a path."""
+        return transfers.remote_add(self._core, name, url)
 
-def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],
-             name: Optional[str]) -> str:
-    parts = [agent_id]
-    if iteration is not None:
-        parts.append(f"iteration {iteration}")
-    if status is not None:
-        parts.append(status)
-    if name is not None:
-        parts.append(f"[{name}]")
-    return " ".join(parts)
+    def remote_remove(self, name: str) -> None:
+        """Remove a remote and its tracking refs (the remote itself is not touched)."""
+        transfers.remote_remove(self._core, name)
+
+    def push(self, remote: str, agents: Optional[Sequence[str]] = None, *, tags: bool = True,
+             force: bool = False, progress: Optional[Progress] = None) -> list[TransferResult]:
+        """Push agents (default: all) and, with ``tags``, their names, in one connection."""
+        return transfers.push(self._core, remote, agents, tags=tags, force=force,
+                                        progress=progress)
+
+    def fetch(self, remote: str, agents: Optional[Sequence[str]] = None, *,
+              progress: Optional[Progress] = None) -> list[TransferResult]:
+        """Download agents (default: all) into ``refs/remotes/<remote>/agents/*``."""
+        return transfers.fetch(self._core, remote, agents, progress=progress)
+
+    def pull(self, remote: str, agents: Optional[Sequence[str]] = None, *, into: Optional[str] = None,
+             progress: Optional[Progress] = None) -> list[TransferResult]:
+        """Fetch agents (default: all), then fast-forward the local ones, in one connection."""
+        return transfers.pull(self._core, remote, agents, into=into, progress=progress)
+
+    # -- maintenance (gitstate.maintenance, gitstate.verify) -------------------------
+    @property
+    def maintenance_settings(self) -> MaintenanceSettings:
+        """The maintenance settings of this repository (read once, from its git config)."""
+        return self._maintenance.settings
+
+    def configure_maintenance(self, **changes: Any) -> MaintenanceSettings:
+        """Change maintenance settings (fields of :class:`MaintenanceSettings`) and store them."""
+        return self._maintenance.configure(**changes)
+
+    def gc(self, *, prune: bool = False, grace_seconds: Optional[int] = None,
+           progress: Optional[ProgressCount] = None) -> GcResult:
+        """Pack loose objects with deltas and merge small packs; with ``prune``, also delete
+        what is proven unreachable (see :meth:`Maintenance.gc`)."""
+        return self._maintenance.gc(prune=prune, grace_seconds=grace_seconds, progress=progress)
+
+    def wait_for_maintenance(self) -> None:
+        """Wait until the automatic maintenance this object started (if any) has finished."""
+        self._maintenance.wait()
+
+    def verify(self) -> VerifyResult:
+        """Check every object, ref, checkpoint trailer and state (see :mod:`gitstate.verify`)."""
+        return verify.verify(self._core)

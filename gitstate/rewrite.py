@@ -16,13 +16,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from dulwich.objects import Commit
-
 from .errors import ConcurrentUpdateError
-from .ids import branch_ref, tag_prefix
 from .git.journal import RefUpdate
-from .git.layout import CommitInfo
+from .git.layout import CommitInfo, recommit
 from .git.store import RefLock, Store
+from .ids import branch_ref, tag_prefix
 
 
 @dataclass
@@ -33,21 +31,6 @@ class Rewrite:
     mapping: dict[bytes, bytes] = field(default_factory=dict)
     removed: list[CommitInfo] = field(default_factory=list)
     deleted_tags: list[str] = field(default_factory=list)
-
-
-def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
-    """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
-    original = info.full()
-    commit = Commit()
-    commit.tree = original.tree
-    commit.parents = [parent] if parent else []
-    commit.author, commit.committer = original.author, original.committer
-    commit.author_time, commit.commit_time = original.author_time, original.commit_time
-    commit.author_timezone = original.author_timezone
-    commit.commit_timezone = original.commit_timezone
-    commit.encoding = original.encoding
-    commit.message = original.message
-    return commit
 
 
 def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[CommitInfo],

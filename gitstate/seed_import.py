@@ -20,19 +20,22 @@ import os
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from . import codec
-from .errors import AgentNotFoundError, GitstateError, InvalidArgumentError, SeedFormatError
-from .message import one_line
-from .ids import tag_ref, validate_agent_id, validate_name
+from . import checkpoints, codec
+from .core import Core
+from .errors import (
+    AgentNotFoundError,
+    GitstateError,
+    InvalidArgumentError,
+    SeedFormatError,
+)
 from .git.layout import checkpoint_time
+from .ids import tag_ref, validate_agent_id, validate_name
+from .message import one_line
 from .models import AgentState, Checkpoint
-
-if TYPE_CHECKING:
-    from .repository import StateRepository
 
 IMPORTED_FROM = "Imported-From"
 TASK_ID = "Task-Id"
@@ -132,74 +135,67 @@ def _parse_time(value: object, path: str) -> datetime:
     return when
 
 
-class SeedImportMixin:
-    """``StateRepository.import_seed``: migrate a seed checkpoint folder."""
+def import_seed(core: Core, directory: str | os.PathLike[str], *, task_id: Optional[str] = None,
+                dry_run: bool = False,
+                progress: Optional[Callable[[int, int], None]] = None) -> list[FileOutcome]:
+    """Import every ``*.json`` file of ``directory`` (not its subfolders).
 
-    def import_seed(
-        self: "StateRepository",
-        directory: str | os.PathLike[str],
-        *,
-        task_id: Optional[str] = None,
-        dry_run: bool = False,
-        progress: Optional[Callable[[int, int], None]] = None,
-    ) -> list[FileOutcome]:
-        """Import every ``*.json`` file of ``directory`` (not its subfolders).
-
-        Returns one outcome per file: the valid ones oldest first, then the
-        rejected ones by name. ``task_id`` is recorded in a ``Task-Id``
-        trailer (the seed's database rows had one). ``dry_run`` writes
-        nothing and reports the files to import as ``pending``.
-        ``progress(done, total)`` is called after each file written.
-        """
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise SeedFormatError(directory, "not a directory")
-        trailers = {}
-        if task_id is not None:
-            if not one_line(task_id):
-                raise InvalidArgumentError("task id must not be empty")
-            trailers[TASK_ID] = task_id
-        valid: list[SeedFile] = []
-        rejected: list[FileOutcome] = []
-        for filename in sorted(os.listdir(directory)):
-            path = os.path.join(directory, filename)
-            if not filename.endswith(".json") or not os.path.isfile(path):
-                continue
-            try:
-                valid.append(read_seed_file(path))
-            except SeedFormatError as exc:
-                rejected.append(FileOutcome(filename, REJECTED, reason=exc.reason))
-        valid.sort(key=lambda f: (f.saved_at, f.mtime_ns, f.filename))
-
-        outcomes: list[FileOutcome] = []
-        pending: list[tuple[int, SeedFile]] = []
-        done = {agent: self._imported_sources(agent) for agent in {f.agent_id for f in valid}}
-        for file in valid:
-            outcome = FileOutcome(file.filename, PENDING, file.agent_id, file.name, file.saved_at)
-            if file.source in done[file.agent_id]:
-                outcome = replace(outcome, status=ALREADY_IMPORTED,
-                                  checkpoint=done[file.agent_id][file.source])
-            elif file.name is not None and self._store.read_ref(tag_ref(file.agent_id, file.name)):
-                outcome = replace(outcome, status=REJECTED,
-                                  reason=f"agent {file.agent_id!r} already has a "
-                                         f"checkpoint named {file.name!r}")
-            else:
-                pending.append((len(outcomes), file))
-            outcomes.append(outcome)
-        if not dry_run:
-            for done_count, (index, file) in enumerate(pending, 1):
-                checkpoint = self.save(file.state, agent_id=file.agent_id, name=file.name,
-                                       time=file.saved_at,
-                                       trailers={**trailers, IMPORTED_FROM: file.source})
-                outcomes[index] = replace(outcomes[index], status=IMPORTED, checkpoint=checkpoint)
-                if progress is not None:
-                    progress(done_count, len(pending))
-        return outcomes + rejected
-
-    def _imported_sources(self: "StateRepository", agent_id: str) -> dict[str, Checkpoint]:
-        """``Imported-From`` value -> checkpoint, over the agent's history."""
+    Returns one outcome per file: the valid ones oldest first, then the
+    rejected ones by name. ``task_id`` is recorded in a ``Task-Id``
+    trailer (the seed's database rows had one). ``dry_run`` writes
+    nothing and reports the files to import as ``pending``.
+    ``progress(done, total)`` is called after each file written.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise SeedFormatError(directory, "not a directory")
+    trailers: dict[str, str] = {}
+    if task_id is not None:
+        if not one_line(task_id):
+            raise InvalidArgumentError("task id must not be empty")
+        trailers[TASK_ID] = task_id
+    valid: list[SeedFile] = []
+    rejected: list[FileOutcome] = []
+    for filename in sorted(os.listdir(directory)):
+        path = os.path.join(directory, filename)
+        if not filename.endswith(".json") or not os.path.isfile(path):
+            continue
         try:
-            history = self.log(agent_id)
-        except AgentNotFoundError:
-            return {}
-        return {c.trailers[IMPORTED_FROM]: c for c in history if IMPORTED_FROM in c.trailers}
+            valid.append(read_seed_file(path))
+        except SeedFormatError as exc:
+            rejected.append(FileOutcome(filename, REJECTED, reason=exc.reason))
+    valid.sort(key=lambda f: (f.saved_at, f.mtime_ns, f.filename))
+
+    outcomes: list[FileOutcome] = []
+    pending: list[tuple[int, SeedFile]] = []
+    done = {agent: _imported_sources(core, agent) for agent in {f.agent_id for f in valid}}
+    for file in valid:
+        outcome = FileOutcome(file.filename, PENDING, file.agent_id, file.name, file.saved_at)
+        if file.source in done[file.agent_id]:
+            outcome = replace(outcome, status=ALREADY_IMPORTED,
+                              checkpoint=done[file.agent_id][file.source])
+        elif file.name is not None and core.store.read_ref(tag_ref(file.agent_id, file.name)):
+            outcome = replace(outcome, status=REJECTED,
+                              reason=f"agent {file.agent_id!r} already has a "
+                                     f"checkpoint named {file.name!r}")
+        else:
+            pending.append((len(outcomes), file))
+        outcomes.append(outcome)
+    if not dry_run:
+        for done_count, (index, file) in enumerate(pending, 1):
+            checkpoint = checkpoints.save(core, file.state, agent_id=file.agent_id, name=file.name,
+                                          time=file.saved_at,
+                                          trailers={**trailers, IMPORTED_FROM: file.source})
+            outcomes[index] = replace(outcomes[index], status=IMPORTED, checkpoint=checkpoint)
+            if progress is not None:
+                progress(done_count, len(pending))
+    return outcomes + rejected
+
+
+def _imported_sources(core: Core, agent_id: str) -> dict[str, Checkpoint]:
+    """``Imported-From`` value -> checkpoint, over the agent's history."""
+    try:
+        history = checkpoints.log(core, agent_id)
+    except AgentNotFoundError:
+        return {}
+    return {c.trailers[IMPORTED_FROM]: c for c in history if IMPORTED_FROM in c.trailers}

@@ -40,7 +40,7 @@ def logs(repo: StateRepository) -> dict[str, str]:
 def inject_foreign_commit(repo: StateRepository) -> dict[str, object]:
     """Make git itself (a writer outside gitstate) move agent a's branch right after the
     operation read the history under the lock; returns what the refs were then."""
-    original, seen = repo._history, {}
+    original, seen = repo._core.history, {}
 
     def history_then_foreign_commit(agent_id):
         history = original(agent_id)
@@ -52,5 +52,5 @@ def inject_foreign_commit(repo: StateRepository) -> dict[str, object]:
             seen["logs"] = logs(repo)
         return history
 
-    repo._history = history_then_foreign_commit
+    repo._core.history = history_then_foreign_commit
     return seen

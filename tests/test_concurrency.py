@@ -136,7 +136,7 @@ def test_a_writer_outside_gitstate_moving_the_branch_is_not_overwritten(repo: St
     """If git itself moves the branch between our read and our swap, we rebase onto it."""
     repo.save({"agent_id": "mixed", "iteration": 1})
     outside = repo.save({"agent_id": "other", "iteration": 7})
-    real_update_ref = repo._store.update_ref
+    real_update_ref = repo._core.store.update_ref
     moved = []
 
     def git_moves_branch_then_update_ref(lock, ref: bytes, old, new, **options) -> bool:
@@ -145,7 +145,7 @@ def test_a_writer_outside_gitstate_moving_the_branch_is_not_overwritten(repo: St
             git(repo, "update-ref", "refs/heads/agents/mixed", outside.commit)
         return real_update_ref(lock, ref, old, new, **options)
 
-    repo._store.update_ref = git_moves_branch_then_update_ref
+    repo._core.store.update_ref = git_moves_branch_then_update_ref
     cp = repo.save({"agent_id": "mixed", "iteration": 2})
     assert cp.parent == outside.commit
     assert [c.iteration for c in repo.log("mixed")] == [2, 7]

@@ -188,7 +188,7 @@ def test_named_save_killed_before_the_branch_moved_is_completed_whole(repo):
 def test_a_journal_whose_lock_is_held_is_left_to_its_operation(repo):
     ids = build(repo, count=3, names={3: "three"})
     kill_at(repo, f"repo.delete('a', {ids[0]!r})", "rename", "refs/tags/agents/a/three.lock")
-    with repo._store._flock("agents/a"):  # as a live operation of agent a holds it
+    with repo._core.store._flock("agents/a"):  # as a live operation of agent a holds it
         repo.gc()
         assert journal(repo).exists()
     repo.gc()
@@ -226,7 +226,7 @@ def test_tag_resolves_its_revision_under_the_lock(repo):
     """A hard rollback that ends while ``tag`` waits for the lock: the name lands on the new head."""
     commits = [repo.save({"agent_id": "a", "iteration": i}).commit for i in range(3)]
     lock_file = os.path.join(repo.path, "gitstate", "locks", "agents", "a")
-    with repo._store.agent_lock("a") as lock:
+    with repo._core.store.agent_lock("a") as lock:
         child = subprocess.Popen(
             ["strace", "-f", "-qq", "-e", "signal=none", "-P", lock_file, "-e", "trace=openat",
              sys.executable, "-c", CHILD + "print(repo.tag('a', 'late').commit)", repo.path],
@@ -234,7 +234,7 @@ def test_tag_resolves_its_revision_under_the_lock(repo):
         assert child.stderr is not None
         line = child.stderr.readline()  # the child opened the lock file: it waits for the lock
         assert "openat(" in line and lock_file in line, line
-        assert repo._store.update_ref(lock, b"refs/heads/agents/a", commits[2].encode(),
+        assert repo._core.store.update_ref(lock, b"refs/heads/agents/a", commits[2].encode(),
                                       commits[0].encode())  # a reset, as a hard rollback does
     out, err = child.communicate()
     assert child.returncode == 0, err

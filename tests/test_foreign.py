@@ -120,8 +120,8 @@ def test_symbolic_refs_are_followed(two: StateRepository) -> None:
     head = git(two, "rev-parse", "refs/heads/agents/a1").strip()
     git(two, "symbolic-ref", "refs/heads/agents/b2", "refs/heads/agents/a1")
     git(two, "symbolic-ref", "refs/heads/agents/c3", "refs/heads/agents/b2")  # two levels
-    assert two._store.read_ref(b"refs/heads/agents/b2") == head.encode()
-    assert two._store.read_refs(b"refs/heads/agents/") == {
+    assert two._core.store.read_ref(b"refs/heads/agents/b2") == head.encode()
+    assert two._core.store.read_refs(b"refs/heads/agents/") == {
         b"refs/heads/agents/" + name: head.encode() for name in (b"a1", b"b2", b"c3")}
     assert [(a.agent_id, a.head.commit) for a in two.agents()] == [("a1", head), ("b2", head), ("c3", head)]
     assert two.latest("c3").commit == git(two, "rev-parse", "agents/c3").strip()
@@ -131,7 +131,7 @@ def test_symbolic_refs_are_followed(two: StateRepository) -> None:
 
 def test_dangling_symbolic_ref_is_an_absent_ref(two: StateRepository) -> None:
     git(two, "symbolic-ref", "refs/heads/agents/ghost", "refs/heads/agents/nobody")
-    assert two._store.read_ref(b"refs/heads/agents/ghost") is None
+    assert two._core.store.read_ref(b"refs/heads/agents/ghost") is None
     assert [a.agent_id for a in two.agents()] == ["a1"]
 
 
@@ -141,7 +141,7 @@ def test_bad_ref_files_are_corrupt_refs(two: StateRepository, content: bytes) ->
     ref = "refs/heads/agents/loop"
     Path(two.path, ref).write_bytes(content)
     with pytest.raises(CorruptObjectError, match=ref):
-        two._store.read_ref(ref.encode())
+        two._core.store.read_ref(ref.encode())
     with pytest.raises(CorruptObjectError, match=ref):
         two.agents()
     problems = two.verify().problems
@@ -151,7 +151,7 @@ def test_bad_ref_files_are_corrupt_refs(two: StateRepository, content: bytes) ->
 def test_a_packed_refs_file_git_refuses_is_corrupt(two: StateRepository) -> None:
     Path(two.path, "packed-refs").write_bytes(b"# pack-refs with: peeled\nnot-a-sha refs/heads/agents/p\n")
     with pytest.raises(CorruptObjectError, match="packed-refs line 2: b'not-a-sha refs/heads/agents/p'"):
-        two._store.read_ref(b"refs/heads/agents/p")
+        two._core.store.read_ref(b"refs/heads/agents/p")
     problems = two.verify().problems  # the loose agent a1 is still checked
     assert [(p.kind, p.subject) for p in problems] == [("ref", "packed-refs")]
     assert two.verify().agents == 1

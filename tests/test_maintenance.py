@@ -151,8 +151,8 @@ def test_gc_reports_progress_while_writing_packs(repo: StateRepository) -> None:
 def _delete_branch(repo: StateRepository, agent: str) -> None:
     from gitstate.ids import branch_ref
     ref = branch_ref(agent)
-    with repo._store.agent_lock(agent) as lock:
-        assert repo._store.update_ref(lock, ref, repo._store.read_ref(ref), None)
+    with repo._core.store.agent_lock(agent) as lock:
+        assert repo._core.store.update_ref(lock, ref, repo._core.store.read_ref(ref), None)
 
 
 def test_prune_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -> None:
@@ -468,10 +468,10 @@ def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateReposi
 def test_loose_estimate_is_not_fooled_by_one_object(repo: StateRepository) -> None:
     blob = next(b for b in (Blob.from_string(b"%d" % i) for i in range(10_000))
                 if b.id.startswith(b"17"))
-    repo._store.write(blob)  # one loose object, in the folder git's estimate samples
+    repo._core.store.write(blob)  # one loose object, in the folder git's estimate samples
     assert _loose_estimate(repo.path) < MaintenanceSettings().auto_objects
     for i in range(400):
-        repo._store.write(Blob.from_string(b"object %d" % i))
+        repo._core.store.write(Blob.from_string(b"object %d" % i))
     assert 200 <= _loose_estimate(repo.path) <= 800  # 401 objects, estimated from 1/16
 
 

@@ -95,13 +95,13 @@ def test_reader_follows_packs_written_and_deleted_by_maintenance(repo):
         repo.save(grow(state))
     repo.gc()
     assert repo.load("a").iteration == 30
-    first_packs = {p.index.path for p in repo._store.reader._packs}
+    first_packs = {p.index.path for p in repo._core.store.reader._packs}
     for _ in range(30):
         repo.save(grow(state))
     repo.gc(prune=True, grace_seconds=0)  # one new pack replaces the old ones
     assert repo.load("a").iteration == 60
     assert [cp.iteration for cp in repo.log("a")] == list(range(60, 0, -1))
-    now = {p.index.path for p in repo._store.reader._packs}
+    now = {p.index.path for p in repo._core.store.reader._packs}
     assert now and not now & first_packs  # the deleted packs are no longer open
     assert all(os.path.exists(name) for name in now)
 
@@ -248,10 +248,10 @@ def test_cache_size_is_an_option_and_zero_turns_it_off(repo):
     history(repo, agents=1, steps=5)
     uncached = StateRepository.open(repo.path, cache_bytes=0)
     assert uncached.load("agent-0").iteration == 5
-    assert uncached._store.reader._cache == {}
+    assert uncached._core.store.reader._cache == {}
     cached = StateRepository.open(repo.path)
     cached.load("agent-0")
-    assert len(cached._store.reader._cache) == 3  # commit, tree, state
+    assert len(cached._core.store.reader._cache) == 3  # commit, tree, state
     with pytest.raises(InvalidArgumentError, match="cache_bytes"):
         StateRepository.open(repo.path, cache_bytes=-1)
     with pytest.raises(InvalidArgumentError, match="cache_bytes"):
@@ -269,7 +269,7 @@ def test_a_damaged_or_temporary_index_beside_good_packs_is_ignored(repo):
     (pack_dir / "tmp_idx_123_456.idx").write_bytes(good)  # a pack being written
     fresh = StateRepository.open(repo.path)
     assert fresh.load("agent-0").iteration == 5
-    assert len(fresh._store.reader._packs) == 1
+    assert len(fresh._core.store.reader._packs) == 1
 
 
 def test_a_zlib_stream_longer_than_zlibs_bound_is_read(tmp_path):

@@ -32,7 +32,7 @@ def test_loose_refs_are_read_as_git_reads_them(repo: StateRepository, content: s
     git_reads = subprocess.run(["git", "--git-dir", repo.path, "rev-parse", "--verify", "-q", "refs/tags/r"],
                                capture_output=True, text=True, check=False).stdout.strip() or None
     try:
-        ours = repo._store.read_ref(b"refs/tags/r")
+        ours = repo._core.store.read_ref(b"refs/tags/r")
     except CorruptObjectError:
         ours = None
     assert (ours.decode() if ours else None) == git_reads

@@ -188,7 +188,7 @@ def test_durable_mode_saves_and_loads(tmp_path: Path) -> None:
 
 def _chain_with_colliding_prefix(repo: StateRepository) -> tuple[str, str]:
     """Write a real chain of commits in which two SHAs share their first 7 hex digits."""
-    store = repo._store
+    store = repo._core.store
     blob = Blob.from_string(encode({"agent_id": "x"}))
     tree = Tree()
     tree.add(b"state.json", 0o100644, blob.id)

@@ -23,6 +23,7 @@ from ..errors import RepositoryFormatError
 from .store import Store, fsync_path
 
 T = TypeVar("T")
+Config = ConfigFile  # what read_config returns and update_config's change receives
 
 # the extensions gitstate (and the dulwich it uses) can open, with the repository format
 # version git requires for each; git's others, and unknown ones, are refused

@@ -15,8 +15,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import refs
 from ..errors import CorruptObjectError
+from . import refs
 
 JOURNAL_DIR = os.path.join("gitstate", "journal")
 _ABSENT = b"-"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 
 from .. import codec
 from ..errors import InvalidArgumentError
@@ -67,6 +67,42 @@ def checkpoint_commit(tree: bytes, parent: Optional[bytes], agent_id: str, messa
     commit.author_timezone = commit.commit_timezone = 0
     commit.encoding = None
     commit.message = message
+    return commit
+
+
+def tree_entries(raw: bytes) -> list[tuple[bytes, int, bytes]]:
+    """``(name, mode, hex SHA)`` of each entry of a raw tree; ``ValueError`` if it does not parse."""
+    try:
+        return parse_tree(raw, 20)
+    except Exception as exc:  # dulwich's compiled and Python parsers raise different types
+        raise ValueError(f"the tree does not parse: {exc}") from None
+
+
+def state_blob(tree: bytes) -> bytes | None:
+    """The SHA of ``state.json`` in a raw tree, None if it has none."""
+    for name, _mode, sha in tree_entries(tree):
+        if name == STATE_FILE:
+            return sha
+    return None
+
+
+def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
+    """Object ``sha`` of type ``type_num`` read back as ``raw``, to write it again (freshen it)."""
+    return object_class(type_num).from_raw_string(type_num, raw, sha)
+
+
+def recommit(info: "CommitInfo", parent: bytes | None) -> Commit:
+    """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
+    original = info.full()
+    commit = Commit()
+    commit.tree = original.tree
+    commit.parents = [parent] if parent else []
+    commit.author, commit.committer = original.author, original.committer
+    commit.author_time, commit.commit_time = original.author_time, original.commit_time
+    commit.author_timezone = original.author_timezone
+    commit.commit_timezone = original.commit_timezone
+    commit.encoding = original.encoding
+    commit.message = original.message
     return commit
 
 

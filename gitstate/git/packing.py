@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Optional
 
-from dulwich.pack import OFS_DELTA, pack_object_header
 from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
+from dulwich.pack import OFS_DELTA, pack_object_header
 
-from .delta import create_delta
 from ..ids import is_sha
+from .delta import create_delta
 from .objectset import ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE
 from .store import fsync_path

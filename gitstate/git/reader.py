@@ -38,7 +38,11 @@ from collections.abc import Iterator
 from typing import Callable, Optional, cast
 
 from dulwich.errors import ApplyDeltaError
-from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta  # the compiled one when built
+from dulwich.pack import (  # the compiled one when built
+    OFS_DELTA,
+    REF_DELTA,
+    apply_delta,
+)
 from isal import isal_zlib
 
 from ..errors import DamagedObjectError
@@ -54,6 +58,11 @@ _IDX_HEADER = b"\377tOc\0\0\0\2"
 _FANOUT_END = 8 + 256 * 4
 
 Raw = tuple[int, bytes]  # (git type number, object content)
+
+
+def type_name(type_num: int) -> str:
+    """``commit``, ``tree``, ``blob`` or ``tag`` (what git calls a type number)."""
+    return _TYPE_BYTES[type_num].decode() if type_num in _TYPE_BYTES else f"type {type_num}"
 
 
 def loose_path(objects_dir: str, hexsha: bytes) -> str:

@@ -34,12 +34,37 @@ from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
 from ..errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
 from ..ids import is_sha
-from .objectset import STOPPED, ShaTable, loose_shas, maintenance_reader, pack_layout, read_or_stop
+from .objectset import (
+    STOPPED,
+    ShaTable,
+    loose_shas,
+    maintenance_reader,
+    pack_layout,
+    read_or_stop,
+)
 from .packing import Objects, Plan, commit_links, write_pack
-from .reader import (BLOB, COMMIT, SHA_SIZE, TAG, TREE, TYPE_NAMES, ObjectReader, PackIndex,
-                     loose_path, pack_file_damage)
-from .refs import (ZERO, RefValue, parse_head_file, parse_journal, parse_loose, parse_packed,
-                   parse_reflog, read_file)
+from .reader import (
+    BLOB,
+    COMMIT,
+    SHA_SIZE,
+    TAG,
+    TREE,
+    TYPE_NAMES,
+    ObjectReader,
+    PackIndex,
+    loose_path,
+    pack_file_damage,
+)
+from .refs import (
+    ZERO,
+    RefValue,
+    parse_head_file,
+    parse_journal,
+    parse_loose,
+    parse_packed,
+    parse_reflog,
+    read_file,
+)
 from .store import Store
 
 _TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000

@@ -35,7 +35,12 @@ from contextlib import AbstractContextManager, contextmanager
 from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
-from ..errors import ConcurrentUpdateError, CorruptObjectError, GitstateError, InvalidArgumentError
+from ..errors import (
+    ConcurrentUpdateError,
+    CorruptObjectError,
+    GitstateError,
+    InvalidArgumentError,
+)
 from ..ids import _check, branch_ref, tag_prefix
 from .journal import JOURNAL_DIR, RefUpdate, format_journal, parse_journal
 from .layout import CommitInfo
@@ -131,6 +136,8 @@ class Store:
         self._generation = 0  # bumped by close(): each thread then closes and reopens its own
         weakref.finalize(self, _close_repos, self._repos)  # also runs at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
+        self._written = [0, 0]  # loose objects and bytes written since take_written()
+        self._written_lock = threading.Lock()
         self._packed: tuple[tuple[int, int, int], dict[bytes, bytes]] | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -160,6 +167,22 @@ class Store:
         self._generation += 1
         self.forget_repo()
         self.reader.close()
+
+    def written(self) -> tuple[int, int]:
+        """How many loose objects (and bytes) this store wrote since :meth:`take_written`."""
+        with self._written_lock:
+            return self._written[0], self._written[1]
+
+    def take_written(self) -> tuple[int, int]:
+        """:meth:`written`, and start counting again from zero."""
+        with self._written_lock:
+            counts = self._written[0], self._written[1]
+            self._written = [0, 0]
+            return counts
+
+    def contains(self, sha: bytes) -> bool:
+        """Whether object ``sha`` (hex) is in the repository (loose, packed or behind alternates)."""
+        return os.path.exists(loose_path(self.objects_dir, sha)) or sha in self.repo.object_store
 
     def _read_with_dulwich(self, sha: bytes) -> tuple[int, bytes]:
         """An object the reader did not find (alternates, or a pack that just appeared)."""
@@ -316,6 +339,9 @@ class Store:
             raise
         os.close(fd)
         os.replace(tmp, path)
+        with self._written_lock:
+            self._written[0] += 1
+            self._written[1] += len(data)
         if self.durable:
             fsync_path(folder)
             if new_folder:

@@ -1,0 +1,64 @@
+"""Bare repositories: creating one, and checking that a folder is one gitstate can use."""
+
+from __future__ import annotations
+
+import os
+
+from dulwich.config import ConfigFile
+from dulwich.errors import NotGitRepository
+from dulwich.repo import Repo
+
+from ..errors import NotARepositoryError
+from .config import check_format, update_config
+from .store import Store
+
+
+def create(path: str, store: Store) -> None:
+    """Create a bare repository at ``path`` (``store``'s, missing or an empty folder), its
+    ``HEAD`` naming ``refs/heads/main``, with gitstate's settings in its config."""
+    check_head(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotARepositoryError(f"{path} exists and is not a directory")
+    if os.path.isdir(path) and os.listdir(path):
+        raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
+    os.makedirs(path, exist_ok=True)
+    repo = Repo.init_bare(path)
+    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+    repo.close()
+    update_config(store, _gitstate_settings)
+
+
+def exists(path: str) -> bool:
+    """Whether ``path`` looks like a repository already (``objects/`` and ``HEAD``)."""
+    return os.path.exists(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD"))
+
+
+def check(path: str) -> None:
+    """``NotARepositoryError`` unless ``path`` is a bare repository gitstate can write
+    (``RepositoryFormatError`` for a format it cannot: see :func:`config.check_format`)."""
+    if not os.path.isdir(path):
+        raise NotARepositoryError(f"{path} does not exist or is not a directory")
+    check_format(path)
+    check_head(path)
+    try:
+        repo = Repo(path)
+    except NotGitRepository:
+        raise NotARepositoryError(f"{path} is not a git repository") from None
+    bare = repo.bare
+    repo.close()
+    if not bare:
+        raise NotARepositoryError(f"{path} is a git work tree; gitstate needs a bare repository")
+
+
+def check_head(path: str) -> None:
+    """``NotARepositoryError`` naming the missing ``HEAD`` of what is otherwise a repository."""
+    if (os.path.isdir(os.path.join(path, "objects")) and os.path.isdir(os.path.join(path, "refs"))
+            and not os.path.lexists(os.path.join(path, "HEAD"))):
+        raise NotARepositoryError(
+            f"{path} has objects/ and refs/ but no HEAD file, which git needs to see a repository "
+            f"(damaged?); restore it with: printf 'ref: refs/heads/main\\n' > {os.path.join(path, 'HEAD')}")
+
+
+def _gitstate_settings(config: ConfigFile) -> None:
+    config.set((b"gitstate",), b"version", b"1")
+    config.set((b"gc",), b"auto", b"0")  # no automatic gc by git or dulwich: gitstate's maintenance

@@ -1,0 +1,252 @@
+"""Packing runs: loose objects into delta-compressed packs, geometric merging, pruning.
+
+Saves write loose objects (fast, one file each). A run (:func:`gc`) moves them
+into delta-compressed packs (:mod:`gitstate.git.packing`) and keeps the number
+of packs low by merging them geometrically: after packing the loose objects,
+the smallest packs are rewritten as one until every pack is at least
+``pack_factor`` times the size of all smaller packs together. With ``prune``,
+everything reachable is rewritten into one pack and what nothing reaches is
+deleted; what is kept is decided by :mod:`gitstate.git.reclaim` (the rule is in
+docs/guarantees.md, "What maintenance deletes").
+
+Memory: objects are numbered in compact tables (:mod:`gitstate.git.objectset`),
+packed objects are read with plain reads rather than mapping whole packs, and
+blobs are read only while the pack is written: about 90 bytes per object plus a
+few states, whatever the history (``python bench/run.py --only G``).
+
+Safety beside concurrent writers and readers:
+
+- one run at a time per repository (``Store.maintenance_lock``, which
+  ``reclaim`` and a running fetch also take; a second run returns at once,
+  skipped);
+- refs are never written (no ``pack-refs``), so writers' compare-and-swap is
+  untouched;
+- a new pack is fsynced and renamed into place (``.pack`` then ``.idx``) before
+  any loose object it holds or any pack it replaces is deleted, and readers
+  retry a miss after rescanning the packs; a pack is rewritten and deleted only
+  if its files are sound (:func:`~gitstate.git.reclaim.check_packs`);
+- a loose object is deleted only if it is in the new pack, or proven unreachable
+  and older than the grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import DamagedObjectError
+from .objectset import (
+    ShaTable,
+    loose_shas,
+    maintenance_reader,
+    pack_layout,
+    read_or_stop,
+)
+from .packing import Objects, plan_pack, write_pack
+from .reader import TYPE_NAMES, ObjectReader, PackIndex, loose_path
+from .reclaim import (
+    LEFT_LOOSE,
+    LOOSE,
+    REACHED,
+    Census,
+    check_packs,
+    drop_caches,
+    pack_bases,
+    remove_loose,
+    remove_pack,
+)
+from .store import Store
+
+
+@dataclass
+class GcResult:
+    """What one maintenance run did."""
+
+    skipped: bool = False  # another maintenance held the lock
+    packed_objects: int = 0  # objects written into new packs
+    loose_removed: int = 0  # loose object files deleted (packed or unreachable)
+    packs_merged: int = 0  # packs replaced by a merged one
+    pruned_objects: int = 0  # unreachable objects dropped (prune only)
+    bytes_before: int = 0  # size of objects/ before
+    bytes_after: int = 0  # and after
+    seconds: float = 0.0
+
+
+def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: int,
+       progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
+    """One run (see the module docstring); ``grace`` in seconds.
+
+    Returns at once, with ``skipped=True``, if another maintenance runs on the
+    repository. First, operations a killed process left half done are completed
+    (``Store.complete_journals``) and the temporary files of killed writers older
+    than the grace period deleted (``Store.remove_temporaries``).
+    """
+    result = GcResult()
+    started = time.perf_counter()
+    with store.maintenance_lock(wait=False) as held:
+        if held is None:
+            result.skipped = True
+            return result
+        store.complete_journals()  # interrupted operations: their refs final first
+        store.remove_temporaries(time.time() - grace)
+        result.bytes_before = _dir_size(store.objects_dir)
+        with maintenance_reader(store.objects_dir) as reader:
+            _Packer(store, reader, result, max_depth=max_depth, pack_factor=pack_factor,
+                    progress=progress).run(prune, grace)
+        result.bytes_after = _dir_size(store.objects_dir)
+    store.forget_repo()  # drop the cached packs that were replaced
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _loose_type(objects_dir: str, sha: bytes) -> int:
+    """The type of loose object ``sha``, inflating only its header."""
+    path = loose_path(objects_dir, sha)
+    with open(path, "rb") as f:
+        try:
+            head = zlib.decompressobj().decompress(f.read(256), 32)
+        except zlib.error as exc:
+            raise DamagedObjectError(f"loose object {sha.decode()} ({path}) does not inflate: "
+                                     f"{exc}") from None
+    kind = TYPE_NAMES.get(head.split(b" ", 1)[0])
+    if kind is None:
+        raise DamagedObjectError(f"loose object {sha.decode()} ({path}) has a bad header "
+                                 f"{head[:32]!r}")
+    return kind
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class _Throttled:
+    """Calls ``progress(done, total)`` about every 1/100 of ``total``, and always at the end."""
+
+    STEPS = 100
+
+    def __init__(self, progress: Optional[Callable[[int, int], None]]):
+        self.progress = progress
+        self.total = 0
+        self.next = 0
+
+    def __call__(self, done: int) -> None:
+        if self.progress is not None and (done >= self.next or done == self.total):
+            self.progress(done, self.total)
+            self.next = done + max(1, self.total // self.STEPS)
+
+
+class _Packer:
+    """One maintenance run: pack loose objects, merge packs, optionally prune."""
+
+    def __init__(self, store: Store, reader: ObjectReader, result: GcResult, *, max_depth: int,
+                 pack_factor: int, progress: Optional[Callable[[int, int], None]] = None):
+        self.path = store.path
+        self.progress = _Throttled(progress)
+        self.max_depth, self.pack_factor = max_depth, pack_factor
+        self.result = result
+        self.objects_dir = store.objects_dir
+        self.pack_dir = os.path.join(self.objects_dir, "pack")
+        self.reader = reader
+
+    def packs(self) -> list[str]:
+        """The current packs (paths without extension), without those kept by a ``.keep`` file."""
+        return [base for base in pack_bases(self.objects_dir) if not os.path.exists(base + ".keep")]
+
+    def write(self, objects: Objects, wanted: bytearray) -> Optional[str]:
+        """Write the objects ``i`` with ``wanted[i]`` as one new pack; return its path without extension."""
+        if not any(wanted):
+            return None
+        table = objects.table
+
+        def read(i: int) -> tuple[int, bytes]:
+            return read_or_stop(self.reader, table.hex(i))
+
+        plan = plan_pack(objects, wanted, read, self.max_depth)
+        done = self.result.packed_objects
+        self.progress.total += len(plan.order)
+        path = write_pack(self.pack_dir, table, plan, read, written=lambda n: self.progress(done + n))
+        self.reader.refresh()
+        self.result.packed_objects += len(plan.order)
+        return path[:-len(".pack")]
+
+    def replace(self, old: list[str], new: Optional[str]) -> None:
+        """Delete the packs ``old`` now that pack ``new`` holds their objects.
+
+        A rewrite can produce a pack identical to an old one (same name): that
+        one is the new pack and stays.
+        """
+        for base in old:
+            if base != new:
+                remove_pack(base)
+        self.reader.refresh()  # closes the packs that are gone
+        self.result.packs_merged += len(old)
+        if old:
+            drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
+
+    def run(self, prune: bool, grace: float) -> None:
+        if prune:
+            self.prune(grace)
+            return
+        self.pack_loose()
+        self.merge()
+
+    def pack_loose(self) -> None:
+        """Pack the loose objects that no pack holds, then delete every loose object seen."""
+        table = ShaTable(b"".join(loose_shas(self.objects_dir)))
+        objects, wanted = Objects(table), bytearray(len(table))
+        for i in range(len(table)):
+            sha = table.hex(i)
+            if not self.reader.is_packed(sha):
+                objects.kinds[i] = _loose_type(self.objects_dir, sha)
+                wanted[i] = 1
+        self.write(objects, wanted)
+        self.result.loose_removed += remove_loose(self.objects_dir, map(table.hex, range(len(table))))[0]
+
+    def merge(self) -> None:
+        """Merge the smallest packs until their sizes grow geometrically."""
+        packs = sorted(self.packs(), key=lambda base: os.path.getsize(base + ".pack"))
+        cut, total = 0, 0
+        for i, base in enumerate(packs):
+            size = os.path.getsize(base + ".pack")
+            if i and size < self.pack_factor * total:
+                cut = i + 1
+            total += size
+        if cut < 2:
+            return
+        merged = packs[:cut]
+        check_packs(merged)  # each is deleted once rewritten: only if its files are sound
+        table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
+        objects = Objects(table)
+        for base in merged:
+            pack_layout(base, table, objects.kinds)
+        self.replace(merged, self.write(objects, bytearray(b"\1") * len(table)))
+
+    def prune(self, grace: float) -> None:
+        """Rewrite everything reachable into one pack; delete what nothing reaches.
+
+        Young loose objects that no ref reaches (a save in progress) stay loose
+        and untouched; what they reach is kept (docs/guarantees.md).
+        """
+        census = Census(self.reader, self.path, time.time() - grace)
+        census.mark()
+        flags = census.flags
+        wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)
+        old = [base for base in census.packs if not os.path.exists(base + ".keep")]
+        check_packs(old)
+        self.replace(old, self.write(census.objects, wanted))
+        packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
+                                                    if f & LOOSE and wanted[i]))
+        dropped, _ = census.remove_unreached_loose()
+        self.result.loose_removed += packed + dropped
+        self.result.pruned_objects = census.unreached()

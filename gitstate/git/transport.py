@@ -1,0 +1,140 @@
+"""Talking to git servers: URLs and their secrets, and the dulwich client that moves packs.
+
+Every URL printed, returned or put in an error goes through :func:`redact`;
+every failure of the network or the server becomes a :class:`RemoteError`
+whose text has the URL's secret removed (the original exception is not chained:
+its text may hold the credentials).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Optional, TypeVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from dulwich.client import get_transport_and_path
+from dulwich.objects import ZERO_SHA
+
+from ..errors import GitstateError, InvalidArgumentError, RemoteError
+from .store import Store
+
+__all__ = ["ZERO_SHA", "check_url", "fetch", "is_local_path", "push", "reachable", "redact", "scrub"]
+
+Progress = Callable[[str], None]
+"""A transfer progress callback: receives text as git prints it (lines end in ``\\r`` or ``\\n``)."""
+
+T = TypeVar("T")
+
+
+def _secret(url: str) -> Optional[str]:
+    """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (an unclosed IPv6 bracket): all of its user info
+        return url.partition("://")[2].rpartition("@")[0] or None
+    if parts.password is not None:
+        return parts.password
+    if parts.scheme in ("http", "https") and parts.username:
+        return parts.username
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` with its secret (see :func:`_secret`) replaced by ``***``."""
+    secret = _secret(url)
+    if secret is None:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.replace(secret, "***")
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = f"{parts.username}:***" if parts.password is not None else "***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every form of the URL's secret (and the URL itself) redacted."""
+    secret = _secret(url)
+    if secret is None:
+        return text
+    text = text.replace(url, redact(url))
+    for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
+        if form:
+            text = text.replace(form, "***")
+    return text
+
+
+def _talk(url: str, action: str, call: Callable[[], T]) -> T:
+    """Run ``call`` (network I/O); any failure becomes a :class:`RemoteError`, secrets redacted.
+
+    The original exception is not chained: its text may hold the credentials.
+    """
+    try:
+        return call()
+    except GitstateError:
+        raise
+    except Exception as exc:
+        message = scrub(f"{action} {redact(url)} failed: {type(exc).__name__}: {exc}", url)
+    raise RemoteError(message)
+
+
+def is_local_path(url: str) -> bool:
+    return "://" not in url and not re.match(r"[^/]+:", url)
+
+
+def check_url(url: object) -> None:
+    """A remote URL must be one line of UTF-8 text that parses as a URL (or a path)."""
+    if not isinstance(url, str) or not url.strip() or any(c in url for c in "\n\r\0"):
+        raise InvalidArgumentError(f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"remote URL {redact(url)!r} is not valid UTF-8 text "
+                                   "(it holds a lone surrogate)") from None
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"remote URL {redact(url)!r} is malformed: {exc}") from None
+
+
+
+def reachable(url: str) -> None:
+    """Check that dulwich has a transport for ``url`` (nothing is sent); ``RemoteError`` if not."""
+    _talk(url, "reading the URL", lambda: get_transport_and_path(url))
+
+
+def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dict[bytes, bytes]],
+         progress: Optional[Progress]) -> dict[bytes, str]:
+    """Send the objects the server lacks and the ref changes ``update_refs`` returns (given the
+    server's refs), in one connection; return the refs the server refused, with its reasons."""
+    client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
+    repo = store.repo
+    sent = _talk(url, "pushing to", lambda: client.send_pack(
+        path, update_refs,
+        lambda have, want, ofs_delta=None, progress=None: repo.generate_pack_data(
+            have, want, ofs_delta=ofs_delta, progress=progress),
+        progress=_sink(progress, url)))
+    return {ref: scrub(str(why), url) for ref, why in (sent.ref_status or {}).items() if why}
+
+
+def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]], list[bytes]],
+          prefixes: list[bytes], progress: Optional[Progress]) -> None:
+    """Download, in one connection, the objects of the SHAs ``determine_wants`` picks from the
+    server's refs under ``prefixes`` (the caller holds the maintenance lock until refs name them)."""
+    client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
+    _talk(url, "fetching from", lambda: client.fetch(
+        path, store.repo, determine_wants=lambda refs, depth=None: determine_wants(refs),
+        progress=_sink(progress, url), ref_prefix=prefixes))
+
+
+def _sink(progress: Optional[Progress], url: str) -> Optional[Callable[[Any], None]]:
+    """Adapt a text progress callback to dulwich's (bytes or str), secrets redacted."""
+    if progress is None:
+        return None
+
+    def sink(chunk: bytes | str) -> None:
+        text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+        progress(scrub(text, url))
+    return sink
