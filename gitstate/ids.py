@@ -17,7 +17,7 @@ _SHA = re.compile(rb"[0-9a-f]{40}")
 _RESERVED_NAMES = {"latest", "HEAD"}
 
 
-def _check(value: object, kind: str, existing: bool = False) -> str | None:
+def naming_problem(value: object, kind: str, existing: bool = False) -> str | None:
     """Return why ``value`` is not a valid id/name, or None if it is.
 
     The rules keep ``refs/heads/agents/<id>`` and ``refs/tags/agents/<id>/<name>``
@@ -45,9 +45,9 @@ def validate_agent_id(agent_id: object, *, existing: bool = False) -> str:
     which older gitstate versions let through: such an agent can be read,
     forked and deleted, but not saved to or named.
     """
-    problem = _check(agent_id, "agent id", existing)
+    problem = naming_problem(agent_id, "agent id", existing)
     if problem:
-        if _check(agent_id, "agent id", existing=True) is None:  # only the trailing '.'
+        if naming_problem(agent_id, "agent id", existing=True) is None:  # only the trailing '.'
             problem += (f"; to keep an agent saved under it, fork it to a valid id "
                         f"(gitstate fork {agent_id} latest NEW_ID), then delete it "
                         f"(gitstate delete {agent_id} --yes)")
@@ -57,7 +57,7 @@ def validate_agent_id(agent_id: object, *, existing: bool = False) -> str:
 
 def validate_name(name: object) -> str:
     """Return a checkpoint name if valid (agent-id rules, not a reserved word)."""
-    problem = _check(name, "checkpoint name")
+    problem = naming_problem(name, "checkpoint name")
     if problem:
         raise InvalidNameError(problem)
     if name in _RESERVED_NAMES:
@@ -65,8 +65,14 @@ def validate_name(name: object) -> str:
     return name  # type: ignore[return-value]
 
 
+def is_valid_agent_id(text: str) -> bool:
+    """Whether ``text`` is an agent id gitstate writes (see :func:`validate_agent_id`)."""
+    return naming_problem(text, "") is None
+
+
 def is_valid_name(text: str) -> bool:
-    return _check(text, "") is None and text not in _RESERVED_NAMES
+    """Whether ``text`` is a checkpoint name gitstate writes (see :func:`validate_name`)."""
+    return naming_problem(text, "") is None and text not in _RESERVED_NAMES
 
 
 def branch_ref(agent_id: str) -> bytes:

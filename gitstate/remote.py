@@ -13,7 +13,6 @@ every URL printed, returned or put in an error is redacted.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, Optional
@@ -30,16 +29,17 @@ from .errors import (
     RemoteExistsError,
     RemoteNotFoundError,
 )
-from .git import transport
+from .git import bare, transport
 from .git.config import Config, read_config, update_config
 from .git.store import RefLock
 from .git.transport import ZERO_SHA, Progress, redact
 from .ids import (
     BRANCH_PREFIX,
     TAG_PREFIX,
-    _check,
     branch_ref,
+    is_valid_agent_id,
     is_valid_name,
+    naming_problem,
     tag_prefix,
     tag_ref,
     validate_agent_id,
@@ -119,11 +119,11 @@ def _agents_in(refs: dict[bytes, Any]) -> dict[str, _Agent]:
             continue
         if ref.startswith(branch):
             agent_id = ref[len(branch):].decode("utf-8", "replace")
-            if _check(agent_id, "") is None:
+            if is_valid_agent_id(agent_id):
                 agents.setdefault(agent_id, _Agent()).head = sha
         elif ref.startswith(tag):
             agent_id, _, name = ref[len(tag):].decode("utf-8", "replace").partition("/")
-            if _check(agent_id, "") is None and is_valid_name(name):
+            if is_valid_agent_id(agent_id) and is_valid_name(name):
                 agents.setdefault(agent_id, _Agent()).tags[name] = sha
     return {agent_id: a for agent_id, a in agents.items() if a.head is not None}
 
@@ -499,9 +499,7 @@ def clone(url: str, path: str | os.PathLike[str], *, remote: str = "origin",
         remote_add(core, remote, url)
         pull(core, remote, progress=progress)
     except BaseException:
-        shutil.rmtree(path)
-        if existed:
-            os.mkdir(path)
+        bare.discard(path, keep_folder=existed)
         raise
     return core
 
@@ -518,7 +516,7 @@ class _PushPlan:
 
 
 def _check_remote_name(name: object) -> None:
-    problem = _check(name, "remote name")
+    problem = naming_problem(name, "remote name")
     if problem:
         raise InvalidArgumentError(problem)
 

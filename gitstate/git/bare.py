@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
@@ -26,6 +27,14 @@ def create(path: str, store: Store) -> None:
     repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
     repo.close()
     update_config(store, _gitstate_settings)
+
+
+def discard(path: str, *, keep_folder: bool) -> None:
+    """Remove a repository this process just created (a clone that failed), leaving
+    ``path`` as it was: an empty folder if ``keep_folder``, else nothing."""
+    shutil.rmtree(path)
+    if keep_folder:
+        os.mkdir(path)
 
 
 def exists(path: str) -> bool:

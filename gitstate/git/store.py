@@ -41,7 +41,7 @@ from ..errors import (
     GitstateError,
     InvalidArgumentError,
 )
-from ..ids import _check, branch_ref, tag_prefix
+from ..ids import branch_ref, is_valid_agent_id, tag_prefix
 from .journal import JOURNAL_DIR, RefUpdate, format_journal, parse_journal
 from .layout import CommitInfo
 from .reader import CACHE_BYTES, ObjectReader, loose_path
@@ -639,7 +639,7 @@ class Store:
         except FileNotFoundError:
             return
         for agent_id in agents:
-            if _check(agent_id, "agent id") is not None:
+            if not is_valid_agent_id(agent_id):
                 continue  # not a journal gitstate writes
             try:  # taking the lock completes the journal; if it is held, its operation runs
                 with self._flock(os.path.join("agents", agent_id), wait=False, journal=agent_id):
