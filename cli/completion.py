@@ -46,10 +46,10 @@ def complete_revision(ctx: click.Context, param: click.Parameter,
         return []
     try:
         recent = repo.log(agent_id, limit=RECENT)
-        names = {name: c for c in repo.log(agent_id) for name in c.names}
+        names = repo.names(agent_id)
     except (GitstateError, OSError):
         return []
     items = [CompletionItem("latest", help="the newest checkpoint")]
-    items += [CompletionItem(name, help=f"{c.short} {c.message}") for name, c in sorted(names.items())]
+    items += [CompletionItem(name, help=f"named checkpoint {sha[:7]}") for name, sha in sorted(names.items())]
     items += [CompletionItem(c.short, help=c.message) for c in recent]
     return [item for item in items if item.value.startswith(incomplete)]

@@ -118,7 +118,7 @@ def agents(settings: Settings, as_json: bool) -> None:
     rows: list[tuple[AgentInfo, int | None]] = []
     for info in repo.agents(errors=errors):
         try:
-            rows.append((info, len(repo.log(info.agent_id))))
+            rows.append((info, repo.count(info.agent_id)))
         except CorruptObjectError as exc:  # an older checkpoint cannot be read
             errors[info.agent_id] = exc
             rows.append((info, None))

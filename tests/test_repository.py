@@ -13,7 +13,8 @@ from dulwich.objects import Blob, Commit, Tree
 from pydantic import BaseModel
 
 from conftest import fsck, git, grow
-from gitstate import (AgentState, AgentStatus, AmbiguousRevisionError, Checkpoint, InvalidStateError,
+from gitstate import (AgentNotFoundError, AgentState, AgentStatus, AmbiguousRevisionError, Checkpoint,
+                      InvalidStateError,
                       StateRepository)
 from gitstate.codec import encode
 from gitstate.ids import branch_ref
@@ -258,3 +259,22 @@ def test_schema_version_trailer_and_migration_hook(repo: StateRepository) -> Non
     assert repo.save(repo.load("person", model=V2)).trailers["Schema-Version"] == "2"
     with pytest.warns(UserWarning, match="schema version 2"), pytest.raises(InvalidStateError):
         repo.load("person", model=V1)  # no migrate() going back: warned, then validated
+
+
+def test_count_and_names_agree_with_git(repo: StateRepository) -> None:
+    saved = run(repo, steps=4)
+    repo.tag("auditor", "first", saved[0].commit)
+    repo.tag("auditor", "third", "latest~1")
+    run(repo, agent_id="other", steps=2)
+    assert repo.count("auditor") == int(git(repo, "rev-list", "--count", "--first-parent",
+                                            "agents/auditor"))
+    assert repo.count("other") == 2
+    listed = git(repo, "for-each-ref", "--format=%(refname:lstrip=4) %(objectname)",
+                 "refs/tags/agents/auditor/")
+    assert repo.names("auditor") == dict(line.split() for line in listed.splitlines())
+    assert repo.names("auditor") == {"first": saved[0].commit, "third": saved[2].commit}
+    assert repo.names("other") == {}
+    with pytest.raises(AgentNotFoundError):
+        repo.count("nobody")
+    with pytest.raises(AgentNotFoundError):
+        repo.names("nobody")
