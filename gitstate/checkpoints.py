@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,7 +35,6 @@ from .message import integer
 from .message import parse as parse_message
 from .models import AgentInfo, AgentState, Checkpoint
 
-M = TypeVar("M", bound=BaseModel)
 
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 
@@ -115,7 +114,7 @@ def move_name(core: Core, agent_id: str, name: str, commit: str) -> None:
 
 
 def load(core: Core, agent_id: str, rev: Optional[str] = None, *,
-         model: Optional[type[M]] = AgentState) -> Any:
+         model: Optional[type[BaseModel]] = AgentState) -> Any:
     """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
     if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise InvalidArgumentError(f"model must be a pydantic model class or None, got {model!r}")

@@ -64,6 +64,7 @@ def rollback(core: Core, agent_id: str, rev: str, *, hard: bool = False) -> Roll
     trailers = _derived_trailers(target, agent_id, {"Rollback-Of": target.checkpoint_id})
     commit = core.commit(target.commit.encode())
     data = core.state(commit)
+    tree_id: bytes
     if isinstance(data, dict) and data.get("agent_id") != agent_id:
         blob, tree = state_objects({**data, "agent_id": agent_id})  # inherited: as fork does
         core.store.write(blob)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional
 
 from pydantic import BaseModel
 
@@ -37,7 +37,6 @@ from .seed_import import FileOutcome
 from .settings import MaintenanceSettings
 from .verify import VerifyResult
 
-M = TypeVar("M", bound=BaseModel)
 ProgressCount = Callable[[int, int], None]
 
 
@@ -116,7 +115,7 @@ class StateRepository:
         return checkpoints.tag(self._core, agent_id, name, rev)
 
     def load(self, agent_id: str, rev: Optional[str] = None, *,
-             model: Optional[type[M]] = AgentState) -> Any:  # M, or a dict when model is None
+             model: Optional[type[BaseModel]] = AgentState) -> Any:  # M, or a dict when model is None
         """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
         return checkpoints.load(self._core, agent_id, rev, model=model)
 

@@ -93,9 +93,9 @@ def _verify_objects(objects_dir: str, result: VerifyResult) -> None:
                                                          "loose objects"))
         for binsha in loose_shas(objects_dir):
             sha = hexlify(binsha)
-            message = reader.check_loose(sha)
-            if message is not None:
-                problems.append(Problem("object", sha.decode(), message))
+            damage = reader.check_loose(sha)
+            if damage is not None:
+                problems.append(Problem("object", sha.decode(), damage))
             seen.add(binsha)
     result.objects = len(seen)
 
