@@ -6,8 +6,6 @@ Enable it the way click does, e.g. for bash:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import click
 from click.shell_completion import CompletionItem
 
@@ -18,7 +16,7 @@ from .context import Settings
 RECENT = 20  # how many recent checkpoints a revision completion offers
 
 
-def _repository(ctx: click.Context) -> Optional[StateRepository]:
+def _repository(ctx: click.Context) -> StateRepository | None:
     """The repository named on the command line being completed, if it exists."""
     try:
         return Settings(repo=ctx.find_root().params.get("repo")).open()

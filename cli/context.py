@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -22,7 +22,7 @@ REPO_ENV = "GITSTATE_REPO"
 class Settings:
     """The global options, kept in ``ctx.obj``."""
 
-    repo: Optional[str] = None
+    repo: str | None = None
     debug: bool = False
 
     @property

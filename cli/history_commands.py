@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -13,10 +13,10 @@ from .completion import complete_agent
 from .context import Settings, pass_settings
 from .output import (
     CHECKPOINT_COLUMNS,
+    Progress,
     checkpoint_cells,
     checkpoint_json,
     describe,
-    Progress,
     echo,
     emit_json,
     style,
@@ -81,7 +81,7 @@ def fork(settings: Settings, agent_id: str, rev: str, new_agent_id: str, as_json
 @click.option("--yes", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
 @json_option("Print the deleted checkpoint as JSON.")
 @pass_settings
-def delete(settings: Settings, agent_id: str, rev: Optional[str], yes: bool, as_json: bool) -> None:
+def delete(settings: Settings, agent_id: str, rev: str | None, yes: bool, as_json: bool) -> None:
     """Remove checkpoint REV from AGENT's history, or with --yes and no REV the whole agent.
 
     The newer checkpoints are re-created on REV's parent (new commit SHAs,
@@ -129,7 +129,7 @@ DIFF_FORMATS = ("summary", "json", "patch", "text")
                    "patch: RFC 6902 JSON Patch; text: unified diff of the canonical JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @pass_settings
-def diff(settings: Settings, agent_id: str, rev_a: str, rev_b: Optional[str], other_agent: Optional[str],
+def diff(settings: Settings, agent_id: str, rev_a: str, rev_b: str | None, other_agent: str | None,
          form: str, as_json: bool) -> None:
     """Show what changed from REV_A to REV_B (default: the latest checkpoint).
 
@@ -167,7 +167,8 @@ def decision_json(decision: Decision) -> dict[str, Any]:
 @click.argument("agent_id", metavar="(AGENT|--all)", required=False, shell_complete=complete_agent)
 @click.option("--all", "all_agents", is_flag=True, help="Apply the policy to every agent.")
 @click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="Keep the N newest checkpoints.")
-@click.option("--keep-hourly", type=click.IntRange(min=0), metavar="N", help="Keep the newest of each of the last N hours.")
+@click.option("--keep-hourly", type=click.IntRange(min=0), metavar="N",
+              help="Keep the newest of each of the last N hours.")
 @click.option("--keep-daily", type=click.IntRange(min=0), metavar="N", help="... of the last N days.")
 @click.option("--keep-weekly", type=click.IntRange(min=0), metavar="N", help="... of the last N weeks.")
 @click.option("--keep-monthly", type=click.IntRange(min=0), metavar="N", help="... of the last N months.")
@@ -178,9 +179,9 @@ def decision_json(decision: Decision) -> dict[str, Any]:
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @json_option("Print the plan and the result as JSON.")
 @pass_settings
-def prune(settings: Settings, agent_id: Optional[str], all_agents: bool, keep_last: Optional[int],
-          keep_hourly: Optional[int], keep_daily: Optional[int], keep_weekly: Optional[int],
-          keep_monthly: Optional[int], keep_yearly: Optional[int], keep_within: Optional[Duration],
+def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last: int | None,
+          keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
+          keep_monthly: int | None, keep_yearly: int | None, keep_within: Duration | None,
           no_keep_named: bool, dry_run: bool, as_json: bool) -> None:
     """Remove the checkpoints a retention policy does not keep (like restic forget --prune).
 

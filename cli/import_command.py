@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -29,7 +29,7 @@ def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
 @click.option("--dry-run", is_flag=True, help="Check the files and show what would be imported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per file.")
 @pass_settings
-def import_(settings: Settings, directory: str, task_id: Optional[str], dry_run: bool,
+def import_(settings: Settings, directory: str, task_id: str | None, dry_run: bool,
             as_json: bool) -> None:
     """Import the seed's checkpoint files ({agent_id}_{name or timestamp}.json) in DIR.
 

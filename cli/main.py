@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import click
 
 from gitstate import __version__
@@ -36,7 +34,7 @@ As with git, a command whose output pipe closes is killed by SIGPIPE.
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(__version__, prog_name="gitstate")
 @click.pass_context
-def cli(ctx: click.Context, repo: Optional[str], debug: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
     """Keep AI agents' states as versioned checkpoints in a bare git repository."""
     ctx.obj = Settings(repo=repo, debug=debug)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from typing import Optional
 
 import click
 
@@ -19,7 +18,7 @@ from .params import json_option
               help="With --prune: keep unreachable objects younger than this.")
 @json_option("Print what gc did as JSON.")
 @pass_settings
-def gc(settings: Settings, prune: bool, grace_seconds: Optional[int], as_json: bool) -> None:
+def gc(settings: Settings, prune: bool, grace_seconds: int | None, as_json: bool) -> None:
     """Delta-compress loose checkpoints into packs and merge small packs.
 
     \b

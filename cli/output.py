@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import click
 
@@ -20,7 +21,7 @@ STATUS_COLOURS = {"completed": "green", "running": "cyan", "waiting": "yellow", 
                   "stopping": "yellow", "stopped": "magenta", "failed": "red"}
 
 
-def colour_allowed() -> Optional[bool]:
+def colour_allowed() -> bool | None:
     """False under NO_COLOR, else None (click decides: colour only on a terminal)."""
     return False if os.environ.get("NO_COLOR") else None
 
@@ -33,7 +34,7 @@ def style(text: str, **styles: Any) -> str:
     return click.style(text, **styles)
 
 
-def status_style(status: Optional[str]) -> dict[str, Any]:
+def status_style(status: str | None) -> dict[str, Any]:
     colour = STATUS_COLOURS.get(status or "")
     return {"fg": colour} if colour else {}
 
@@ -70,10 +71,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max([len(h)] + [len(row[i]) for row in plain]) for i, h in enumerate(headers)]
     last = len(headers) - 1
     echo("  ".join(style(h.ljust(w) if i < last else h, bold=True)
-                   for i, (h, w) in enumerate(zip(headers, widths))))
-    for row, texts in zip(rows, plain):
+                   for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
+    for row, texts in zip(rows, plain, strict=True):
         cells = []
-        for i, (cell, text) in enumerate(zip(row, texts)):
+        for i, (cell, text) in enumerate(zip(row, texts, strict=True)):
             padded = text.ljust(widths[i]) if i < last else text
             cells.append(style(padded, **cell[1]) if isinstance(cell, tuple) and cell[1] else padded)
         echo("  ".join(cells).rstrip())
@@ -98,7 +99,7 @@ class Progress:
         self._bar.update(done - self._shown)
         self._shown = done
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -106,7 +107,7 @@ class Progress:
             self._bar.__exit__(*exc_info)
 
 
-def transfer_progress() -> Optional[Callable[[str], None]]:
+def transfer_progress() -> Callable[[str], None] | None:
     """A callback copying git's transfer progress text to stderr, if stderr is a terminal."""
     if not sys.stderr.isatty():
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -21,7 +21,7 @@ class Moment(click.ParamType):
 
     name = "time"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> datetime:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
@@ -44,7 +44,8 @@ class KeyValue(click.ParamType):
 
     name = "key=value"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[str, str]:
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, str]:
         if isinstance(value, tuple):
             return value
         key, sep, text = str(value).partition("=")
@@ -58,7 +59,7 @@ class DurationType(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Duration:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Duration:
         try:
             return Duration.parse(value)
         except InvalidArgumentError as exc:

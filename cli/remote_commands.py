@@ -8,7 +8,6 @@ progress goes to stderr when it is a terminal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
 
 import click
 
@@ -26,7 +25,7 @@ STATUS_COLOURS = {TransferStatus.NEW: "green", TransferStatus.UPDATED: "green",
                   TransferStatus.REJECTED: "red", TransferStatus.DIVERGED: "red"}
 
 
-def _progress(as_json: bool) -> Optional[Callable[[str], None]]:
+def _progress(as_json: bool) -> Callable[[str], None] | None:
     """Transfer progress on a terminal's stderr, unless the output is JSON."""
     return None if as_json else transfer_progress()
 
@@ -45,7 +44,7 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
         table(["STATUS", "AGENT", "HEAD", "NOTE"], rows)
 
 
-def _transfer(call: Callable[[Optional[Callable[[str], None]]], list[TransferResult]],
+def _transfer(call: Callable[[Callable[[str], None] | None], list[TransferResult]],
               as_json: bool) -> None:
     """Run a transfer and print each agent's outcome; a failed agent exits with status 1."""
     try:
@@ -132,7 +131,7 @@ def fetch(settings: Settings, remote: str, agents: tuple[str, ...], as_json: boo
 @click.option("--into", metavar="ID", help="Pull the one AGENT given into local agent ID.")
 @json_option()
 @pass_settings
-def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: Optional[str],
+def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | None,
          as_json: bool) -> None:
     """Fetch AGENTs (default: all) and fast-forward the local ones; never drops a checkpoint.
 

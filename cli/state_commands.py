@@ -6,7 +6,7 @@ import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO
 
 import click
 
@@ -45,7 +45,7 @@ from .params import (
 @click.command(short_help="Create a repository.")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @pass_settings
-def init(settings: Settings, path: Optional[str]) -> None:
+def init(settings: Settings, path: str | None) -> None:
     """Create a repository at PATH (default: the --repo location, ./.gitstate).
 
     \b
@@ -72,8 +72,8 @@ def init(settings: Settings, path: Optional[str]) -> None:
               help="Extra commit trailer; repeatable.")
 @json_option("Print the new checkpoint as JSON.")
 @pass_settings
-def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Optional[str],
-         message: Optional[str], at: Optional[datetime], trailers: tuple[tuple[str, str], ...],
+def save(settings: Settings, file: BinaryIO, agent_id: str | None, name: str | None,
+         message: str | None, at: datetime | None, trailers: tuple[tuple[str, str], ...],
          as_json: bool) -> None:
     """Save the JSON state in FILE (default: stdin) as a new checkpoint.
 
@@ -86,7 +86,8 @@ def save(settings: Settings, file: BinaryIO, agent_id: Optional[str], name: Opti
     try:
         text = file.read()
     except OSError as exc:  # e.g. stdin opened for writing only
-        raise click.BadParameter(f"cannot read {file.name}: {exc.strerror}", param_hint="'[FILE|-]'") from None
+        raise click.BadParameter(f"cannot read {file.name}: {exc.strerror}",
+                                 param_hint="'[FILE|-]'") from None
     state = codec.decode(text)
     if not isinstance(state, dict):
         raise InvalidArgumentError(f"the state must be a JSON object, not {type(state).__name__}")
@@ -147,8 +148,8 @@ def agents(settings: Settings, as_json: bool) -> None:
 @click.option("--until", type=MOMENT, help="Only checkpoints saved at or before this time.")
 @json_option()
 @pass_settings
-def log(settings: Settings, agent_id: str, limit: Optional[int], status: Optional[str],
-        since: Optional[datetime], until: Optional[datetime], as_json: bool) -> None:
+def log(settings: Settings, agent_id: str, limit: int | None, status: str | None,
+        since: datetime | None, until: datetime | None, as_json: bool) -> None:
     """List an agent's checkpoints, newest first (--json: one JSON object per line).
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
@@ -172,7 +173,8 @@ def _just_after(moment: datetime) -> datetime:
     try:
         return moment.astimezone(timezone.utc) + timedelta(microseconds=1)
     except OverflowError:  # beyond the years 1-9999 in UTC: before or after every checkpoint
-        return datetime.max.replace(tzinfo=timezone.utc) if moment.year > 1 else datetime.min.replace(tzinfo=timezone.utc)
+        edge = datetime.max if moment.year > 1 else datetime.min
+        return edge.replace(tzinfo=timezone.utc)
 
 
 _FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
@@ -203,7 +205,7 @@ def field_value(state: Any, path: str) -> Any:
 @click.option("--field", "-f", metavar="PATH", help="Print one value, e.g. task or messages[0].content.")
 @click.option("--json", "as_json", is_flag=True, help="Print --field's value as JSON even if it is a string.")
 @pass_settings
-def show(settings: Settings, agent_id: str, rev: Optional[str], field: Optional[str],
+def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
          as_json: bool) -> None:
     """Print the state saved at REV (default: latest) as canonical JSON.
 
@@ -232,7 +234,7 @@ def show(settings: Settings, agent_id: str, rev: Optional[str], field: Optional[
 @revision_argument()
 @json_option("Print the named checkpoint as JSON.")
 @pass_settings
-def tag(settings: Settings, agent_id: str, name: str, rev: Optional[str], as_json: bool) -> None:
+def tag(settings: Settings, agent_id: str, name: str, rev: str | None, as_json: bool) -> None:
     """Name the checkpoint at REV (default: latest). Names are never reused.
 
     \b

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,13 +35,12 @@ from .message import integer
 from .message import parse as parse_message
 from .models import AgentInfo, AgentState, Checkpoint
 
-
 CORE_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Iteration", "Status", "Schema-Version")
 
 
-def save(core: Core, state: BaseModel | Mapping[str, Any], *, agent_id: Optional[str] = None,
-         name: Optional[str] = None, message: Optional[str] = None,
-         time: Optional[datetime] = None, trailers: Optional[Mapping[str, str]] = None) -> Checkpoint:
+def save(core: Core, state: BaseModel | Mapping[str, Any], *, agent_id: str | None = None,
+         name: str | None = None, message: str | None = None,
+         time: datetime | None = None, trailers: Mapping[str, str] | None = None) -> Checkpoint:
     """Save ``state`` as a new checkpoint (a commit on the agent's branch).
 
     The agent is ``agent_id`` if given (also written into the state), else the
@@ -82,7 +81,7 @@ def save(core: Core, state: BaseModel | Mapping[str, Any], *, agent_id: Optional
     return core.checkpoint(commit, agent_id, (name,) if name else ())
 
 
-def tag(core: Core, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
+def tag(core: Core, agent_id: str, name: str, rev: str | None = None) -> Checkpoint:
     """Name the checkpoint at ``rev`` (default: the latest); names are never reused.
 
     ``rev`` is resolved under the agent's lock, so a concurrent delete, prune or
@@ -113,8 +112,8 @@ def move_name(core: Core, agent_id: str, name: str, commit: str) -> None:
             pass  # a writer outside gitstate moved it between the read and the swap
 
 
-def load(core: Core, agent_id: str, rev: Optional[str] = None, *,
-         model: Optional[type[BaseModel]] = AgentState) -> Any:
+def load(core: Core, agent_id: str, rev: str | None = None, *,
+         model: type[BaseModel] | None = AgentState) -> Any:
     """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
     if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise InvalidArgumentError(f"model must be a pydantic model class or None, got {model!r}")
@@ -133,7 +132,7 @@ def load(core: Core, agent_id: str, rev: Optional[str] = None, *,
         migrate = getattr(model, "migrate", None)
         if migrate is None:
             warnings.warn(f"checkpoint {label} has schema version {stored}, "
-                          f"{model.__name__} expects {version}")
+                          f"{model.__name__} expects {version}", stacklevel=3)
         else:
             data = migrate(data, stored)
     try:
@@ -151,9 +150,9 @@ def read_state(core: Core, commit: str) -> Any:
     return core.state(core.commit(sha))
 
 
-def log(core: Core, agent_id: str, *, limit: Optional[int] = None,
-        before: Optional[datetime] = None, since: Optional[datetime] = None,
-        status: Optional[str] = None) -> list[Checkpoint]:
+def log(core: Core, agent_id: str, *, limit: int | None = None,
+        before: datetime | None = None, since: datetime | None = None,
+        status: str | None = None) -> list[Checkpoint]:
     """Checkpoints of an agent, newest first, read lazily (``limit=20`` reads ~20 commits).
 
     ``before``/``since`` keep checkpoints created before / at or after a time;
@@ -192,7 +191,7 @@ def names(core: Core, agent_id: str) -> dict[str, str]:
     return {name: sha.decode() for sha, listed in core.names(agent_id).items() for name in listed}
 
 
-def agents(core: Core, *, errors: Optional[dict[str, GitstateError]] = None) -> list[AgentInfo]:
+def agents(core: Core, *, errors: dict[str, GitstateError] | None = None) -> list[AgentInfo]:
     """Every agent, sorted by id, with its newest checkpoint.
 
     An agent whose branch, names or head commit cannot be read raises
@@ -246,7 +245,7 @@ def _plain(state: BaseModel | Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         f"state must be a pydantic model or a mapping, not {type(state).__name__}")
 
 
-def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
+def _extra_trailers(trailers: Mapping[str, str] | None) -> dict[str, str]:
     """The caller's trailers, checked: a mapping of strings, no core trailer, no key twice.
 
     git reads trailer keys case-insensitively, so keys are compared that way.
@@ -268,8 +267,8 @@ def _extra_trailers(trailers: Optional[Mapping[str, str]]) -> dict[str, str]:
     return dict(trailers)
 
 
-def _summary(agent_id: str, iteration: Optional[int], status: Optional[str],
-             name: Optional[str]) -> str:
+def _summary(agent_id: str, iteration: int | None, status: str | None,
+             name: str | None) -> str:
     parts = [agent_id]
     if iteration is not None:
         parts.append(f"iteration {iteration}")

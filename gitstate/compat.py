@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -75,8 +75,8 @@ class AgentStatePersistence:
         self._core = Core.open(self.persist_dir)  # moving a name: below the façade's API
 
     # -- the seed's file API ---------------------------------------------------------
-    def save_state(self, state: AgentState, checkpoint_name: Optional[str] = None,
-                   *, trailers: Optional[dict[str, str]] = None) -> str:
+    def save_state(self, state: AgentState, checkpoint_name: str | None = None,
+                   *, trailers: dict[str, str] | None = None) -> str:
         """Save ``state`` as a checkpoint; return its reference ``<agent_id>@<checkpoint_id>``."""
         if checkpoint_name is not None:
             validate_name(checkpoint_name)
@@ -90,7 +90,7 @@ class AgentStatePersistence:
         """Give ``name`` to ``checkpoint``, taking it from an older checkpoint if needed."""
         move_name(self._core, checkpoint.agent_id, name, checkpoint.commit)
 
-    def load_state(self, filepath: str) -> Optional[AgentState]:
+    def load_state(self, filepath: str) -> AgentState | None:
         """Load the checkpoint a reference names (or a checkpoint file the seed wrote);
         None (and a log line) if that fails."""
         try:
@@ -105,7 +105,7 @@ class AgentStatePersistence:
         logger.info("Loaded agent state from %s", filepath)
         return state
 
-    def load_latest_checkpoint(self, agent_id: str) -> Optional[AgentState]:
+    def load_latest_checkpoint(self, agent_id: str) -> AgentState | None:
         """The newest checkpoint of the agent (its branch head), or None."""
         try:
             return self.repository.load(agent_id)
@@ -113,7 +113,7 @@ class AgentStatePersistence:
             logger.warning("No checkpoints found for agent %s: %s", agent_id, exc)
             return None
 
-    def list_checkpoints(self, agent_id: Optional[str] = None) -> list[dict[str, Any]]:
+    def list_checkpoints(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         """Checkpoints of one agent (or all), newest first, as the seed's dicts.
 
         Keys: ``filepath`` (the reference), ``filename`` (the seed's
@@ -177,11 +177,11 @@ class AgentStatePersistence:
         return True
 
     async def load_state_from_db(self, task_id: str,
-                                 agent_id: Optional[str] = None) -> Optional[AgentState]:
+                                 agent_id: str | None = None) -> AgentState | None:
         """The newest checkpoint of task ``task_id`` (of ``agent_id`` only, if given), or None."""
         return await asyncio.to_thread(self._load_task, task_id, agent_id)
 
-    def _load_task(self, task_id: str, agent_id: Optional[str]) -> Optional[AgentState]:
+    def _load_task(self, task_id: str, agent_id: str | None) -> AgentState | None:
         try:
             agents = [agent_id] if agent_id else [info.agent_id for info in self.repository.agents()]
             found = [c for a in agents for c in self.repository.log(a)
@@ -207,18 +207,18 @@ class CheckpointManager:
         last_iteration = self._last_checkpoint_iteration.get(state.agent_id, 0)
         return state.iteration - last_iteration >= self.auto_checkpoint_interval
 
-    def create_checkpoint(self, state: AgentState, checkpoint_name: Optional[str] = None) -> str:
+    def create_checkpoint(self, state: AgentState, checkpoint_name: str | None = None) -> str:
         reference = self.persistence.save_state(state, checkpoint_name)
         self._last_checkpoint_iteration[state.agent_id] = state.iteration
         return reference
 
-    def auto_checkpoint(self, state: AgentState) -> Optional[str]:
+    def auto_checkpoint(self, state: AgentState) -> str | None:
         if self.should_checkpoint(state):
             return self.create_checkpoint(state)
         return None
 
     def restore_from_checkpoint(self, agent_id: str,
-                                checkpoint_filepath: Optional[str] = None) -> Optional[AgentState]:
+                                checkpoint_filepath: str | None = None) -> AgentState | None:
         if checkpoint_filepath:
             return self.persistence.load_state(checkpoint_filepath)
         return self.persistence.load_latest_checkpoint(agent_id)

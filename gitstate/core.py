@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from . import codec
 from .errors import (
@@ -79,7 +79,7 @@ class Core:
                            cache_bytes=cache_bytes)
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str], **options: Any) -> "Core":
+    def init(cls, path: str | os.PathLike[str], **options: Any) -> Core:
         """The repository at ``path``, created (bare) if it does not exist yet."""
         core = cls(path, **options)  # checks the options before anything is created
         if bare.exists(core.path):
@@ -89,7 +89,7 @@ class Core:
         return core
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], **options: Any) -> "Core":
+    def open(cls, path: str | os.PathLike[str], **options: Any) -> Core:
         """The existing repository at ``path``; ``NotARepositoryError`` (or its subclass
         ``RepositoryFormatError``) if it is not one gitstate can write."""
         bare.check(os.fspath(path))
@@ -161,7 +161,7 @@ class Core:
 
     def walk(self, start: bytes) -> Iterator[CommitInfo]:
         """Commits from ``start`` back along first parents, newest first, lazily."""
-        sha: Optional[bytes] = start
+        sha: bytes | None = start
         while sha is not None:
             commit = self.commit(sha)
             yield commit
@@ -208,12 +208,12 @@ class Core:
         )
 
     # -- revisions ---------------------------------------------------------------------
-    def resolve(self, agent_id: str, rev: Optional[str] = None) -> Checkpoint:
+    def resolve(self, agent_id: str, rev: str | None = None) -> Checkpoint:
         """The checkpoint a revision names in the agent's history (see :meth:`find`)."""
         commit = self.find(agent_id, rev)
         return self.checkpoint(commit, agent_id, self.names(agent_id).get(commit.id, ()))
 
-    def find(self, agent_id: str, rev: Optional[str]) -> CommitInfo:
+    def find(self, agent_id: str, rev: str | None) -> CommitInfo:
         """The commit ``rev`` names in the agent's history.
 
         Revisions: ``None``/``latest`` (the head), a checkpoint name, a checkpoint
@@ -265,8 +265,8 @@ class Core:
             raise NameTakenError(
                 f"agent {agent_id!r} already has a checkpoint named {name!r} ({taken[:7].decode()})")
 
-    def append(self, agent_id: str, tree: bytes, message: bytes, when: Optional[int] = None,
-               name: Optional[str] = None) -> Any:
+    def append(self, agent_id: str, tree: bytes, message: bytes, when: int | None = None,
+               name: str | None = None) -> Any:
         """Commit ``tree`` on the agent's branch, named ``name`` if given; return the commit.
 
         Under the agent's lock: the commit's parent is the head read there, and the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from . import codec
 from .core import Core
@@ -50,7 +50,7 @@ def same(a: Any, b: Any) -> bool:
     if type(a) is dict:
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if type(a) is list:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -216,8 +216,8 @@ def changes(old: Any, new: Any) -> dict[str, Any]:
     return json.loads(DeepDiff(old, new, verbose_level=2).to_json())
 
 
-def diff(core: Core, agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
-         other_agent: Optional[str] = None) -> StateDiff:
+def diff(core: Core, agent_id: str, rev_a: str, rev_b: str | None = None, *,
+         other_agent: str | None = None) -> StateDiff:
     """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
     ``other_agent`` (default: the same agent).
 

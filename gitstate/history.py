@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Optional
 
 from .core import Core
 from .errors import (
@@ -100,7 +99,7 @@ def _reset(core: Core, agent_id: str, target: Checkpoint) -> RollbackResult:
                           dropped=dropped)
 
 
-def fork(core: Core, agent_id: str, rev: Optional[str], new_agent_id: str) -> Checkpoint:
+def fork(core: Core, agent_id: str, rev: str | None, new_agent_id: str) -> Checkpoint:
     """Start agent ``new_agent_id`` from ``agent_id``'s checkpoint ``rev`` (``git branch``).
 
     The new branch shares the history up to ``rev`` and adds one checkpoint

@@ -21,9 +21,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import timedelta
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from .core import Core
 from .errors import GitstateError, InvalidArgumentError
@@ -48,8 +49,8 @@ class Maintenance:
     def __init__(self, core: Core):
         self.core = core
         self._lock = threading.Lock()
-        self._settings: Optional[MaintenanceSettings] = None
-        self._worker: Optional[subprocess.Popen[bytes]] = None  # the background maintenance
+        self._settings: MaintenanceSettings | None = None
+        self._worker: subprocess.Popen[bytes] | None = None  # the background maintenance
 
     @property
     def settings(self) -> MaintenanceSettings:
@@ -80,8 +81,8 @@ class Maintenance:
         self._settings = update_config(self.core.store, change)
         return self._settings
 
-    def gc(self, *, prune: bool = False, grace_seconds: Optional[int] = None,
-           progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
+    def gc(self, *, prune: bool = False, grace_seconds: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> GcResult:
         """Pack loose objects with deltas and merge small packs; never blocks writers.
 
         ``prune=True`` also rewrites all packs into one and deletes the objects

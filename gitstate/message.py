@@ -7,7 +7,6 @@ lines, so that paragraph holds nothing else (``git log --format=%(trailers)``).
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from .errors import InvalidArgumentError
 
@@ -15,7 +14,7 @@ _KEY = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 _INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only (str.isdigit accepts "²"), int64-sized
 
 
-def integer(value: Optional[str]) -> Optional[int]:
+def integer(value: str | None) -> int | None:
     """A trailer's integer value; None if there is none or it is not an integer."""
     return int(value) if value is not None and _INT.fullmatch(value) else None
 

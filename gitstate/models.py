@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,7 @@ class AgentState(BaseModel):
     agent_id: str = Field(default_factory=lambda: f"agent_{uuid.uuid4().hex[:8]}")
     agent_name: str = "Agent"
     agent_type: str = "generic"
-    parent_id: Optional[str] = None
+    parent_id: str | None = None
     task: str = ""
     task_context: dict[str, Any] = Field(default_factory=dict)
     inherited_context: dict[str, Any] = Field(default_factory=dict)
@@ -54,18 +54,18 @@ class AgentState(BaseModel):
     findings: list[dict[str, Any]] = Field(default_factory=list)
     created_at: str = Field(default_factory=utc_now_iso)
     last_updated: str = Field(default_factory=utc_now_iso)
-    started_at: Optional[str] = None
-    finished_at: Optional[str] = None
+    started_at: str | None = None
+    finished_at: str | None = None
     waiting_for_input: bool = False
-    waiting_start_time: Optional[datetime] = None
+    waiting_start_time: datetime | None = None
     waiting_reason: str = ""
     waiting_timeout_seconds: int = 600
-    final_result: Optional[dict[str, Any]] = None
+    final_result: dict[str, Any] | None = None
     total_tokens: int = 0
     tool_calls: int = 0
     stop_requested: bool = False
     max_iterations_warning_sent: bool = False
-    poc_code: Optional[str] = None
+    poc_code: str | None = None
     sandbox_logs: dict[str, Any] = Field(default_factory=dict)
     poc_attempts: int = 0
 
@@ -130,7 +130,7 @@ class AgentState(BaseModel):
         self.status = AgentStatus.PAUSED
         self._touch()
 
-    def set_completed(self, result: Optional[dict[str, Any]] = None) -> None:
+    def set_completed(self, result: dict[str, Any] | None = None) -> None:
         self.status = AgentStatus.COMPLETED
         self.final_result = result
         self.finished_at = utc_now_iso()
@@ -167,12 +167,12 @@ class Checkpoint(BaseModel):
     checkpoint_id: str
     commit: str
     agent_id: str
-    iteration: Optional[int] = None
-    status: Optional[str] = None
+    iteration: int | None = None
+    status: str | None = None
     names: tuple[str, ...] = ()
     created: datetime
     message: str
-    parent: Optional[str] = None
+    parent: str | None = None
     schema_version: int = 1
     trailers: dict[str, str] = Field(default_factory=dict)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
 
 from . import checkpoints
 from .core import Core
@@ -26,9 +26,9 @@ class PruneResult:
     dry_run: bool = False
 
 
-def prune(core: Core, agent_id: Optional[str], policy: RetentionPolicy, *, dry_run: bool = False,
-          now: Optional[datetime] = None, grace: Optional[timedelta] = None,
-          progress: Optional[Callable[[int, int], None]] = None) -> PruneResult:
+def prune(core: Core, agent_id: str | None, policy: RetentionPolicy, *, dry_run: bool = False,
+          now: datetime | None = None, grace: timedelta | None = None,
+          progress: Callable[[int, int], None] | None = None) -> PruneResult:
     """Apply ``policy`` to one agent (or every agent when ``agent_id`` is None).
 
     Each agent's history is rewritten to the checkpoints the policy keeps (see
@@ -73,13 +73,13 @@ def _prune_agent(core: Core, agent_id: str, policy: RetentionPolicy, now: dateti
         names = core.names(agent_id)
         decisions = plan([core.checkpoint(c, agent_id, names.get(c.id, ())) for c in history],
                          policy, now)
-        remove = {c.id for c, d in zip(history, decisions) if not d.keep}
+        remove = {c.id for c, d in zip(history, decisions, strict=True) if not d.keep}
         if remove:
             rewrite(core.store, lock, agent_id, history, remove)
     return decisions
 
 
-def reclaim(core: Core, grace: Optional[timedelta] = None) -> ReclaimResult:
+def reclaim(core: Core, grace: timedelta | None = None) -> ReclaimResult:
     """Delete the objects proven unreachable and older than the grace period
     (:func:`gitstate.settings.grace_period`).
 

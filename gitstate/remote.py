@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -73,9 +73,9 @@ class TransferResult(BaseModel):
 
     agent_id: str
     status: TransferStatus
-    old: Optional[str] = None
-    new: Optional[str] = None
-    reason: Optional[str] = None
+    old: str | None = None
+    new: str | None = None
+    reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,7 +105,7 @@ class _Agent:
 
     __slots__ = ("head", "tags")
 
-    def __init__(self, head: Optional[bytes] = None, tags: Optional[dict[str, bytes]] = None):
+    def __init__(self, head: bytes | None = None, tags: dict[str, bytes] | None = None):
         self.head = head
         self.tags = tags if tags is not None else {}
 
@@ -128,7 +128,7 @@ def _agents_in(refs: dict[bytes, Any]) -> dict[str, _Agent]:
     return {agent_id: a for agent_id, a in agents.items() if a.head is not None}
 
 
-def _short(sha: Optional[bytes]) -> str:
+def _short(sha: bytes | None) -> str:
     return sha[:7].decode() if sha else "(none)"
 
 
@@ -203,7 +203,7 @@ def remote_remove(core: Core, name: str) -> None:
     update_config(core.store, remove)
 
 # -- tracking refs --------------------------------------------------------------------
-def _set_ref(core: Core, lock: RefLock, ref: bytes, new: Optional[bytes]) -> None:
+def _set_ref(core: Core, lock: RefLock, ref: bytes, new: bytes | None) -> None:
     """Point ``ref`` at ``new`` (None deletes), whatever it held (caller holds the agent lock)."""
     while not core.store.update_ref(lock, ref, core.store.read_ref(ref), new):
         pass  # a non-gitstate writer moved it between our read and our write: read again
@@ -247,9 +247,9 @@ def _is_ancestor(core: Core, ancestor: bytes, head: bytes) -> bool:
     return False
 
 # -- push -----------------------------------------------------------------------------
-def push(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
+def push(core: Core, remote: str, agents: Sequence[str] | None = None, *,
          tags: bool = True, force: bool = False,
-         progress: Optional[Progress] = None) -> list[TransferResult]:
+         progress: Progress | None = None) -> list[TransferResult]:
     """Push agents (default: all) and, with ``tags``, their names, in one connection.
 
     An agent whose remote head is not in its local history (someone else
@@ -276,7 +276,7 @@ def push(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
         theirs = _agents_in(remote_refs)
         changes: dict[bytes, bytes] = {}
         for agent_id, ours in local.items():
-            plan = plans[agent_id] = _plan_push(core, 
+            plan = plans[agent_id] = _plan_push(core,
                 agent_id, ours, theirs.get(agent_id, _Agent()), tags=tags, force=force)
             changes.update(plan.changes)
         return changes
@@ -302,7 +302,7 @@ def push(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
 
 
 def _plan_push(core: Core, agent_id: str, ours: _Agent, theirs: _Agent, *,
-               tags: bool, force: bool) -> "_PushPlan":
+               tags: bool, force: bool) -> _PushPlan:
     """What to send for one agent, and what to report if that works."""
     assert ours.head is not None
     problems: list[str] = []
@@ -350,8 +350,8 @@ def _not_fast_forward(core: Core, theirs: bytes, ours: bytes) -> str:
             "this one lacks, or this one was rewritten): pull first, or push with force to replace it")
 
 # -- fetch and pull -------------------------------------------------------------------
-def fetch(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
-          progress: Optional[Progress] = None) -> list[TransferResult]:
+def fetch(core: Core, remote: str, agents: Sequence[str] | None = None, *,
+          progress: Progress | None = None) -> list[TransferResult]:
     """Download agents (default: all) into ``refs/remotes/<remote>/agents/*``, one connection.
 
     Local agents are not touched (see :meth:`pull`). Fetching all agents
@@ -360,8 +360,8 @@ def fetch(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
     return [result for result, _ in _fetch(core, remote, agents, progress)]
 
 
-def _fetch(core: Core, remote: str, agents: Optional[Sequence[str]],
-           progress: Optional[Progress]) -> list[tuple[TransferResult, _Agent]]:
+def _fetch(core: Core, remote: str, agents: Sequence[str] | None,
+           progress: Progress | None) -> list[tuple[TransferResult, _Agent]]:
     url = _remote_url(core, remote)
     wanted = None if agents is None else list(dict.fromkeys(validate_agent_id(a) for a in agents))
     found: dict[str, _Agent] = {}
@@ -398,8 +398,8 @@ def _fetch(core: Core, remote: str, agents: Optional[Sequence[str]],
     return outcome
 
 
-def pull(core: Core, remote: str, agents: Optional[Sequence[str]] = None, *,
-         into: Optional[str] = None, progress: Optional[Progress] = None) -> list[TransferResult]:
+def pull(core: Core, remote: str, agents: Sequence[str] | None = None, *,
+         into: str | None = None, progress: Progress | None = None) -> list[TransferResult]:
     """Fetch agents (default: all), then fast-forward the local ones, in one connection.
 
     A local agent that is missing is created; one that already has the
@@ -482,7 +482,7 @@ def _divergence(core: Core, remote: str, remote_id: str, agent_id: str,
 
 # -- clone ----------------------------------------------------------------------------
 def clone(url: str, path: str | os.PathLike[str], *, remote: str = "origin",
-          progress: Optional[Progress] = None, **options: Any) -> Core:
+          progress: Progress | None = None, **options: Any) -> Core:
     """Create a repository at ``path`` holding every agent of ``url`` (added as ``remote``).
 
     ``path`` must not exist or be an empty folder; if the clone fails, it is left
@@ -527,7 +527,7 @@ def _as_agent_ref(remote: str, tracking_ref: bytes) -> bytes:
     return (b"refs/tags/" + rest[len(b"tags/"):]) if rest.startswith(b"tags/") else b"refs/heads/" + rest
 
 
-def _hex(sha: Optional[bytes]) -> Optional[str]:
+def _hex(sha: bytes | None) -> str | None:
     return sha.decode() if sha else None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -60,19 +60,19 @@ class StateRepository:
         self._maintenance = Maintenance(core)
 
     @classmethod
-    def _of(cls, core: Core) -> "StateRepository":
+    def _of(cls, core: Core) -> StateRepository:
         repo = cls.__new__(cls)
         repo._attach(core)
         return repo
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def init(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
+    def init(cls, path: str | os.PathLike[str], **options: Any) -> StateRepository:
         """Create a bare repository at ``path`` (or open the one already there)."""
         return cls._of(Core.init(path, **options))
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], **options: Any) -> "StateRepository":
+    def open(cls, path: str | os.PathLike[str], **options: Any) -> StateRepository:
         """Open an existing bare repository (any bare git repo, e.g. a ``git clone --bare``).
 
         ``RepositoryFormatError`` if its config does not parse or asks for what
@@ -83,7 +83,7 @@ class StateRepository:
 
     @classmethod
     def clone(cls, url: str, path: str | os.PathLike[str], *, remote: str = "origin",
-              progress: Optional[Progress] = None, **options: Any) -> "StateRepository":
+              progress: Progress | None = None, **options: Any) -> StateRepository:
         """Create a repository at ``path`` holding every agent of ``url`` (added as ``remote``);
         if the clone fails, ``path`` is left as it was."""
         return cls._of(transfers.clone(url, path, remote=remote, progress=progress, **options))
@@ -95,27 +95,27 @@ class StateRepository:
         """
         self._core.close()
 
-    def __enter__(self) -> "StateRepository":
+    def __enter__(self) -> StateRepository:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- checkpoints (gitstate.checkpoints) ------------------------------------------
-    def save(self, state: BaseModel | Mapping[str, Any], *, agent_id: Optional[str] = None,
-             name: Optional[str] = None, message: Optional[str] = None,
-             time: Optional[datetime] = None, trailers: Optional[Mapping[str, str]] = None) -> Checkpoint:
+    def save(self, state: BaseModel | Mapping[str, Any], *, agent_id: str | None = None,
+             name: str | None = None, message: str | None = None,
+             time: datetime | None = None, trailers: Mapping[str, str] | None = None) -> Checkpoint:
         """Save ``state`` as a new checkpoint (a commit on the agent's branch); see
         :func:`gitstate.checkpoints.save`."""
         return self._maintenance.after(checkpoints.save(self._core, state, agent_id=agent_id, name=name,
                                                         message=message, time=time, trailers=trailers))
 
-    def tag(self, agent_id: str, name: str, rev: Optional[str] = None) -> Checkpoint:
+    def tag(self, agent_id: str, name: str, rev: str | None = None) -> Checkpoint:
         """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
         return checkpoints.tag(self._core, agent_id, name, rev)
 
-    def load(self, agent_id: str, rev: Optional[str] = None, *,
-             model: Optional[type[BaseModel]] = AgentState) -> Any:  # M, or a dict when model is None
+    def load(self, agent_id: str, rev: str | None = None, *,
+             model: type[BaseModel] | None = AgentState) -> Any:  # M, or a dict when model is None
         """The state saved at ``rev`` (default: the latest), as ``model`` or a plain dict."""
         return checkpoints.load(self._core, agent_id, rev, model=model)
 
@@ -123,7 +123,7 @@ class StateRepository:
         """The decoded ``state.json`` of one checkpoint commit (its full hex SHA)."""
         return checkpoints.read_state(self._core, commit)
 
-    def resolve(self, agent_id: str, rev: Optional[str] = None) -> Checkpoint:
+    def resolve(self, agent_id: str, rev: str | None = None) -> Checkpoint:
         """The checkpoint a revision names in the agent's history (see :meth:`Core.find`)."""
         return self._core.resolve(agent_id, rev)
 
@@ -131,8 +131,8 @@ class StateRepository:
         """The newest checkpoint of an agent."""
         return self._core.resolve(agent_id, None)
 
-    def log(self, agent_id: str, *, limit: Optional[int] = None, before: Optional[datetime] = None,
-            since: Optional[datetime] = None, status: Optional[str] = None) -> list[Checkpoint]:
+    def log(self, agent_id: str, *, limit: int | None = None, before: datetime | None = None,
+            since: datetime | None = None, status: str | None = None) -> list[Checkpoint]:
         """Checkpoints of an agent, newest first, read lazily (see :func:`gitstate.checkpoints.log`)."""
         return checkpoints.log(self._core, agent_id, limit=limit, before=before, since=since, status=status)
 
@@ -144,7 +144,7 @@ class StateRepository:
         """The agent's checkpoint names, each with the commit SHA it names."""
         return checkpoints.names(self._core, agent_id)
 
-    def agents(self, *, errors: Optional[dict[str, GitstateError]] = None) -> list[AgentInfo]:
+    def agents(self, *, errors: dict[str, GitstateError] | None = None) -> list[AgentInfo]:
         """Every agent, sorted by id, with its newest checkpoint (see
         :func:`gitstate.checkpoints.agents` for ``errors``)."""
         return checkpoints.agents(self._core, errors=errors)
@@ -154,7 +154,7 @@ class StateRepository:
         """Return the agent to the state saved at ``rev`` (see :func:`gitstate.history.rollback`)."""
         return self._maintenance.after(history.rollback(self._core, agent_id, rev, hard=hard))
 
-    def fork(self, agent_id: str, rev: Optional[str], new_agent_id: str) -> Checkpoint:
+    def fork(self, agent_id: str, rev: str | None, new_agent_id: str) -> Checkpoint:
         """Start agent ``new_agent_id`` from ``agent_id``'s checkpoint ``rev`` (``git branch``)."""
         return self._maintenance.after(history.fork(self._core, agent_id, rev, new_agent_id))
 
@@ -166,27 +166,27 @@ class StateRepository:
         """Delete an agent: its branch, its names and its reflog."""
         history.delete_agent(self._core, agent_id)
 
-    def diff(self, agent_id: str, rev_a: str, rev_b: Optional[str] = None, *,
-             other_agent: Optional[str] = None) -> diff.StateDiff:
+    def diff(self, agent_id: str, rev_a: str, rev_b: str | None = None, *,
+             other_agent: str | None = None) -> diff.StateDiff:
         """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
         ``other_agent`` (default: the same agent)."""
         return diff.diff(self._core, agent_id, rev_a, rev_b, other_agent=other_agent)
 
     # -- retention (gitstate.prune) --------------------------------------------------
-    def prune(self, agent_id: Optional[str], policy: RetentionPolicy, *, dry_run: bool = False,
-              now: Optional[datetime] = None, grace: Optional[timedelta] = None,
-              progress: Optional[ProgressCount] = None) -> PruneResult:
+    def prune(self, agent_id: str | None, policy: RetentionPolicy, *, dry_run: bool = False,
+              now: datetime | None = None, grace: timedelta | None = None,
+              progress: ProgressCount | None = None) -> PruneResult:
         """Apply ``policy`` to one agent (or every agent when ``agent_id`` is None)."""
         return prune.prune(self._core, agent_id, policy, dry_run=dry_run, now=now,
                                         grace=grace, progress=progress)
 
-    def reclaim(self, *, grace: Optional[timedelta] = None) -> ReclaimResult:
+    def reclaim(self, *, grace: timedelta | None = None) -> ReclaimResult:
         """Delete the objects proven unreachable and older than the grace period."""
         return prune.reclaim(self._core, grace)
 
     # -- seed import (gitstate.seed_import) ------------------------------------------
-    def import_seed(self, directory: str | os.PathLike[str], *, task_id: Optional[str] = None,
-                    dry_run: bool = False, progress: Optional[ProgressCount] = None) -> list[FileOutcome]:
+    def import_seed(self, directory: str | os.PathLike[str], *, task_id: str | None = None,
+                    dry_run: bool = False, progress: ProgressCount | None = None) -> list[FileOutcome]:
         """Import a folder of the seed's checkpoint files (see :mod:`gitstate.seed_import`)."""
         return self._maintenance.after(seed_import.import_seed(self._core, directory, task_id=task_id,
                                                                dry_run=dry_run, progress=progress))
@@ -204,19 +204,19 @@ class StateRepository:
         """Remove a remote and its tracking refs (the remote itself is not touched)."""
         transfers.remote_remove(self._core, name)
 
-    def push(self, remote: str, agents: Optional[Sequence[str]] = None, *, tags: bool = True,
-             force: bool = False, progress: Optional[Progress] = None) -> list[TransferResult]:
+    def push(self, remote: str, agents: Sequence[str] | None = None, *, tags: bool = True,
+             force: bool = False, progress: Progress | None = None) -> list[TransferResult]:
         """Push agents (default: all) and, with ``tags``, their names, in one connection."""
         return transfers.push(self._core, remote, agents, tags=tags, force=force,
                                         progress=progress)
 
-    def fetch(self, remote: str, agents: Optional[Sequence[str]] = None, *,
-              progress: Optional[Progress] = None) -> list[TransferResult]:
+    def fetch(self, remote: str, agents: Sequence[str] | None = None, *,
+              progress: Progress | None = None) -> list[TransferResult]:
         """Download agents (default: all) into ``refs/remotes/<remote>/agents/*``."""
         return transfers.fetch(self._core, remote, agents, progress=progress)
 
-    def pull(self, remote: str, agents: Optional[Sequence[str]] = None, *, into: Optional[str] = None,
-             progress: Optional[Progress] = None) -> list[TransferResult]:
+    def pull(self, remote: str, agents: Sequence[str] | None = None, *, into: str | None = None,
+             progress: Progress | None = None) -> list[TransferResult]:
         """Fetch agents (default: all), then fast-forward the local ones, in one connection."""
         return transfers.pull(self._core, remote, agents, into=into, progress=progress)
 
@@ -230,8 +230,8 @@ class StateRepository:
         """Change maintenance settings (fields of :class:`MaintenanceSettings`) and store them."""
         return self._maintenance.configure(**changes)
 
-    def gc(self, *, prune: bool = False, grace_seconds: Optional[int] = None,
-           progress: Optional[ProgressCount] = None) -> GcResult:
+    def gc(self, *, prune: bool = False, grace_seconds: int | None = None,
+           progress: ProgressCount | None = None) -> GcResult:
         """Pack loose objects with deltas and merge small packs; with ``prune``, also delete
         what is proven unreachable (see :meth:`Maintenance.gc`)."""
         return self._maintenance.gc(prune=prune, grace_seconds=grace_seconds, progress=progress)

@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Optional, Union
 
 from .errors import InvalidArgumentError
 from .models import Checkpoint
@@ -47,7 +46,7 @@ class Duration:
                                        "years, more than any two times are apart")
 
     @classmethod
-    def parse(cls, value: Union[str, timedelta, "Duration"]) -> "Duration":
+    def parse(cls, value: str | timedelta | Duration) -> Duration:
         """Read ``"1y5m7d2h"`` (any parts, in that order) or a whole-hour ``timedelta``."""
         if isinstance(value, Duration):
             return value
@@ -73,7 +72,8 @@ class Duration:
         year, month = divmod(months, 12)
         day = min(when.day, calendar.monthrange(year, month + 1)[1])
         try:
-            return when.replace(year=year, month=month + 1, day=day) - timedelta(days=self.days, hours=self.hours)
+            shifted = when.replace(year=year, month=month + 1, day=day)
+            return shifted - timedelta(days=self.days, hours=self.hours)
         except OverflowError:
             return earliest
 
@@ -101,13 +101,13 @@ class RetentionPolicy:
     checkpoint that has a name.
     """
 
-    keep_last: Optional[int] = None
-    keep_hourly: Optional[int] = None
-    keep_daily: Optional[int] = None
-    keep_weekly: Optional[int] = None
-    keep_monthly: Optional[int] = None
-    keep_yearly: Optional[int] = None
-    keep_within: Union[Duration, str, timedelta, None] = None
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_within: Duration | str | timedelta | None = None
     keep_named: bool = True
 
     def __post_init__(self) -> None:
@@ -157,7 +157,8 @@ def plan(checkpoints: Sequence[Checkpoint], policy: RetentionPolicy,
     newest N periods having one, in UTC; if fewer than N periods have one, the
     oldest checkpoint is kept too, as ``<period> (oldest)`` when its period
     already had a newer one), ``within <d>`` (created at or after ``now - d``),
-    ``named``. The newest checkpoint is always kept (``latest``). An empty policy keeps everything (``no policy``).
+    ``named``. The newest checkpoint is always kept (``latest``). An empty policy keeps
+    everything (``no policy``).
     """
     if now.tzinfo is None:
         raise InvalidArgumentError(f"now must be a timezone-aware datetime, got {now!r}")
@@ -195,4 +196,4 @@ def plan(checkpoints: Sequence[Checkpoint], policy: RetentionPolicy,
             reasons[i].append("named")
     if order and not reasons[order[0]]:
         reasons[order[0]].append("latest")
-    return [Decision(c, bool(r), tuple(r)) for c, r in zip(checkpoints, reasons)]
+    return [Decision(c, bool(r), tuple(r)) for c, r in zip(checkpoints, reasons, strict=True)]

@@ -18,9 +18,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -51,7 +52,7 @@ class SeedFile:
 
     path: str
     agent_id: str
-    name: Optional[str]
+    name: str | None
     saved_at: datetime
     mtime_ns: int
     sha256: str
@@ -73,11 +74,11 @@ class FileOutcome:
 
     filename: str
     status: str
-    agent_id: Optional[str] = None
-    name: Optional[str] = None
-    saved_at: Optional[datetime] = None
-    checkpoint: Optional[Checkpoint] = None
-    reason: Optional[str] = None
+    agent_id: str | None = None
+    name: str | None = None
+    saved_at: datetime | None = None
+    checkpoint: Checkpoint | None = None
+    reason: str | None = None
 
 
 def read_seed_file(path: str | os.PathLike[str]) -> SeedFile:
@@ -135,9 +136,9 @@ def _parse_time(value: object, path: str) -> datetime:
     return when
 
 
-def import_seed(core: Core, directory: str | os.PathLike[str], *, task_id: Optional[str] = None,
+def import_seed(core: Core, directory: str | os.PathLike[str], *, task_id: str | None = None,
                 dry_run: bool = False,
-                progress: Optional[Callable[[int, int], None]] = None) -> list[FileOutcome]:
+                progress: Callable[[int, int], None] | None = None) -> list[FileOutcome]:
     """Import every ``*.json`` file of ``directory`` (not its subfolders).
 
     Returns one outcome per file: the valid ones oldest first, then the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 from .errors import InvalidArgumentError
 from .git.config import Config, read_config
@@ -35,7 +35,7 @@ class MaintenanceSettings:
         return name.replace("_", "").lower().encode()
 
     @classmethod
-    def read(cls, path: str) -> "MaintenanceSettings":
+    def read(cls, path: str) -> MaintenanceSettings:
         """The settings stored in the config of the repository at ``path``."""
         return cls.from_config(read_config(path), path)
 
@@ -65,7 +65,7 @@ class MaintenanceSettings:
             config.set((b"gitstate",), self._key(f.name), text.encode())
 
 
-def grace_period(path: str, grace: Optional[timedelta]) -> timedelta:
+def grace_period(path: str, grace: timedelta | None) -> timedelta:
     """``grace`` if given (a non-negative ``timedelta``), else the repository's setting."""
     if grace is None:
         return timedelta(seconds=MaintenanceSettings.read(path).grace_seconds)
