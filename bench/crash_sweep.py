@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-files", type=int, help="seed files imported (0: all)")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                         help="trials run at once (default: the cores, at most 4)")
-    parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
+    parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it, with "
+                        "strace's logs and each repository as the fault left it (repo-after-fault)")
     parser.add_argument("--json", type=Path, help="write the figures and failures as JSON")
     args = parser.parse_args(argv)
     if args.fault is None:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=args.keep is None)
     started = time.perf_counter()
     try:
-        harness = Harness(workdir, **settings)
+        harness = Harness(workdir, **settings, keep=args.keep is not None)
     except HarnessError as exc:
         print(f"cannot run: {exc}", file=sys.stderr)
         return 2

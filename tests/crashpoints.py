@@ -67,7 +67,7 @@ SEED_DIR = ROOT / "fixtures" / "seed_checkpoints"
 FAULTS = ("KILL", "ENOSPC", "EIO")
 # "ERROR": one errno per kill point, the one a file system gives there: ENOSPC for the calls
 # that allocate space, EIO for the others. gitstate handles every errno alike (no code
-# looks at it), so this covers its error paths with one trial per point instead of two.
+# looks at it), so this reaches its error paths with one trial per point instead of two.
 ERROR = "ERROR"
 _ALLOCATING = {"openat", "open", "creat", "write", "pwrite64", "writev", "pwritev", "pwritev2",
                "rename", "renameat", "renameat2", "mkdir", "mkdirat", "link", "linkat",
@@ -82,18 +82,20 @@ MUTATING = ("openat", "open", "creat", "write", "pwrite64", "writev", "pwritev",
             "symlinkat", "utimensat", "chmod", "fchmod", "fchmodat", "fallocate", "copy_file_range")
 _TRACE = "trace=" + ",".join("?" + name for name in MUTATING)
 _WRITE_FLAGS = re.compile(r"\bO_(?:WRONLY|RDWR|CREAT|TRUNC|APPEND)\b")
-ATTEMPTS = 3  # runs of a trial whose calls differ from the recording before it is reported
-# the CI run (tests/test_crash_points.py, bench/crash_sweep.py --ci): tiny templates, the
-# command where the operation has one, not durable (what `gitstate` does), three seed files,
-# every kill point with KILL and with one errno; the full sweep: bigger templates,
-# durable=True library calls, the whole seed folder, both errnos at every point
+
+# The CI run (tests/test_crash_points.py, bench/crash_sweep.py --ci): the smallest templates,
+# the command where the operation has one, not durable (what `gitstate` does), three seed
+# files, KILL and one errno at every kill point. The sweep: bigger templates, library calls
+# with durable=True, the whole seed folder, all three faults at every point.
 CI_SETTINGS: dict[str, Any] = {"size": 0, "durable": False, "via": "cli", "seed_files": 3}
-CI_FAULTS = ("KILL", "ERROR")
+CI_FAULTS = ("KILL", ERROR)
 SWEEP_SETTINGS: dict[str, Any] = {"size": 3, "durable": True, "via": "library", "seed_files": 0}
-TRIAL_TIMEOUT = 60.0
-NEXT_LOCK_TIMEOUT = 0.25  # seconds the next operations wait for a lock (no one else holds one)  # seconds for one traced run (a hang is reported, not waited for)
+
+ATTEMPTS = 3  # runs of a trial whose calls differ from the recording before it is reported
+TRIAL_TIMEOUT = 60.0  # seconds for one traced run (a hang is reported, not waited for)
+NEXT_LOCK_TIMEOUT = 0.25  # seconds the next operations wait for a lock (no one else holds one)
 AGED = 2 * 3600  # template objects are made this old: past every grace period
-_PR_SET_PTRACER = 0x59616D61  # prctl option of Yama; with PR_SET_PTRACER_ANY, (unsigned long) -1
+_PR_SET_PTRACER = 0x59616D61  # Yama's prctl; with PR_SET_PTRACER_ANY, (unsigned long) -1
 
 
 class HarnessError(Exception):
@@ -183,6 +185,7 @@ def normalize(path: str, root: str) -> str:
     rel = os.path.relpath(path, root)
     rel = re.sub(r"^objects/[0-9a-f]{2}(?=/|$)", "objects/xx", rel)
     rel = re.sub(r"^objects/xx/[0-9a-f]{38}$", "objects/xx/<sha>", rel)
+    rel = re.sub(r"/pack-[0-9a-f]{40}\.", "/pack-<sha>.", rel)  # a pack may hold a new commit
     return re.sub(r"(tmp_obj_|tmp_pack_|tmp_idx_|tmp)\w+", r"\1*", rel)
 
 
@@ -257,6 +260,7 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["prune", "a", "--keep-last", "2"], removes=True),
     Operation("import", "basic", lambda r, e: r.import_seed(e.seed_dir),
               lambda e: ["import", e.seed_dir]),
+    Operation("save_auto_gc", "auto", lambda r, e: r.save(_state(e)), lambda e: ["save", e.state_file]),
     Operation("gc", "basic", lambda r, e: r.gc(), lambda e: ["gc"]),
     Operation("gc_prune", "basic", lambda r, e: r.gc(prune=True), lambda e: ["gc", "--prune"]),
     Operation("reclaim", "basic", lambda r, e: r.reclaim()),
@@ -291,14 +295,15 @@ def _fan_out(path: Path) -> None:
 
 
 def build_basic(path: Path, size: int, fan_out: bool = True) -> None:
-    """Agent ``a``: ``size + 3`` checkpoints, named ``n2`` and ``n4``, part packed, a reflog
-    (one dropped by a hard rollback); agent ``b``: 2 checkpoints, one named; the objects
-    of a deleted agent (unreachable)."""
+    """Agent ``a``: ``size + 4`` checkpoints, the second named ``n2`` and the second newest
+    ``recent``, the oldest two packed, a reflog (one more dropped by a hard rollback);
+    agent ``b``: 2 checkpoints, one named; the objects of a deleted agent (unreachable).
+    ``fan_out`` creates the 256 object folders (see the module docstring)."""
     repo = StateRepository.init(path)
     repo.configure_maintenance(auto_objects=0)
-    a, count = AgentState(agent_id="a", task="audit"), size + 3
+    a, count = AgentState(agent_id="a", task="audit"), size + 4
     for step in range(1, count + 2):
-        repo.save(_grow(a, step), name={2: "n2", 4: "n4"}.get(step))
+        repo.save(_grow(a, step), name={2: "n2", count - 1: "recent"}.get(step))
         if step == 2:
             repo.gc()
     repo.rollback("a", "latest~1", hard=True)
@@ -319,6 +324,14 @@ def build_packed(path: Path, size: int) -> None:
     with StateRepository.open(path) as repo:
         repo.gc(prune=True, grace_seconds=0)
     _age_objects(path)
+
+
+def build_auto(path: Path, size: int) -> None:
+    """``basic`` where a save runs automatic maintenance at once, in the saving process
+    (what the background process runs, ``_auto_gc``, without a second process to trace)."""
+    build_basic(path, size)
+    with StateRepository.open(path) as repo:
+        repo.configure_maintenance(auto_objects=1, background=False)
 
 
 def build_remote(path: Path, size: int, server: Path, url: str) -> None:
@@ -397,14 +410,17 @@ def debris(path: str) -> list[str]:
     return sorted(found)
 
 
-def names_and_reflogs(path: str) -> list[str]:
-    """Names whose checkpoint is not in their agent's history, reflog SHAs that are missing
-    (agents with a pending journal are left out: the next writer rolls it forward)."""
+def names_and_reflogs(path: str, pending_ok: bool) -> list[str]:
+    """Names whose checkpoint is not in their agent's history, reflog SHAs that are missing.
+
+    With ``pending_ok``, agents with a pending journal (``gitstate/journal/<id>``) are left
+    out: the next writer rolls it forward; without, a pending journal is a problem.
+    """
     journal = Path(path, "gitstate", "journal")
     pending = {p.name for p in journal.iterdir()} if journal.is_dir() else set()
-    problems = []
+    problems = [] if pending_ok else [f"journal of agent {a!r} still pending" for a in sorted(pending)]
     for agent_id, agent in sorted(history(path).items()):
-        if agent_id in pending:
+        if agent_id in pending and pending_ok:
             continue
         for name, sha in sorted(agent.names.items()):
             if not agent.commits:
@@ -508,7 +524,7 @@ def _state_checks(repo: StateRepository, info: TrialInfo, when: str) -> list[tup
         fsck(info.path)
     except AssertionError as exc:
         failed.append((f"git fsck {when}", " ".join(str(exc).split())))
-    for problem in names_and_reflogs(info.path):
+    for problem in names_and_reflogs(info.path, pending_ok=when == "after the fault"):
         failed.append((f"names/reflogs {when}", problem))
     return failed
 
@@ -675,6 +691,8 @@ def pattern(message: str) -> str:
 
 @dataclass
 class Failure:
+    """One failed check of one trial (``point`` None: the operation could not be recorded)."""
+
     op: str
     fault: str
     point: Point | None
@@ -687,8 +705,10 @@ class Failure:
         return f"{self.op} {self.fault} at {where}: {self.check}: {self.message}"
 
     def reproduce(self) -> str:
-        point = f" --point {self.point.index}" if self.point else ""
-        return f"python bench/crash_sweep.py {self.flags}--op {self.op} --fault {self.fault}{point}"
+        if self.point is None:
+            return f"python bench/crash_sweep.py {self.flags}--op {self.op} --list"
+        return (f"python bench/crash_sweep.py {self.flags}--op {self.op} --fault {self.fault} "
+                f"--point {self.point.index}")
 
 
 @dataclass
@@ -730,18 +750,19 @@ class Harness:
     ``size`` grows the templates; ``durable`` opens repositories with ``durable=True``
     (library calls only); ``via`` is ``"cli"`` (the command, where the operation has
     one) or ``"library"``; ``seed_files`` limits the import to the first files of the
-    seed folder (0: all).
+    seed folder (0: all); ``keep`` keeps strace's logs and a copy of the repository as the
+    fault left it (``repo-after-fault``) beside each trial's.
     """
 
     def __init__(self, workdir: Path, *, size: int = 0, durable: bool = False, via: str = "cli",
-                 seed_files: int = 0):
+                 seed_files: int = 0, keep: bool = False):
         if shutil.which("strace") is None:
             raise HarnessError("strace is not installed (apt-get install strace)")
         if via not in ("cli", "library"):
             raise HarnessError(f"via must be 'cli' or 'library', got {via!r}")
         if durable and via == "cli":
             raise HarnessError("durable=True needs via='library' (the command has no durable option)")
-        self.workdir, self.size, self.durable, self.via = workdir, size, durable, via
+        self.workdir, self.size, self.durable, self.via, self.keep = workdir, size, durable, via, keep
         settings = {"size": size, "durable": durable, "via": via, "seed_files": seed_files}
         self.flags = "--ci " if settings == CI_SETTINGS else (
             f"--size {size} --{'' if durable else 'no-'}durable --via {via} --seed-files {seed_files} ")
@@ -773,7 +794,7 @@ class Harness:
             if name == "remote":
                 build_remote(path, self.size, self.workdir / "server" / "server.git", self.env.url)
             else:
-                {"basic": build_basic, "packed": build_packed}[name](path, self.size)
+                {"basic": build_basic, "packed": build_packed, "auto": build_auto}[name](path, self.size)
             self.templates[name] = path
         return self.templates[name]
 
@@ -840,8 +861,9 @@ class Harness:
         pids.sort(key=lambda p: p != pid)  # the child first, then its processes in pid order
         processes = [parse_log(trial / f"strace.{p}", str(repo), str(trial)) for p in pids]
         outcome = json.loads(result_file.read_text()) if result_file.exists() else {}
-        for p in trial.glob("strace.*"):
-            p.unlink()
+        if not self.keep:
+            for p in trial.glob("strace.*"):
+                p.unlink()
         return Traced(processes, status, outcome)
 
     def record(self, op: Operation) -> tuple[list[Point], dict[str, Any]]:
@@ -920,6 +942,9 @@ class Harness:
         kept_ids = {(a, c) for a, h in after.items() for c in h.ids}
         kept = [(a, c) for a, h in before.items() for c in h.ids if (a, c) in kept_ids]
         path = str(self._trial_dir(op) / "repo")
+        if self.keep:  # the repository as the fault left it, before the checks change it
+            shutil.rmtree(path + "-after-fault", ignore_errors=True)
+            shutil.copytree(path, path + "-after-fault", symlinks=True)
         info = TrialInfo(path=path, fault=fault,
                          outcome=traced.outcome if fault != "KILL" else {"ok": False, "typed": True},
                          kept=kept, success_shape=_shape(after), url=self.env.url,
