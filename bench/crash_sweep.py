@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
     trials = sum(sum(r.trials.values()) for r in results)
-    points = sum(len(r.points) for r in results)
+    kill_points = sum(len(r.points) for r in results)
     seconds = time.perf_counter() - started
-    print(f"\n{len(results)} operations, {points} kill points, {trials} trials "
+    print(f"\n{len(results)} operations, {kill_points} kill points, {trials} trials "
           f"({', '.join(args.fault)}), {seconds:.0f} s; {harness.retried} trial(s) run again")
     for result in results:
         if result.failures:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"- {check}: {message[:300]}  [{', '.join(sorted(ops))}]")
     if args.json:
         args.json.write_text(json.dumps({
-            "settings": settings, "seconds": seconds, "trials": trials, "points": points,
+            "settings": settings, "seconds": seconds, "trials": trials, "points": kill_points,
             "operations": [{"op": r.op, "points": len(r.points), "trials": r.trials,
                             "seconds": r.seconds, "failures": [str(f) for f in r.failures]}
                            for r in results]}, indent=2))

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import json
 import os
 import pickle
@@ -91,7 +92,7 @@ CI_SETTINGS: dict[str, Any] = {"size": 0, "durable": False, "via": "cli", "seed_
 CI_FAULTS = ("KILL", ERROR)
 SWEEP_SETTINGS: dict[str, Any] = {"size": 3, "durable": True, "via": "library", "seed_files": 0}
 
-ATTEMPTS = 3  # runs of a trial whose calls differ from the recording before it is reported
+ATTEMPTS = 5  # runs of a trial whose calls differ from the recording before it is reported
 TRIAL_TIMEOUT = 60.0  # seconds for one traced run (a hang is reported, not waited for)
 NEXT_LOCK_TIMEOUT = 0.25  # seconds the next operations wait for a lock (no one else holds one)
 AGED = 2 * 3600  # template objects are made this old: past every grace period
@@ -491,23 +492,22 @@ def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
     if info.remote:
         chain("remote", [("fetch", lambda: repo.fetch("origin")),
                          ("pull", lambda: repo.pull("origin"))])
-    present = history(info.path)
-    for agent in info.agents:
-        if agent not in present and info.fault != "KILL":
-            continue  # the operation creates it; after a fault it may well not exist
-        chain(agent, [
-            (f"save ({agent})", lambda agent=agent: save(agent)),
-            (f"save with a name ({agent})", lambda agent=agent: save(agent, "after-crash")),
-            (f"tag ({agent})", lambda agent=agent: repo.tag(agent, "after-crash-tag", "latest~1")),
-            (f"rollback ({agent})", lambda agent=agent: repo.rollback(agent, "latest~1")),
-            (f"delete ({agent})", lambda agent=agent: repo.delete(agent, "latest~1")),
-            (f"rollback --hard ({agent})",
-             lambda agent=agent: repo.rollback(agent, "latest~1", hard=True)),
-            (f"fork ({agent})", lambda agent=agent: repo.fork(agent, None, f"{agent}-after")),
-            (f"delete_agent ({agent}-after)", lambda agent=agent: repo.delete_agent(f"{agent}-after")),
-            (f"prune ({agent})", lambda agent=agent: repo.prune(
-                agent, RetentionPolicy(keep_last=2), grace=timedelta(0))),
-        ])
+    def agent_steps(agent: str) -> list[tuple[str, Callable[[], object]]]:
+        return [
+            (f"save ({agent})", lambda: save(agent)),
+            (f"save with a name ({agent})", lambda: save(agent, "after-crash")),
+            (f"tag ({agent})", lambda: repo.tag(agent, "after-crash-tag", "latest~1")),
+            (f"rollback ({agent})", lambda: repo.rollback(agent, "latest~1")),
+            (f"delete ({agent})", lambda: repo.delete(agent, "latest~1")),
+            (f"rollback --hard ({agent})", lambda: repo.rollback(agent, "latest~1", hard=True)),
+            (f"fork ({agent})", lambda: repo.fork(agent, None, f"{agent}-after")),
+            (f"delete_agent ({agent}-after)", lambda: repo.delete_agent(f"{agent}-after")),
+            (f"prune ({agent})",
+             lambda: repo.prune(agent, RetentionPolicy(keep_last=2), grace=timedelta(0))),
+        ]
+
+    for agent in info.agents:  # (one the operation creates or deletes may be there or not)
+        chain(agent, agent_steps(agent))
     chain("gc", [("gc", repo.gc)])
     chain("gc --prune", [("gc --prune", lambda: repo.gc(prune=True, grace_seconds=0))])
     chain("reclaim", [("reclaim", lambda: repo.reclaim(grace=timedelta(0)))])
@@ -928,16 +928,16 @@ class Harness:
         """
         recorded, reference = self.recordings[op.name]
         fault = fault_at(fault, point.call)
-        for _attempt in range(ATTEMPTS):
+        for attempt in range(1, ATTEMPTS + 1):
             traced = self._traced(op, fault, point.call)
             if traced.status == -1:
                 return [Failure(op.name, fault, point, "hang", traced.outcome["error"], self.flags)]
             why = self._diverged(recorded, point, fault, traced)
             if why is None:
                 break
+            if attempt == ATTEMPTS:
+                return [Failure(op.name, fault, point, "DIVERGED from the recording", why, self.flags)]
             self.retried += 1
-        else:
-            return [Failure(op.name, fault, point, "DIVERGED from the recording", why, self.flags)]
         before, after = reference["before"], reference["after"]
         kept_ids = {(a, c) for a, h in after.items() for c in h.ids}
         kept = [(a, c) for a, h in before.items() for c in h.ids if (a, c) in kept_ids]
@@ -993,4 +993,4 @@ class Harness:
             failures, retried = work(0)
             self.retried = saved
             return [(failures, retried)]
-        return in_children([lambda k=k: work(k) for k in range(len(slices))])
+        return in_children([functools.partial(work, k) for k in range(len(slices))])

@@ -3,7 +3,8 @@
 out; CI runs ``python -m pytest -q -m crash`` after it. Needs strace and ptrace.
 
 A failure lists each failed check with the kill point and the command that reruns it
-(``python bench/crash_sweep.py --op OP --fault FAULT --point N``).
+(``python bench/crash_sweep.py --ci --op OP --fault FAULT --point N``). The last two
+tests check that the harness sees what it must: a torn ref, an untyped error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from crashpoints import (
     CI_FAULTS,
     CI_SETTINGS,
+    ERROR,
     OPERATIONS,
     Env,
     Harness,
@@ -60,3 +62,21 @@ def test_the_harness_finds_a_torn_ref_write(harness: Harness) -> None:
     torn = {f.check for f in result.failures if f.point is not None and f.point.index == 1}
     assert {"acknowledged checkpoint loads", "verify after the fault"} <= torn, result.report()
     assert not [f for f in result.failures if f.point is not None and f.point.index == 0]
+
+
+def _untyped_error(repo: StateRepository, env: Env) -> None:
+    """A write whose file-system error comes out as something else than a typed error."""
+    try:
+        with open(os.path.join(repo.path, "description"), "a") as f:
+            f.write("more\n")
+    except OSError as exc:
+        raise RuntimeError("could not write") from exc
+
+
+def test_the_harness_finds_an_untyped_error(harness: Harness) -> None:
+    result = harness.run(Operation("untyped_error", "basic", _untyped_error), [ERROR])
+    assert [(p.call.name, p.call.where) for p in result.points] == [
+        ("openat", "description"), ("write", "description")]
+    assert [(f.point.index if f.point else None, f.fault, f.check) for f in result.failures] == [
+        (0, "ENOSPC", "typed error"), (1, "ENOSPC", "typed error")], result.report()
+    assert "untyped RuntimeError: could not write" in result.failures[0].message
