@@ -26,8 +26,13 @@ with SIGSTOP right before the operation, ``strace -f -p`` attaches (its
 the calls of each system call per process from the attach, which is what
 ``when=k`` selects. The checks also run in a forked child, so this process
 keeps the same state (imported modules, caches) from the first recording to
-the last trial. Object fan-out folders are created in the templates, so new
-objects (whose SHAs change with every run) never change the calls made.
+the last trial. Object fan-out folders are created in the templates, so writing a
+new object (whose SHA changes with every run) makes the same calls every time;
+where calls still depend on SHAs (which folders maintenance empties), a trial
+that diverges runs again.
+
+Faults: ``KILL``, ``ENOSPC``, ``EIO``, and ``ERROR`` (ENOSPC where the call
+allocates space, EIO elsewhere: one errno per point, see ``CI_FAULTS``).
 
 ``bench/crash_sweep.py`` runs it from the command line (one operation, fault or
 kill point at a time, to reproduce a failure); ``tests/test_crash_points.py``
@@ -99,6 +104,13 @@ AGED = 2 * 3600  # template objects are made this old: past every grace period
 _PR_SET_PTRACER = 0x59616D61  # Yama's prctl; with PR_SET_PTRACER_ANY, (unsigned long) -1
 
 
+def fault_at(fault: str, call: Call) -> str:
+    """The fault to inject at ``call`` (resolves ``ERROR``)."""
+    if fault != ERROR:
+        return fault
+    return "ENOSPC" if call.name in _ALLOCATING else "EIO"
+
+
 class HarnessError(Exception):
     """The harness itself cannot run (no strace, no ptrace, a broken template)."""
 
@@ -151,13 +163,6 @@ def _split_args(text: str) -> list[str]:
 
 _FD = re.compile(r"(?:AT_FDCWD|-?\d+)<(.*)>$")
 _CALL = re.compile(r"(?P<name>\w+)\((?P<args>.*)\)\s+= (?P<result>.*)$")
-
-
-def fault_at(fault: str, call: Call) -> str:
-    """The fault to inject at ``call`` (resolves ``ERROR``)."""
-    if fault != ERROR:
-        return fault
-    return "ENOSPC" if call.name in _ALLOCATING else "EIO"
 
 
 def _is_path(arg: str) -> bool:
@@ -651,10 +656,6 @@ def _run_operation(op: Operation, path: str, env: Env, via: str, durable: bool,
                 "error": f"untyped {type(exc).__name__}: {exc} ({traceback.format_exc(limit=-3)})"}
 
 
-def _same(first: list[Point], second: list[Point]) -> bool:
-    return _first_difference(first, second) is None
-
-
 def _first_difference(first: list[Point], second: list[Point]) -> str | None:
     def key(p: Point) -> tuple[int, str, int, str]:
         return p.process, p.call.name, p.call.nth, p.call.where
@@ -722,6 +723,8 @@ class Traced:
 
 @dataclass
 class Result:
+    """What the trials of one operation found."""
+
     op: str
     points: list[Point] = field(default_factory=list)
     trials: dict[str, int] = field(default_factory=dict)
@@ -879,7 +882,7 @@ class Harness:
                 raise HarnessError(f"{op.name} fails without any fault: {run.outcome}")
             found = [(proc, calls[k]) for proc, (calls, kills) in enumerate(run.processes) for k in kills]
             runs.append([Point(i, proc, call) for i, (proc, call) in enumerate(found)])
-            if len(runs) >= 2 and _same(runs[-2], runs[-1]):
+            if len(runs) >= 2 and _first_difference(runs[-2], runs[-1]) is None:
                 break
             if len(runs) == ATTEMPTS + 1:
                 raise HarnessError(f"{op.name} does not make the same calls twice in a row in "
