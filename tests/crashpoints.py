@@ -334,7 +334,7 @@ def build_packed(path: Path, size: int) -> None:
 
 def build_auto(path: Path, size: int) -> None:
     """``basic`` where a save runs automatic maintenance at once, in the saving process
-    (what the background process runs, ``_auto_gc``, without a second process to trace)."""
+    (what the background process runs, ``Maintenance.run_quietly``, without a second process to trace)."""
     build_basic(path, size)
     with StateRepository.open(path) as repo:
         repo.configure_maintenance(auto_objects=1, background=False)
