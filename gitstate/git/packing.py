@@ -35,9 +35,9 @@ from dulwich.pack import OFS_DELTA, pack_object_header
 
 from ..ids import is_sha
 from .delta import create_delta
+from .locks import fsync_path
 from .objectset import ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE
-from .store import fsync_path
 
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
 _BATCH = 8192  # objects per write of the index tables
