@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 
@@ -53,8 +53,8 @@ def state_objects(data: Any) -> tuple[Blob, Tree]:
     return blob, tree
 
 
-def checkpoint_commit(tree: bytes, parent: Optional[bytes], agent_id: str, message: bytes,
-                      author_time: Optional[int] = None) -> Commit:
+def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message: bytes,
+                      author_time: int | None = None) -> Commit:
     """A commit of ``tree`` by ``agent_id`` on ``parent``, committed now (times in UTC)."""
     now = int(datetime.now(timezone.utc).timestamp())
     commit = Commit()
@@ -91,7 +91,7 @@ def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
     return object_class(type_num).from_raw_string(type_num, raw, sha)
 
 
-def recommit(info: "CommitInfo", parent: bytes | None) -> Commit:
+def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
     """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
     original = info.full()
     commit = Commit()
@@ -118,7 +118,7 @@ class CommitInfo:
     raw: bytes
 
     @classmethod
-    def parse(cls, sha: bytes, raw: bytes) -> "CommitInfo":
+    def parse(cls, sha: bytes, raw: bytes) -> CommitInfo:
         """Parse a raw commit; ``ValueError`` if it has no tree or a usable author time."""
         end = raw.find(b"\n\n")
         header, message = (raw, b"") if end < 0 else (raw[:end], raw[end + 2:])

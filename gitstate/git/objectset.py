@@ -17,8 +17,7 @@ from array import array
 from binascii import hexlify, unhexlify
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
-from typing import ContextManager
+from contextlib import AbstractContextManager, closing, contextmanager
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
@@ -39,7 +38,7 @@ class ShaTable:
         self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
 
     @classmethod
-    def merged(cls, sources: Iterable[Iterable[bytes]]) -> "ShaTable":
+    def merged(cls, sources: Iterable[Iterable[bytes]]) -> ShaTable:
         """The union of sorted sources of binary SHAs."""
         buf, last = bytearray(), b""
         for sha in heapq.merge(*sources):
@@ -84,7 +83,7 @@ def loose_shas(objects_dir: str) -> Iterator[bytes]:
                 yield unhexlify(prefix + name)
 
 
-def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
+def open_objects(objects_dir: str) -> AbstractContextManager[DiskObjectStore]:
     """A private dulwich object store with a small delta base cache, closed after use."""
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 

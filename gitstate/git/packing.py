@@ -27,7 +27,6 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Optional
 
 from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
@@ -89,8 +88,8 @@ class _Chain:
 
     def __init__(self, max_depth: int):
         self.max_depth = max_depth
-        self.prev: Optional[tuple[int, int]] = None  # (object, depth) of the last blob
-        self.spine: Optional[tuple[int, int]] = None  # where the current chain started
+        self.prev: tuple[int, int] | None = None  # (object, depth) of the last blob
+        self.spine: tuple[int, int] | None = None  # where the current chain started
 
     def base_for(self, obj: int) -> int:
         """The delta base (-1: none) for the next (older) blob ``obj``, and record it."""
@@ -154,7 +153,7 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
 
 
 def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
-               compression: int = -1, written: Optional[Callable[[int], None]] = None) -> str:
+               compression: int = -1, written: Callable[[int], None] | None = None) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
     The pack and its index are written to temporary files, fsynced, and renamed
@@ -185,7 +184,7 @@ def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
 
 
 def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: int,
-                     written: Optional[Callable[[int], None]]) -> tuple[array, array, bytes]:
+                     written: Callable[[int], None] | None) -> tuple[array, array, bytes]:
     """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
     offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n

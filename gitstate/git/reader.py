@@ -34,8 +34,8 @@ import threading
 import weakref
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Callable, Optional, cast
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from dulwich.errors import ApplyDeltaError
 from dulwich.pack import (  # the compiled one when built
@@ -88,7 +88,7 @@ class PackIndex:
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
 
-    def offset(self, binsha: bytes) -> Optional[int]:
+    def offset(self, binsha: bytes) -> int | None:
         """Where the object is in the pack (binary search of the index), or None."""
         data, first = self.data, binsha[0]
         lo, hi = self.fanout[first], self.fanout[first + 1]
@@ -293,7 +293,7 @@ class ObjectReader:
         self._cache_reads = cache_reads
         self._watch_packs = watch_packs
         self._packs: list[_Pack] = []
-        self._packs_seen: Optional[int] = None
+        self._packs_seen: int | None = None
         self._damaged: list[str] = []  # what is wrong with each pack index left unread
 
     def read(self, sha: bytes) -> Raw:
@@ -380,7 +380,7 @@ class ObjectReader:
             self._packs_seen = None
 
     # -- cache -----------------------------------------------------------------------
-    def _get(self, key: object) -> Optional[Raw]:
+    def _get(self, key: object) -> Raw | None:
         with self._lock:
             raw = self._cache.get(key)
             if raw is not None:
@@ -401,7 +401,7 @@ class ObjectReader:
                 self._cached -= _size(old)
 
     # -- loose objects ---------------------------------------------------------------
-    def _read_loose(self, sha: bytes) -> Optional[Raw]:
+    def _read_loose(self, sha: bytes) -> Raw | None:
         path = loose_path(self.objects_dir, sha)
         try:
             with open(path, "rb") as f:
@@ -455,11 +455,11 @@ class ObjectReader:
             packs.append(pack)
         self._packs, self._damaged = packs, damaged
 
-    def _read_packed(self, sha: bytes) -> Optional[Raw]:
+    def _read_packed(self, sha: bytes) -> Raw | None:
         found = self._locate(bytes.fromhex(sha.decode()))
         return None if found is None else self._read_at(*found)
 
-    def _locate(self, binsha: bytes) -> Optional[tuple[_Pack, int]]:
+    def _locate(self, binsha: bytes) -> tuple[_Pack, int] | None:
         for pack in self._current_packs():
             offset = pack.index.offset(binsha)
             if offset is not None:

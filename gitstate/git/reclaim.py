@@ -26,7 +26,6 @@ import time
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Optional
 
 from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
@@ -203,7 +202,7 @@ class Census:
 
 
 def remove_loose(objects_dir: str, shas: Iterable[bytes],
-                 cutoff: Optional[float] = None) -> tuple[int, int]:
+                 cutoff: float | None = None) -> tuple[int, int]:
     """Unlink loose objects (only those older than ``cutoff`` if given), then the
     fan-out folders left empty; return (count, bytes) removed."""
     count = freed = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dulwich.client import get_transport_and_path
@@ -27,7 +27,7 @@ Progress = Callable[[str], None]
 T = TypeVar("T")
 
 
-def _secret(url: str) -> Optional[str]:
+def _secret(url: str) -> str | None:
     """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
     try:
         parts = urlsplit(url)
@@ -106,7 +106,7 @@ def reachable(url: str) -> None:
 
 
 def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dict[bytes, bytes]],
-         progress: Optional[Progress]) -> dict[bytes, str]:
+         progress: Progress | None) -> dict[bytes, str]:
     """Send the objects the server lacks and the ref changes ``update_refs`` returns (given the
     server's refs), in one connection; return the refs the server refused, with its reasons."""
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
@@ -120,7 +120,7 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
 
 
 def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]], list[bytes]],
-          prefixes: list[bytes], progress: Optional[Progress]) -> None:
+          prefixes: list[bytes], progress: Progress | None) -> None:
     """Download, in one connection, the objects of the SHAs ``determine_wants`` picks from the
     server's refs under ``prefixes`` (the caller holds the maintenance lock until refs name them)."""
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
@@ -129,7 +129,7 @@ def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]]
         progress=_sink(progress, url), ref_prefix=prefixes))
 
 
-def _sink(progress: Optional[Progress], url: str) -> Optional[Callable[[Any], None]]:
+def _sink(progress: Progress | None, url: str) -> Callable[[Any], None] | None:
     """Adapt a text progress callback to dulwich's (bytes or str), secrets redacted."""
     if progress is None:
         return None
