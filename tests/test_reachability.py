@@ -235,6 +235,24 @@ def test_every_root_keeps_what_it_reaches(repo: StateRepository, root: str, oper
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_commit_without_an_author_still_keeps_its_history(repo: StateRepository, operation: str) -> None:
+    """Loads refuse such a commit (CommitInfo needs its author), maintenance walks through it
+    (the one commit parser reads its tree and parents) as git does."""
+    history(repo)
+    blob = run(repo.path, "hash-object", "-w", "--stdin", input=b"only here\n")
+    tree = run(repo.path, "mktree", input=f"100644 blob {blob}\tstate.json\n".encode())
+    orphan = run(repo.path, "commit-tree", tree, "-m", "reached only through the next one")
+    raw = f"tree {tree}\nparent {orphan}\nparent {head(repo)}\n\nno author\n".encode()
+    odd = run(repo.path, "hash-object", "-t", "commit", "-w", "--literally", "--stdin", input=raw)
+    run(repo.path, "update-ref", "refs/heads/foreign", odd)
+    age(repo.path)
+    kept = set(run(repo.path, "rev-list", "--objects", odd).split()) - {"state.json"}
+    assert {odd, orphan, blob, head(repo)} <= kept
+    OPERATIONS[operation](repo)
+    assert kept <= objects(repo.path)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_dangling_symbolic_ref_and_an_empty_fetch_head_are_fine(repo: StateRepository, operation: str) -> None:
     history(repo)
     git(repo, "symbolic-ref", "refs/heads/agents/ghost", "refs/heads/agents/nobody")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +13,7 @@ from .. import codec
 from ..errors import InvalidArgumentError
 
 STATE_FILE = b"state.json"
+_LINKS = re.compile(rb"tree ([0-9a-f]{40})\n((?:parent [0-9a-f]{40}\n)*)")  # how a commit starts
 COMMITTER = b"gitstate <gitstate@localhost>"
 # the author times read: what a datetime can hold (years 1 to 9999, UTC)
 MIN_TIME = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
@@ -119,23 +121,45 @@ class CommitInfo:
 
     @classmethod
     def parse(cls, sha: bytes, raw: bytes) -> CommitInfo:
-        """Parse a raw commit; ``ValueError`` if it has no tree or a usable author time."""
-        end = raw.find(b"\n\n")
-        header, message = (raw, b"") if end < 0 else (raw[:end], raw[end + 2:])
-        tree, parents, author_time = None, [], None
-        for line in header.split(b"\n"):  # continuation lines (gpgsig) start with a space
-            if line.startswith(b"parent "):
-                parents.append(line[7:])
-            elif line.startswith(b"tree "):
-                tree = line[5:]
-            elif line.startswith(b"author "):
-                author_time = int(line.rsplit(b" ", 2)[1])
-        if tree is None or author_time is None:
-            raise ValueError("commit without a tree or an author")
+        """Parse a raw commit; ``ValueError`` if its links do not parse (:func:`commit_links`)
+        or it has no author line with a usable time."""
+        links, at = _links(raw)
+        end = raw.find(b"\n\n", at - 1)  # the header ends at the first empty line
+        header_end, message = (len(raw), b"") if end < 0 else (end, raw[end + 2:])
+        author = raw.find(b"\nauthor ", at - 1, header_end)  # (continuation lines start with a space)
+        if author < 0:
+            raise ValueError("commit without an author")
+        line_end = raw.find(b"\n", author + 1, header_end)
+        fields = raw[author + 8:header_end if line_end < 0 else line_end].rsplit(b" ", 2)
+        try:
+            author_time = int(fields[-2])
+        except (IndexError, ValueError):
+            raise ValueError(f"author line {raw[author + 1:author + 100]!r} has no time") from None
         if not MIN_TIME <= author_time <= MAX_TIME:
             raise ValueError(f"author time {author_time} is outside the years 1 to 9999")
-        return cls(sha, tree, tuple(parents), author_time, message, raw)
+        return cls(sha, links[0], tuple(links[1:]), author_time, message, raw)
 
     def full(self) -> Commit:
         """The whole commit as a dulwich object (every header)."""
         return Commit.from_raw_string(Commit.type_num, self.raw, self.id)
+
+
+def commit_links(raw: bytes) -> list[bytes]:
+    """[tree, *parents] (hex SHAs) of a raw commit: the lines it starts with, as git
+    requires (``parse_commit_buffer``); ``ValueError`` if they do not parse. The one
+    commit parser: :meth:`CommitInfo.parse` reads the rest of the header after them,
+    history walks and maintenance read only them (a commit without an author still
+    links its history)."""
+    return _links(raw)[0]
+
+
+def _links(raw: bytes) -> tuple[list[bytes], int]:
+    """:func:`commit_links`, and where the line after them starts."""
+    match = _LINKS.match(raw)
+    if match is None:
+        raise ValueError(f"the commit starts with {raw[:60]!r}, not 'tree <sha>'")
+    at = match.end()
+    if raw.startswith(b"parent ", at):
+        raise ValueError(f"the commit has a line {raw[at:at + 60]!r}, not 'parent <sha>'")
+    tree, parents = match.group(1, 2)  # parents: b"parent <sha>\n" lines
+    return [tree, *parents[7:-1].split(b"\nparent ")] if parents else [tree], at

@@ -32,8 +32,8 @@ from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 from dulwich.pack import OFS_DELTA, pack_object_header
 
-from ..ids import is_sha
 from .delta import create_delta
+from .layout import commit_links
 from .locks import fsync_path
 from .objectset import ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE
@@ -68,19 +68,6 @@ class Plan:
 
     order: array = field(default_factory=lambda: array("I"))
     bases: array = field(default_factory=lambda: array("i"))
-
-
-def commit_links(raw: bytes) -> list[bytes]:
-    """[tree, *parents] (hex) of a raw commit, which starts with them as git writes it;
-    ``ValueError`` if it does not."""
-    links: list[bytes] = []
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"parent " if links else b"tree "):
-            break
-        links.append(line.partition(b" ")[2])
-    if not links or not all(map(is_sha, links)):
-        raise ValueError("its first lines are not 'tree <sha>' and 'parent <sha>' lines")
-    return links
 
 
 class _Chain:

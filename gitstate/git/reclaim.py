@@ -33,6 +33,7 @@ from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
 from ..errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
 from ..ids import is_sha
+from .layout import commit_links
 from .objectset import (
     STOPPED,
     ShaTable,
@@ -41,7 +42,7 @@ from .objectset import (
     pack_layout,
     read_or_stop,
 )
-from .packing import Objects, Plan, commit_links, write_pack
+from .packing import Objects, Plan, write_pack
 from .reader import (
     BLOB,
     COMMIT,

@@ -29,7 +29,7 @@ from ..ids import _check
 from . import journal
 from .dulwich_types import object_id
 from .journal import JOURNAL_DIR, RefUpdate
-from .layout import CommitInfo
+from .layout import commit_links
 from .locks import Locks, RefLock
 from .loose import LooseWriter, remove_temporaries
 from .reader import CACHE_BYTES, ObjectReader, loose_path
@@ -181,7 +181,7 @@ class Store:
             yield lock
 
     def _parents(self, sha: bytes) -> list[bytes]:
-        return list(CommitInfo.parse(sha, self.reader.read(sha)[1]).parents)
+        return commit_links(self.reader.read(sha)[1])[1:]
 
     def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
         """Hold the write lock of one agent (serializes gitstate writers of that agent).
