@@ -18,7 +18,13 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import fsck, git, grow, snapshot
-from gitstate import AgentState, CorruptObjectError, NotARepositoryError, StateRepository
+from gitstate import (
+    AgentState,
+    CorruptObjectError,
+    NotARepositoryError,
+    RepositoryFormatError,
+    StateRepository,
+)
 from gitstate.retention import RetentionPolicy
 from gitstate_cli.main import cli
 
@@ -304,6 +310,19 @@ def test_maintenance_refuses_a_repository_that_is_not_bare(repo: StateRepository
         match = r"no core.bare = true"
     assert_refused(repo, operation, NotARepositoryError, f"not a bare repository.*{match}")
     assert staged in objects(repo.path)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_config_damaged_since_open_stops_maintenance_naming_its_line(repo: StateRepository,
+                                                                       operation: str) -> None:
+    staged = _dangling_commit(history(repo))
+    before, config = objects(repo.path), Path(repo.path, "config")
+    sound = config.read_bytes()
+    config.write_bytes(sound + b"[core\n")  # git refuses it too
+    with pytest.raises(RepositoryFormatError, match=r"config line \d+: .*fix it"):
+        OPERATIONS[operation](repo)
+    config.write_bytes(sound)
+    assert objects(repo.path) == before and staged in before
 
 
 def test_a_work_tree_repository_is_usable_and_packed_without_loss(tmp_path: Path) -> None:

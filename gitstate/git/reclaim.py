@@ -27,12 +27,16 @@ from binascii import hexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
-from ..errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
+from ..errors import (
+    CorruptObjectError,
+    DamagedObjectError,
+    NotARepositoryError,
+)
 from ..ids import is_sha
+from .config import read_config
 from .layout import commit_links
 from .objectset import (
     STOPPED,
@@ -252,15 +256,17 @@ def _tag_target(sha: bytes, raw: bytes) -> tuple[bytes, int]:
 
 def check_bare(path: str) -> None:
     """``NotARepositoryError`` unless the repository at ``path`` is bare (``core.bare =
-    true``, no ``index``, no linked work trees): maintenance deletes objects only there."""
+    true``, no ``index``, no linked work trees): maintenance deletes objects only there.
+    A config that does not parse raises ``RepositoryFormatError`` naming its line
+    (:func:`~gitstate.git.config.read_config`)."""
     try:
-        bare = ConfigFile.from_path(os.path.join(path, "config")).get((b"core",), b"bare")
+        bare = read_config(path).get((b"core",), b"bare")
         reason = None if bare.strip().lower() in (b"true", b"yes", b"on", b"1") else \
             f"core.bare = {bare.decode(errors='replace')}: the .git folder of a work tree"
     except KeyError:
         reason = ("its config has no core.bare = true (if it is bare: "
                   f"git --git-dir {path} config core.bare true)")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         reason = f"its config cannot be read ({exc})"
     worktrees = os.path.join(path, "worktrees")
     if reason is None and os.path.exists(os.path.join(path, "index")):
