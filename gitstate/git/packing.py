@@ -40,6 +40,7 @@ from .reader import BLOB, COMMIT, SHA_SIZE
 
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
 _BATCH = 8192  # objects per write of the index tables
+_MANY = 255  # deltas on one base beyond which pack_entries stops counting them
 
 ReadRaw = Callable[[int], tuple[int, bytes]]  # object number -> (type number, raw content)
 
@@ -175,11 +176,6 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
     """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
     offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n
-    uses = bytearray(n)  # times each object is the base of a delta still to write
-    for base in plan.bases:
-        if base >= 0:
-            uses[base] += 1
-    live: dict[int, bytes] = {}  # raw content of blobs still needed as delta bases
     with open(path, "wb") as f:
         offset = 0
 
@@ -190,29 +186,16 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
             offset += len(chunk)
 
         put(b"PACK" + (2).to_bytes(4, "big") + len(plan.order).to_bytes(4, "big"))
-        count = 0
-        for i, base in zip(plan.order, plan.bases):
-            type_num, raw = read(i)
-            body: bytes = raw
+        for count, (i, type_num, base, body) in enumerate(pack_entries(n, plan, read), 1):
             start = offset
-            if base >= 0:
-                delta = create_delta(live[base], raw)
-                if len(delta) < len(raw) * MAX_DELTA_RATIO:
-                    body = delta
-                uses[base] -= 1
-                if not uses[base]:
-                    del live[base]
-            if body is raw:
-                header = bytes(pack_object_header(type_num, None, len(raw), SHA1))
+            if base < 0:
+                header = bytes(pack_object_header(type_num, None, len(body), SHA1))
             else:
                 header = bytes(pack_object_header(OFS_DELTA, start - offsets[base] + 1, len(body), SHA1))
             data = zlib.compress(body, compression)
             put(header)
             put(data)
             offsets[i], crcs[i] = start + 1, zlib.crc32(data, zlib.crc32(header))
-            if uses[i]:  # a delta base: keep its content until its deltas are written
-                live[i] = raw
-            count += 1
             if written is not None:
                 written(count)
         checksum = hasher.digest()
@@ -220,6 +203,35 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
         f.flush()
         os.fsync(f.fileno())
     return offsets, crcs, checksum
+
+
+def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, int, bytes]]:
+    """``(object, type, base, body)`` of each planned object (of ``n``), in the plan's order.
+
+    ``body`` is the object's content (``base`` -1), or a git delta against object
+    ``base`` (which comes earlier) if that is smaller than ``MAX_DELTA_RATIO`` of
+    it. A base's content is kept only until its last delta is made (a base of
+    more than 254 deltas, as git may write, until the end).
+    """
+    uses = bytearray(n)  # deltas still to make on each object (_MANY: too many to count)
+    for base in plan.bases:
+        if base >= 0 and uses[base] < _MANY:
+            uses[base] += 1
+    live: dict[int, bytes] = {}  # content of the objects still needed as delta bases
+    for i, base in zip(plan.order, plan.bases):
+        type_num, raw = read(i)
+        body = raw
+        if base >= 0:
+            delta = create_delta(live[base], raw)
+            if len(delta) < len(raw) * MAX_DELTA_RATIO:
+                body = delta
+            if uses[base] < _MANY:
+                uses[base] -= 1
+                if not uses[base]:
+                    del live[base]
+        if uses[i]:
+            live[i] = raw
+        yield i, type_num, -1 if body is raw else base, body
 
 
 def write_index(f, table: ShaTable, offsets: array, crcs: array, checksum: bytes) -> None:
