@@ -11,8 +11,11 @@ from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tre
 
 from .. import codec
 from ..errors import InvalidArgumentError
+from ..ids import is_sha
+from .reader import TYPE_NAMES
 
 STATE_FILE = b"state.json"
+TREE_MODE, GITLINK_MODE = 0o040000, 0o160000  # tree entries naming a tree, a commit (submodule)
 _LINKS = re.compile(rb"tree ([0-9a-f]{40})\n((?:parent [0-9a-f]{40}\n)*)")  # how a commit starts
 COMMITTER = b"gitstate <gitstate@localhost>"
 # the author times read: what a datetime can hold (years 1 to 9999, UTC)
@@ -163,3 +166,14 @@ def _links(raw: bytes) -> tuple[list[bytes], int]:
         raise ValueError(f"the commit has a line {raw[at:at + 60]!r}, not 'parent <sha>'")
     tree, parents = match.group(1, 2)  # parents: b"parent <sha>\n" lines
     return [tree, *parents[7:-1].split(b"\nparent ")] if parents else [tree], at
+
+
+def tag_target(raw: bytes) -> tuple[bytes, int]:
+    """(hex SHA, type number) of what a raw annotated tag names (its ``object`` and ``type``
+    lines); ``ValueError`` if it does not start with them."""
+    lines = raw.split(b"\n", 2)[:2]
+    target = lines[0][7:]
+    kind = TYPE_NAMES.get(lines[1][5:]) if len(lines) == 2 and lines[1].startswith(b"type ") else None
+    if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
+        raise ValueError("no 'object' and 'type' lines")
+    return target, kind

@@ -50,6 +50,9 @@ class ShaTable:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def sha(self, i: int) -> bytes:
+        return bytes(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
+
     def hex(self, i: int) -> bytes:
         return hexlify(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
 

@@ -24,7 +24,8 @@ import random
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from binascii import unhexlify
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -32,11 +33,12 @@ from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 from dulwich.pack import OFS_DELTA, pack_object_header
 
+from ..errors import CorruptObjectError
 from .delta import create_delta
-from .layout import commit_links
+from .layout import GITLINK_MODE, TREE_MODE, commit_links, tag_target, tree_entries
 from .locks import fsync_path
 from .objectset import ShaTable
-from .reader import BLOB, COMMIT, SHA_SIZE
+from .reader import BLOB, COMMIT, SHA_SIZE, TAG, TREE, Raw
 
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
 _BATCH = 8192  # objects per write of the index tables
@@ -138,6 +140,103 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
         if wanted[i] and not done[i]:
             emit(i)
     return plan
+
+
+def pack_to_send(read: Callable[[bytes], Raw], want: Iterable[bytes], have: Iterable[bytes],
+                 max_depth: int) -> tuple[int, Iterator[tuple[bytes, int, bytes | None, bytes]]]:
+    """The objects a server holding ``have`` lacks to hold ``want`` (hex SHAs), as a pack:
+    how many, and ``(binary SHA, type, binary SHA of the delta base or None, body)`` of each
+    in order (:func:`pack_entries`: each history with deltas, bases first).
+
+    ``read(sha)`` is the object reader's. What is sent is what the wants reach
+    minus what the haves reach, as git and dulwich count it: every commit the
+    haves reach, and the trees and blobs of those commits where the history sent
+    meets them (an older tree or blob the server has that a commit sent names
+    again is sent again). A have this repository lacks (the server has more) or
+    cannot follow (a shallow history) is skipped; an object the wants reach that
+    is missing raises ``CorruptObjectError``, while planning or while streaming.
+    """
+    def needed(sha: bytes) -> Raw:
+        try:
+            return read(sha)
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is missing, yet a ref being pushed "
+                                     "reaches it: nothing was pushed (git fsck names the damage)") from None
+
+    known: set[bytes] = set()  # what the server has, as far as this push needs to know
+    todo = list(have)
+    while todo:
+        sha = todo.pop()
+        if sha in known:
+            continue
+        try:
+            kind, raw = read(sha)
+        except KeyError:
+            continue
+        known.add(sha)
+        if kind == COMMIT:
+            todo.extend(commit_links(raw)[1:])
+        elif kind == TAG:
+            todo.append(tag_target(raw)[0])
+    kinds: dict[bytes, int] = {}  # what is sent
+    trees: list[bytes] = []  # the trees (or blobs) that commits, tags and refs sent name
+    met: set[bytes] = set()  # what the server has that the wants reach without a step between
+    stack = list(want)
+    while stack:
+        sha = stack.pop()
+        if sha in kinds or sha in met:
+            continue
+        if sha in known:
+            met.add(sha)
+            continue
+        kind, raw = needed(sha)
+        if kind == COMMIT:
+            kinds[sha] = kind
+            links = commit_links(raw)
+            trees.append(links[0])
+            stack.extend(links[1:])
+        elif kind == TAG:
+            kinds[sha] = kind
+            stack.append(tag_target(raw)[0])
+        else:
+            trees.append(sha)
+    for sha in met:  # where the two histories meet, the server has what the trees hold
+        kind, raw = read(sha)
+        top = commit_links(raw)[0] if kind == COMMIT else sha
+        known.update(sha for sha, _kind in _under(needed, top, known.__contains__))
+    for tree in trees:
+        for sha, kind in _under(needed, tree, lambda sha: sha in known or sha in kinds):
+            kinds[sha] = kind
+    table = ShaTable(b"".join(sorted(map(unhexlify, kinds))))
+    objects = Objects(table)
+    for sha, kind in kinds.items():
+        objects.kinds[table.find_hex(sha)] = kind
+
+    def read_number(i: int) -> Raw:
+        return needed(table.hex(i))
+
+    plan = plan_pack(objects, bytearray(b"\1") * len(table), read_number, max_depth)
+    entries = ((table.sha(i), kind, None if base < 0 else table.sha(base), body)
+               for i, kind, base, body in pack_entries(len(table), plan, read_number))
+    return len(plan.order), entries
+
+
+def _under(read: Callable[[bytes], Raw], top: bytes, skip: Callable[[bytes], bool]
+           ) -> Iterator[tuple[bytes, int]]:
+    """``(hex SHA, type)`` of ``top`` (a tree, or a blob) and the trees and blobs under it,
+    but those ``skip`` names and what is under them. Trees are read, blobs not. The
+    caller makes ``skip`` name each object as it comes, so that each comes once."""
+    stack = [(top, 0)]  # 0: a tree, or a blob named by a ref (read to know which)
+    while stack:
+        sha, kind = stack.pop()
+        if skip(sha):
+            continue
+        if kind != BLOB:
+            kind, raw = read(sha)
+        yield sha, kind
+        if kind == TREE:
+            stack.extend((entry, TREE if mode == TREE_MODE else BLOB)
+                         for _name, mode, entry in tree_entries(raw) if mode != GITLINK_MODE)
 
 
 def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,

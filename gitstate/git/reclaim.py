@@ -35,9 +35,8 @@ from ..errors import (
     DamagedObjectError,
     NotARepositoryError,
 )
-from ..ids import is_sha
 from .config import read_config
-from .layout import commit_links
+from .layout import GITLINK_MODE, TREE_MODE, commit_links, tag_target
 from .objectset import (
     STOPPED,
     ShaTable,
@@ -71,7 +70,6 @@ from .refs import (
 )
 from .store import Store
 
-_TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
 _KIND_NAMES = {kind: name.decode() for name, kind in TYPE_NAMES.items()}
 Root = tuple[bytes, int, str]  # (hex SHA, the type it must have or 0 for any, what names it)
 LOOSE, YOUNG, REACHED, LEFT_LOOSE = 1, 2, 4, 8  # Census.flags bits
@@ -174,9 +172,9 @@ class Census:
                         raise CorruptObjectError(f"tree {sha.decode()} is damaged ({exc}), reached "
                                                  f"from {source}; {STOPPED}") from None
                     for _name, mode, entry in entries:
-                        if mode == _TREE_MODE:
+                        if mode == TREE_MODE:
                             stack.append((entry, TREE))
-                        elif mode != _GITLINK_MODE:
+                        elif mode != GITLINK_MODE:
                             self._reach_blob(entry, source)
                 elif kind == TAG:
                     stack.append(_tag_target(sha, raw))
@@ -245,13 +243,10 @@ def _wrong_type(sha: bytes, kind: int, want: int, source: str) -> None:
 
 def _tag_target(sha: bytes, raw: bytes) -> tuple[bytes, int]:
     """(hex SHA, type) of what an annotated tag names."""
-    lines = raw.split(b"\n", 2)[:2]
-    target = lines[0][7:]
-    kind = TYPE_NAMES.get(lines[1][5:]) if len(lines) == 2 and lines[1].startswith(b"type ") else None
-    if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
-        raise CorruptObjectError(f"tag {sha.decode()} is damaged (no 'object' and 'type' "
-                                 f"lines); {STOPPED}")
-    return target, kind
+    try:
+        return tag_target(raw)
+    except ValueError as exc:
+        raise CorruptObjectError(f"tag {sha.decode()} is damaged ({exc}); {STOPPED}") from None
 
 
 def check_bare(path: str) -> None:
