@@ -37,3 +37,9 @@ def ref_map(refs: Mapping[bytes, bytes]) -> dict[Ref, ObjectID]:
 def plain_refs(refs: Mapping[Ref, ObjectID]) -> dict[bytes, bytes]:
     """Refs and their SHAs as dulwich gives them (a server's), as gitstate takes them."""
     return {name: sha for name, sha in refs.items()}
+
+
+def remote_path(path: str) -> bytes:
+    """The path on a server that ``get_transport_and_path`` gave, as ``send_pack`` is typed
+    to take it (UTF-8, as dulwich's clients encode it)."""
+    return path.encode()

@@ -12,6 +12,7 @@ from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tre
 from .. import codec
 from ..errors import InvalidArgumentError
 from ..ids import is_sha
+from .dulwich_types import object_id
 from .reader import TYPE_NAMES
 
 STATE_FILE = b"state.json"
@@ -63,8 +64,8 @@ def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message:
     """A commit of ``tree`` by ``agent_id`` on ``parent``, committed now (times in UTC)."""
     now = int(datetime.now(timezone.utc).timestamp())
     commit = Commit()
-    commit.tree = tree
-    commit.parents = [parent] if parent else []
+    commit.tree = object_id(tree)
+    commit.parents = [object_id(parent)] if parent else []
     commit.author = f"{agent_id} <{agent_id}@gitstate>".encode()
     commit.committer = COMMITTER
     commit.author_time = now if author_time is None else author_time
@@ -78,7 +79,7 @@ def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message:
 def tree_entries(raw: bytes) -> list[tuple[bytes, int, bytes]]:
     """``(name, mode, hex SHA)`` of each entry of a raw tree; ``ValueError`` if it does not parse."""
     try:
-        return parse_tree(raw, 20)
+        return list(parse_tree(raw, 20))  # (dulwich's Python parser is a generator)
     except Exception as exc:  # dulwich's compiled and Python parsers raise different types
         raise ValueError(f"the tree does not parse: {exc}") from None
 
@@ -93,7 +94,10 @@ def state_blob(tree: bytes) -> bytes | None:
 
 def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
     """Object ``sha`` of type ``type_num`` read back as ``raw``, to write it again (freshen it)."""
-    return object_class(type_num).from_raw_string(type_num, raw, sha)
+    kind = object_class(type_num)
+    if kind is None:
+        raise ValueError(f"git has no object type {type_num}")
+    return kind.from_raw_string(type_num, raw, object_id(sha))
 
 
 def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
@@ -101,7 +105,7 @@ def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
     original = info.full()
     commit = Commit()
     commit.tree = original.tree
-    commit.parents = [parent] if parent else []
+    commit.parents = [object_id(parent)] if parent else []
     commit.author, commit.committer = original.author, original.committer
     commit.author_time, commit.commit_time = original.author_time, original.commit_time
     commit.author_timezone = original.author_timezone
@@ -144,7 +148,9 @@ class CommitInfo:
 
     def full(self) -> Commit:
         """The whole commit as a dulwich object (every header)."""
-        return Commit.from_raw_string(Commit.type_num, self.raw, self.id)
+        commit = Commit()
+        commit.set_raw_string(self.raw, object_id(self.id))
+        return commit
 
 
 def commit_links(raw: bytes) -> list[bytes]:

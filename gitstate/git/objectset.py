@@ -23,6 +23,7 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
 from ..errors import CorruptObjectError
+from .dulwich_types import object_id
 from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
@@ -115,8 +116,8 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     Objects it does not find itself (behind alternates) are read through dulwich.
     """
     with open_objects(objects_dir) as store:
-        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE, cache_reads=False,
-                              watch_packs=False)
+        reader = ObjectReader(objects_dir, lambda sha: store.get_raw(object_id(sha)),
+                              MAINTENANCE_CACHE, cache_reads=False, watch_packs=False)
         try:
             yield reader
         finally:
@@ -142,11 +143,11 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
             kind, _size, delta_base, _start = read_entry_header(f.fileno(), offset)
-            if kind == OFS_DELTA:
-                at = bisect_left(sorted_offsets, delta_base)  # type: ignore[arg-type]
+            if isinstance(delta_base, int):  # an offset delta
+                at = bisect_left(sorted_offsets, delta_base)
                 bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [delta_base]) else -1
-            elif kind == REF_DELTA:
-                bases[pos] = table.find(delta_base)  # type: ignore[arg-type]
+            elif delta_base is not None:  # a ref delta
+                bases[pos] = table.find(delta_base)
             if kind in (OFS_DELTA, REF_DELTA) and bases[pos] < 0:
                 raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:

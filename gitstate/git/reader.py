@@ -58,6 +58,8 @@ _IDX_HEADER = b"\377tOc\0\0\0\2"
 _FANOUT_END = 8 + 256 * 4
 
 Raw = tuple[int, bytes]  # (git type number, object content)
+Base = int | bytes | None  # a pack entry's delta base: an offset, a binary SHA, or none
+InflateError = cast("type[Exception]", isal_zlib.error)  # (isal's stub calls it an instance)
 
 
 def type_name(type_num: int) -> str:
@@ -166,7 +168,7 @@ class _Pack:
                             f"its index {index.count}")
         return problems
 
-    def entry(self, offset: int) -> tuple[int, object, bytes]:
+    def entry(self, offset: int) -> tuple[int, Base, bytes]:
         """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`);
         ``DamagedObjectError`` naming the pack if it is damaged."""
         try:
@@ -193,7 +195,7 @@ def pack_file_damage(idx_path: str) -> list[str]:
         return [str(exc)]
 
 
-def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
+def entry_header(head: bytes, offset: int) -> tuple[int, int, Base, int]:
     """``(type, size, base, data offset)`` of the pack entry at ``offset`` starting with ``head``.
 
     ``base`` is the base's offset for an offset delta, its binary SHA for a ref
@@ -206,7 +208,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
             byte = head[pos]
             size |= (byte & 0x7F) << shift
             shift, pos = shift + 7, pos + 1
-        base: object = None
+        base: Base = None
         if kind == OFS_DELTA:
             byte = head[pos]
             distance, pos = byte & 0x7F, pos + 1
@@ -219,7 +221,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
             base = offset - distance
         elif kind == REF_DELTA:
             base, pos = bytes(head[pos:pos + SHA_SIZE]), pos + SHA_SIZE
-            if len(base) != SHA_SIZE:  # type: ignore[arg-type]
+            if len(base) != SHA_SIZE:
                 raise IndexError
         elif kind not in (COMMIT, TREE, BLOB, TAG):
             raise DamagedObjectError(f"pack entry at {offset} has type {kind}, "
@@ -229,7 +231,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
     return kind, size, base, offset + pos
 
 
-def read_entry_header(fd: int, offset: int) -> tuple[int, int, object, int]:
+def read_entry_header(fd: int, offset: int) -> tuple[int, int, Base, int]:
     """:func:`entry_header` of the pack open as ``fd``."""
     return entry_header(os.pread(fd, 64, offset), offset)
 
@@ -253,7 +255,7 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
             raise DamagedObjectError(f"the zlib stream at offset {start} is cut short")
         try:
             out.append(inflater.decompress(chunk))
-        except isal_zlib.error as exc:
+        except InflateError as exc:
             raise DamagedObjectError(f"the zlib stream at offset {start} does not inflate: "
                                      f"{exc}") from None
         total += len(out[-1])
@@ -413,7 +415,7 @@ class ObjectReader:
                                      "folder of loose objects") from None
         except IsADirectoryError:
             raise DamagedObjectError(f"loose object file {path} is a folder") from None
-        except isal_zlib.error as exc:
+        except InflateError as exc:
             raise DamagedObjectError(f"loose object file {path} does not inflate: {exc}") from None
         header, _, content = data.partition(b"\0")
         kind, _, size = header.partition(b" ")
@@ -483,8 +485,8 @@ class ObjectReader:
             if len(chain) > MAX_CHAIN:
                 raise DamagedObjectError(f"delta chain at offset {offset} of {pack.path} is longer "
                                          f"than {MAX_CHAIN} (a cycle?)")
-            if kind == OFS_DELTA:
-                offset = base  # type: ignore[assignment]
+            if isinstance(base, int):  # an offset delta
+                offset = base
                 continue
             base_sha = cast(bytes, base)  # a ref delta names its base by (binary) SHA
             found = self._locate(base_sha)

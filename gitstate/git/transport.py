@@ -20,7 +20,7 @@ from dulwich.pack import REF_DELTA, UnpackedObject
 from dulwich.refs import Ref
 
 from ..errors import GitstateError, InvalidArgumentError, RemoteError
-from .dulwich_types import object_id, plain_refs, raw_object_id, ref_map
+from .dulwich_types import object_id, plain_refs, raw_object_id, ref_map, remote_path
 from .packing import pack_to_send
 from .store import Store
 
@@ -136,7 +136,7 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
                        for sha, kind, base, body in entries)
 
     sent = _talk(url, "pushing to", lambda: client.send_pack(
-        path, lambda refs: ref_map(update_refs(plain_refs(refs))), pack_data,
+        remote_path(path), lambda refs: ref_map(update_refs(plain_refs(refs))), pack_data,
         progress=_sink(progress, url)))
     return {ref: scrub(str(why), url) for ref, why in (sent.ref_status or {}).items() if why}
 
