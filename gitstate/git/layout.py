@@ -1,4 +1,11 @@
-"""The git objects of one checkpoint: the ``state.json`` blob, its tree and the commit."""
+"""The git objects of one checkpoint (the ``state.json`` blob, its tree and the commit), and the
+light parsers of commits and tags.
+
+:func:`commit_links` is the one commit parser: a commit's tree and parents, as
+git reads them; :meth:`CommitInfo.parse` reads, after them, the author time and
+the message. Both are about 4 times faster than dulwich's full parse
+(:meth:`CommitInfo.full` gives that one, with every header).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Compact tables of the objects of a repository, for maintenance (a few dozen bytes per object).
+"""Compact tables of the objects of a repository, for maintenance and pushes (a few dozen bytes
+per object), and maintenance's object reader.
 
 Maintenance handles every object of a history at once (which are reachable,
 their types, the write order of a pack), so per-object Python objects (a

@@ -1,10 +1,13 @@
-"""Writing delta-compressed pack files, streaming, with capped delta chains.
+"""Delta-compressed packs with capped delta chains: planned, then written to a file
+(maintenance) or streamed to a server (a push: :func:`pack_to_send`).
 
 A pack is planned first (which objects, in which order, each blob against
 which base), then written object by object: only the blobs still needed as
 delta bases are kept in memory, so the peak is a few states whatever the
 history size. Bookkeeping is per object number of a :class:`ShaTable` (arrays,
-no Python object per object): about 60 bytes per object.
+no Python object per object): about 60 bytes per object. (A push finds the
+objects the server lacks with sets of SHAs first, about 150 bytes per object
+it sends or walks.)
 
 Delta bases follow the history: walking each chain of checkpoints from the
 newest commit back along first parents, the newest ``state.json`` is stored

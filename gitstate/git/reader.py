@@ -1,7 +1,9 @@
 """Reads of raw git objects: loose files and packs, inflated with ISA-L, cached by SHA.
 
-The one object reader of gitstate: loads and history walks use it through
-``Store.reader``, maintenance and reclaim open their own with a small cache.
+The one object reader of gitstate: loads, history walks and pushes use it
+through ``Store.reader``; maintenance, reclaim and verify's check of every
+object open their own with a small cache
+(:func:`~gitstate.git.objectset.maintenance_reader`).
 
 Loading a checkpoint reads three objects (commit, tree, ``state.json``), and for
 a large state inflating the blob is most of the time. :class:`ObjectReader`

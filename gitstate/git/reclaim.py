@@ -9,7 +9,7 @@ objects are named by refs); saves never wait for it:
 without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
 is kept into one delta-compressed pack. Both take a :class:`Census`: every object
 numbered, then marked from the roots (:func:`scan_roots`, read with
-:mod:`gitstate.refs`), type-checked as it is walked; a problem raises before
+:mod:`gitstate.git.refs`), type-checked as it is walked; a problem raises before
 anything is deleted. ``prune`` calls :func:`check_roots` before rewriting.
 
 ``gc(prune=True)`` replaces every pack (a packed object has no age of its own).

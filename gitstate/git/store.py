@@ -183,13 +183,16 @@ class Store:
     def _parents(self, sha: bytes) -> list[bytes]:
         return commit_links(self.reader.read(sha)[1])[1:]
 
-    def agent_lock(self, agent_id: str) -> AbstractContextManager[RefLock]:
+    @contextmanager
+    def agent_lock(self, agent_id: str) -> Iterator[RefLock]:
         """Hold the write lock of one agent (serializes gitstate writers of that agent).
 
         Taking it completes first what a killed holder left half done: a stale
         ``<ref>.lock`` is removed, an operation's journal is rolled forward.
         """
-        return self._flock(os.path.join("agents", agent_id), journal_of=agent_id)  # type: ignore[return-value]
+        with self._flock(os.path.join("agents", agent_id), journal_of=agent_id) as lock:
+            assert lock is not None  # waited for
+            yield lock
 
     def maintenance_lock(self, wait: bool = True) -> AbstractContextManager[RefLock | None]:
         """Held by code that deletes objects (reclaim, maintenance), one at a time per

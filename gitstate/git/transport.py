@@ -1,4 +1,8 @@
-"""Talking to git servers: URLs and their secrets, and the dulwich client that moves packs.
+"""Talking to git servers: URLs and their secrets, and dulwich's client, which moves the packs.
+
+A push sends a pack gitstate makes from its own object reader
+(:func:`~gitstate.git.packing.pack_to_send`); a fetch lets dulwich's client
+write the pack it receives into the repository.
 
 Every URL printed, returned or put in an error goes through :func:`redact`;
 every failure of the network or the server becomes a :class:`RemoteError`
