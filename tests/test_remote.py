@@ -127,10 +127,15 @@ def test_a_pushed_history_travels_as_deltas_and_only_what_the_server_lacks(
     """N checkpoints of a growing state are sent as one state and deltas along the history
     (chains capped), not as N states; later pushes send only what the server lacks."""
     url, path = server.new(**{"receive.unpackLimit": "1"})  # the server keeps the pack as sent
+    elsewhere = StateRepository.init(tmp_path / "elsewhere.git")
+    agent(elsewhere, "other", 2)  # on the server, not here: a have this push cannot follow
+    elsewhere.remote_add("origin", url)
+    elsewhere.push("origin")
     agent(repo, "big", 120)
     repo.remote_add("origin", url)
+    before = set((path / "objects" / "pack").glob("*.pack"))
     repo.push("origin")
-    sent = _pack_objects(path, set())
+    sent = _pack_objects(path, before)
     blobs = [fields for fields in sent if fields[1] == "blob"]
     assert len(sent) == 360 and len(blobs) == 120
     assert sum(len(fields) == 7 for fields in blobs) >= 117  # deltas

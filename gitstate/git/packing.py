@@ -145,13 +145,15 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
     return plan
 
 
-def pack_to_send(read: Callable[[bytes], Raw], want: Iterable[bytes], have: Iterable[bytes],
-                 max_depth: int) -> tuple[int, Iterator[tuple[bytes, int, bytes | None, bytes]]]:
+def pack_to_send(read: Callable[[bytes], Raw], has: Callable[[bytes], bool], want: Iterable[bytes],
+                 have: Iterable[bytes], max_depth: int
+                 ) -> tuple[int, Iterator[tuple[bytes, int, bytes | None, bytes]]]:
     """The objects a server holding ``have`` lacks to hold ``want`` (hex SHAs), as a pack:
     how many, and ``(binary SHA, type, binary SHA of the delta base or None, body)`` of each
     in order (:func:`pack_entries`: each history with deltas, bases first).
 
-    ``read(sha)`` is the object reader's. What is sent is what the wants reach
+    ``read(sha)`` is the object reader's, ``has(sha)`` whether the repository holds an
+    object (a cheaper question for a miss). What is sent is what the wants reach
     minus what the haves reach, as git and dulwich count it: every commit the
     haves reach, and the trees and blobs of those commits where the history sent
     meets them (an older tree or blob the server has that a commit sent names
@@ -170,11 +172,11 @@ def pack_to_send(read: Callable[[bytes], Raw], want: Iterable[bytes], have: Iter
     todo = list(have)
     while todo:
         sha = todo.pop()
-        if sha in known:
+        if sha in known or not has(sha):
             continue
         try:
             kind, raw = read(sha)
-        except KeyError:
+        except KeyError:  # removed meanwhile
             continue
         known.add(sha)
         if kind == COMMIT:

@@ -131,7 +131,7 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
                   ) -> tuple[int, Iterator[UnpackedObject]]:
         # dulwich writes a delta whose base the pack holds as an offset delta: deltas only
         # with a server that reads those (every git since 1.4.4)
-        count, entries = pack_to_send(store.reader.read, want, have,
+        count, entries = pack_to_send(store.reader.read, store.contains, want, have,
                                       PUSH_MAX_DEPTH if ofs_delta else 0)
         if progress is not None:
             progress(f"counting objects: {count}, done.\n".encode())
