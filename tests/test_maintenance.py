@@ -613,3 +613,34 @@ def test_a_loose_ref_hides_its_stale_packed_entry(repo: StateRepository) -> None
     assert result.pruned_objects == 9 and not _exists(repo, newest)
     assert git(repo, "rev-list", "--count", "agents/a1").strip() == "1"
     fsck(repo)
+
+
+def test_reclaim_rewrites_a_git_pack_whose_base_has_hundreds_of_deltas(repo: StateRepository,
+                                                                      tmp_path: Path) -> None:
+    """git may make one object the base of more deltas than a byte counts (here 299, with
+    --depth=1); rewriting that pack without an unreachable object keeps them all."""
+    def plumb(*args: str, input: str) -> str:
+        return subprocess.run(["git", "--git-dir", repo.path, *args], input=input, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    repo.save({"agent_id": "a"})
+    text = "".join(f"line {i} of the text every file shares\n" for i in range(400))
+    files = [tmp_path / f"f{i:03d}" for i in range(300)]
+    for i, file in enumerate(files):
+        file.write_text(f"{text}variant {i}\n")
+    blobs = git(repo, "hash-object", "-w", *map(str, files)).split()
+    plumb("hash-object", "-w", "--stdin", input="reached by nothing\n")
+    tree = plumb("mktree", input="".join(f"100644 blob {b}\tf{i:03d}\n" for i, b in enumerate(blobs)))
+    git(repo, "update-ref", "refs/heads/star", git(repo, "commit-tree", tree, "-m", "star").strip())
+    every = git(repo, "cat-file", "--batch-check=%(objectname)", "--batch-all-objects")
+    plumb("pack-objects", "-q", "--window=300", "--depth=1", f"{repo.path}/objects/pack/pack", input=every)
+    git(repo, "prune-packed")
+    bases = [line.split()[-1] for line in pack_stats(repo) if len(line.split()) == 7]
+    assert max(bases.count(base) for base in bases) > 255
+    then = time.time() - 86400
+    for file in Path(repo.path, "objects").rglob("*"):
+        os.utime(file, (then, then))
+    kept = {line.split()[0] for line in git(repo, "rev-list", "--objects", "--all").splitlines()}
+    assert repo.reclaim(grace=timedelta(0)).objects == 1
+    assert set(git(repo, "cat-file", "--batch-check=%(objectname)", "--batch-all-objects").split()) == kept
+    fsck(repo)

@@ -18,7 +18,13 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import fsck, git, grow, snapshot
-from gitstate import AgentState, CorruptObjectError, NotARepositoryError, StateRepository
+from gitstate import (
+    AgentState,
+    CorruptObjectError,
+    NotARepositoryError,
+    RepositoryFormatError,
+    StateRepository,
+)
 from gitstate.retention import RetentionPolicy
 from gitstate_cli.main import cli
 
@@ -235,6 +241,24 @@ def test_every_root_keeps_what_it_reaches(repo: StateRepository, root: str, oper
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_commit_without_an_author_still_keeps_its_history(repo: StateRepository, operation: str) -> None:
+    """Loads refuse such a commit (CommitInfo needs its author), maintenance walks through it
+    (the one commit parser reads its tree and parents) as git does."""
+    history(repo)
+    blob = run(repo.path, "hash-object", "-w", "--stdin", input=b"only here\n")
+    tree = run(repo.path, "mktree", input=f"100644 blob {blob}\tstate.json\n".encode())
+    orphan = run(repo.path, "commit-tree", tree, "-m", "reached only through the next one")
+    raw = f"tree {tree}\nparent {orphan}\nparent {head(repo)}\n\nno author\n".encode()
+    odd = run(repo.path, "hash-object", "-t", "commit", "-w", "--literally", "--stdin", input=raw)
+    run(repo.path, "update-ref", "refs/heads/foreign", odd)
+    age(repo.path)
+    kept = set(run(repo.path, "rev-list", "--objects", odd).split()) - {"state.json"}
+    assert {odd, orphan, blob, head(repo)} <= kept
+    OPERATIONS[operation](repo)
+    assert kept <= objects(repo.path)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_dangling_symbolic_ref_and_an_empty_fetch_head_are_fine(repo: StateRepository, operation: str) -> None:
     history(repo)
     git(repo, "symbolic-ref", "refs/heads/agents/ghost", "refs/heads/agents/nobody")
@@ -286,6 +310,19 @@ def test_maintenance_refuses_a_repository_that_is_not_bare(repo: StateRepository
         match = r"no core.bare = true"
     assert_refused(repo, operation, NotARepositoryError, f"not a bare repository.*{match}")
     assert staged in objects(repo.path)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_config_damaged_since_open_stops_maintenance_naming_its_line(repo: StateRepository,
+                                                                       operation: str) -> None:
+    staged = _dangling_commit(history(repo))
+    before, config = objects(repo.path), Path(repo.path, "config")
+    sound = config.read_bytes()
+    config.write_bytes(sound + b"[core\n")  # git refuses it too
+    with pytest.raises(RepositoryFormatError, match=r"config line \d+: .*fix it"):
+        OPERATIONS[operation](repo)
+    config.write_bytes(sound)
+    assert objects(repo.path) == before and staged in before
 
 
 def test_a_work_tree_repository_is_usable_and_packed_without_loss(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The one ref parser (gitstate.git.refs) reads what the git binary reads, as Store's readers and
-maintenance's root scan use it."""
+maintenance's root scan use it; what it rewrites (packed-refs) is what git writes."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -70,3 +71,25 @@ def test_packed_refs_are_read_as_git_reads_them(repo: StateRepository, content: 
 def test_ref_names_are_checked_as_git_checks_them(name: str) -> None:
     git_accepts = subprocess.run(["git", "check-ref-format", name], capture_output=True, check=False).returncode == 0
     assert is_refname(name.encode()) == git_accepts
+
+
+def test_deleting_packed_refs_writes_the_file_git_writes(repo: StateRepository, tmp_path: Path) -> None:
+    """packed-refs is rewritten from what the one parser read: header and peeled lines kept."""
+    for agent_id in ("a", "b"):
+        repo.save({"agent_id": agent_id, "iteration": 1}, name="first")
+        repo.save({"agent_id": agent_id, "iteration": 2}, name="second")
+    run(repo, "tag", "-a", "-m", "release", "release", "refs/heads/agents/b")  # peels to b's head
+    run(repo, "pack-refs", "--all")
+    copy = tmp_path / "copy.git"
+    shutil.copytree(repo.path, copy)
+    doomed = [ref for ref in run(repo, "for-each-ref", "--format=%(refname)").split()
+              if ref.startswith(("refs/heads/agents/a", "refs/tags/agents/a/"))]
+    subprocess.run(["git", "--git-dir", str(copy), "update-ref", "--stdin"], check=True,
+                   input="".join(f"delete {ref}\n" for ref in doomed).encode())
+    repo.delete_agent("a")
+    ours = Path(repo.path, "packed-refs").read_bytes()
+    assert ours == (copy / "packed-refs").read_bytes()
+    assert ours.startswith(b"# pack-refs with: ") and b"\n^" in ours and b"agents/a" not in ours
+    assert run(repo, "rev-parse", "release^{commit}") == run(repo, "rev-parse", "refs/heads/agents/b")
+    assert repo.names("b") == {"first": repo.resolve("b", "first").commit,
+                               "second": repo.latest("b").commit}

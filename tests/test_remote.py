@@ -15,6 +15,7 @@ from servers import GitDaemon, GitHttpServer, bare, hook
 from gitstate import (
     AgentNotFoundError,
     AgentState,
+    CorruptObjectError,
     DivergedError,
     InvalidArgumentError,
     PushRejectedError,
@@ -112,6 +113,61 @@ def test_push_lands_agents_and_names_that_stock_git_reads(server: Server, repo: 
     # the tracking refs now show what the remote holds, for stock git too
     assert git(repo, "rev-parse", "origin/agents/recon") == git(repo, "rev-parse", "agents/recon")
     assert [r.status for r in repo.push("origin")] == [TransferStatus.UP_TO_DATE] * 2
+
+
+def _pack_objects(server: Path, before: set[Path]) -> list[list[str]]:
+    """``git verify-pack -v`` object lines of the one pack a push left on ``server``."""
+    (pack,) = set((server / "objects" / "pack").glob("*.pack")) - before
+    lines = git(server, "verify-pack", "-v", str(pack.with_suffix(".idx"))).splitlines()
+    return [line.split() for line in lines if len(line.split()) in (5, 7) and len(line.split()[0]) == 40]
+
+
+def test_a_pushed_history_travels_as_deltas_and_only_what_the_server_lacks(
+        server: Server, repo: StateRepository, tmp_path: Path) -> None:
+    """N checkpoints of a growing state are sent as one state and deltas along the history
+    (chains capped), not as N states; later pushes send only what the server lacks."""
+    url, path = server.new(**{"receive.unpackLimit": "1"})  # the server keeps the pack as sent
+    elsewhere = StateRepository.init(tmp_path / "elsewhere.git")
+    agent(elsewhere, "other", 2)  # on the server, not here: a have this push cannot follow
+    elsewhere.remote_add("origin", url)
+    elsewhere.push("origin")
+    agent(repo, "big", 120)
+    repo.remote_add("origin", url)
+    before = set((path / "objects" / "pack").glob("*.pack"))
+    repo.push("origin")
+    sent = _pack_objects(path, before)
+    blobs = [fields for fields in sent if fields[1] == "blob"]
+    assert len(sent) == 360 and len(blobs) == 120
+    assert sum(len(fields) == 7 for fields in blobs) >= 117  # deltas
+    assert max(int(fields[5]) for fields in sent if len(fields) == 7) <= 50  # chain depth
+    ours = sum(int(fields[3]) for fields in sent)
+    by_git = bare(tmp_path / "by-git.git", **{"receive.unpackLimit": "1"})
+    git(repo, "push", "-q", str(by_git), "refs/heads/agents/big")
+    assert ours <= 1.5 * sum(int(fields[3]) for fields in _pack_objects(by_git, set()))
+    fsck(path)
+
+    repo.fork("big", "latest~100", "small")  # on a commit the server has
+    repo.save(grow(repo.load("big")))
+    before = set((path / "objects" / "pack").glob("*.pack"))
+    repo.push("origin")
+    assert sorted(fields[1] for fields in _pack_objects(path, before)) == ["blob", "blob", "commit",
+                                                                           "commit", "tree", "tree"]
+    assert history(path, "agents/small") == history(repo, "agents/small")
+    assert history(path, "agents/big") == history(repo, "agents/big")
+    fsck(path)
+
+
+@pytest.mark.parametrize("lost", ["tree", "state.json"])
+def test_a_push_missing_an_object_is_a_typed_error_and_changes_nothing(
+        net_server: Server, repo: StateRepository, lost: str) -> None:
+    url, path = net_server.new()
+    agent(repo, "a", 3)
+    sha = git(repo, "rev-parse", "agents/a~2^{tree}" if lost == "tree" else "agents/a~2:state.json").strip()
+    Path(repo.path, "objects", sha[:2], sha[2:]).unlink()
+    repo.remote_add("origin", url)
+    with pytest.raises(CorruptObjectError, match=f"{sha} is missing"):
+        repo.push("origin")
+    assert git(path, "for-each-ref") == ""
 
 
 def test_a_second_clone_pulls_what_the_first_pushes(server: Server, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from dulwich.repo import Repo
 
 from ..errors import NotARepositoryError
 from .config import check_format, update_config
+from .dulwich_types import ref_name
 from .store import Store
 
 
@@ -24,7 +25,7 @@ def create(path: str, store: Store) -> None:
         raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
     os.makedirs(path, exist_ok=True)
     repo = Repo.init_bare(path)
-    repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+    repo.refs.set_symbolic_ref(ref_name(b"HEAD"), ref_name(b"refs/heads/main"))
     repo.close()
     update_config(store, _gitstate_settings)
 

@@ -8,11 +8,12 @@ written into it (fsynced when durable), then renamed over ``config``. A
 ``config.lock`` held by a live process (``git config``) is waited for, with
 backoff, up to the lock timeout (then :class:`ConcurrentUpdateError`); one left
 by a killed gitstate writer is recognised and removed by the next writer (its
-path is recorded in the ``flock``'s file, see ``Store.create_lock``).
+path is recorded in the ``flock``'s file: :mod:`gitstate.git.locks`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeVar
@@ -20,7 +21,7 @@ from typing import BinaryIO, TypeVar
 from dulwich.config import ConfigFile
 
 from ..errors import RepositoryFormatError
-from .store import Store, fsync_path
+from .store import Store
 
 T = TypeVar("T")
 Config = ConfigFile  # what read_config returns and update_config's change receives
@@ -113,25 +114,13 @@ def update_config(store: Store, change: Callable[[ConfigFile], T]) -> T:
     written). ``ConcurrentUpdateError`` if a lock stays held past the lock timeout.
     """
     path = os.path.join(store.path, "config")
-    lock_path = path + ".lock"
-    with store._flock("config") as lock:
+    with store.locks.flock("config") as lock:
         assert lock is not None  # waited for
-        with lock.guarding(lock_path):
-            fd = store.create_lock(lock, lock_path, "git config is writing it?")
-            try:
-                config = read_config(store.path)
-                result = change(config)
-                with os.fdopen(fd, "wb", closefd=False) as f:
-                    config.write_to_file(f)
-                if store.durable:
-                    os.fsync(fd)
-                os.close(fd)
-                fd = -1
-                os.rename(lock_path, path)
-                if store.durable:
-                    fsync_path(store.path)
-                return result
-            finally:
-                if fd != -1:
-                    os.close(fd)
-                    os.unlink(lock_path)
+        with store.locks.replacing(lock, path, "git config is writing it?") as file:
+            config = read_config(store.path)
+            result = change(config)
+            content = io.BytesIO()
+            config.write_to_file(content)
+            file.write(content.getvalue())
+            file.commit()
+            return result

@@ -36,7 +36,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 from ..errors import DamagedObjectError
 from .objectset import (
@@ -77,7 +76,7 @@ class GcResult:
 
 
 def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: int,
-       progress: Optional[Callable[[int, int], None]] = None) -> GcResult:
+       progress: Callable[[int, int], None] | None = None) -> GcResult:
     """One run (see the module docstring); ``grace`` in seconds.
 
     Returns at once, with ``skipped=True``, if another maintenance runs on the
@@ -135,7 +134,7 @@ class _Throttled:
 
     STEPS = 100
 
-    def __init__(self, progress: Optional[Callable[[int, int], None]]):
+    def __init__(self, progress: Callable[[int, int], None] | None):
         self.progress = progress
         self.total = 0
         self.next = 0
@@ -150,7 +149,7 @@ class _Packer:
     """One maintenance run: pack loose objects, merge packs, optionally prune."""
 
     def __init__(self, store: Store, reader: ObjectReader, result: GcResult, *, max_depth: int,
-                 pack_factor: int, progress: Optional[Callable[[int, int], None]] = None):
+                 pack_factor: int, progress: Callable[[int, int], None] | None = None):
         self.path = store.path
         self.progress = _Throttled(progress)
         self.max_depth, self.pack_factor = max_depth, pack_factor
@@ -163,7 +162,7 @@ class _Packer:
         """The current packs (paths without extension), without those kept by a ``.keep`` file."""
         return [base for base in pack_bases(self.objects_dir) if not os.path.exists(base + ".keep")]
 
-    def write(self, objects: Objects, wanted: bytearray) -> Optional[str]:
+    def write(self, objects: Objects, wanted: bytearray) -> str | None:
         """Write the objects ``i`` with ``wanted[i]`` as one new pack; return its path without extension."""
         if not any(wanted):
             return None
@@ -180,7 +179,7 @@ class _Packer:
         self.result.packed_objects += len(plan.order)
         return path[:-len(".pack")]
 
-    def replace(self, old: list[str], new: Optional[str]) -> None:
+    def replace(self, old: list[str], new: str | None) -> None:
         """Delete the packs ``old`` now that pack ``new`` holds their objects.
 
         A rewrite can produce a pack identical to an old one (same name): that

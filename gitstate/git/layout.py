@@ -1,17 +1,30 @@
-"""The git objects of one checkpoint: the ``state.json`` blob, its tree and the commit."""
+"""The git objects of one checkpoint (the ``state.json`` blob, its tree and the commit), and the
+light parsers of commits and tags.
+
+:func:`commit_links` is the one commit parser: a commit's tree and parents, as
+git reads them; :meth:`CommitInfo.parse` reads, after them, the author time and
+the message. Both are about 4 times faster than dulwich's full parse
+(:meth:`CommitInfo.full` gives that one, with every header).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
 
 from .. import codec
 from ..errors import InvalidArgumentError
+from ..ids import is_sha
+from .dulwich_types import object_id
+from .reader import TYPE_NAMES
 
 STATE_FILE = b"state.json"
+TREE_MODE, GITLINK_MODE = 0o040000, 0o160000  # tree entries naming a tree, a commit (submodule)
+_LINKS = re.compile(rb"tree ([0-9a-f]{40})\n((?:parent [0-9a-f]{40}\n)*)")  # how a commit starts
 COMMITTER = b"gitstate <gitstate@localhost>"
 # the author times read: what a datetime can hold (years 1 to 9999, UTC)
 MIN_TIME = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
@@ -53,13 +66,13 @@ def state_objects(data: Any) -> tuple[Blob, Tree]:
     return blob, tree
 
 
-def checkpoint_commit(tree: bytes, parent: Optional[bytes], agent_id: str, message: bytes,
-                      author_time: Optional[int] = None) -> Commit:
+def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message: bytes,
+                      author_time: int | None = None) -> Commit:
     """A commit of ``tree`` by ``agent_id`` on ``parent``, committed now (times in UTC)."""
     now = int(datetime.now(timezone.utc).timestamp())
     commit = Commit()
-    commit.tree = tree
-    commit.parents = [parent] if parent else []
+    commit.tree = object_id(tree)
+    commit.parents = [object_id(parent)] if parent else []
     commit.author = f"{agent_id} <{agent_id}@gitstate>".encode()
     commit.committer = COMMITTER
     commit.author_time = now if author_time is None else author_time
@@ -73,7 +86,7 @@ def checkpoint_commit(tree: bytes, parent: Optional[bytes], agent_id: str, messa
 def tree_entries(raw: bytes) -> list[tuple[bytes, int, bytes]]:
     """``(name, mode, hex SHA)`` of each entry of a raw tree; ``ValueError`` if it does not parse."""
     try:
-        return parse_tree(raw, 20)
+        return list(parse_tree(raw, 20))  # (dulwich's Python parser is a generator)
     except Exception as exc:  # dulwich's compiled and Python parsers raise different types
         raise ValueError(f"the tree does not parse: {exc}") from None
 
@@ -88,15 +101,18 @@ def state_blob(tree: bytes) -> bytes | None:
 
 def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
     """Object ``sha`` of type ``type_num`` read back as ``raw``, to write it again (freshen it)."""
-    return object_class(type_num).from_raw_string(type_num, raw, sha)
+    kind = object_class(type_num)
+    if kind is None:
+        raise ValueError(f"git has no object type {type_num}")
+    return kind.from_raw_string(type_num, raw, object_id(sha))
 
 
-def recommit(info: "CommitInfo", parent: bytes | None) -> Commit:
+def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
     """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
     original = info.full()
     commit = Commit()
     commit.tree = original.tree
-    commit.parents = [parent] if parent else []
+    commit.parents = [object_id(parent)] if parent else []
     commit.author, commit.committer = original.author, original.committer
     commit.author_time, commit.commit_time = original.author_time, original.commit_time
     commit.author_timezone = original.author_timezone
@@ -118,24 +134,59 @@ class CommitInfo:
     raw: bytes
 
     @classmethod
-    def parse(cls, sha: bytes, raw: bytes) -> "CommitInfo":
-        """Parse a raw commit; ``ValueError`` if it has no tree or a usable author time."""
-        end = raw.find(b"\n\n")
-        header, message = (raw, b"") if end < 0 else (raw[:end], raw[end + 2:])
-        tree, parents, author_time = None, [], None
-        for line in header.split(b"\n"):  # continuation lines (gpgsig) start with a space
-            if line.startswith(b"parent "):
-                parents.append(line[7:])
-            elif line.startswith(b"tree "):
-                tree = line[5:]
-            elif line.startswith(b"author "):
-                author_time = int(line.rsplit(b" ", 2)[1])
-        if tree is None or author_time is None:
-            raise ValueError("commit without a tree or an author")
+    def parse(cls, sha: bytes, raw: bytes) -> CommitInfo:
+        """Parse a raw commit; ``ValueError`` if its links do not parse (:func:`commit_links`)
+        or it has no author line with a usable time."""
+        links, at = _links(raw)
+        end = raw.find(b"\n\n", at - 1)  # the header ends at the first empty line
+        header_end, message = (len(raw), b"") if end < 0 else (end, raw[end + 2:])
+        author = raw.find(b"\nauthor ", at - 1, header_end)  # (continuation lines start with a space)
+        if author < 0:
+            raise ValueError("commit without an author")
+        line_end = raw.find(b"\n", author + 1, header_end)
+        fields = raw[author + 8:header_end if line_end < 0 else line_end].rsplit(b" ", 2)
+        try:
+            author_time = int(fields[-2])
+        except (IndexError, ValueError):
+            raise ValueError(f"author line {raw[author + 1:author + 100]!r} has no time") from None
         if not MIN_TIME <= author_time <= MAX_TIME:
             raise ValueError(f"author time {author_time} is outside the years 1 to 9999")
-        return cls(sha, tree, tuple(parents), author_time, message, raw)
+        return cls(sha, links[0], tuple(links[1:]), author_time, message, raw)
 
     def full(self) -> Commit:
         """The whole commit as a dulwich object (every header)."""
-        return Commit.from_raw_string(Commit.type_num, self.raw, self.id)
+        commit = Commit()
+        commit.set_raw_string(self.raw, object_id(self.id))
+        return commit
+
+
+def commit_links(raw: bytes) -> list[bytes]:
+    """[tree, *parents] (hex SHAs) of a raw commit: the lines it starts with, as git
+    requires (``parse_commit_buffer``); ``ValueError`` if they do not parse. The one
+    commit parser: :meth:`CommitInfo.parse` reads the rest of the header after them,
+    history walks and maintenance read only them (a commit without an author still
+    links its history)."""
+    return _links(raw)[0]
+
+
+def _links(raw: bytes) -> tuple[list[bytes], int]:
+    """:func:`commit_links`, and where the line after them starts."""
+    match = _LINKS.match(raw)
+    if match is None:
+        raise ValueError(f"the commit starts with {raw[:60]!r}, not 'tree <sha>'")
+    at = match.end()
+    if raw.startswith(b"parent ", at):
+        raise ValueError(f"the commit has a line {raw[at:at + 60]!r}, not 'parent <sha>'")
+    tree, parents = match.group(1, 2)  # parents: b"parent <sha>\n" lines
+    return [tree, *parents[7:-1].split(b"\nparent ")] if parents else [tree], at
+
+
+def tag_target(raw: bytes) -> tuple[bytes, int]:
+    """(hex SHA, type number) of what a raw annotated tag names (its ``object`` and ``type``
+    lines); ``ValueError`` if it does not start with them."""
+    lines = raw.split(b"\n", 2)[:2]
+    target = lines[0][7:]
+    kind = TYPE_NAMES.get(lines[1][5:]) if len(lines) == 2 and lines[1].startswith(b"type ") else None
+    if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
+        raise ValueError("no 'object' and 'type' lines")
+    return target, kind

@@ -1,4 +1,5 @@
-"""Compact tables of the objects of a repository, for maintenance (a few dozen bytes per object).
+"""Compact tables of the objects of a repository, for maintenance and pushes (a few dozen bytes
+per object), and maintenance's object reader.
 
 Maintenance handles every object of a history at once (which are reachable,
 their types, the write order of a pack), so per-object Python objects (a
@@ -17,13 +18,13 @@ from array import array
 from binascii import hexlify, unhexlify
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
-from typing import ContextManager
+from contextlib import AbstractContextManager, closing, contextmanager
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
 from ..errors import CorruptObjectError
+from .dulwich_types import object_id
 from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
@@ -39,7 +40,7 @@ class ShaTable:
         self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
 
     @classmethod
-    def merged(cls, sources: Iterable[Iterable[bytes]]) -> "ShaTable":
+    def merged(cls, sources: Iterable[Iterable[bytes]]) -> ShaTable:
         """The union of sorted sources of binary SHAs."""
         buf, last = bytearray(), b""
         for sha in heapq.merge(*sources):
@@ -50,6 +51,9 @@ class ShaTable:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def sha(self, i: int) -> bytes:
+        return bytes(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
 
     def hex(self, i: int) -> bytes:
         return hexlify(self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE])
@@ -84,7 +88,7 @@ def loose_shas(objects_dir: str) -> Iterator[bytes]:
                 yield unhexlify(prefix + name)
 
 
-def open_objects(objects_dir: str) -> "ContextManager[DiskObjectStore]":
+def open_objects(objects_dir: str) -> AbstractContextManager[DiskObjectStore]:
     """A private dulwich object store with a small delta base cache, closed after use."""
     return closing(DiskObjectStore(objects_dir, delta_base_cache_limit=MAINTENANCE_CACHE))
 
@@ -113,8 +117,8 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
     Objects it does not find itself (behind alternates) are read through dulwich.
     """
     with open_objects(objects_dir) as store:
-        reader = ObjectReader(objects_dir, store.get_raw, MAINTENANCE_CACHE, cache_reads=False,
-                              watch_packs=False)
+        reader = ObjectReader(objects_dir, lambda sha: store.get_raw(object_id(sha)),
+                              MAINTENANCE_CACHE, cache_reads=False, watch_packs=False)
         try:
             yield reader
         finally:
@@ -140,11 +144,11 @@ def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, ar
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
             kind, _size, delta_base, _start = read_entry_header(f.fileno(), offset)
-            if kind == OFS_DELTA:
-                at = bisect_left(sorted_offsets, delta_base)  # type: ignore[arg-type]
+            if isinstance(delta_base, int):  # an offset delta
+                at = bisect_left(sorted_offsets, delta_base)
                 bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [delta_base]) else -1
-            elif kind == REF_DELTA:
-                bases[pos] = table.find(delta_base)  # type: ignore[arg-type]
+            elif delta_base is not None:  # a ref delta
+                bases[pos] = table.find(delta_base)
             if kind in (OFS_DELTA, REF_DELTA) and bases[pos] < 0:
                 raise ValueError(f"pack {base}.pack: the delta at offset {offset} has no base")
             if bases[pos] < 0:

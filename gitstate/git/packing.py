@@ -1,10 +1,13 @@
-"""Writing delta-compressed pack files, streaming, with capped delta chains.
+"""Delta-compressed packs with capped delta chains: planned, then written to a file
+(maintenance) or streamed to a server (a push: :func:`pack_to_send`).
 
 A pack is planned first (which objects, in which order, each blob against
 which base), then written object by object: only the blobs still needed as
 delta bases are kept in memory, so the peak is a few states whatever the
 history size. Bookkeeping is per object number of a :class:`ShaTable` (arrays,
-no Python object per object): about 60 bytes per object.
+no Python object per object): about 60 bytes per object. (A push finds the
+objects the server lacks with sets of SHAs first, about 150 bytes per object
+it sends or walks.)
 
 Delta bases follow the history: walking each chain of checkpoints from the
 newest commit back along first parents, the newest ``state.json`` is stored
@@ -24,23 +27,25 @@ import random
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from binascii import unhexlify
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Optional
 
 from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 from dulwich.pack import OFS_DELTA, pack_object_header
 
-from ..ids import is_sha
+from ..errors import CorruptObjectError
 from .delta import create_delta
+from .layout import GITLINK_MODE, TREE_MODE, commit_links, tag_target, tree_entries
+from .locks import fsync_path
 from .objectset import ShaTable
-from .reader import BLOB, COMMIT, SHA_SIZE
-from .store import fsync_path
+from .reader import BLOB, COMMIT, SHA_SIZE, TAG, TREE, Raw
 
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
 _BATCH = 8192  # objects per write of the index tables
+_MANY = 255  # deltas on one base beyond which pack_entries stops counting them
 
 ReadRaw = Callable[[int], tuple[int, bytes]]  # object number -> (type number, raw content)
 
@@ -71,26 +76,13 @@ class Plan:
     bases: array = field(default_factory=lambda: array("i"))
 
 
-def commit_links(raw: bytes) -> list[bytes]:
-    """[tree, *parents] (hex) of a raw commit, which starts with them as git writes it;
-    ``ValueError`` if it does not."""
-    links: list[bytes] = []
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"parent " if links else b"tree "):
-            break
-        links.append(line.partition(b" ")[2])
-    if not links or not all(map(is_sha, links)):
-        raise ValueError("its first lines are not 'tree <sha>' and 'parent <sha>' lines")
-    return links
-
-
 class _Chain:
     """Delta base choice along one path (e.g. ``state.json``) of one line of history."""
 
     def __init__(self, max_depth: int):
         self.max_depth = max_depth
-        self.prev: Optional[tuple[int, int]] = None  # (object, depth) of the last blob
-        self.spine: Optional[tuple[int, int]] = None  # where the current chain started
+        self.prev: tuple[int, int] | None = None  # (object, depth) of the last blob
+        self.spine: tuple[int, int] | None = None  # where the current chain started
 
     def base_for(self, obj: int) -> int:
         """The delta base (-1: none) for the next (older) blob ``obj``, and record it."""
@@ -153,8 +145,107 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
     return plan
 
 
+def pack_to_send(read: Callable[[bytes], Raw], has: Callable[[bytes], bool], want: Iterable[bytes],
+                 have: Iterable[bytes], max_depth: int
+                 ) -> tuple[int, Iterator[tuple[bytes, int, bytes | None, bytes]]]:
+    """The objects a server holding ``have`` lacks to hold ``want`` (hex SHAs), as a pack:
+    how many, and ``(binary SHA, type, binary SHA of the delta base or None, body)`` of each
+    in order (:func:`pack_entries`: each history with deltas, bases first).
+
+    ``read(sha)`` is the object reader's, ``has(sha)`` whether the repository holds an
+    object (a cheaper question for a miss). What is sent is what the wants reach
+    minus what the haves reach, as git and dulwich count it: every commit the
+    haves reach, and the trees and blobs of those commits where the history sent
+    meets them (an older tree or blob the server has that a commit sent names
+    again is sent again). A have this repository lacks (the server has more) or
+    cannot follow (a shallow history) is skipped; an object the wants reach that
+    is missing raises ``CorruptObjectError``, while planning or while streaming.
+    """
+    def needed(sha: bytes) -> Raw:
+        try:
+            return read(sha)
+        except KeyError:
+            raise CorruptObjectError(f"object {sha.decode()} is missing, yet a ref being pushed "
+                                     "reaches it: nothing was pushed (git fsck names the damage)") from None
+
+    known: set[bytes] = set()  # what the server has, as far as this push needs to know
+    todo = list(have)
+    while todo:
+        sha = todo.pop()
+        if sha in known or not has(sha):
+            continue
+        try:
+            kind, raw = read(sha)
+        except KeyError:  # removed meanwhile
+            continue
+        known.add(sha)
+        if kind == COMMIT:
+            todo.extend(commit_links(raw)[1:])
+        elif kind == TAG:
+            todo.append(tag_target(raw)[0])
+    kinds: dict[bytes, int] = {}  # what is sent
+    trees: list[bytes] = []  # the trees (or blobs) that commits, tags and refs sent name
+    met: set[bytes] = set()  # what the server has that the wants reach without a step between
+    stack = list(want)
+    while stack:
+        sha = stack.pop()
+        if sha in kinds or sha in met:
+            continue
+        if sha in known:
+            met.add(sha)
+            continue
+        kind, raw = needed(sha)
+        if kind == COMMIT:
+            kinds[sha] = kind
+            links = commit_links(raw)
+            trees.append(links[0])
+            stack.extend(links[1:])
+        elif kind == TAG:
+            kinds[sha] = kind
+            stack.append(tag_target(raw)[0])
+        else:
+            trees.append(sha)
+    for sha in met:  # where the two histories meet, the server has what the trees hold
+        kind, raw = read(sha)
+        top = commit_links(raw)[0] if kind == COMMIT else sha
+        known.update(sha for sha, _kind in _under(needed, top, known.__contains__))
+    for tree in trees:
+        for sha, kind in _under(needed, tree, lambda sha: sha in known or sha in kinds):
+            kinds[sha] = kind
+    table = ShaTable(b"".join(sorted(map(unhexlify, kinds))))
+    objects = Objects(table)
+    for sha, kind in kinds.items():
+        objects.kinds[table.find_hex(sha)] = kind
+
+    def read_number(i: int) -> Raw:
+        return needed(table.hex(i))
+
+    plan = plan_pack(objects, bytearray(b"\1") * len(table), read_number, max_depth)
+    entries = ((table.sha(i), kind, None if base < 0 else table.sha(base), body)
+               for i, kind, base, body in pack_entries(len(table), plan, read_number))
+    return len(plan.order), entries
+
+
+def _under(read: Callable[[bytes], Raw], top: bytes, skip: Callable[[bytes], bool]
+           ) -> Iterator[tuple[bytes, int]]:
+    """``(hex SHA, type)`` of ``top`` (a tree, or a blob) and the trees and blobs under it,
+    but those ``skip`` names and what is under them. Trees are read, blobs not. The
+    caller makes ``skip`` name each object as it comes, so that each comes once."""
+    stack = [(top, 0)]  # 0: a tree, or a blob named by a ref (read to know which)
+    while stack:
+        sha, kind = stack.pop()
+        if skip(sha):
+            continue
+        if kind != BLOB:
+            kind, raw = read(sha)
+        yield sha, kind
+        if kind == TREE:
+            stack.extend((entry, TREE if mode == TREE_MODE else BLOB)
+                         for _name, mode, entry in tree_entries(raw) if mode != GITLINK_MODE)
+
+
 def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
-               compression: int = -1, written: Optional[Callable[[int], None]] = None) -> str:
+               compression: int = -1, written: Callable[[int], None] | None = None) -> str:
     """Write the planned objects as a pack + index in ``pack_dir``; return the pack's path.
 
     The pack and its index are written to temporary files, fsynced, and renamed
@@ -185,15 +276,10 @@ def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
 
 
 def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: int,
-                     written: Optional[Callable[[int], None]]) -> tuple[array, array, bytes]:
+                     written: Callable[[int], None] | None) -> tuple[array, array, bytes]:
     """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
     offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n
-    uses = bytearray(n)  # times each object is the base of a delta still to write
-    for base in plan.bases:
-        if base >= 0:
-            uses[base] += 1
-    live: dict[int, bytes] = {}  # raw content of blobs still needed as delta bases
     with open(path, "wb") as f:
         offset = 0
 
@@ -204,29 +290,16 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
             offset += len(chunk)
 
         put(b"PACK" + (2).to_bytes(4, "big") + len(plan.order).to_bytes(4, "big"))
-        count = 0
-        for i, base in zip(plan.order, plan.bases):
-            type_num, raw = read(i)
-            body: bytes = raw
+        for count, (i, type_num, base, body) in enumerate(pack_entries(n, plan, read), 1):
             start = offset
-            if base >= 0:
-                delta = create_delta(live[base], raw)
-                if len(delta) < len(raw) * MAX_DELTA_RATIO:
-                    body = delta
-                uses[base] -= 1
-                if not uses[base]:
-                    del live[base]
-            if body is raw:
-                header = bytes(pack_object_header(type_num, None, len(raw), SHA1))
+            if base < 0:
+                header = bytes(pack_object_header(type_num, None, len(body), SHA1))
             else:
                 header = bytes(pack_object_header(OFS_DELTA, start - offsets[base] + 1, len(body), SHA1))
             data = zlib.compress(body, compression)
             put(header)
             put(data)
             offsets[i], crcs[i] = start + 1, zlib.crc32(data, zlib.crc32(header))
-            if uses[i]:  # a delta base: keep its content until its deltas are written
-                live[i] = raw
-            count += 1
             if written is not None:
                 written(count)
         checksum = hasher.digest()
@@ -234,6 +307,35 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
         f.flush()
         os.fsync(f.fileno())
     return offsets, crcs, checksum
+
+
+def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, int, bytes]]:
+    """``(object, type, base, body)`` of each planned object (of ``n``), in the plan's order.
+
+    ``body`` is the object's content (``base`` -1), or a git delta against object
+    ``base`` (which comes earlier) if that is smaller than ``MAX_DELTA_RATIO`` of
+    it. A base's content is kept only until its last delta is made (a base of
+    more than 254 deltas, as git may write, until the end).
+    """
+    uses = bytearray(n)  # deltas still to make on each object (_MANY: too many to count)
+    for base in plan.bases:
+        if base >= 0 and uses[base] < _MANY:
+            uses[base] += 1
+    live: dict[int, bytes] = {}  # content of the objects still needed as delta bases
+    for i, base in zip(plan.order, plan.bases):
+        type_num, raw = read(i)
+        body = raw
+        if base >= 0:
+            delta = create_delta(live[base], raw)
+            if len(delta) < len(raw) * MAX_DELTA_RATIO:
+                body = delta
+            if uses[base] < _MANY:
+                uses[base] -= 1
+                if not uses[base]:
+                    del live[base]
+        if uses[i]:
+            live[i] = raw
+        yield i, type_num, -1 if body is raw else base, body
 
 
 def write_index(f, table: ShaTable, offsets: array, crcs: array, checksum: bytes) -> None:

@@ -1,7 +1,9 @@
 """Reads of raw git objects: loose files and packs, inflated with ISA-L, cached by SHA.
 
-The one object reader of gitstate: loads and history walks use it through
-``Store.reader``, maintenance and reclaim open their own with a small cache.
+The one object reader of gitstate: loads, history walks and pushes use it
+through ``Store.reader``; maintenance, reclaim and verify's check of every
+object open their own with a small cache
+(:func:`~gitstate.git.objectset.maintenance_reader`).
 
 Loading a checkpoint reads three objects (commit, tree, ``state.json``), and for
 a large state inflating the blob is most of the time. :class:`ObjectReader`
@@ -34,8 +36,8 @@ import threading
 import weakref
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Callable, Optional, cast
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from dulwich.errors import ApplyDeltaError
 from dulwich.pack import (  # the compiled one when built
@@ -58,6 +60,8 @@ _IDX_HEADER = b"\377tOc\0\0\0\2"
 _FANOUT_END = 8 + 256 * 4
 
 Raw = tuple[int, bytes]  # (git type number, object content)
+Base = int | bytes | None  # a pack entry's delta base: an offset, a binary SHA, or none
+InflateError = cast("type[Exception]", isal_zlib.error)  # (isal's stub calls it an instance)
 
 
 def type_name(type_num: int) -> str:
@@ -88,7 +92,7 @@ class PackIndex:
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
 
-    def offset(self, binsha: bytes) -> Optional[int]:
+    def offset(self, binsha: bytes) -> int | None:
         """Where the object is in the pack (binary search of the index), or None."""
         data, first = self.data, binsha[0]
         lo, hi = self.fanout[first], self.fanout[first + 1]
@@ -166,7 +170,7 @@ class _Pack:
                             f"its index {index.count}")
         return problems
 
-    def entry(self, offset: int) -> tuple[int, object, bytes]:
+    def entry(self, offset: int) -> tuple[int, Base, bytes]:
         """``(type, base, inflated data)`` of the entry at ``offset`` (see :func:`entry_header`);
         ``DamagedObjectError`` naming the pack if it is damaged."""
         try:
@@ -193,7 +197,7 @@ def pack_file_damage(idx_path: str) -> list[str]:
         return [str(exc)]
 
 
-def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
+def entry_header(head: bytes, offset: int) -> tuple[int, int, Base, int]:
     """``(type, size, base, data offset)`` of the pack entry at ``offset`` starting with ``head``.
 
     ``base`` is the base's offset for an offset delta, its binary SHA for a ref
@@ -206,7 +210,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
             byte = head[pos]
             size |= (byte & 0x7F) << shift
             shift, pos = shift + 7, pos + 1
-        base: object = None
+        base: Base = None
         if kind == OFS_DELTA:
             byte = head[pos]
             distance, pos = byte & 0x7F, pos + 1
@@ -219,7 +223,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
             base = offset - distance
         elif kind == REF_DELTA:
             base, pos = bytes(head[pos:pos + SHA_SIZE]), pos + SHA_SIZE
-            if len(base) != SHA_SIZE:  # type: ignore[arg-type]
+            if len(base) != SHA_SIZE:
                 raise IndexError
         elif kind not in (COMMIT, TREE, BLOB, TAG):
             raise DamagedObjectError(f"pack entry at {offset} has type {kind}, "
@@ -229,7 +233,7 @@ def entry_header(head: bytes, offset: int) -> tuple[int, int, object, int]:
     return kind, size, base, offset + pos
 
 
-def read_entry_header(fd: int, offset: int) -> tuple[int, int, object, int]:
+def read_entry_header(fd: int, offset: int) -> tuple[int, int, Base, int]:
     """:func:`entry_header` of the pack open as ``fd``."""
     return entry_header(os.pread(fd, 64, offset), offset)
 
@@ -253,7 +257,7 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
             raise DamagedObjectError(f"the zlib stream at offset {start} is cut short")
         try:
             out.append(inflater.decompress(chunk))
-        except isal_zlib.error as exc:
+        except InflateError as exc:
             raise DamagedObjectError(f"the zlib stream at offset {start} does not inflate: "
                                      f"{exc}") from None
         total += len(out[-1])
@@ -293,7 +297,7 @@ class ObjectReader:
         self._cache_reads = cache_reads
         self._watch_packs = watch_packs
         self._packs: list[_Pack] = []
-        self._packs_seen: Optional[int] = None
+        self._packs_seen: int | None = None
         self._damaged: list[str] = []  # what is wrong with each pack index left unread
 
     def read(self, sha: bytes) -> Raw:
@@ -380,7 +384,7 @@ class ObjectReader:
             self._packs_seen = None
 
     # -- cache -----------------------------------------------------------------------
-    def _get(self, key: object) -> Optional[Raw]:
+    def _get(self, key: object) -> Raw | None:
         with self._lock:
             raw = self._cache.get(key)
             if raw is not None:
@@ -401,7 +405,7 @@ class ObjectReader:
                 self._cached -= _size(old)
 
     # -- loose objects ---------------------------------------------------------------
-    def _read_loose(self, sha: bytes) -> Optional[Raw]:
+    def _read_loose(self, sha: bytes) -> Raw | None:
         path = loose_path(self.objects_dir, sha)
         try:
             with open(path, "rb") as f:
@@ -413,7 +417,7 @@ class ObjectReader:
                                      "folder of loose objects") from None
         except IsADirectoryError:
             raise DamagedObjectError(f"loose object file {path} is a folder") from None
-        except isal_zlib.error as exc:
+        except InflateError as exc:
             raise DamagedObjectError(f"loose object file {path} does not inflate: {exc}") from None
         header, _, content = data.partition(b"\0")
         kind, _, size = header.partition(b" ")
@@ -455,11 +459,11 @@ class ObjectReader:
             packs.append(pack)
         self._packs, self._damaged = packs, damaged
 
-    def _read_packed(self, sha: bytes) -> Optional[Raw]:
+    def _read_packed(self, sha: bytes) -> Raw | None:
         found = self._locate(bytes.fromhex(sha.decode()))
         return None if found is None else self._read_at(*found)
 
-    def _locate(self, binsha: bytes) -> Optional[tuple[_Pack, int]]:
+    def _locate(self, binsha: bytes) -> tuple[_Pack, int] | None:
         for pack in self._current_packs():
             offset = pack.index.offset(binsha)
             if offset is not None:
@@ -483,8 +487,8 @@ class ObjectReader:
             if len(chain) > MAX_CHAIN:
                 raise DamagedObjectError(f"delta chain at offset {offset} of {pack.path} is longer "
                                          f"than {MAX_CHAIN} (a cycle?)")
-            if kind == OFS_DELTA:
-                offset = base  # type: ignore[assignment]
+            if isinstance(base, int):  # an offset delta
+                offset = base
                 continue
             base_sha = cast(bytes, base)  # a ref delta names its base by (binary) SHA
             found = self._locate(base_sha)

@@ -9,7 +9,7 @@ objects are named by refs); saves never wait for it:
 without repacking; ``gc(prune=True)`` (:mod:`gitstate.maintenance`) writes what
 is kept into one delta-compressed pack. Both take a :class:`Census`: every object
 numbered, then marked from the roots (:func:`scan_roots`, read with
-:mod:`gitstate.refs`), type-checked as it is walked; a problem raises before
+:mod:`gitstate.git.refs`), type-checked as it is walked; a problem raises before
 anything is deleted. ``prune`` calls :func:`check_roots` before rewriting.
 
 ``gc(prune=True)`` replaces every pack (a packed object has no age of its own).
@@ -26,14 +26,17 @@ import time
 from binascii import hexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Optional
 
-from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
 
-from ..errors import CorruptObjectError, DamagedObjectError, NotARepositoryError
-from ..ids import is_sha
+from ..errors import (
+    CorruptObjectError,
+    DamagedObjectError,
+    NotARepositoryError,
+)
+from .config import read_config
+from .layout import GITLINK_MODE, TREE_MODE, commit_links, tag_target
 from .objectset import (
     STOPPED,
     ShaTable,
@@ -42,7 +45,7 @@ from .objectset import (
     pack_layout,
     read_or_stop,
 )
-from .packing import Objects, Plan, commit_links, write_pack
+from .packing import Objects, Plan, write_pack
 from .reader import (
     BLOB,
     COMMIT,
@@ -67,7 +70,6 @@ from .refs import (
 )
 from .store import Store
 
-_TREE_MODE, _GITLINK_MODE = 0o040000, 0o160000
 _KIND_NAMES = {kind: name.decode() for name, kind in TYPE_NAMES.items()}
 Root = tuple[bytes, int, str]  # (hex SHA, the type it must have or 0 for any, what names it)
 LOOSE, YOUNG, REACHED, LEFT_LOOSE = 1, 2, 4, 8  # Census.flags bits
@@ -170,9 +172,9 @@ class Census:
                         raise CorruptObjectError(f"tree {sha.decode()} is damaged ({exc}), reached "
                                                  f"from {source}; {STOPPED}") from None
                     for _name, mode, entry in entries:
-                        if mode == _TREE_MODE:
+                        if mode == TREE_MODE:
                             stack.append((entry, TREE))
-                        elif mode != _GITLINK_MODE:
+                        elif mode != GITLINK_MODE:
                             self._reach_blob(entry, source)
                 elif kind == TAG:
                     stack.append(_tag_target(sha, raw))
@@ -203,7 +205,7 @@ class Census:
 
 
 def remove_loose(objects_dir: str, shas: Iterable[bytes],
-                 cutoff: Optional[float] = None) -> tuple[int, int]:
+                 cutoff: float | None = None) -> tuple[int, int]:
     """Unlink loose objects (only those older than ``cutoff`` if given), then the
     fan-out folders left empty; return (count, bytes) removed."""
     count = freed = 0
@@ -241,26 +243,25 @@ def _wrong_type(sha: bytes, kind: int, want: int, source: str) -> None:
 
 def _tag_target(sha: bytes, raw: bytes) -> tuple[bytes, int]:
     """(hex SHA, type) of what an annotated tag names."""
-    lines = raw.split(b"\n", 2)[:2]
-    target = lines[0][7:]
-    kind = TYPE_NAMES.get(lines[1][5:]) if len(lines) == 2 and lines[1].startswith(b"type ") else None
-    if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
-        raise CorruptObjectError(f"tag {sha.decode()} is damaged (no 'object' and 'type' "
-                                 f"lines); {STOPPED}")
-    return target, kind
+    try:
+        return tag_target(raw)
+    except ValueError as exc:
+        raise CorruptObjectError(f"tag {sha.decode()} is damaged ({exc}); {STOPPED}") from None
 
 
 def check_bare(path: str) -> None:
     """``NotARepositoryError`` unless the repository at ``path`` is bare (``core.bare =
-    true``, no ``index``, no linked work trees): maintenance deletes objects only there."""
+    true``, no ``index``, no linked work trees): maintenance deletes objects only there.
+    A config that does not parse raises ``RepositoryFormatError`` naming its line
+    (:func:`~gitstate.git.config.read_config`)."""
     try:
-        bare = ConfigFile.from_path(os.path.join(path, "config")).get((b"core",), b"bare")
+        bare = read_config(path).get((b"core",), b"bare")
         reason = None if bare.strip().lower() in (b"true", b"yes", b"on", b"1") else \
             f"core.bare = {bare.decode(errors='replace')}: the .git folder of a work tree"
     except KeyError:
         reason = ("its config has no core.bare = true (if it is bare: "
                   f"git --git-dir {path} config core.bare true)")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         reason = f"its config cannot be read ({exc})"
     worktrees = os.path.join(path, "worktrees")
     if reason is None and os.path.exists(os.path.join(path, "index")):

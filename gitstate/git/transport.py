@@ -1,4 +1,8 @@
-"""Talking to git servers: URLs and their secrets, and the dulwich client that moves packs.
+"""Talking to git servers: URLs and their secrets, and dulwich's client, which moves the packs.
+
+A push sends a pack gitstate makes from its own object reader
+(:func:`~gitstate.git.packing.pack_to_send`); a fetch lets dulwich's client
+write the pack it receives into the repository.
 
 Every URL printed, returned or put in an error goes through :func:`redact`;
 every failure of the network or the server becomes a :class:`RemoteError`
@@ -9,14 +13,19 @@ its text may hold the credentials).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, Optional, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from dulwich.client import get_transport_and_path
-from dulwich.objects import ZERO_SHA
+from dulwich.objects import ZERO_SHA, ObjectID
+from dulwich.pack import REF_DELTA, UnpackedObject
+from dulwich.refs import Ref
 
 from ..errors import GitstateError, InvalidArgumentError, RemoteError
+from .dulwich_types import object_id, plain_refs, raw_object_id, ref_map, remote_path
+from .packing import pack_to_send
 from .store import Store
 
 __all__ = ["ZERO_SHA", "check_url", "fetch", "is_local_path", "push", "reachable", "redact", "scrub"]
@@ -25,9 +34,10 @@ Progress = Callable[[str], None]
 """A transfer progress callback: receives text as git prints it (lines end in ``\\r`` or ``\\n``)."""
 
 T = TypeVar("T")
+PUSH_MAX_DEPTH = 50  # longest delta chain in a pack pushed (git's default pack.depth)
 
 
-def _secret(url: str) -> Optional[str]:
+def _secret(url: str) -> str | None:
     """The secret of a URL: its password, or over HTTP(S) a lone user name (a token)."""
     try:
         parts = urlsplit(url)
@@ -106,30 +116,50 @@ def reachable(url: str) -> None:
 
 
 def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dict[bytes, bytes]],
-         progress: Optional[Progress]) -> dict[bytes, str]:
+         progress: Progress | None) -> dict[bytes, str]:
     """Send the objects the server lacks and the ref changes ``update_refs`` returns (given the
-    server's refs), in one connection; return the refs the server refused, with its reasons."""
+    server's refs), in one connection; return the refs the server refused, with its reasons.
+
+    The objects are read with the store's reader and sent delta-compressed along
+    each history (:func:`~gitstate.git.packing.pack_to_send`), with chains of at
+    most ``PUSH_MAX_DEPTH`` deltas.
+    """
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
-    repo = store.repo
+
+    def pack_data(have: AbstractSet[ObjectID], want: AbstractSet[ObjectID], *, ofs_delta: bool = False,
+                  progress: Callable[[bytes], None] | None = None
+                  ) -> tuple[int, Iterator[UnpackedObject]]:
+        # dulwich writes a delta whose base the pack holds as an offset delta: deltas only
+        # with a server that reads those (every git since 1.4.4)
+        count, entries = pack_to_send(store.reader.read, store.contains, want, have,
+                                      PUSH_MAX_DEPTH if ofs_delta else 0)
+        if progress is not None:
+            progress(f"counting objects: {count}, done.\n".encode())
+        return count, (UnpackedObject(kind if base is None else REF_DELTA, delta_base=base,
+                                      decomp_chunks=[body], sha=raw_object_id(sha))
+                       for sha, kind, base, body in entries)
+
     sent = _talk(url, "pushing to", lambda: client.send_pack(
-        path, update_refs,
-        lambda have, want, ofs_delta=None, progress=None: repo.generate_pack_data(
-            have, want, ofs_delta=ofs_delta, progress=progress),
+        remote_path(path), lambda refs: ref_map(update_refs(plain_refs(refs))), pack_data,
         progress=_sink(progress, url)))
     return {ref: scrub(str(why), url) for ref, why in (sent.ref_status or {}).items() if why}
 
 
 def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]], list[bytes]],
-          prefixes: list[bytes], progress: Optional[Progress]) -> None:
+          prefixes: list[bytes], progress: Progress | None) -> None:
     """Download, in one connection, the objects of the SHAs ``determine_wants`` picks from the
     server's refs under ``prefixes`` (the caller holds the maintenance lock until refs name them)."""
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
+
+    def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        return [object_id(sha) for sha in determine_wants(plain_refs(refs))]
+
     _talk(url, "fetching from", lambda: client.fetch(
-        path, store.repo, determine_wants=lambda refs, depth=None: determine_wants(refs),
-        progress=_sink(progress, url), ref_prefix=prefixes))
+        path, store.repo, determine_wants=wants, progress=_sink(progress, url),
+        ref_prefix=prefixes))
 
 
-def _sink(progress: Optional[Progress], url: str) -> Optional[Callable[[Any], None]]:
+def _sink(progress: Progress | None, url: str) -> Callable[[Any], None] | None:
     """Adapt a text progress callback to dulwich's (bytes or str), secrets redacted."""
     if progress is None:
         return None

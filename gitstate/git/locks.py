@@ -1,0 +1,177 @@
+"""Locks: gitstate's ``flock`` files, and git's ``<file>.lock`` protocol for replacing a file.
+
+gitstate's writers serialize on ``flock`` s of files under ``<repo>/gitstate/locks/``
+(one per agent, ``maintenance``, ``packed-refs``, ``config``), which the kernel
+releases when the holder dies (:meth:`Locks.flock`).
+
+A file git also writes (a ref, ``packed-refs``, ``config``) is replaced with
+git's own protocol, so that git and gitstate never lose each other's changes
+(:meth:`Locks.replacing`): ``<file>.lock`` created with O_EXCL, the new content
+written into it (fsynced when durable), then renamed over ``<file>``. Before
+creating a ``<file>.lock``, the holder of a ``flock`` writes its path into the
+``flock``'s file and clears it afterwards; so whoever takes that ``flock`` next
+and finds a path there knows that its owner died mid-update and removes it. A
+``<file>.lock`` that no gitstate writer owns (a live ``git`` process) is waited
+for with backoff, never removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import ConcurrentUpdateError
+
+
+def fsync_path(path: str) -> None:
+    """fsync a file or directory by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Backoff:
+    """Exponential backoff with jitter until a deadline."""
+
+    def __init__(self, timeout: float):
+        self.deadline = time.monotonic() + timeout
+        self.delay = 0.0005
+
+    def wait(self) -> bool:
+        """Sleep a little; False once the deadline has passed."""
+        if time.monotonic() >= self.deadline:
+            return False
+        time.sleep(self.delay * (0.5 + random.random()))
+        self.delay = min(self.delay * 2, 0.05)
+        return True
+
+
+class RefLock:
+    """A held ``flock`` (of an agent, packed-refs or the config). Its file names the
+    ``.lock`` file the holder is creating or holds, so that whoever takes the
+    ``flock`` next removes that file if the holder died (see :meth:`Locks.flock`)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def record(self, lock_path: str) -> None:
+        os.pwrite(self.fd, lock_path.encode() + b"\n", 0)
+
+    def forget(self) -> None:
+        os.ftruncate(self.fd, 0)
+
+    @contextmanager
+    def guarding(self, lock_path: str) -> Iterator[None]:
+        """Record ``lock_path`` while the block creates and holds it."""
+        self.record(lock_path)
+        try:
+            yield
+        finally:
+            self.forget()
+
+
+class LockFile:
+    """A held ``<file>.lock`` (git's protocol): :meth:`write` the new content, then
+    :meth:`commit` renames it over ``<file>``; left uncommitted, it is removed."""
+
+    def __init__(self, fd: int, path: str, durable: bool):
+        self.fd, self.path, self.durable = fd, path, durable
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def commit(self) -> None:
+        """Make the written content ``<file>``'s (fsynced with its folder when durable)."""
+        if self.durable:
+            os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        os.rename(self.path + ".lock", self.path)
+        if self.durable:
+            fsync_path(os.path.dirname(self.path))
+
+
+class Locks:
+    """The locks of the repository at ``path``; a lock held elsewhere is waited for up to
+    ``timeout`` seconds, then :class:`ConcurrentUpdateError`."""
+
+    def __init__(self, path: str, timeout: float, durable: bool):
+        self.path, self.timeout, self.durable = path, timeout, durable
+
+    @contextmanager
+    def flock(self, name: str, wait: bool = True) -> Iterator[RefLock | None]:
+        """Hold the ``flock`` of ``gitstate/locks/<name>``; yields None at once if it is held
+        elsewhere and ``wait`` is False. A ``.lock`` file its file names (its previous
+        holder died while holding it) is removed first."""
+        path = os.path.join(self.path, "gitstate", "locks", name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            backoff = _Backoff(self.timeout)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not wait:
+                        yield None
+                        return
+                    if not backoff.wait():
+                        raise ConcurrentUpdateError(
+                            f"gave up after {self.timeout:g}s waiting for the lock {path}"
+                        ) from None
+            debris = os.pread(fd, 4096, 0)
+            if debris:  # the previous holder died inside a ref update: its lock is ours to clear
+                for stale in debris.decode().split("\n"):
+                    if stale:
+                        try:
+                            os.unlink(stale)
+                        except FileNotFoundError:
+                            pass
+                os.ftruncate(fd, 0)
+            yield RefLock(fd)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextmanager
+    def replacing(self, guard: RefLock, path: str, holder: str) -> Iterator[LockFile]:
+        """Hold ``<path>.lock``, recorded in ``guard`` (see the module docstring).
+
+        While another process holds it (``holder`` says who, in the error) the
+        record is cleared, so that dying while waiting never makes the next
+        holder remove a live lock.
+        """
+        lock_path = path + ".lock"
+        with guard.guarding(lock_path):
+            backoff = _Backoff(self.timeout)
+            while True:
+                try:
+                    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+                except FileExistsError:
+                    guard.forget()
+                    if not backoff.wait():
+                        raise ConcurrentUpdateError(
+                            f"{lock_path} stayed locked for {self.timeout:g}s ({holder}); "
+                            "remove it if no such process is running") from None
+                    guard.record(lock_path)
+            lock = LockFile(fd, path, self.durable)
+            try:
+                yield lock
+            finally:
+                if lock.fd != -1:
+                    os.close(lock.fd)
+                    os.unlink(lock_path)
