@@ -103,7 +103,7 @@ def create_delta(base: bytes, target: bytes) -> bytes:
     lines = base.splitlines(keepends=True)
     starts = [0, *accumulate(map(len, lines))]
     anchors: dict[bytes, int] = {}
-    for line, start in zip(lines, starts):
+    for line, start in zip(lines, starts[:-1], strict=True):
         anchors[line] = -1 if line in anchors else start
     literal = 0  # start of the pending literal bytes of target
     pos = 0

@@ -322,7 +322,7 @@ def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, 
         if base >= 0 and uses[base] < _MANY:
             uses[base] += 1
     live: dict[int, bytes] = {}  # content of the objects still needed as delta bases
-    for i, base in zip(plan.order, plan.bases):
+    for i, base in zip(plan.order, plan.bases, strict=True):
         type_num, raw = read(i)
         body = raw
         if base >= 0:

@@ -247,10 +247,7 @@ def inflate(fd: int, start: int, size: int, first: bytes = b"") -> bytes:
     """
     inflater = isal_zlib.decompressobj()
     bound = size + (size >> 12) + (size >> 14) + 64  # zlib's bound for one deflate call
-    if len(first) >= bound:
-        chunk = first
-    else:
-        chunk = os.pread(fd, min(bound, max(8192, size // 2)), start)
+    chunk = first if len(first) >= bound else os.pread(fd, min(bound, max(8192, size // 2)), start)
     out, pos, total = [], start, 0
     while True:
         if not chunk:

@@ -433,7 +433,7 @@ def _rewrite_pack(base: str, census: Census) -> tuple[int, int]:
     check_packs([base])
     order, bases = pack_layout(base, census.table, census.objects.kinds)
     flags, plan, written = census.flags, Plan(), bytearray(len(census.table))
-    for i, delta_base in zip(order, bases):
+    for i, delta_base in zip(order, bases, strict=True):
         if flags[i] & REACHED:
             plan.order.append(i)
             plan.bases.append(delta_base if delta_base >= 0 and written[delta_base] else -1)

@@ -97,7 +97,8 @@ def is_local_path(url: str) -> bool:
 def check_url(url: object) -> None:
     """A remote URL must be one line of UTF-8 text that parses as a URL (or a path)."""
     if not isinstance(url, str) or not url.strip() or any(c in url for c in "\n\r\0"):
-        raise InvalidArgumentError(f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
+        raise InvalidArgumentError(
+            f"remote URL must be a non-empty one-line string, got {redact(str(url))!r}")
     try:
         url.encode("utf-8")
     except UnicodeEncodeError:
