@@ -297,3 +297,19 @@ def test_a_pack_left_by_a_killed_gc_is_removed_by_a_later_one(repo):
     assert not [p for p in pack_dir.iterdir() if p.name.startswith("tmp")]
     assert repo.load("a", model=None)["iteration"] == 2
     fsck(repo)
+
+
+def test_a_torn_reflog_entry_stops_maintenance_and_the_next_entry_repairs_it(repo):
+    build(repo, count=6)
+    repo.rollback("a", "latest~1", hard=True)  # one reflog entry
+    log = Path(repo.path, "logs", "refs", "heads", "agents", "a")
+    good = log.read_bytes()
+    log.write_bytes(good + good[:57])  # an entry cut short (a writer that ran out of space)
+    with pytest.raises(CorruptObjectError, match="line 2"):
+        repo.gc(prune=True, grace_seconds=0)
+    repo.rollback("a", "latest~1", hard=True)  # the next entry drops the torn one first
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert lines[0] == good and len(lines) == 2 and lines[1].endswith(b"\n")
+    assert len(git(repo, "reflog", "show", "agents/a").splitlines()) == 2
+    repo.gc(prune=True, grace_seconds=0)
+    fsck(repo)

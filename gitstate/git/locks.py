@@ -61,19 +61,14 @@ class RefLock:
         self.fd = fd
 
     def record(self, lock_path: str) -> None:
-        os.pwrite(self.fd, lock_path.encode() + b"\n", 0)
+        """Note that the holder is creating or holds ``lock_path``."""
+        line = lock_path.encode() + b"\n"
+        os.pwrite(self.fd, line, 0)
+        os.ftruncate(self.fd, len(line))
 
     def forget(self) -> None:
+        """The holder holds no ``.lock`` file (any more)."""
         os.ftruncate(self.fd, 0)
-
-    @contextmanager
-    def guarding(self, lock_path: str) -> Iterator[None]:
-        """Record ``lock_path`` while the block creates and holds it."""
-        self.record(lock_path)
-        try:
-            yield
-        finally:
-            self.forget()
 
 
 class LockFile:
@@ -82,6 +77,7 @@ class LockFile:
 
     def __init__(self, fd: int, path: str, durable: bool):
         self.fd, self.path, self.durable = fd, path, durable
+        self.committed = False
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -95,6 +91,7 @@ class LockFile:
         os.close(self.fd)
         self.fd = -1
         os.rename(self.path + ".lock", self.path)
+        self.committed = True
         if self.durable:
             fsync_path(os.path.dirname(self.path))
 
@@ -153,25 +150,34 @@ class Locks:
         holder remove a live lock.
         """
         lock_path = path + ".lock"
-        with guard.guarding(lock_path):
-            backoff = _Backoff(self.timeout)
-            while True:
-                try:
-                    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    break
-                except FileNotFoundError:
-                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-                except FileExistsError:
-                    guard.forget()
-                    if not backoff.wait():
-                        raise ConcurrentUpdateError(
-                            f"{lock_path} stayed locked for {self.timeout:g}s ({holder}); "
-                            "remove it if no such process is running") from None
-                    guard.record(lock_path)
-            lock = LockFile(fd, path, self.durable)
+        guard.record(lock_path)
+        backoff = _Backoff(self.timeout)
+        while True:
             try:
-                yield lock
-            finally:
-                if lock.fd != -1:
-                    os.close(lock.fd)
-                    os.unlink(lock_path)
+                fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileNotFoundError:
+                try:
+                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+                except BaseException:
+                    guard.forget()
+                    raise
+            except FileExistsError:
+                guard.forget()
+                if not backoff.wait():
+                    raise ConcurrentUpdateError(
+                        f"{lock_path} stayed locked for {self.timeout:g}s ({holder}); "
+                        "remove it if no such process is running") from None
+                guard.record(lock_path)
+            except BaseException:  # no lock file was made (no space, an I/O error...)
+                guard.forget()
+                raise
+        lock = LockFile(fd, path, self.durable)
+        try:
+            yield lock
+        finally:
+            if lock.fd != -1:
+                os.close(lock.fd)
+            if not lock.committed:
+                os.unlink(lock_path)  # if this fails, the record stays: the next holder removes it
+            guard.forget()

@@ -69,7 +69,11 @@ class LooseWriter:
             os.unlink(tmp)
             raise
         os.close(fd)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         with self._lock:
             self._written[0] += 1
             self._written[1] += len(data)

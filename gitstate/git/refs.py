@@ -383,7 +383,32 @@ class Refs:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         line = (f"{(old or ZERO).decode()} {(new or ZERO).decode()} gitstate <gitstate@localhost> "
                 f"{int(time.time())} +0000\t{' '.join(message.split())}\n")
-        with open(path, "ab") as f:
-            f.write(line.encode())
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _drop_torn_entry(fd)
+            data = line.encode()
+            while data:
+                data = data[os.write(fd, data):]
             if self.locks.durable:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _drop_torn_entry(fd: int) -> None:
+    """Cut a reflog back to its last complete line: an entry without its newline is one a
+    writer began and never finished (it died, or the disk was full), whose ref never moved
+    (reflog entries are written before the ref, under its lock, by git and gitstate alike)."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - 4096)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+

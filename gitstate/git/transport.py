@@ -12,6 +12,7 @@ its text may hold the credentials).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -149,15 +150,56 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
 def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]], list[bytes]],
           prefixes: list[bytes], progress: Progress | None) -> None:
     """Download, in one connection, the objects of the SHAs ``determine_wants`` picks from the
-    server's refs under ``prefixes`` (the caller holds the maintenance lock until refs name them)."""
+    server's refs under ``prefixes``.
+
+    The caller holds the maintenance lock (until refs name what arrived), which every
+    fetch takes: so the files dulwich's pack writer leaves when a fetch is killed
+    (``objects/pack/*.idx.lock``, which would block the next fetch of the same pack)
+    are no one's and are removed first, and those a failed fetch leaves
+    (``objects/tmp_pack_*``, ``objects/pack/tmp*.pack``) are removed after it.
+    """
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
 
     def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
         return [object_id(sha) for sha in determine_wants(plain_refs(refs))]
 
-    _talk(url, "fetching from", lambda: client.fetch(
-        path, store.repo, determine_wants=wants, progress=_sink(progress, url),
-        ref_prefix=prefixes))
+    _remove(_dulwich_temporaries(store.objects_dir, locks_only=True))
+    before = _dulwich_temporaries(store.objects_dir)
+    try:
+        _talk(url, "fetching from", lambda: client.fetch(
+            path, store.repo, determine_wants=wants, progress=_sink(progress, url),
+            ref_prefix=prefixes))
+    except BaseException:
+        _remove(_dulwich_temporaries(store.objects_dir) - before)
+        raise
+
+
+def _dulwich_temporaries(objects_dir: str, *, locks_only: bool = False) -> set[str]:
+    """The files dulwich's pack writer makes while a fetch runs (git names its own apart:
+    ``objects/pack/tmp_pack_*``, never ``.idx.lock``)."""
+    pack_dir = os.path.join(objects_dir, "pack")
+    found = {os.path.join(pack_dir, name) for name in _names(pack_dir)
+             if name.endswith(".idx.lock") or (not locks_only and name.startswith("tmp")
+                                               and name.endswith(".pack"))}
+    if not locks_only:
+        found |= {os.path.join(objects_dir, name) for name in _names(objects_dir)
+                  if name.startswith("tmp_pack_")}
+    return found
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
+def _remove(paths: set[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _sink(progress: Progress | None, url: str) -> Callable[[Any], None] | None:
