@@ -446,17 +446,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             self._remember(self._trees, tree, found)
         return found
 
-    def _state(self, record: _Record) -> dict[str, Any]:
-        """The decoded ``state.json`` of a commit (shared: never modify it)."""
+    def _state(self, record: _Record, fresh: bool = False) -> dict[str, Any]:
+        """The decoded ``state.json`` of a commit: shared, never to be modified, unless
+        ``fresh`` (what is handed to LangGraph, which modifies what it loads)."""
         entry = self._entries(record.tree).get(STATE_FILE)
         if entry is None:
             raise CorruptObjectError(f"commit {record.sha.decode()} has no state.json")
-        found = self._states.get(entry[1])
+        found = None if fresh else self._states.get(entry[1])
         if found is None:
             found = codec.decode(self.core.raw(entry[1], BLOB))
             if not isinstance(found, dict):
                 raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not an object")
-            self._remember(self._states, entry[1], found)
+            if not fresh:
+                self._remember(self._states, entry[1], found)
         return found
 
     def _remember(self, cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
@@ -533,7 +535,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     def _tuple(self, record: _Record, holder: _Record | None, shared: dict[bytes, Any] | None,
                thread_id: Any = None) -> CheckpointTuple:
         """The CheckpointTuple of a commit, with the writes ``holder`` holds for it."""
-        state = self._state(record)
+        state = self._state(record, fresh=True)
         entries = self._entries(record.tree)
         fields = state.get("checkpoint")
         if fields is None:
