@@ -197,6 +197,8 @@ class _Objects:
             self.json_bytes[sha] = len(data)
             return b".json", sha
         kind, data = self.serde.dumps_typed(value)
+        if type(data) is not bytes:  # a bytearray value comes back as its bytearray
+            data = bytes(data)
         suffix = _SUFFIXES.get(kind)
         if suffix is None:
             suffix = _SUFFIXES.setdefault(kind, f".{_extension(kind)}".encode())

@@ -17,6 +17,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
+from gitstate import StateRepository
 from gitstate.langgraph import GitstateSaver
 
 EXPECTED = {"put": 17, "put_writes": 10, "get_tuple": 10, "list": 16, "delete_thread": 5,
@@ -65,8 +66,10 @@ def run_suite(tmp_path: Path, name: str, wrap: Any) -> tuple[dict[str, tuple[int
 
     @checkpointer_test(name=name)
     async def factory() -> AsyncIterator[BaseCheckpointSaver[Any]]:
-        repos.append(tmp_path / f"repo-{len(repos)}.git")
-        with GitstateSaver(repos[-1]) as saver:
+        repo = StateRepository.init(tmp_path / f"repo-{len(repos)}.git")
+        repo.configure_maintenance(auto_objects=0)  # as the repo fixture: only what the suite wrote
+        repos.append(Path(repo.path))
+        with GitstateSaver(repo) as saver:
             yield wrap(saver)
 
     def on_result(capability: str, test: str, passed: bool, error: str | None) -> None:
