@@ -295,6 +295,7 @@ class _Queued:
     items: list[_Write]
     objects: _Objects  # the blobs of their values, written with the commit
     done: threading.Event = field(default_factory=threading.Event)
+    error: InvalidArgumentError | None = None  # why they could not be recorded
 
 
 @dataclass
@@ -931,19 +932,18 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             self._queued.setdefault(agent, []).append(queued)
         while not queued.done.wait(WRITES_LINGER):
             self._write(agent, partial(self._writes_commit, agent, thread, ns))
+        if queued.error is not None:
+            raise queued.error
 
     def _writes_commit(self, agent: str, thread: str, ns: str, head: bytes | None,
                        queued: _Queue) -> _Built | None:
         """The head's checkpoint recorded again, with the queued writes added to the writes
         lists it holds; parents: the head's first parent and the head (a fast-forward)."""
         head_record = self._own(agent, head, thread, ns)
-        if head is None or head_record is None:
-            raise InvalidArgumentError(f"thread {thread!r} (namespace {ns!r}) has no checkpoints "
-                                       "left to record writes for (deleted meanwhile?)")
         objects = _Objects(self.serde)
         lists, held = self._merge_queued(agent, head, head_record, queued, objects)
-        if not lists:
-            return None
+        if not lists or head is None or head_record is None:
+            return None  # every write recorded already, or their checkpoints are gone
         state = self._state(head_record)
         top = dict(self._entries(head_record.tree))
         folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
@@ -965,16 +965,20 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     def _merge_queued(self, agent: str, head: bytes | None, head_record: _Record | None,
                       queued: _Queue, objects: _Objects) -> tuple[_Lists, _Queue]:
         """The writes lists the queued writes change, merged into the lists already recorded
-        ({checkpoint id: (list, folder SHA, count)}), and the queued writes used (those of a
-        checkpoint the thread no longer has stay queued)."""
+        ({checkpoint id: (list, folder SHA, count)}), and the queued writes done (all: those
+        of a checkpoint the thread no longer has get their error)."""
         lists: _Lists = {}
         held = []
         for checkpoint in dict.fromkeys(item.checkpoint_id for item in queued):
             calls = [item for item in queued if item.checkpoint_id == checkpoint]
+            held += calls
             if head is None or head_record is None or self._carrier(
                     agent, head, head_record, checkpoint) is None:
+                for item in calls:
+                    item.error = InvalidArgumentError(
+                        f"agent {agent!r} has no checkpoint {checkpoint!r} any more (deleted while "
+                        "its writes waited): they were not recorded")
                 continue
-            held += calls
             holder = self._holder(agent, head, head_record, checkpoint)
             merged: dict[tuple[str, int], _Write] = {}
             if holder is not None:
