@@ -288,3 +288,14 @@ class Core:
                     updates.append(RefUpdate(tag_ref(agent_id, name), None, commit.id))
                 if store.update_refs(lock, agent_id, updates):
                     return commit
+
+    def write_commit(self, agent_id: str, tree: bytes, parents: Sequence[bytes], message: bytes,
+                     when: int | None = None) -> Any:
+        """Write a commit of ``tree`` by ``agent_id`` with ``parents`` (the first parent first)
+        and return it; no ref moves (the caller moves one by compare-and-swap under the
+        agent's lock). For histories that are not a line (``gitstate.langgraph``).
+        ``when`` is the author time (Unix seconds, default now)."""
+        commit: Any = checkpoint_commit(tree, None, agent_id, message, when)  # the engine's object
+        commit.parents = list(parents)
+        self.store.write(commit)
+        return commit

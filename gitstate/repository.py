@@ -88,6 +88,12 @@ class StateRepository:
         if the clone fails, ``path`` is left as it was."""
         return cls._of(transfers.clone(url, path, remote=remote, progress=progress, **options))
 
+    @property
+    def core(self) -> Core:
+        """The :class:`~gitstate.core.Core` this repository works on, for integrations built
+        on the core (``GitstateSaver(repo)`` in :mod:`gitstate.langgraph`)."""
+        return self._core
+
     def close(self) -> None:
         """Release open files, pack indexes and cached objects (``with`` does it at the end).
 

@@ -18,6 +18,7 @@ API = {
     "clone": "classmethod (url, path, *remote='origin', *progress=None, **options)",
     "close": "()",
     "configure_maintenance": "(**changes)",
+    "core": "property",
     "count": "(agent_id)",
     "delete": "(agent_id, rev)",
     "delete_agent": "(agent_id)",

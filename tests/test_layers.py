@@ -19,8 +19,8 @@ LIBRARY, CLI = ROOT / "gitstate", ROOT / "cli"
 LAYERS = {  # bottom to top
     "base": {"errors", "ids", "codec", "message", "models", "retention"},
     "engine": {"git"},
-    "core": {"core", "checkpoints", "rewrite", "settings"},
-    "features": {"history", "prune", "diff", "seed_import", "remote", "maintenance", "verify"},
+    "core": {"core", "checkpoints", "rewrite", "settings", "maintenance"},
+    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph"},
     "facade": {"repository"},
     "compat": {"compat", "__init__"},
 }

@@ -1,0 +1,1275 @@
+"""A LangGraph checkpointer on gitstate: :class:`GitstateSaver` (``pip install gitstate[langgraph]``).
+
+A thread (with its checkpoint namespace) is an agent branch, a LangGraph checkpoint a
+commit, a channel value a blob (canonical JSON when JSON holds it exactly, else the
+saver's ``serde`` encoding; a list of such values one blob per element). The first
+parent of a commit is its LangGraph parent; the branch head is the newest commit and
+reaches every other one; pending writes are recorded in the newest commit when they
+arrive. docs/langgraph.md describes the layout, the rules and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    PendingWrite,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+
+from . import codec
+from .core import Core
+from .errors import CorruptObjectError, InvalidArgumentError
+from .git.journal import RefUpdate
+from .git.layout import STATE_FILE, tree_entries
+from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
+from .git.reader import BLOB, TREE
+from .git.store import RefLock
+from .ids import BRANCH_PREFIX, branch_ref, new_checkpoint_id, tag_prefix, tag_ref
+from .maintenance import Maintenance
+from .message import build as build_message
+from .message import integer
+from .message import parse as parse_message
+
+__all__ = ["GitstateSaver", "agent_id"]
+
+T = TypeVar("T")
+Entry = tuple[bytes, int, bytes]  # (name, mode, hex SHA) of a tree entry
+_Write = tuple[dict[str, Any], bool, tuple[tuple[bytes, bytes], ...]]  # fields, is a list, blobs
+
+AGENT_PREFIX = "lg"
+VIEW_BYTES = 4096  # JSON channel values up to this size are also shown in state.json
+LIST_BATCH = 32  # tuples alist fetches per trip to the executor
+WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to record its writes
+CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
+RECORD_ENTRIES = 200_000  # parsed commits kept per saver
+
+_SLUG = re.compile(r"[^A-Za-z0-9_-]")
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9+_-]{0,63}")
+_NAME_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,=@+-")
+_TRAILER_SAFE = frozenset(range(0x21, 0x7F)) - frozenset(b"%,=~")
+_CHANNELS, _WRITES = b"channels", b"writes"
+_THREAD, _NS, _CHECKPOINT, _PARENT = ("LangGraph-Thread", "LangGraph-Namespace",
+                                      "LangGraph-Checkpoint", "LangGraph-Parent")
+_RUN, _REVISION, _WRITTEN, _LATEST = ("LangGraph-Run", "LangGraph-Revision", "LangGraph-Writes",
+                                      "LangGraph-Latest")
+_LEAF = "leaf-"
+_SUFFIXES: dict[str, bytes] = {}  # serde type -> b".<extension>"
+
+
+# -- names ---------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return _SLUG.sub("_", text[:40]) or "_"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _thread_agent(thread_id: str) -> str:
+    return f"{AGENT_PREFIX}.{_slug(thread_id)}.{_digest(thread_id)}"
+
+
+def agent_id(thread_id: object, checkpoint_ns: str = "") -> str:
+    """The gitstate agent (branch ``refs/heads/agents/<id>``) holding a thread's namespace.
+
+    ``lg.<slug>.<hash>`` for the root namespace, ``lg.<slug>.<hash>.<slug>.<hash>`` for
+    another: slugs keep ``[A-Za-z0-9_-]`` of the first 40 characters, hashes are 16 hex
+    digits of SHA-256 (docs/langgraph.md, "Agent ids").
+    """
+    thread = str(thread_id)
+    base = _thread_agent(thread)
+    return f"{base}.{_slug(checkpoint_ns)}.{_digest(checkpoint_ns)}" if checkpoint_ns else base
+
+
+def _quote(text: str, safe: frozenset[int]) -> str:
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8", "surrogatepass"))
+
+
+def _unquote(text: str) -> str:
+    return unquote_to_bytes(text).decode("utf-8", "surrogatepass")
+
+
+def _trailer(text: str) -> str:
+    """A string as a trailer value: percent-encoded, ``~`` for the empty string."""
+    return _quote(text, _TRAILER_SAFE) or "~"
+
+
+def _untrailer(value: str) -> str:
+    return "" if value == "~" else _unquote(value)
+
+
+def _extension(serde_type: str) -> str:
+    """The file extension of a serde type (``msgpack``), ``hex-<hex>`` unless a plain token."""
+    if _TOKEN.fullmatch(serde_type) and serde_type != "json" and not serde_type.startswith("hex-"):
+        return serde_type
+    return "hex-" + serde_type.encode("utf-8", "surrogatepass").hex()
+
+
+def _serde_type(extension: str) -> str:
+    if extension.startswith("hex-"):
+        return bytes.fromhex(extension[4:]).decode("utf-8", "surrogatepass")
+    return extension
+
+
+# -- values --------------------------------------------------------------------------------
+
+def _is_json(value: Any, ordered: bool, depth: int = 1) -> bool:
+    """Whether ``value`` is JSON that reads back as itself: exact types; with ``ordered``,
+    dicts with their keys already in sorted order (canonical JSON sorts them)."""
+    kind = type(value)
+    if kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if kind is int:
+        return -(2**63) <= value < 2**64
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    if value is None or kind is bool:
+        return True
+    if depth > codec.MAX_DEPTH:
+        return False
+    if kind is list:
+        return all(_is_json(item, ordered, depth + 1) for item in value)
+    if kind is dict:
+        keys = list(value)
+        if not all(type(key) is str for key in keys) or (ordered and keys != sorted(keys)):
+            return False
+        return all(_is_json(key, ordered, depth) and _is_json(item, ordered, depth + 1)
+                   for key, item in value.items())
+    return False
+
+
+class _Objects:
+    """The new objects of one write, and how values become tree entries."""
+
+    def __init__(self, serde: SerializerProtocol, known: frozenset[bytes] = frozenset()):
+        self.serde = serde
+        self.known = known  # blobs known to be in the repository (not written again)
+        self.new: dict[bytes, tuple[int, bytes]] = {}
+        self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
+
+    def blob(self, data: bytes) -> bytes:
+        sha = object_id(BLOB, data)
+        if sha not in self.known:
+            self.new[sha] = (BLOB, data)
+        return sha
+
+    def tree(self, entries: Sequence[Entry]) -> bytes:
+        raw = tree_raw(entries)
+        sha = object_id(TREE, raw)
+        self.new[sha] = (TREE, raw)
+        return sha
+
+    def leaf(self, value: Any) -> tuple[bytes, bytes]:
+        """(name suffix, blob SHA) of one value: ``.json`` or ``.<serde type>``."""
+        if _is_json(value, ordered=True):
+            data = codec.encode(value)
+            sha = self.blob(data)
+            self.json_bytes[sha] = len(data)
+            return b".json", sha
+        kind, data = self.serde.dumps_typed(value)
+        if type(data) is not bytes:  # a bytearray value comes back as its bytearray
+            data = bytes(data)
+        suffix = _SUFFIXES.get(kind)
+        if suffix is None:
+            suffix = _SUFFIXES.setdefault(kind, f".{_extension(kind)}".encode())
+        return suffix, self.blob(data)
+
+    def value(self, value: Any) -> tuple[bytes, int, bytes]:
+        """(name suffix, mode, SHA) of a channel value: a blob, or a folder of one blob per
+        element for a list JSON cannot hold."""
+        if type(value) is list and not _is_json(value, ordered=True):
+            entries = []
+            for i, item in enumerate(value):
+                suffix, sha = self.leaf(item)
+                entries.append((b"%d%s" % (i, suffix), FILE_MODE, sha))
+            return b"", TREE_MODE, self.tree(entries)
+        suffix, sha = self.leaf(value)
+        return suffix, FILE_MODE, sha
+
+    def parts(self, value: Any) -> tuple[bool, tuple[tuple[bytes, bytes], ...]]:
+        """A pending write's value as blobs: (is a list, ((suffix, SHA), ...)): one blob, or
+        one per element for a list JSON cannot hold (``<n>.<i><suffix>`` in its folder)."""
+        if type(value) is list and not _is_json(value, ordered=True):
+            return True, tuple((b".%d%s" % (i, suffix), sha)
+                               for i, (suffix, sha) in enumerate(map(self.leaf, value)))
+        return False, (self.leaf(value),)
+
+    def write(self, core: Core) -> None:
+        for sha, (kind, raw) in self.new.items():
+            core.store.write(raw_object(kind, raw, sha))
+
+
+def _entry_key(name: bytes) -> str:
+    """The key (channel, list position) an entry name was made from."""
+    text = name.decode()
+    return _unquote(text.rpartition(".")[0] if "." in text else text)
+
+
+# -- commits -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Record:
+    """What the saver reads of one commit: git fields and the LangGraph trailers."""
+
+    sha: bytes
+    tree: bytes
+    parents: tuple[bytes, ...]
+    author_time: int
+    summary: str
+    trailers: dict[str, str]
+    thread: str | None  # None: not a commit of this saver
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    run_id: str | None
+    revision: int
+    writes: dict[str, int]  # checkpoint id -> put_writes calls merged, for the lists held
+    latest: str | None
+
+    @property
+    def newest(self) -> str:
+        """The greatest checkpoint id of the thread when this commit was written."""
+        return self.latest if self.latest is not None else self.checkpoint_id
+
+
+def _parse_writes(value: str | None) -> dict[str, int]:
+    if not value:
+        return {}
+    found = {}
+    for item in value.split(","):
+        key, _, count = item.partition("=")
+        found[_untrailer(key)] = int(count)
+    return found
+
+
+def _format_writes(writes: Mapping[str, int]) -> str:
+    return ",".join(f"{_trailer(key)}={count}" for key, count in sorted(writes.items()))
+
+
+@dataclass
+class _Index:
+    """The commits of one agent reachable from its branch and names, and what they hold."""
+
+    head: bytes
+    tags: dict[bytes, bytes]
+    order: list[_Record]  # oldest first: parents before children, each head after the previous
+    carriers: dict[str, _Record]  # checkpoint id -> its newest commit
+    holders: dict[str, _Record]  # checkpoint id -> the commit holding its newest writes
+
+
+@dataclass(eq=False)
+class _Queued:
+    """The writes of one ``put_writes`` call, waiting to be recorded in a commit."""
+
+    checkpoint_id: str
+    items: list[_Write]
+    objects: _Objects  # the blobs of their values, written with the commit
+    done: threading.Event = field(default_factory=threading.Event)
+    error: InvalidArgumentError | None = None  # why they could not be recorded
+
+
+@dataclass
+class _Built:
+    """A commit to write: its new objects, tree, parents, message, the names to set, and
+    the queued writes it records."""
+
+    objects: _Objects
+    tree: bytes
+    parents: list[bytes]
+    message: bytes
+    tags: dict[str, bytes | None]
+    held: list[_Queued]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One commit of a rebuild: a record to write again, its first parent's checkpoint
+    and the writes lists it keeps ({checkpoint id: count}, taken from ``holder``)."""
+
+    record: _Record
+    first: str | None
+    writes: dict[str, int]
+    holder: _Record
+
+
+def _without_runs(runs: set[str], index: _Index) -> list[_Step]:
+    """The steps of a thread without the checkpoints (and their writes) of ``runs``; a kept
+    child of a removed checkpoint hangs from its nearest kept ancestor."""
+    removed = {checkpoint for checkpoint, record in index.carriers.items() if record.run_id in runs}
+    parent_of = {checkpoint: record.parent_id for checkpoint, record in index.carriers.items()}
+    steps = []
+    for record in index.order:
+        if record.thread is None or record.checkpoint_id in removed:
+            continue
+        first = record.parent_id
+        while first in removed:
+            first = parent_of.get(first)
+        writes = {c: n for c, n in record.writes.items() if c not in removed}
+        steps.append(_Step(record, first, writes, record))
+    return steps
+
+
+def _only_latest(index: _Index) -> list[_Step]:
+    """The latest checkpoint alone, as a root commit holding its own writes."""
+    latest = index.carriers[max(index.carriers)]
+    holder = index.holders.get(latest.checkpoint_id)
+    if holder is None:
+        return [_Step(latest, None, {}, latest)]
+    return [_Step(latest, None, {latest.checkpoint_id: holder.writes[latest.checkpoint_id]}, holder)]
+
+
+# type names for the signatures of GitstateSaver, whose ``list`` method hides the builtin there
+_Queue = list[_Queued]
+_Records = list[_Record]
+_Steps = list[_Step]
+_Values = list[Any]
+_Candidates = list[tuple[str, str, _Record, "_Record | None"]]
+_Lists = dict[str, tuple[list[dict[str, Any]], bytes, int]]  # checkpoint id -> (writes, folder, count)
+
+
+class GitstateSaver(BaseCheckpointSaver[str]):
+    """LangGraph's checkpointer, storing threads in a gitstate repository.
+
+    ``path_or_repo`` is a path (the repository is created there if missing), a
+    ``StateRepository`` or a :class:`~gitstate.core.Core`. ``serde`` encodes what JSON
+    cannot hold (default: LangGraph's ``JsonPlusSerializer``, which never pickles).
+    Safe to share between threads; any number of processes may use one repository.
+    Use it as a context manager (sync or async) to close what it opened.
+    """
+
+    def __init__(self, path_or_repo: Any, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        if isinstance(path_or_repo, Core):
+            self.core, self._owned = path_or_repo, False
+        elif isinstance(path_or_repo, (str, os.PathLike)):
+            self.core, self._owned = Core.init(path_or_repo), True
+        elif isinstance(getattr(path_or_repo, "core", None), Core):
+            self.core, self._owned = path_or_repo.core, False
+        else:
+            raise InvalidArgumentError("GitstateSaver needs a repository path, a StateRepository or "
+                                       f"a Core, not {type(path_or_repo).__name__}")
+        self._maintenance = Maintenance(self.core)
+        self._lock = threading.Lock()
+        self._puts = 0  # checkpoints this saver stored; waiting put_writes watch it
+        self._queued: dict[str, _Queue] = {}  # per agent: writes waiting for a commit
+        self._writers: dict[str, threading.Lock] = {}  # per agent: this saver's writers queue here
+        self._stored = threading.Condition()
+        self._records: dict[bytes, _Record] = {}
+        self._indexes: dict[str, _Index] = {}
+        self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+
+    # -- context manager ---------------------------------------------------------------
+    def close(self) -> None:
+        """Release the repository's open files if this saver opened it (it stays usable)."""
+        if self._owned:
+            self.core.close()
+
+    def __enter__(self) -> GitstateSaver:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> GitstateSaver:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- reading objects ---------------------------------------------------------------
+    def _record(self, sha: bytes) -> _Record:
+        record = self._records.get(sha)
+        if record is not None:
+            return record
+        commit = self.core.commit(sha)
+        summary, trailers = parse_message(commit.message)
+        checkpoint = trailers.get(_CHECKPOINT)
+        thread = trailers.get(_THREAD)
+        try:
+            record = _Record(
+                sha, commit.tree, commit.parents, commit.author_time, summary, trailers,
+                thread=None if thread is None or checkpoint is None else _untrailer(thread),
+                ns=_untrailer(trailers.get(_NS, "~")),
+                checkpoint_id=_untrailer(checkpoint) if checkpoint is not None else "",
+                parent_id=_untrailer(trailers[_PARENT]) if _PARENT in trailers else None,
+                run_id=_untrailer(trailers[_RUN]) if _RUN in trailers else None,
+                revision=integer(trailers.get(_REVISION)) or 0,
+                writes=_parse_writes(trailers.get(_WRITTEN)),
+                latest=_untrailer(trailers[_LATEST]) if _LATEST in trailers else None)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptObjectError(f"commit {sha.decode()}: LangGraph trailers do not parse: "
+                                     f"{exc}") from exc
+        with self._lock:
+            if len(self._records) >= RECORD_ENTRIES:
+                self._records.clear()
+            self._records[sha] = record
+        return record
+
+    def _entries(self, tree: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """A tree's entries by name: (mode, hex SHA); cached (trees never change)."""
+        found = self._trees.get(tree)
+        if found is None:
+            try:
+                found = {name: (mode, sha) for name, mode, sha in tree_entries(self.core.raw(tree, TREE))}
+            except ValueError as exc:
+                raise CorruptObjectError(f"tree {tree.decode()}: {exc}") from exc
+            self._remember(self._trees, tree, found)
+        return found
+
+    def _state(self, record: _Record, fresh: bool = False) -> dict[str, Any]:
+        """The decoded ``state.json`` of a commit: shared, never to be modified, unless
+        ``fresh`` (what is handed to LangGraph, which modifies what it loads)."""
+        entry = self._entries(record.tree).get(STATE_FILE)
+        if entry is None:
+            raise CorruptObjectError(f"commit {record.sha.decode()} has no state.json")
+        found = None if fresh else self._states.get(entry[1])
+        if found is None:
+            found = codec.decode(self.core.raw(entry[1], BLOB))
+            if not isinstance(found, dict):
+                raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not an object")
+            if not fresh:
+                self._remember(self._states, entry[1], found)
+        return found
+
+    def _remember(self, cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
+        with self._lock:
+            cache[key] = value
+            if len(cache) > CACHE_ENTRIES:
+                cache.popitem(last=False)
+
+    # -- agents and their indexes ------------------------------------------------------
+    def _agents(self, thread_id: str | None) -> dict[str, bytes]:
+        """The saver's agents (of one thread, or all) with their heads."""
+        prefix = (BRANCH_PREFIX + (AGENT_PREFIX + "." if thread_id is None
+                                   else _thread_agent(thread_id))).encode()
+        found = {}
+        for ref, sha in self.core.store.read_refs(BRANCH_PREFIX.encode()).items():
+            name = ref[len(BRANCH_PREFIX):].decode()
+            if ref.startswith(prefix) and (thread_id is None or ref == prefix
+                                           or ref[len(prefix):].startswith(b".")):
+                found[name] = sha
+        return found
+
+    def _head(self, agent: str) -> bytes | None:
+        return self.core.store.read_ref(branch_ref(agent))
+
+    def _index(self, agent: str, head: bytes) -> _Index:
+        """The index of ``agent`` at ``head`` (cached while the head and names stay)."""
+        tags = self.core.store.read_refs(tag_prefix(agent))
+        index = self._indexes.get(agent)
+        if index is not None and index.head == head and index.tags == tags:
+            return index
+        roots = sorted(tags.values(), key=lambda sha: self._record(sha).author_time) + [head]
+        order: list[_Record] = []
+        seen: set[bytes] = set()
+        for root in roots:
+            stack: list[tuple[bytes, bool]] = [(root, False)]
+            while stack:
+                sha, done = stack.pop()
+                if done:
+                    order.append(self._record(sha))
+                elif sha not in seen:
+                    seen.add(sha)
+                    stack.append((sha, True))
+                    stack.extend((parent, False) for parent in self._record(sha).parents
+                                 if parent not in seen)
+        carriers: dict[str, _Record] = {}
+        holders: dict[str, _Record] = {}
+        for record in order:
+            if record.thread is None:
+                continue
+            known = carriers.get(record.checkpoint_id)
+            if known is None or record.revision >= known.revision:
+                carriers[record.checkpoint_id] = record
+            for checkpoint, count in record.writes.items():
+                held = holders.get(checkpoint)
+                if held is None or count >= held.writes[checkpoint]:
+                    holders[checkpoint] = record
+        index = _Index(head, tags, order, carriers, holders)
+        with self._lock:
+            self._indexes[agent] = index
+        return index
+
+    def _latest(self, agent: str, head: bytes) -> tuple[_Record, _Record | None] | None:
+        """The commit of the greatest checkpoint id and the one holding its writes."""
+        record = self._record(head)
+        if record.thread is None:
+            return None
+        if record.latest is None:
+            return record, record if record.checkpoint_id in record.writes else None
+        index = self._index(agent, head)
+        newest = index.carriers.get(record.latest) or index.carriers[max(index.carriers)]
+        return newest, index.holders.get(newest.checkpoint_id)
+
+    # -- building tuples ---------------------------------------------------------------
+    def _tuple(self, record: _Record, holder: _Record | None, shared: dict[bytes, Any] | None,
+               thread_id: Any = None) -> CheckpointTuple:
+        """The CheckpointTuple of a commit, with the writes ``holder`` holds for it."""
+        state = self._state(record, fresh=True)
+        entries = self._entries(record.tree)
+        fields = state.get("checkpoint")
+        if fields is None:
+            fields = self._load(entries, b"checkpoint", shared)
+        metadata = state.get("metadata")
+        if metadata is None:
+            metadata = self._load(entries, b"metadata", shared)
+        values = {}
+        channels = entries.get(_CHANNELS)
+        if channels is not None:
+            for name, (mode, sha) in self._entries(channels[1]).items():
+                values[_entry_key(name)] = self._value(name, mode, sha, shared)
+        writes: list[PendingWrite] = []
+        if holder is not None:
+            held = self._state(holder)["writes"][record.checkpoint_id]
+            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+            files = self._entries(folder[_quote(record.checkpoint_id, _NAME_SAFE).encode()][1])
+            for item in held:
+                if "items" in item:
+                    value: Any = self._list([(name.encode(), files[name.encode()][1])
+                                             for name in item["items"]], shared)
+                else:
+                    value = self._leaf(item["value"].encode(), files[item["value"].encode()][1])
+                writes.append((item["task_id"], item["channel"], value))
+        thread = record.thread if thread_id is None else thread_id
+        config: RunnableConfig = {"configurable": {
+            "thread_id": thread, "checkpoint_ns": record.ns, "checkpoint_id": record.checkpoint_id}}
+        parent: RunnableConfig | None = None
+        if record.parent_id is not None:
+            parent = {"configurable": {"thread_id": thread, "checkpoint_ns": record.ns,
+                                       "checkpoint_id": record.parent_id}}
+        checkpoint: Checkpoint = {**fields, "channel_values": values}  # type: ignore[typeddict-item]
+        return CheckpointTuple(config, checkpoint, metadata, parent, writes)
+
+    def _load(self, entries: Mapping[bytes, tuple[int, bytes]], stem: bytes,
+              shared: dict[bytes, Any] | None) -> Any:
+        for name, (mode, sha) in entries.items():
+            if name.startswith(stem + b"."):
+                return self._value(name, mode, sha, shared)
+        raise CorruptObjectError(f"a checkpoint tree has neither state.json's {stem.decode()!r} "
+                                 f"nor a {stem.decode()}.<type> file")
+
+    def _value(self, name: bytes, mode: int, sha: bytes, shared: dict[bytes, Any] | None) -> Any:
+        """The value an entry holds (a folder: a list of its entries, by position)."""
+        if mode != TREE_MODE:
+            return self._leaf(name, sha)
+        items = sorted((int(item.partition(b".")[0]), item, entry_sha)
+                       for item, (_mode, entry_sha) in self._entries(sha).items())
+        return self._list([(item, entry_sha) for _position, item, entry_sha in items], shared)
+
+    def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None) -> _Values:
+        """The list of these blobs' values; in a ``list`` call (``shared``), a blob is decoded
+        once for all tuples, but never twice in one list (a value never aliases itself)."""
+        result, used = [], set()
+        for item, sha in items:
+            if shared is None or sha in used:
+                result.append(self._leaf(item, sha))
+                continue
+            used.add(sha)
+            if sha not in shared:
+                shared[sha] = self._leaf(item, sha)
+            result.append(shared[sha])
+        return result
+
+    def _leaf(self, name: bytes, sha: bytes) -> Any:
+        extension = name.decode().rpartition(".")[2]
+        data = self.core.raw(sha, BLOB)
+        if extension == "json":
+            return codec.decode(data)
+        return self.serde.loads_typed((_serde_type(extension), data))
+
+    # -- the read API ------------------------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names (its ``checkpoint_id``, else the latest), or None."""
+        thread, ns = _thread_and_ns(config)
+        agent = agent_id(thread, ns)
+        head = self._head(agent)
+        if head is None:
+            return None
+        wanted = get_checkpoint_id(config)
+        if wanted:
+            head_record = self._record(head)
+            if head_record.checkpoint_id == wanted and head_record.thread is not None:
+                record: _Record | None = head_record  # its writes, if any, are in the head
+                holder = head_record if wanted in head_record.writes else None
+            else:
+                index = self._index(agent, head)
+                record, holder = index.carriers.get(wanted), index.holders.get(wanted)
+            if record is None:
+                return None
+        else:
+            found = self._latest(agent, head)
+            if found is None:
+                return None
+            record, holder = found
+        if record.thread != thread or record.ns != ns:
+            return None  # another thread's agent with the same id: a 64-bit hash collision
+        return self._tuple(record, holder, None, config["configurable"]["thread_id"])
+
+    def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+             before: RunnableConfig | None = None, limit: int | None = None
+             ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first (by id): of a thread (one namespace if ``checkpoint_ns``
+        is given) or of every thread (``config=None``); ``before`` keeps smaller ids,
+        ``filter`` metadata equal on every key, ``limit`` applies last."""
+        if config is None:
+            agents = self._agents(None)
+            wanted_ns, wanted_id = None, None
+        else:
+            thread = _thread_and_ns(config)[0]
+            wanted_ns = config["configurable"].get("checkpoint_ns")
+            wanted_id = get_checkpoint_id(config)
+            if wanted_ns is None:
+                agents = self._agents(thread)
+            else:
+                agent = agent_id(thread, wanted_ns)
+                head = self._head(agent)
+                agents = {} if head is None else {agent: head}
+        bound = get_checkpoint_id(before) if before else None
+        candidates = []
+        for agent, head in agents.items():
+            index = self._index(agent, head)
+            for checkpoint, record in index.carriers.items():
+                if config is not None and (record.thread != thread
+                                           or (wanted_ns is not None and record.ns != wanted_ns)):
+                    continue
+                if (wanted_id and checkpoint != wanted_id) or (bound and checkpoint >= bound):
+                    continue
+                candidates.append((checkpoint, record.ns, record, index.holders.get(checkpoint)))
+        candidates.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return self._tuples(candidates, filter, limit)
+
+    def _tuples(self, candidates: _Candidates,
+                filter: dict[str, Any] | None, limit: int | None) -> Iterator[CheckpointTuple]:
+        shared: dict[bytes, Any] = {}
+        count = 0
+        for _checkpoint, _ns, record, holder in candidates:
+            if limit is not None and count >= limit:
+                return
+            if filter:
+                metadata = self._state(record).get("metadata")
+                if metadata is None:
+                    metadata = self._load(self._entries(record.tree), b"metadata", None)
+                if not all(metadata.get(key) == value for key, value in filter.items()):
+                    continue
+            count += 1
+            yield self._tuple(record, holder, shared)
+
+    # -- writing -----------------------------------------------------------------------
+    @contextmanager
+    def _locked(self, agent: str) -> Iterator[RefLock]:
+        """The agent's lock: first among this saver's threads (a plain lock, which wakes the
+        next waiter at once), then the repository-wide one (``Store.agent_lock``, which
+        waits with backoff for other processes)."""
+        with self._lock:
+            writer = self._writers.setdefault(agent, threading.Lock())
+        with writer, self.core.store.agent_lock(agent) as lock:
+            yield lock
+
+    def _write(self, agent: str, build: Callable[[bytes | None, _Queue], _Built | None]) -> None:
+        """Under the agent's lock, with the writes queued for the agent: ``build(head,
+        queued)`` gives the commit to write (None: nothing to write); write it and move the
+        branch, and the names it sets, by compare-and-swap from ``head``. The queued writes
+        it holds are then done; the others go back to the queue."""
+        store = self.core.store
+        with self._locked(agent) as lock:
+            with self._lock:
+                queued = self._queued.pop(agent, [])
+            held: list[_Queued] = []
+            try:
+                while True:
+                    head = store.writable_ref(branch_ref(agent))
+                    built = build(head, queued)
+                    if built is None:
+                        held = queued  # nothing new to record: they are done too
+                        break
+                    for item in built.held:  # one write per object (they share blobs)
+                        built.objects.new.update(item.objects.new)
+                    built.objects.write(self.core)
+                    commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
+                    if self._move(lock, agent, head, commit.id, built.tags):
+                        held = built.held
+                        break
+            finally:
+                rest = [item for item in queued if item not in held]
+                if rest:
+                    with self._lock:
+                        self._queued[agent] = rest + self._queued.get(agent, [])
+        for item in held:
+            item.done.set()
+        self._maintenance.after(None)
+
+    def _move(self, lock: RefLock, agent: str, head: bytes | None, new: bytes | None,
+              tags: Mapping[str, bytes | None]) -> bool:
+        """Move the branch from ``head`` to ``new`` (None: delete it) and set ``tags``
+        ({name: SHA, None to delete}), as one journaled operation."""
+        store = self.core.store
+        old_tags = store.read_refs(tag_prefix(agent))
+        updates = [RefUpdate(branch_ref(agent), head, new)]
+        for name, sha in sorted(tags.items()):
+            ref = tag_ref(agent, name)
+            if old_tags.get(ref) != sha:
+                updates.append(RefUpdate(ref, old_tags.get(ref), sha))
+        return store.update_refs(lock, agent, updates)
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        """Store a checkpoint as a commit on its thread's branch (its parent: the config's
+        ``checkpoint_id``); only channels in ``new_versions`` are encoded again. Writes
+        queued for the thread are recorded in the same commit."""
+        thread, ns = _thread_and_ns(config)
+        agent = agent_id(thread, ns)
+        parent_id = config["configurable"].get("checkpoint_id") or None
+        checkpoint_id = checkpoint["id"]
+        metadata = get_checkpoint_metadata(config, metadata)
+        fields = {key: value for key, value in checkpoint.items() if key != "channel_values"}
+        values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
+        objects = _Objects(self.serde, self._known(self._head(agent), parent_id))
+        changed, view = {}, {}
+        for channel in new_versions:
+            if channel in versions and channel in values:
+                changed[channel] = suffix, _mode, sha = objects.value(values[channel])
+                if suffix == b".json" and objects.json_bytes[sha] <= VIEW_BYTES:
+                    view[channel] = values[channel]
+        tops: list[Entry] = []
+        state: dict[str, Any] = {"changed": sorted(new_versions)}
+        for key, data in (("checkpoint", fields), ("metadata", metadata)):
+            if _is_json(data, ordered=False):
+                state[key] = data
+            else:
+                suffix, sha = objects.leaf(data)
+                tops.append((key.encode() + suffix, FILE_MODE, sha))
+        state.update(step=metadata.get("step"), source=metadata.get("source"),
+                     parent_checkpoint_id=parent_id)
+
+        def build(head: bytes | None, queued: _Queue) -> _Built:
+            head_record = self._own(agent, head, thread, ns)
+            first = self._carrier(agent, head, head_record, parent_id)
+            inherited, inherited_view = self._channels(first)
+            entries: list[Entry] = []
+            shown = {}
+            for channel in versions:
+                if channel in changed:
+                    suffix, mode, sha = changed[channel]
+                    if channel in view:
+                        shown[channel] = view[channel]
+                elif channel in inherited and inherited[channel][3] == versions[channel]:
+                    suffix, mode, sha, _version = inherited[channel]
+                    if channel in inherited_view:
+                        shown[channel] = inherited_view[channel]
+                elif channel in values:  # not new, yet not in the parent: encode it after all
+                    suffix, mode, sha = objects.value(values[channel])
+                else:
+                    continue  # a channel with a version but no value ("empty")
+                entries.append((_quote(channel, _NAME_SAFE).encode() + suffix, mode, sha))
+            lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+            top = [*tops]
+            if entries:
+                top.append((_CHANNELS, TREE_MODE, objects.tree(entries)))
+            if lists:
+                folders = [(_quote(checkpoint, _NAME_SAFE).encode(), TREE_MODE, tree)
+                           for checkpoint, (_listed, tree, _count) in lists.items()]
+                top.append((_WRITES, TREE_MODE, objects.tree(folders)))
+            written = {c: listed for c, (listed, _folder, _n) in lists.items()}
+            top.append((STATE_FILE, FILE_MODE, objects.blob(codec.encode(
+                {**state, "values": shown, "writes": written}))))
+            parents = [first.sha] if first is not None else []
+            tags: dict[str, bytes | None] = {}
+            if head is not None and head not in parents:
+                parents.append(head)
+                if parents[0] != head and head_record is not None:  # the old head leaves the line
+                    tags[_LEAF + head_record.trailers.get("Checkpoint-Id", head.decode())] = head
+            revision = (head_record.revision + 1 if head_record is not None
+                        and head_record.checkpoint_id == checkpoint_id else 0)
+            newest = max(head_record.newest, checkpoint_id) if head_record is not None else checkpoint_id
+            trailers = self._trailers(agent, thread, ns, checkpoint_id, parent_id, metadata, revision,
+                                      {c: n for c, (_l, _f, n) in lists.items()}, newest)
+            message = build_message(_summary(metadata, state["changed"], written), trailers)
+            return _Built(objects, objects.tree(top), parents, message, tags, held)
+
+        self._write(agent, build)
+        with self._stored:
+            self._puts += 1
+            self._stored.notify_all()
+        return {"configurable": {"thread_id": config["configurable"]["thread_id"],
+                                 "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+    def _known(self, head: bytes | None, parent_id: str | None) -> frozenset[bytes]:
+        """Blobs of the parent's list folders (hint: the elements a new list shares with it)."""
+        if head is None or parent_id is None:
+            return frozenset()
+        record = self._record(head)
+        if record.checkpoint_id != parent_id:
+            return frozenset()
+        channels = self._entries(record.tree).get(_CHANNELS)
+        known: set[bytes] = set()
+        if channels is not None:
+            for mode, sha in self._entries(channels[1]).values():
+                if mode == TREE_MODE:
+                    known.update(entry_sha for _mode, entry_sha in self._entries(sha).values())
+        return frozenset(known)
+
+    def _own(self, agent: str, head: bytes | None, thread: str, ns: str) -> _Record | None:
+        """The head's record; InvalidArgumentError if the branch holds another thread's commits."""
+        if head is None:
+            return None
+        record = self._record(head)
+        if record.thread != thread or record.ns != ns:
+            raise InvalidArgumentError(
+                f"agent {agent!r} holds commits of thread {record.thread!r}, namespace "
+                f"{record.ns!r} (or not written by GitstateSaver), not thread {thread!r}, "
+                f"namespace {ns!r}: delete that agent or use another repository")
+        return record
+
+    def _carrier(self, agent: str, head: bytes | None, head_record: _Record | None,
+                 checkpoint_id: str | None) -> _Record | None:
+        """The newest commit of a checkpoint (None if the thread has no such checkpoint)."""
+        if checkpoint_id is None or head is None or head_record is None:
+            return None
+        if head_record.checkpoint_id == checkpoint_id:
+            return head_record
+        if head_record.parent_id == checkpoint_id and head_record.parents:
+            first = self._record(head_record.parents[0])
+            if first.checkpoint_id == checkpoint_id and first.thread is not None:
+                return first  # newest: a newer one would have been written after the head
+        return self._index(agent, head).carriers.get(checkpoint_id)
+
+    def _channels(self, record: _Record | None) -> tuple[dict[str, tuple[bytes, int, bytes, Any]],
+                                                          dict[str, Any]]:
+        """A commit's channel entries {channel: (suffix, mode, SHA, version)} and its view."""
+        if record is None:
+            return {}, {}
+        state = self._state(record)
+        fields = state.get("checkpoint")
+        if fields is None:
+            fields = self._load(self._entries(record.tree), b"checkpoint", None)
+        versions = fields.get("channel_versions", {})
+        channels = self._entries(record.tree).get(_CHANNELS)
+        found = {}
+        if channels is not None:
+            for name, (mode, sha) in self._entries(channels[1]).items():
+                text = name.decode()
+                stem, dot, extension = text.rpartition(".") if mode == FILE_MODE else (text, "", "")
+                channel = _unquote(stem)
+                found[channel] = ((dot + extension).encode(), mode, sha, versions.get(channel))
+        return found, state.get("values", {})
+
+    def _trailers(self, agent: str, thread: str, ns: str, checkpoint_id: str,
+                  parent_id: str | None, metadata: Mapping[str, Any], revision: int,
+                  writes: Mapping[str, int], newest: str, gid: str | None = None) -> dict[str, str]:
+        step, source, run = metadata.get("step"), metadata.get("source"), metadata.get("run_id")
+        trailers = {"Checkpoint-Id": gid or new_checkpoint_id(), "Agent-Id": agent}
+        if type(step) is int:
+            trailers["Iteration"] = str(step)
+        if isinstance(source, str) and source.strip():
+            trailers["Status"] = " ".join(source.split())
+        trailers["Schema-Version"] = "1"
+        trailers[_THREAD] = _trailer(thread)
+        if ns:
+            trailers[_NS] = _trailer(ns)
+        trailers[_CHECKPOINT] = _trailer(checkpoint_id)
+        if parent_id is not None:
+            trailers[_PARENT] = _trailer(parent_id)
+        if isinstance(run, str):
+            trailers[_RUN] = _trailer(run)
+        trailers[_REVISION] = str(revision)
+        if writes:
+            trailers[_WRITTEN] = _format_writes(writes)
+        if newest != checkpoint_id:
+            trailers[_LATEST] = _trailer(newest)
+        return trailers
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        """Record pending writes of the checkpoint ``config`` names (docs/langgraph.md,
+        "Pending writes"): queued for the next ``put`` of the thread, which records them in
+        its own commit; if none comes within ``WRITES_LINGER`` seconds, recorded in a commit
+        of their own. Returns once they are in a commit on the branch."""
+        thread, ns = _thread_and_ns(config)
+        agent = agent_id(thread, ns)
+        checkpoint_id = config["configurable"]["checkpoint_id"]
+        objects = _Objects(self.serde)
+        items = []
+        for idx, (channel, value) in enumerate(writes):
+            fields = {"task_id": task_id, "task_path": task_path,
+                      "idx": WRITES_IDX_MAP.get(channel, idx), "channel": channel}
+            items.append((fields, *objects.parts(value)))
+        queued = _Queued(checkpoint_id, items, objects)
+        self._wait_for(agent, checkpoint_id, thread, ns)
+        with self._lock:
+            self._queued.setdefault(agent, []).append(queued)
+        while not queued.done.wait(WRITES_LINGER):
+            self._write(agent, partial(self._writes_commit, agent, thread, ns))
+        if queued.error is not None:
+            raise queued.error
+
+    def _writes_commit(self, agent: str, thread: str, ns: str, head: bytes | None,
+                       queued: _Queue) -> _Built | None:
+        """The head's checkpoint recorded again, with the queued writes added to the writes
+        lists it holds; parents: the head's first parent and the head (a fast-forward)."""
+        head_record = self._own(agent, head, thread, ns)
+        objects = _Objects(self.serde)
+        lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+        if not lists or head is None or head_record is None:
+            return None  # every write recorded already, or their checkpoints are gone
+        state = self._state(head_record)
+        top = dict(self._entries(head_record.tree))
+        folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
+        for checkpoint, (_listed, tree, _count) in lists.items():
+            folder[_quote(checkpoint, _NAME_SAFE).encode()] = (TREE_MODE, tree)
+        top[_WRITES] = (TREE_MODE, objects.tree([(n, m, s) for n, (m, s) in folder.items()]))
+        written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
+        state = {**state, "writes": written}
+        top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode(state)))
+        counts = {**head_record.writes, **{c: n for c, (_l, _t, n) in lists.items()}}
+        trailers = {**head_record.trailers, "Checkpoint-Id": new_checkpoint_id(),
+                    _REVISION: str(head_record.revision + 1), _WRITTEN: _format_writes(counts)}
+        parents = [head_record.parents[0], head] if head_record.parents else [head]
+        message = build_message(_summary(state.get("metadata") or {}, state.get("changed", []), written),
+                                trailers)
+        return _Built(objects, objects.tree([(n, m, s) for n, (m, s) in top.items()]), parents,
+                      message, {}, held)
+
+    def _merge_queued(self, agent: str, head: bytes | None, head_record: _Record | None,
+                      queued: _Queue, objects: _Objects) -> tuple[_Lists, _Queue]:
+        """The writes lists the queued writes change, merged into the lists already recorded
+        ({checkpoint id: (list, folder SHA, count)}), and the queued writes done (all: those
+        of a checkpoint the thread no longer has get their error)."""
+        lists: _Lists = {}
+        held = []
+        for checkpoint in dict.fromkeys(item.checkpoint_id for item in queued):
+            calls = [item for item in queued if item.checkpoint_id == checkpoint]
+            held += calls
+            if head is None or head_record is None or self._carrier(
+                    agent, head, head_record, checkpoint) is None:
+                for item in calls:
+                    item.error = InvalidArgumentError(
+                        f"agent {agent!r} has no checkpoint {checkpoint!r} any more (deleted while "
+                        "its writes waited): they were not recorded")
+                continue
+            holder = self._holder(agent, head, head_record, checkpoint)
+            merged: dict[tuple[str, int], _Write] = {}
+            if holder is not None:
+                files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
+                    _quote(checkpoint, _NAME_SAFE).encode()][1])
+                for item in self._state(holder)["writes"][checkpoint]:
+                    names = item["items"] if "items" in item else [item["value"]]
+                    parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
+                                  for name in names)
+                    fields = {key: item[key] for key in ("channel", "idx", "task_id", "task_path")}
+                    merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
+            changed = False
+            for call in calls:
+                for write in call.items:
+                    key = (write[0]["task_id"], write[0]["idx"])
+                    if key in merged and (key[1] >= 0 or merged[key] == write):
+                        continue  # an ordinary write is recorded once; special ones overwrite
+                    merged[key] = write
+                    changed = True
+            if not changed:
+                continue
+            listed, files_out = [], []
+            ordered = sorted(merged.values(), key=lambda w: (w[0]["task_path"], w[0]["task_id"], w[0]["idx"]))
+            for position, (fields, is_list, parts) in enumerate(ordered):
+                names = [b"%d%s" % (position, suffix) for suffix, _sha in parts]
+                files_out += [(name, FILE_MODE, sha)
+                              for name, (_suffix, sha) in zip(names, parts, strict=True)]
+                shown = [name.decode() for name in names]
+                listed.append({**fields, "items": shown} if is_list else {**fields, "value": shown[0]})
+            count = (holder.writes[checkpoint] if holder is not None else 0) + len(calls)
+            lists[checkpoint] = (listed, objects.tree(files_out), count)
+        return lists, held
+
+    def _wait_for(self, agent: str, checkpoint_id: str, thread: str, ns: str) -> None:
+        """Return once the thread holds the checkpoint. LangGraph submits ``put`` of a
+        checkpoint before the tasks that write for it, but runs both in the background, so
+        the writes may come first: wait for the put (``lock_timeout`` at most)."""
+        deadline = time.monotonic() + self.core.store.lock_timeout
+        while True:
+            with self._stored:
+                puts = self._puts
+            head = self._head(agent)
+            if head is not None and self._carrier(agent, head, self._own(agent, head, thread, ns),
+                                                  checkpoint_id) is not None:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InvalidArgumentError(
+                    f"thread {thread!r} (namespace {ns!r}) has no checkpoint {checkpoint_id!r} to "
+                    f"record writes for (waited {self.core.store.lock_timeout:g}s for it)")
+            with self._stored:  # woken by this saver's puts; other processes' are polled
+                self._stored.wait_for(partial(self._stored_since, puts), timeout=min(remaining, 0.25))
+
+    def _stored_since(self, puts: int) -> bool:
+        return self._puts != puts
+
+    def _holder(self, agent: str, head: bytes, head_record: _Record,
+                checkpoint_id: str) -> _Record | None:
+        """The commit holding the newest writes of a checkpoint (None: it has none).
+
+        The head holds the writes of its own checkpoint once there are any, so does every
+        head; the head's last parent is the previous head. So the head and the previous
+        head decide the usual cases; others are looked up in the index.
+        """
+        if checkpoint_id in head_record.writes:
+            return head_record
+        if head_record.checkpoint_id == checkpoint_id:
+            return None
+        if head_record.parents:
+            previous = self._record(head_record.parents[-1])
+            if checkpoint_id in previous.writes:
+                return previous
+            if previous.checkpoint_id == checkpoint_id:
+                return None
+        return self._index(agent, head).holders.get(checkpoint_id)
+
+
+    # -- deleting, pruning, copying ----------------------------------------------------
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every namespace of a thread: its branches and names (no error if absent)."""
+        for agent in self._agents(str(thread_id)):
+            self._rebuild(agent, lambda index: [])
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is listed, and their writes, in
+        every thread and namespace; the rest is rebuilt around them."""
+        runs = set(run_ids)
+        if not runs:
+            return
+        for agent, head in self._agents(None).items():
+            if any(record.run_id in runs for record in self._index(agent, head).carriers.values()):
+                self._rebuild(agent, partial(_without_runs, runs))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep only the latest checkpoint of each namespace, with its writes;
+        ``delete``: delete the threads."""
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidArgumentError(f"strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+        for thread_id in thread_ids:
+            for agent in self._agents(str(thread_id)):
+                self._rebuild(agent, _only_latest if strategy == "keep_latest" else lambda index: [])
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every namespace of a thread to another thread id: same checkpoints, ids,
+        order, metadata and writes (trees are shared); checkpoints the target already has
+        stay as they are. A missing source copies nothing."""
+        source, target = str(source_thread_id), str(target_thread_id)
+        for agent, head in self._agents(source).items():
+            records = [r for r in self._index(agent, head).order if r.thread == source]
+            if records:
+                self._copy(records, target, records[-1].ns)
+
+    def _copy(self, records: _Records, thread: str, ns: str) -> None:
+        agent = agent_id(thread, ns)
+        store = self.core.store
+        with self._locked(agent) as lock:
+            while True:
+                head = store.writable_ref(branch_ref(agent))
+                head_record = self._own(agent, head, thread, ns)
+                index = self._index(agent, head) if head is not None else None
+                present = index.carriers if index is not None else {}
+                steps = [_Step(r, r.parent_id, r.writes, r) for r in records
+                         if r.checkpoint_id not in present]
+                if not steps:
+                    return
+                new_head, tags, _mapping = self._replay(agent, thread, ns, steps, head_record, present)
+                if self._move(lock, agent, head, new_head, tags):
+                    break
+        self._maintenance.after(None)
+
+    def _rebuild(self, agent: str, select: Callable[[_Index], _Steps]) -> None:
+        """Under the agent's lock, write again the steps ``select(index)`` gives (none: delete
+        the agent) and move the branch and its names by compare-and-swap."""
+        store = self.core.store
+        prefix = tag_prefix(agent)
+        with self._locked(agent) as lock:
+            while True:
+                head = store.writable_ref(branch_ref(agent))
+                if head is None:
+                    return
+                index = self._index(agent, head)
+                if not index.carriers:
+                    return  # no commit of this saver: not a thread's branch
+                steps = select(index)
+                old = {ref[len(prefix):].decode(): sha for ref, sha in index.tags.items()}
+                if not steps:
+                    if self._move(lock, agent, head, None, dict.fromkeys(old)):
+                        return
+                    continue
+                first = steps[0].record
+                new_head, tags, mapping = self._replay(agent, first.thread or "", first.ns, steps,
+                                                       None, {})
+                for name, sha in old.items():  # names follow their commits; leaf names are redone
+                    if name not in tags:
+                        tags[name] = None if name.startswith(_LEAF) else mapping.get(sha)
+                if new_head == head and all(old.get(name) == sha for name, sha in tags.items()):
+                    return
+                if self._move(lock, agent, head, new_head, tags):
+                    break
+        self._maintenance.after(None)
+
+    def _replay(self, agent: str, thread: str, ns: str, steps: _Steps, head: _Record | None,
+                carriers: Mapping[str, _Record]) -> tuple[bytes, dict[str, bytes | None],
+                                                          dict[bytes, bytes]]:
+        """Write ``steps`` (oldest first) onto ``head`` by the rules of ``put``: the first
+        parent is the newest commit of the checkpoint ``step.first``, the previous head the
+        last parent, and a head that leaves the line gets a ``leaf-`` name. A commit whose
+        parents, tree and trailers stay is kept. Return the new head, the names to set and
+        {old SHA: new SHA}."""
+        newest_commit = {checkpoint: record.sha for checkpoint, record in carriers.items()}
+        revisions = {checkpoint: record.revision for checkpoint, record in carriers.items()}
+        current = None if head is None else (head.sha, head.checkpoint_id, head.trailers)
+        newest = None if head is None else head.newest
+        tags: dict[str, bytes | None] = {}
+        mapping: dict[bytes, bytes] = {}
+        for step in steps:
+            record = step.record
+            first = newest_commit.get(step.first) if step.first is not None else None
+            parents = [first] if first is not None else []
+            if current is not None and current[0] not in parents:
+                parents.append(current[0])
+                if parents[0] != current[0] and current[1] != record.checkpoint_id:
+                    tags[_LEAF + current[2].get("Checkpoint-Id", current[0].decode())] = current[0]
+            newest = record.checkpoint_id if newest is None else max(newest, record.checkpoint_id)
+            trailers = dict(record.trailers)
+            trailers.update({"Agent-Id": agent, _THREAD: _trailer(thread)})
+            for key, value in ((_NS, ns and _trailer(ns)), (_WRITTEN, _format_writes(step.writes)),
+                               (_LATEST, newest != record.checkpoint_id and _trailer(newest))):
+                if value:
+                    trailers[key] = value
+                else:
+                    trailers.pop(key, None)
+            objects = _Objects(self.serde)
+            tree = self._replay_tree(step, objects)
+            if tuple(parents) == record.parents and tree == record.tree and trailers == record.trailers:
+                sha = record.sha
+            else:
+                objects.write(self.core)
+                sha = self.core.write_commit(agent, tree, parents, build_message(record.summary, trailers),
+                                             record.author_time).id
+            mapping[record.sha] = sha
+            current = (sha, record.checkpoint_id, trailers)
+            if record.revision >= revisions.get(record.checkpoint_id, -1):
+                newest_commit[record.checkpoint_id] = sha
+                revisions[record.checkpoint_id] = record.revision
+        assert current is not None, "a replay writes at least one commit"
+        return current[0], tags, mapping
+
+    def _replay_tree(self, step: _Step, objects: _Objects) -> bytes:
+        """A step's tree: its record's, holding only the writes lists ``step.writes`` names
+        (taken from ``step.holder``)."""
+        record, holder = step.record, step.holder
+        state = self._state(record)
+        held = self._state(holder).get("writes", {})
+        keep = {checkpoint: held[checkpoint] for checkpoint in step.writes if checkpoint in held}
+        if holder is record and keep == state.get("writes", {}):
+            return record.tree
+        top = dict(self._entries(record.tree))
+        top.pop(_WRITES, None)
+        if keep:
+            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+            top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha) in folder.items()
+                                                     if _unquote(name.decode()) in keep]))
+        top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode({**state, "writes": keep})))
+        return objects.tree([(name, mode, sha) for name, (mode, sha) in top.items()])
+
+    # -- versions ----------------------------------------------------------------------
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """``<32-digit counter>.<random>``, as InMemorySaver (accepts an int ``current``)."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(current.split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # -- async -------------------------------------------------------------------------
+    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._run(self.get_tuple, config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None
+                    ) -> AsyncIterator[CheckpointTuple]:
+        tuples = await self._run(self.list, config, filter=filter, before=before, limit=limit)
+        while True:
+            batch = await self._run(lambda: list(islice(tuples, LIST_BATCH)))
+            if not batch:
+                return
+            for item in batch:
+                yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        return await self._run(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
+                          task_id: str, task_path: str = "") -> None:
+        await self._run(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._run(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._run(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._run(self.prune, thread_ids, strategy=strategy)
+
+
+def _thread_and_ns(config: RunnableConfig) -> tuple[str, str]:
+    configurable = config.get("configurable") or {}
+    if configurable.get("thread_id") is None:
+        raise InvalidArgumentError("the config has no configurable.thread_id: LangGraph needs one "
+                                   "to keep a thread's checkpoints")
+    return str(configurable["thread_id"]), configurable.get("checkpoint_ns") or ""
+
+
+def _summary(metadata: Mapping[str, Any], changed: Sequence[str], writes: Mapping[str, Any]) -> str:
+    """``step 3 loop: messages | 2 writes: messages, branch:to:tool``."""
+    step, source = metadata.get("step"), metadata.get("source")
+    text = " ".join(str(part) for part in ("step", step, source) if part is not None)
+    text += ": " + (", ".join(changed) if changed else "no channel changed")
+    channels = sorted({item["channel"] for listed in writes.values() for item in listed})
+    if channels:
+        count = sum(len(listed) for listed in writes.values())
+        text += f" | {count} write{'s' if count != 1 else ''}: {', '.join(channels)}"
+    return text if len(text) <= 200 else text[:197] + "..."
