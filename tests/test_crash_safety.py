@@ -313,3 +313,37 @@ def test_a_torn_reflog_entry_stops_maintenance_and_the_next_entry_repairs_it(rep
     assert len(git(repo, "reflog", "show", "agents/a").splitlines()) == 2
     repo.gc(prune=True, grace_seconds=0)
     fsck(repo)
+
+
+def test_deleting_a_packed_name_never_brings_back_its_packed_value(repo):
+    build(repo, count=4, names={3: "two"})
+    git(repo, "pack-refs", "--all")
+    repo.delete("a", "latest~3")  # the rewrite moves 'two': loose now, its old value still packed
+    Path(repo.path, "packed-refs.lock").write_bytes(b"")  # a git pack-refs running
+    slow = StateRepository.open(repo.path, lock_timeout=0.2)
+    with pytest.raises(ConcurrentUpdateError, match="packed-refs.lock"):
+        slow.delete("a", "two")  # its name cannot leave packed-refs: the loose file stays too
+    assert journal(repo).exists()  # the branch moved; its names are left to the next writer
+    Path(repo.path, "packed-refs.lock").unlink()
+    repo.save({"agent_id": "a", "iteration": 9})  # completes the interrupted delete
+    assert "two" not in names(repo)
+    fsck(repo)
+
+
+def test_durable_writes_fsync_every_folder_they_create(repo):
+    """A durable write that creates a folder (an agent's first branch, its first name, a
+    reflog, a journal) fsyncs its parent, so a power loss cannot take back the entry."""
+    code = ("repo = StateRepository.open(sys.argv[1], durable=True)\n"
+            "repo.save({'agent_id': 'a', 'iteration': 1}, name='first')\n"
+            "repo.save({'agent_id': 'a', 'iteration': 2})\n"
+            "repo.rollback('a', 'first', hard=True)\n")
+    result = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync", sys.executable, "-c",
+                             "import sys\nfrom gitstate import StateRepository\n" + code, repo.path],
+                            capture_output=True, text=True, check=True)
+    synced = {line.split("<", 1)[1].split(">", 1)[0] for line in result.stderr.splitlines()
+              if "fsync(" in line and "<" in line}
+    for folder in ("refs/heads/agents", "refs/tags/agents", "refs/tags/agents/a",
+                   "logs/refs/heads/agents", "gitstate/journal"):
+        parent = os.path.dirname(os.path.join(repo.path, folder))
+        assert parent in synced, f"{parent} (parent of the new {folder}) never fsynced"
+    assert os.path.join(repo.path, "logs/refs/heads/agents") in synced  # the new reflog's folder

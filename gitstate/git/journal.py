@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import CorruptObjectError, InvalidArgumentError
 from ..ids import branch_ref, tag_prefix
-from .locks import RefLock, fsync_path
+from .locks import RefLock, fsync_path, make_folders
 from .refs import Refs
 from .refs import parse_journal as parse_lines
 
@@ -108,22 +108,18 @@ def _write(refs: Refs, agent_id: str, updates: Sequence[RefUpdate]) -> None:
     path = _path(refs, agent_id)
     durable = refs.locks.durable
     tmp = os.path.join(refs.path, "gitstate", "tmp", f"journal-{agent_id}")
+    make_folders(os.path.dirname(tmp), durable)
+    make_folders(os.path.dirname(path), durable)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, format_journal(updates))
+        data = format_journal(updates)
+        while data:
+            data = data[os.write(fd, data):]
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.rename(tmp, path)
+    os.rename(tmp, path)
     if durable:
         fsync_path(os.path.dirname(path))
 

@@ -36,6 +36,22 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def make_folders(path: str, durable: bool) -> None:
+    """Create folder ``path`` and its missing parents; when ``durable``, fsync the parent of
+    each folder created, so that a power loss cannot take back an entry written into it."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:  # made meanwhile by another writer (or a file: the caller fails)
+            continue
+        if durable:
+            fsync_path(os.path.dirname(folder))
+
+
 class _Backoff:
     """Exponential backoff with jitter until a deadline."""
 
@@ -158,7 +174,7 @@ class Locks:
                 break
             except FileNotFoundError:
                 try:
-                    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+                    make_folders(os.path.dirname(lock_path), self.durable)
                 except BaseException:
                     guard.forget()
                     raise

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dulwich.objects import ShaFile
 
 from ..errors import CorruptObjectError
-from .locks import fsync_path
+from .locks import fsync_path, make_folders
 from .reader import loose_path
 
 LOOSE_COMPRESSION = 0  # stored, not deflated: saves skip zlib (10 ms per MB); maintenance packs them
@@ -47,14 +47,12 @@ class LooseWriter:
                 return
         data = obj.as_legacy_object(compression_level=LOOSE_COMPRESSION)
         tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
-        new_folder = False
         while True:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 break
             except FileNotFoundError:  # no fan-out folder (maintenance removes empty ones)
-                os.makedirs(folder, exist_ok=True)
-                new_folder = True
+                make_folders(folder, self.durable)
             except NotADirectoryError:
                 raise CorruptObjectError(f"{folder} is a file where git keeps a folder of loose "
                                          "objects: move it out of the repository") from None
@@ -79,8 +77,6 @@ class LooseWriter:
             self._written[1] += len(data)
         if self.durable:
             fsync_path(folder)
-            if new_folder:
-                fsync_path(self.objects_dir)
 
     def written(self) -> tuple[int, int]:
         """How many loose objects (and bytes) were written since :meth:`take_written`."""

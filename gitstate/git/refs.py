@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 from ..errors import CorruptObjectError, GitstateError, InvalidArgumentError
 from ..ids import is_sha
-from .locks import Locks, RefLock
+from .locks import Locks, RefLock, fsync_path, make_folders
 
 ZERO = b"0" * 40  # "no object" in reflogs and ref updates
 SPACE = b" \t\n\r"  # git's isspace()
@@ -347,13 +347,14 @@ class Refs:
             return True
 
     def _delete(self, ref: bytes, path: str) -> None:
-        packed = ref in self.packed()  # a damaged packed-refs raises before the unlink
+        """Delete ``ref`` (its ``<ref>.lock`` held): from ``packed-refs`` first, then its loose
+        file, as git does, so that a failure in between never brings back an older packed value."""
+        if ref in self.packed():  # (a damaged packed-refs raises before anything is changed)
+            self._rewrite_packed(ref)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        if packed:
-            self._rewrite_packed(ref)
         try:
             os.unlink(self.reflog_path(ref))
         except FileNotFoundError:
@@ -380,7 +381,8 @@ class Refs:
     def _append_reflog(self, ref: bytes, old: bytes | None, new: bytes | None, message: str) -> None:
         """Append one entry to ``ref``'s reflog in git's format (the caller holds ``<ref>.lock``)."""
         path = self.reflog_path(ref)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_folders(os.path.dirname(path), self.locks.durable)
+        new_file = not os.path.exists(path)
         line = (f"{(old or ZERO).decode()} {(new or ZERO).decode()} gitstate <gitstate@localhost> "
                 f"{int(time.time())} +0000\t{' '.join(message.split())}\n")
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -393,6 +395,8 @@ class Refs:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if new_file and self.locks.durable:
+            fsync_path(os.path.dirname(path))
 
 
 def _drop_torn_entry(fd: int) -> None:
