@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, snapshot
+from conftest import fsck, git, snapshot
 from gitstate_cli.main import cli
 from kill_helpers import CHILD, kill_at
 
@@ -189,3 +190,26 @@ def test_the_cli_refuses_a_sha256_repository_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["--repo", str(path), "log", "a"])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("Error: ") and "objectformat = sha256" in result.stderr
+
+
+def test_processes_creating_one_repository_at_once_all_get_it(tmp_path):
+    """Each init builds the repository aside and renames it into place: one wins, the others
+    open it; none sees a half-made repository."""
+    path = tmp_path / "shared.git"
+    code = ("import sys\nfrom gitstate import StateRepository\nsys.stdin.readline()\n"
+            "repo = StateRepository.init(sys.argv[1])\n"
+            "repo.save({'agent_id': 'w' + sys.argv[2], 'iteration': 1})\nprint('ok')\n")
+    for _round in range(3):
+        shutil.rmtree(path, ignore_errors=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(i)], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i in range(4)]
+        for proc in procs:  # released together
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0 and out.strip() == "ok", err
+        assert sorted(a.agent_id for a in StateRepository.open(path).agents()) == ["w0", "w1", "w2", "w3"]
+        assert [p.name for p in tmp_path.iterdir()] == ["shared.git"]  # no temporary folder left
+        fsck(str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 
 from dulwich.config import ConfigFile
@@ -12,22 +13,51 @@ from dulwich.repo import Repo
 from ..errors import NotARepositoryError
 from .config import check_format, update_config
 from .dulwich_types import ref_name
+from .locks import fsync_path
 from .store import Store
 
 
 def create(path: str, store: Store) -> None:
-    """Create a bare repository at ``path`` (``store``'s, missing or an empty folder), its
-    ``HEAD`` naming ``refs/heads/main``, with gitstate's settings in its config."""
+    """Create a bare repository at ``path`` (``store``'s; missing or an empty folder), its
+    ``HEAD`` naming ``refs/heads/main``, with gitstate's settings in its config.
+
+    It is built whole in a temporary folder beside ``path`` and renamed into place, so
+    a process killed meanwhile leaves no half-made repository there, and of several
+    processes creating it at once one wins and the others open what it made. Into an
+    existing empty folder (which may be someone's working directory) its entries are
+    moved instead, ``HEAD`` last: until then git and gitstate see no repository.
+    """
     check_head(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotARepositoryError(f"{path} exists and is not a directory")
     if os.path.isdir(path) and os.listdir(path):
         raise NotARepositoryError(f"{path} exists, is not empty and is not a git repository")
-    os.makedirs(path, exist_ok=True)
-    repo = Repo.init_bare(path)
-    repo.refs.set_symbolic_ref(ref_name(b"HEAD"), ref_name(b"refs/heads/main"))
-    repo.close()
-    update_config(store, _gitstate_settings)
+    into_folder = os.path.isdir(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.gitstate-init-{os.getpid()}-{random.getrandbits(32):08x}")
+    try:
+        os.mkdir(tmp)
+        repo = Repo.init_bare(tmp)
+        repo.refs.set_symbolic_ref(ref_name(b"HEAD"), ref_name(b"refs/heads/main"))
+        repo.close()
+        update_config(Store(tmp, durable=store.durable, lock_timeout=store.lock_timeout,
+                            cache_bytes=0), _gitstate_settings)
+        if into_folder:
+            for entry in sorted(os.listdir(tmp), key=lambda entry: entry == "HEAD"):
+                os.rename(os.path.join(tmp, entry), os.path.join(path, entry))
+        else:
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if not exists(path):  # not another process's repository: a real failure
+                    raise
+                check(path)  # another process made it first: that one is the repository
+        if store.durable:
+            fsync_path(path)
+            fsync_path(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def discard(path: str, *, keep_folder: bool) -> None:
