@@ -51,8 +51,8 @@ def rollback(core: Core, agent_id: str, rev: str, *, hard: bool = False) -> Roll
     a state inherited through a fork gets this agent's ``agent_id``, so loading
     and saving it stays on this branch. With ``hard=True`` the branch moves back
     to ``rev`` like ``git reset --hard``: the newer checkpoints leave the history
-    (their names are deleted) but stay reachable from the branch's reflog until
-    maintenance expires it; ``dropped`` lists them.
+    (their names are deleted) but stay reachable from the branch's reflog (which
+    gitstate never expires; ``git reflog expire`` does); ``dropped`` lists them.
     """
     target = core.resolve(agent_id, rev)
     if target.commit == core.head(agent_id).decode():

@@ -31,6 +31,7 @@ from .errors import (
 )
 from .git import bare, transport
 from .git.config import Config, read_config, update_config
+from .git.layout import reaches
 from .git.store import RefLock
 from .git.transport import ZERO_SHA, Progress, redact
 from .ids import (
@@ -234,17 +235,8 @@ def _local(core: Core, agent_id: str) -> _Agent:
 
 def _is_ancestor(core: Core, ancestor: bytes, head: bytes) -> bool:
     """True if ``ancestor`` is ``head`` or in its history (all parents followed)."""
-    if not core.store.contains(ancestor):
-        return False
-    seen, todo = set(), [head]
-    while todo:
-        sha = todo.pop()
-        if sha == ancestor:
-            return True
-        if sha not in seen:
-            seen.add(sha)
-            todo.extend(core.commit(sha).parents)
-    return False
+    return core.store.contains(ancestor) and reaches(lambda sha: core.commit(sha).parents, head, ancestor)
+
 
 # -- push -----------------------------------------------------------------------------
 def push(core: Core, remote: str, agents: Sequence[str] | None = None, *,

@@ -48,17 +48,17 @@ class MaintenanceSettings:
                 raw = config.get((b"gitstate",), cls._key(f.name))
             except KeyError:
                 continue
-            text = raw.decode().strip().lower()
+            text = raw.decode("utf-8", "replace").strip().lower()
             if f.type == "bool":
                 values[f.name] = text in ("true", "yes", "on", "1")
-            elif text.isdigit():
+            elif text.isascii() and text.isdigit():
                 values[f.name] = int(text)
             else:  # a hand-edited config: keep the default rather than fail a save
                 log.warning("ignoring gitstate.%s = %r in %s", cls._key(f.name).decode(), text, path)
         return cls(**values)
 
     def write(self, config: Config) -> None:
-        """Set these settings in ``config`` (see :func:`gitstate.config.update_config`)."""
+        """Set these settings in ``config`` (see :func:`gitstate.git.config.update_config`)."""
         for f in fields(self):
             value = getattr(self, f.name)
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)

@@ -460,9 +460,14 @@ def test_verify_beside_maintenance_finds_nothing_wrong(repo: StateRepository) ->
     assert repo.verify().ok
 
 
-def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository) -> None:
-    git(repo, "config", "gitstate.maxdepth", "lots")
-    assert StateRepository.open(repo.path).maintenance_settings.max_depth == 50
+@pytest.mark.parametrize("value", ["lots", "²", "\udcff"])  # a word, a digit Python's int() refuses, not UTF-8
+def test_a_bad_setting_in_the_config_falls_back_to_the_default(repo: StateRepository, value: str) -> None:
+    config = Path(repo.path, "config")
+    config.write_bytes(config.read_bytes() + b"[gitstate]\n\tmaxdepth = "
+                       + value.encode("utf-8", "surrogateescape") + b"\n")
+    reopened = StateRepository.open(repo.path)
+    assert reopened.maintenance_settings.max_depth == 50
+    reopened.save({"agent_id": "a", "iteration": 1})  # automatic maintenance reads them too
 
 
 def test_loose_estimate_is_not_fooled_by_one_object(repo: StateRepository) -> None:

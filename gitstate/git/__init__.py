@@ -1,8 +1,9 @@
 """The git engine: objects, packs, refs, locks and config of one bare repository.
 
-Nothing here knows about agents' states beyond the layout of a checkpoint's commit;
-the rest of gitstate reads and writes git only through this package, the only
-code of gitstate that imports dulwich. Its modules, each the one place for what
+It knows git's file formats and, of agents, only what their refs and commits look
+like (a checkpoint's layout, an agent's branch and names for locks and journals);
+the rest of gitstate reads and writes git only through this package, the only code
+of gitstate that imports dulwich. Its modules, each the one place for what
 it owns:
 
 - ``store``: :class:`~gitstate.git.store.Store`, one repository's engine tied

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import CorruptObjectError, InvalidArgumentError
 from ..ids import branch_ref, tag_prefix
+from .layout import reaches
 from .locks import RefLock, fsync_path, make_folders
 from .refs import Refs
 from .refs import parse_journal as parse_lines
@@ -150,24 +151,17 @@ def _branch_moved(refs: Refs, parents: Parents, lock: RefLock, update: RefUpdate
     value, old, new = refs.read(update.ref), update.old, update.new
     if value == new:
         return True
-    if value is None or new is None or not _reaches(parents, value, new):
+    if value is None or new is None or not reaches(_lenient(parents), value, new):
         return False
-    return old is None or _reaches(parents, new, old) or not _reaches(parents, value, old)
+    return old is None or reaches(_lenient(parents), new, old) or not reaches(_lenient(parents), value, old)
 
 
-def _reaches(parents: Parents, head: bytes, sha: bytes) -> bool:
-    """Whether commit ``sha`` is ``head`` or in its history (unreadable commits end a path)."""
-    seen: set[bytes] = set()
-    todo = [head]
-    while todo:
-        commit = todo.pop()
-        if commit == sha:
-            return True
-        if commit in seen:
-            continue
-        seen.add(commit)
+def _lenient(parents: Parents) -> Parents:
+    """``parents``, with an unreadable commit ending its path (no parents) instead of raising."""
+    def lenient(sha: bytes) -> Sequence[bytes]:
         try:
-            todo.extend(parents(commit))
+            return parents(sha)
         except (KeyError, ValueError):
-            continue
-    return False
+            return ()
+    return lenient
+

@@ -10,6 +10,7 @@ the message. Both are about 4 times faster than dulwich's full parse
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -190,3 +191,19 @@ def tag_target(raw: bytes) -> tuple[bytes, int]:
     if not (lines[0].startswith(b"object ") and is_sha(target) and kind):
         raise ValueError("no 'object' and 'type' lines")
     return target, kind
+
+
+def reaches(parents: Callable[[bytes], Sequence[bytes]], head: bytes, sha: bytes) -> bool:
+    """Whether commit ``sha`` is ``head`` or in its history (every parent followed);
+    ``parents(commit)`` gives a commit's parents (and raises what reading it raises)."""
+    seen: set[bytes] = set()
+    todo = [head]
+    while todo:
+        commit = todo.pop()
+        if commit == sha:
+            return True
+        if commit not in seen:
+            seen.add(commit)
+            todo.extend(parents(commit))
+    return False
+
