@@ -10,6 +10,7 @@ import sys
 from enum import Enum
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +132,7 @@ def test_decode_rejects_invalid_json(text: bytes) -> None:
         decode(text)
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(0.5))
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1))
 def test_finite_floats_never_turn_into_null(values: list[float]) -> None:
     assert b"null" not in encode(values)

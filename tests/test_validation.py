@@ -36,7 +36,7 @@ from gitstate.message import build as build_message
 from gitstate.seed_import import IMPORTED, REJECTED
 
 from cli_helpers import EXECUTABLE, assert_gitstate_error, state_json
-from conftest import fsck, git, snapshot
+from conftest import examples, fsck, git, snapshot
 
 UTC = timezone.utc
 EAST, WEST = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
@@ -177,7 +177,7 @@ def scratch_git(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=examples(0.2), derandomize=True)
 @given(st.lists(candidates, min_size=100, max_size=300))
 def test_every_accepted_id_and_name_gives_refs_git_accepts(scratch_git, strings):
     ids, names = accepted(validate_agent_id, strings), accepted(validate_name, strings)
