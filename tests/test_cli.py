@@ -315,7 +315,8 @@ def test_the_installed_script_shows_version_help_and_completion(gitstate):
     assert usage.code == 0 and usage.err == ""
     assert usage.out.startswith("Usage: gitstate [OPTIONS] COMMAND") and "Exit codes" in usage.out
     StateRepository.init(gitstate.cwd / ".gitstate").save(json.loads(state_json("agent_aaaa0001")))
-    assert complete(gitstate, "gitstate show agent_a") == ["agent_aaaa0001"]  # named after the script
+    # the completion variable, _GITSTATE_COMPLETE, comes from the name the script runs under
+    assert complete(gitstate, "gitstate show agent_a") == ["agent_aaaa0001"]
 
 
 @as_a_process
