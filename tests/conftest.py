@@ -9,22 +9,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import settings
 
 from gitstate import AgentState, StateRepository
 
 if TYPE_CHECKING:
     from cli_helpers import Gitstate
 
-# Property tests: a modest number of examples by default, many more in CI (HYPOTHESIS_PROFILE=ci).
-# No deadline: how fast an example runs is the benchmark's business, not a test's.
-settings.register_profile("default", max_examples=25, deadline=None)
-settings.register_profile("ci", max_examples=200, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Property tests: a modest number of examples by default, many more in CI (HYPOTHESIS_PROFILE=ci).
+    No deadline: how fast an example runs is the benchmark's business, not a test's."""
+    # imported here, not above: child processes import this module too, and need no hypothesis
+    from hypothesis import settings
+
+    settings.register_profile("default", max_examples=25, deadline=None)
+    settings.register_profile("ci", max_examples=200, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def examples(factor: float) -> int:
     """``factor`` times the profile's number of examples (a test's own count, scaled with the profile)."""
+    from hypothesis import settings
+
     return max(1, round(factor * settings().max_examples))
 
 
