@@ -13,8 +13,7 @@ import pytest
 from gitstate import StateRepository, __version__, codec
 
 from cli_helpers import (
-    EXECUTABLE, FIXTURE, Gitstate, as_a_process, assert_gitstate_error, both_ways, on_terminal, save_steps,
-    state_json)
+    EXECUTABLE, FIXTURE, Gitstate, as_a_process, assert_gitstate_error, on_terminal, save_steps, state_json)
 from conftest import fsck, git, snapshot
 
 # -- help, exit codes, repository location --------------------------------------------
@@ -76,18 +75,13 @@ def test_repo_option_and_environment_variable(gitstate):
     assert not (gitstate.cwd / ".gitstate").exists()
 
 
-@both_ways
 def test_errors_are_one_line_and_debug_shows_the_traceback(gitstate):
     save_steps(gitstate, "agent_1a2b3c4d", 1)
     assert_gitstate_error(gitstate("show", "agent_1a2b3c4d", "nope"), "no checkpoint 'nope'")
     assert_gitstate_error(gitstate("log", "agent_ffffffff"), "no agent 'agent_ffffffff'")
     assert_gitstate_error(gitstate("log", "bad id"), "agent id 'bad id'")
     debug = gitstate("--debug", "show", "agent_1a2b3c4d", "nope")
-    assert debug.code == 1
-    if gitstate.mode == "runner":
-        assert type(debug.exception).__name__ == "RevisionNotFoundError"
-    else:
-        assert "Traceback" in debug.err and "RevisionNotFoundError" in debug.err
+    assert debug.code == 1 and type(debug.exception).__name__ == "RevisionNotFoundError"  # a process: below
 
 
 # -- save, agents, log, show, tag ----------------------------------------------------
@@ -326,6 +320,11 @@ def test_a_process_exits_0_1_or_2_with_results_on_stdout_and_messages_on_stderr(
     listed = gitstate("agents")
     assert listed.code == 0 and listed.err == "" and listed.out.startswith("AGENT ")
     assert "\x1b[" not in listed.out  # no colour in a pipe
+    failed = gitstate("show", "agent_1a2b3c4d", "nope")
+    assert failed.out == ""
+    assert_gitstate_error(failed, "no checkpoint 'nope'")  # one line, no traceback
+    debug = gitstate("--debug", "show", "agent_1a2b3c4d", "nope")
+    assert debug.code == 1 and "Traceback" in debug.err and "RevisionNotFoundError" in debug.err
     usage = gitstate("log", "agent_1a2b3c4d", "--limit", "-1")
     assert (usage.code, usage.out) == (2, "") and usage.err.startswith("Usage: gitstate log ")
     assert "Traceback" not in usage.err
