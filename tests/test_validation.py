@@ -266,7 +266,8 @@ def test_states_nested_max_depth_levels_are_saved_shown_and_diffed(repo, gitstat
     assert repo.diff("a", first.commit).patch == [{"op": "replace", "path": "/deep" + "/0" * (MAX_DEPTH - 1),
                                                     "value": 2}]
     assert repo.verify().ok
-    assert gitstate("--repo", repo.path, "show", "a").out.encode() == codec.encode(repo.read_state(second.commit))
+    shown = gitstate("--repo", repo.path, "show", "a").out.encode()
+    assert shown == codec.encode(repo.read_state(second.commit))
     fsck(repo)
 
 
