@@ -1,4 +1,5 @@
-"""Running the ``gitstate`` command line in tests: through click's runner and the installed executable."""
+"""Running the ``gitstate`` command line in tests: through click's runner, or the installed executable
+where only a real process shows the behaviour."""
 
 from __future__ import annotations
 
@@ -56,12 +57,9 @@ class Gitstate:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.fixture(params=["runner", "executable"])
-def gitstate(request, tmp_path, monkeypatch) -> Gitstate:
-    monkeypatch.chdir(tmp_path)
-    for name in ("GITSTATE_REPO", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    return Gitstate(request.param, tmp_path)
+# The ``gitstate`` fixture (conftest.py) runs in-process; these run a test through the executable.
+as_a_process = pytest.mark.parametrize("gitstate", ["executable"], indirect=True)
+both_ways = pytest.mark.parametrize("gitstate", ["runner", "executable"], indirect=True)
 
 
 def state_json(agent_id: str = "agent_1a2b3c4d", steps: int = 0) -> str:

@@ -6,10 +6,32 @@ import hashlib
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gitstate import AgentState, StateRepository
+
+if TYPE_CHECKING:
+    from cli_helpers import Gitstate
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Property tests: a modest number of examples by default, many more in CI (HYPOTHESIS_PROFILE=ci).
+    No deadline: how fast an example runs is the benchmark's business, not a test's."""
+    # imported here, not above: child processes import this module too, and need no hypothesis
+    from hypothesis import settings
+
+    settings.register_profile("default", max_examples=25, deadline=None)
+    settings.register_profile("ci", max_examples=200, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def examples(factor: float) -> int:
+    """``factor`` times the profile's number of examples (a test's own count, scaled with the profile)."""
+    from hypothesis import settings
+
+    return max(1, round(factor * settings().max_examples))
 
 
 def git(repo: StateRepository | str | os.PathLike[str], *args: str, check: bool = True) -> str:
@@ -39,6 +61,21 @@ def snapshot(repo: StateRepository) -> dict[str, str]:
         if path.is_file() and not rel.startswith("gitstate/locks"):
             files[rel] = hashlib.sha1(path.read_bytes()).hexdigest()
     return files
+
+
+@pytest.fixture
+def gitstate(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gitstate:
+    """``gitstate ARGS`` in a fresh current folder, in-process through click's runner.
+
+    A test that needs a real process (exit status, streams, terminal, signals) says so with
+    ``cli_helpers.as_a_process`` or ``cli_helpers.both_ways``; the installed executable runs then.
+    """
+    from cli_helpers import Gitstate  # here: cli_helpers imports this module
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITSTATE_REPO", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    return Gitstate(getattr(request, "param", "runner"), tmp_path)
 
 
 @pytest.fixture

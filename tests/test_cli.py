@@ -1,4 +1,5 @@
-"""The ``gitstate`` command line, through click's runner and through the installed executable."""
+"""The ``gitstate`` command line, in-process through click's runner; what only a real process shows
+(entry point, exit status, streams, terminal) through the installed executable."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gitstate import StateRepository, codec
+from gitstate import StateRepository, __version__, codec
 
-from cli_helpers import (  # noqa: F401 (gitstate is a fixture)
-    EXECUTABLE, FIXTURE, Gitstate, assert_gitstate_error, gitstate, on_terminal, save_steps, state_json)
+from cli_helpers import (
+    EXECUTABLE, FIXTURE, Gitstate, as_a_process, assert_gitstate_error, on_terminal, save_steps, state_json)
 from conftest import fsck, git, snapshot
 
 # -- help, exit codes, repository location --------------------------------------------
@@ -80,11 +81,7 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(gitstate):
     assert_gitstate_error(gitstate("log", "agent_ffffffff"), "no agent 'agent_ffffffff'")
     assert_gitstate_error(gitstate("log", "bad id"), "agent id 'bad id'")
     debug = gitstate("--debug", "show", "agent_1a2b3c4d", "nope")
-    assert debug.code == 1
-    if gitstate.mode == "runner":
-        assert type(debug.exception).__name__ == "RevisionNotFoundError"
-    else:
-        assert "Traceback" in debug.err and "RevisionNotFoundError" in debug.err
+    assert debug.code == 1 and type(debug.exception).__name__ == "RevisionNotFoundError"  # a process: below
 
 
 # -- save, agents, log, show, tag ----------------------------------------------------
@@ -264,10 +261,9 @@ def test_import_table_and_dry_run(gitstate):
 
 def test_colour_only_on_a_terminal_and_never_under_no_color(gitstate):
     save_steps(gitstate, "agent_1a2b3c4d", 1)
-    assert "\x1b[" not in gitstate("agents").out  # a pipe, or the runner's non-terminal output
-    if gitstate.mode == "runner":
-        assert "\x1b[" in gitstate("agents", color=True).out
-        assert "\x1b[" not in gitstate("agents", color=True, env={"NO_COLOR": "1"}).out
+    assert "\x1b[" not in gitstate("agents").out  # the runner's output is no terminal (a pipe: below)
+    assert "\x1b[" in gitstate("agents", color=True).out
+    assert "\x1b[" not in gitstate("agents", color=True, env={"NO_COLOR": "1"}).out
 
 
 def test_progress_bars_on_a_terminal_only(tmp_path):
@@ -301,3 +297,38 @@ def test_completion_of_agents_and_revisions(gitstate):
     assert revisions == ["latest", "first", saved[1]["commit"][:7], saved[0]["commit"][:7]]
     assert complete(gitstate, "gitstate show agent_aaaa0001 fi") == ["first"]
     assert complete(gitstate, "gitstate --repo elsewhere.git log ") == []
+
+
+# -- what only a real process shows ----------------------------------------------------
+
+@as_a_process
+def test_the_installed_script_shows_version_help_and_completion(gitstate):
+    version = gitstate("--version")
+    assert (version.code, version.out, version.err) == (0, f"gitstate, version {__version__}\n", "")
+    usage = gitstate("--help")
+    assert usage.code == 0 and usage.err == ""
+    assert usage.out.startswith("Usage: gitstate [OPTIONS] COMMAND") and "Exit codes" in usage.out
+    StateRepository.init(gitstate.cwd / ".gitstate").save(json.loads(state_json("agent_aaaa0001")))
+    # the completion variable, _GITSTATE_COMPLETE, comes from the name the script runs under
+    assert complete(gitstate, "gitstate show agent_a") == ["agent_aaaa0001"]
+
+
+@as_a_process
+def test_a_process_exits_0_1_or_2_with_results_on_stdout_and_messages_on_stderr(gitstate):
+    saved = gitstate("save", input=state_json())  # the state through a real stdin pipe
+    assert saved.code == 0 and saved.err == "" and saved.out.startswith("Saved ")
+    assert "\x1b[" not in saved.out  # no colour in a pipe (on a terminal, the SHA is yellow)
+    assert StateRepository.open(gitstate.cwd / ".gitstate").load("agent_1a2b3c4d").iteration == 0
+    failed = gitstate("show", "agent_1a2b3c4d", "nope")
+    assert failed.out == ""
+    assert_gitstate_error(failed, "no checkpoint 'nope'")  # one line, no traceback
+    debug = gitstate("--debug", "show", "agent_1a2b3c4d", "nope")
+    assert debug.code == 1 and "Traceback" in debug.err and "RevisionNotFoundError" in debug.err
+    usage = gitstate("log", "agent_1a2b3c4d", "--limit", "-1")
+    assert (usage.code, usage.out) == (2, "") and usage.err.startswith("Usage: gitstate log ")
+    assert "Traceback" not in usage.err
+    (gitstate.cwd / ".gitstate/refs/heads/agents/agent_e81d2c07").write_text("0" * 40 + "\n")
+    problems = gitstate("verify")  # exit 1 with a report, not through an error
+    assert problems.code == 1 and problems.out.startswith("PROBLEMS: ")
+    assert problems.err.startswith("ref refs/heads/agents/agent_e81d2c07: ")
+    assert "Traceback" not in problems.err

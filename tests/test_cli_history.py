@@ -9,7 +9,7 @@ import pytest
 from gitstate import StateRepository
 from gitstate.diff import apply_patch
 
-from cli_helpers import assert_gitstate_error, gitstate, save_steps  # noqa: F401 (gitstate is a fixture)
+from cli_helpers import assert_gitstate_error, save_steps
 from conftest import fsck, git, snapshot
 
 AGENT = "agent_1a2b3c4d"

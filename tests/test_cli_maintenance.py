@@ -1,4 +1,4 @@
-"""``gitstate gc`` and ``gitstate verify``, through click's runner and through the installed executable."""
+"""``gitstate gc`` and ``gitstate verify`` (in-process; progress on a terminal through the executable)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 
 from gitstate import StateRepository
 
-from cli_helpers import (  # noqa: F401 (gitstate is a fixture)
-    FIXTURE, Gitstate, assert_gitstate_error, gitstate, on_terminal)
+from cli_helpers import FIXTURE, Gitstate, assert_gitstate_error, on_terminal
 from conftest import fsck, git
 
 

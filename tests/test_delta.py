@@ -7,7 +7,7 @@ import random
 from dulwich.pack import apply_delta
 from hypothesis import given, settings, strategies as st
 
-from conftest import fsck, git, grow
+from conftest import examples, fsck, git, grow
 from gitstate import AgentState, StateRepository, codec
 from gitstate.git.delta import create_delta
 
@@ -16,7 +16,7 @@ def rebuilt(base: bytes, target: bytes) -> bytes:
     return b"".join(apply_delta(base, create_delta(base, target)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3))
 @given(st.binary(max_size=400), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 40),
                                                    st.binary(max_size=60)), max_size=6))
 def test_any_edit_round_trips(base: bytes, edits: list[tuple[int, int, bytes]]) -> None:

@@ -7,7 +7,7 @@ import json
 
 import jsonpatch
 import pytest
-from conftest import git, grow
+from conftest import examples, git, grow
 from history_helpers import build, run_beside_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,13 +124,13 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3))
 @given(json_values, json_values)
 def test_patch_applies_exactly_for_any_json_values(old, new):
     check_patch(old, new)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(2))
 @given(st.lists(json_values, max_size=8), st.data())
 def test_patch_of_edited_lists_applies_exactly(items, data):
     edited = list(items)

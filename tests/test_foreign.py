@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import assert_gitstate_error, gitstate  # noqa: F401 (gitstate is a fixture)
+from cli_helpers import assert_gitstate_error
 from conftest import git, snapshot
 from gitstate import AgentState, CorruptObjectError, InvalidArgumentError, StateRepository
 from gitstate.compat import AgentStatePersistence

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from concurrent_writer import ConcurrentWriter
-from conftest import fsck, git, grow, snapshot
+from conftest import examples, fsck, git, grow, snapshot
 from history_helpers import build, ids_of, inject_foreign_commit, logs, run_beside_writer
 
 from gitstate import (
@@ -254,7 +254,7 @@ def test_derived_checkpoints_do_not_inherit_event_trailers(repo):
     assert repo.load("b").agent_id == "b"
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(0.25))
 @given(st.data())
 def test_random_deletes_keep_ids_states_and_names(tmp_path_factory, data):
     repo = StateRepository.init(tmp_path_factory.mktemp("random") / "state.git")

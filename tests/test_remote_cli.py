@@ -1,4 +1,5 @@
-"""The remote commands of ``gitstate`` against real git servers, through click's runner and the executable."""
+"""The remote commands of ``gitstate`` against real git servers (in-process; the executable where a
+real process shows more: its whole stderr, progress on a terminal)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 from conftest import git, grow
 from servers import GitDaemon, GitHttpServer, bare
 
-from cli_helpers import EXECUTABLE, Gitstate, Result, gitstate, on_terminal  # noqa: F401 (gitstate is a fixture)
+from cli_helpers import EXECUTABLE, Gitstate, Result, both_ways, on_terminal
 from gitstate import AgentState, StateRepository
 
 
 @pytest.fixture
 def run(gitstate: Gitstate):
-    """``run(repo, ARGS)``: ``gitstate --repo REPO ARGS`` (``--json`` appended if asked), both ways."""
+    """``run(repo, ARGS)``: ``gitstate --repo REPO ARGS`` (``--json`` appended if asked)."""
     def run(repo: StateRepository, *args: str, as_json: bool = False) -> Result:
         return gitstate("--repo", repo.path, *args, *(["--json"] if as_json else []))
     return run
@@ -115,6 +116,7 @@ def test_failures_exit_non_zero_and_name_each_agent(run, daemon: GitDaemon, repo
     assert missing.code == 1 and missing.err.startswith("Error: no remote 'nowhere'")
 
 
+@both_ways  # a process prints what the libraries log, which pytest captures in-process
 def test_the_command_line_never_prints_credentials(run, tmp_path: Path, repo: StateRepository) -> None:
     (tmp_path / "srv").mkdir()
     bare(tmp_path / "srv" / "server.git", **{"http.receivepack": "true"})

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,7 +150,7 @@ policies = st.builds(RetentionPolicy, keep_last=counts, keep_hourly=counts, keep
                      keep_named=st.booleans())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3))
 @given(times, policies, st.randoms(use_true_random=False))
 def test_plan_invariants(created, policy, rnd):
     checkpoints = [Checkpoint(checkpoint_id=f"c{i}", commit=f"{i:040x}", agent_id="x", created=t,

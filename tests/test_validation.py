@@ -35,19 +35,11 @@ from gitstate.ids import new_checkpoint_id, validate_agent_id, validate_name
 from gitstate.message import build as build_message
 from gitstate.seed_import import IMPORTED, REJECTED
 
-from cli_helpers import EXECUTABLE, Gitstate, assert_gitstate_error, state_json
-from conftest import fsck, git, snapshot
+from cli_helpers import EXECUTABLE, assert_gitstate_error, state_json
+from conftest import examples, fsck, git, snapshot
 
 UTC = timezone.utc
 EAST, WEST = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gitstate:
-    """``gitstate ARGS`` in-process (CliRunner), in a fresh folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GITSTATE_REPO", raising=False)
-    return Gitstate("runner", tmp_path)
 
 
 def plumb(repo: StateRepository, *args: str, input: bytes = b"") -> str:
@@ -115,12 +107,12 @@ def test_times_in_an_unusable_time_zone_are_argument_errors(repo):
             call()
 
 
-def test_cli_time_before_1970_is_an_error(cli):
-    assert cli("save", input=state_json()).code == 0
-    before = snapshot(StateRepository.open(cli.cwd / ".gitstate"))
-    assert_gitstate_error(cli("save", "--time", "1969-07-20T20:17:40Z", input=state_json()),
+def test_cli_time_before_1970_is_an_error(gitstate):
+    assert gitstate("save", input=state_json()).code == 0
+    before = snapshot(StateRepository.open(gitstate.cwd / ".gitstate"))
+    assert_gitstate_error(gitstate("save", "--time", "1969-07-20T20:17:40Z", input=state_json()),
                           "1969-07-20T20:17:40+00:00", "1970-01-01..9999-12-31")
-    assert snapshot(StateRepository.open(cli.cwd / ".gitstate")) == before
+    assert snapshot(StateRepository.open(gitstate.cwd / ".gitstate")) == before
 
 
 def test_seed_files_with_times_git_refuses_are_rejected_and_the_import_goes_on(repo, tmp_path):
@@ -185,7 +177,7 @@ def scratch_git(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=examples(0.2), derandomize=True)
 @given(st.lists(candidates, min_size=100, max_size=300))
 def test_every_accepted_id_and_name_gives_refs_git_accepts(scratch_git, strings):
     ids, names = accepted(validate_agent_id, strings), accepted(validate_name, strings)
@@ -267,14 +259,15 @@ def deep_path(levels: int) -> str:
     return "$.deep" + "[0]" * (levels - 2)
 
 
-def test_states_nested_max_depth_levels_are_saved_shown_and_diffed(repo, cli):
+def test_states_nested_max_depth_levels_are_saved_shown_and_diffed(repo, gitstate):
     first = repo.save({"agent_id": "a", "deep": nested(MAX_DEPTH - 1)})
     second = repo.save({"agent_id": "a", "deep": nested(MAX_DEPTH - 1, 2)})
     assert repo.load("a", first.commit, model=None) == {"agent_id": "a", "deep": nested(MAX_DEPTH - 1)}
     assert repo.diff("a", first.commit).patch == [{"op": "replace", "path": "/deep" + "/0" * (MAX_DEPTH - 1),
                                                     "value": 2}]
     assert repo.verify().ok
-    assert cli("--repo", repo.path, "show", "a").out.encode() == codec.encode(repo.read_state(second.commit))
+    shown = gitstate("--repo", repo.path, "show", "a").out.encode()
+    assert shown == codec.encode(repo.read_state(second.commit))
     fsck(repo)
 
 
@@ -304,7 +297,7 @@ def test_a_cyclic_value_is_an_encoding_error():
 
 
 @pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 300, 5000])
-def test_a_deep_state_another_tool_wrote_gives_typed_errors(repo, cli, levels):
+def test_a_deep_state_another_tool_wrote_gives_typed_errors(repo, gitstate, levels):
     good = repo.save({"agent_id": "a", "iteration": 1})
     deep = commit_state(repo, "a", f'{{"agent_id": "a", "deep": {"[" * levels}1{"]" * levels}}}'.encode())
     readable = levels <= 1024  # what orjson reads; deeper is not JSON gitstate can read
@@ -320,7 +313,7 @@ def test_a_deep_state_another_tool_wrote_gives_typed_errors(repo, cli, levels):
     with pytest.raises(expected):
         repo.diff("a", good.commit)
     for args in (["show", "a"], ["diff", "a", good.commit, "--format", "text"], ["fork", "a", "latest", "b"]):
-        assert_gitstate_error(cli("--repo", repo.path, *args))
+        assert_gitstate_error(gitstate("--repo", repo.path, *args))
     assert snapshot(repo) == before
     assert [p.kind for p in repo.verify().problems] == ["state"]
     assert repo.rollback("a", good.commit).checkpoint.parent == deep  # copies good's objects: no decoding
@@ -375,18 +368,18 @@ def test_enum_values_are_written_like_the_plain_values_they_hold():
     (["remote", "add", "o", "http://user:hunter2@[::1"], ["remote URL 'http://***@[::1' is malformed"]),
     (["clone", "http://user:hunter2@[::1", "copy"], ["remote URL 'http://***@[::1' is malformed"]),
 ])
-def test_undecodable_and_malformed_arguments_are_one_line_errors(cli, args, words):
-    assert cli("save", input=state_json()).code == 0
-    (cli.cwd / "seed").mkdir()
-    (cli.cwd / "seed" / "agent_2_x.json").write_text(json.dumps(
+def test_undecodable_and_malformed_arguments_are_one_line_errors(gitstate, args, words):
+    assert gitstate("save", input=state_json()).code == 0
+    (gitstate.cwd / "seed").mkdir()
+    (gitstate.cwd / "seed" / "agent_2_x.json").write_text(json.dumps(
         {"version": "1.0", "serialized_at": "2025-06-03T14:02:11+00:00",
          "state": AgentState(agent_id="agent_2").model_dump()}))
-    before = snapshot(StateRepository.open(cli.cwd / ".gitstate"))
-    result = cli(*args, input=state_json())
+    before = snapshot(StateRepository.open(gitstate.cwd / ".gitstate"))
+    result = gitstate(*args, input=state_json())
     assert_gitstate_error(result, *words)
     assert "hunter2" not in result.err
-    assert snapshot(StateRepository.open(cli.cwd / ".gitstate")) == before
-    assert not (cli.cwd / "copy").exists()
+    assert snapshot(StateRepository.open(gitstate.cwd / ".gitstate")) == before
+    assert not (gitstate.cwd / "copy").exists()
 
 
 def test_undecodable_argv_bytes_from_a_real_process(tmp_path):
@@ -412,9 +405,9 @@ def test_message_build_refuses_lone_surrogates():
     (["prune", "agent_1a2b3c4d", "--keep-within", "99999999y"], 2, "longer than 10,000 years"),
     (["prune", "agent_1a2b3c4d", "--keep-within", "9999y", "--dry-run"], 0, "within 9999y"),
 ])
-def test_overflowing_times_and_durations_on_the_command_line(cli, args, code, words):
-    assert cli("save", input=state_json()).code == 0
-    result = cli(*args)
+def test_overflowing_times_and_durations_on_the_command_line(gitstate, args, code, words):
+    assert gitstate("save", input=state_json()).code == 0
+    result = gitstate(*args)
     assert (result.code, result.exception) == (code, None), result.err
     if words is None:
         assert result.out == ""
