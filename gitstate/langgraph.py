@@ -69,6 +69,7 @@ CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # not in a commit's summary line
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+_-]{0,63}")
 _NAME_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,=@+-")
 _TRAILER_SAFE = frozenset(range(0x21, 0x7F)) - frozenset(b"%,=~")
@@ -122,6 +123,17 @@ def _trailer(text: str) -> str:
 
 def _untrailer(value: str) -> str:
     return "" if value == "~" else _unquote(value)
+
+
+def _name(text: str) -> bytes:
+    """A channel name or checkpoint id as the name of a tree entry (or its stem): percent-
+    encoded, so without ``.``, ``/``, NUL or anything else git refuses; ``~`` for the empty
+    string."""
+    return (_quote(text, _NAME_SAFE) or "~").encode()
+
+
+def _unname(stem: str) -> str:
+    return "" if stem in ("~", "") else _unquote(stem)
 
 
 def _extension(serde_type: str) -> str:
@@ -229,10 +241,12 @@ class _Objects:
             core.store.write(raw_object(kind, raw, sha))
 
 
-def _entry_key(name: bytes) -> str:
-    """The key (channel, list position) an entry name was made from."""
+def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
+    """The channel an entry of ``channels/`` holds and the entry's suffix (``.json``,
+    ``.<serde type>``, or none for a folder)."""
     text = name.decode()
-    return _unquote(text.rpartition(".")[0] if "." in text else text)
+    stem, dot, extension = text.rpartition(".") if mode != TREE_MODE else (text, "", "")
+    return _unname(stem), (dot + extension).encode()
 
 
 # -- commits -------------------------------------------------------------------------------
@@ -550,12 +564,12 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         channels = entries.get(_CHANNELS)
         if channels is not None:
             for name, (mode, sha) in self._entries(channels[1]).items():
-                values[_entry_key(name)] = self._value(name, mode, sha, shared)
+                values[_channel(name, mode)[0]] = self._value(name, mode, sha, shared)
         writes: list[PendingWrite] = []
         if holder is not None:
             held = self._state(holder)["writes"][record.checkpoint_id]
             folder = self._entries(self._entries(holder.tree)[_WRITES][1])
-            files = self._entries(folder[_quote(record.checkpoint_id, _NAME_SAFE).encode()][1])
+            files = self._entries(folder[_name(record.checkpoint_id)][1])
             for item in held:
                 if "items" in item:
                     value: Any = self._list([(name.encode(), files[name.encode()][1])
@@ -793,13 +807,13 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     suffix, mode, sha = objects.value(values[channel])
                 else:
                     continue  # a channel with a version but no value ("empty")
-                entries.append((_quote(channel, _NAME_SAFE).encode() + suffix, mode, sha))
+                entries.append((_name(channel) + suffix, mode, sha))
             lists, held = self._merge_queued(agent, head, head_record, queued, objects)
             top = [*tops]
             if entries:
                 top.append((_CHANNELS, TREE_MODE, objects.tree(entries)))
             if lists:
-                folders = [(_quote(checkpoint, _NAME_SAFE).encode(), TREE_MODE, tree)
+                folders = [(_name(checkpoint), TREE_MODE, tree)
                            for checkpoint, (_listed, tree, _count) in lists.items()]
                 top.append((_WRITES, TREE_MODE, objects.tree(folders)))
             written = {c: listed for c, (listed, _folder, _n) in lists.items()}
@@ -880,10 +894,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         found = {}
         if channels is not None:
             for name, (mode, sha) in self._entries(channels[1]).items():
-                text = name.decode()
-                stem, dot, extension = text.rpartition(".") if mode == FILE_MODE else (text, "", "")
-                channel = _unquote(stem)
-                found[channel] = ((dot + extension).encode(), mode, sha, versions.get(channel))
+                channel, suffix = _channel(name, mode)
+                found[channel] = (suffix, mode, sha, versions.get(channel))
         return found, state.get("values", {})
 
     def _trailers(self, agent: str, thread: str, ns: str, checkpoint_id: str,
@@ -948,7 +960,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         top = dict(self._entries(head_record.tree))
         folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
         for checkpoint, (_listed, tree, _count) in lists.items():
-            folder[_quote(checkpoint, _NAME_SAFE).encode()] = (TREE_MODE, tree)
+            folder[_name(checkpoint)] = (TREE_MODE, tree)
         top[_WRITES] = (TREE_MODE, objects.tree([(n, m, s) for n, (m, s) in folder.items()]))
         written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
         state = {**state, "writes": written}
@@ -983,7 +995,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             merged: dict[tuple[str, int], _Write] = {}
             if holder is not None:
                 files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
-                    _quote(checkpoint, _NAME_SAFE).encode()][1])
+                    _name(checkpoint)][1])
                 for item in self._state(holder)["writes"][checkpoint]:
                     names = item["items"] if "items" in item else [item["value"]]
                     parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
@@ -1201,7 +1213,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         if keep:
             folder = self._entries(self._entries(holder.tree)[_WRITES][1])
             top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha) in folder.items()
-                                                     if _unquote(name.decode()) in keep]))
+                                                     if _unname(name.decode()) in keep]))
         top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode({**state, "writes": keep})))
         return objects.tree([(name, mode, sha) for name, (mode, sha) in top.items()])
 
@@ -1264,7 +1276,8 @@ def _thread_and_ns(config: RunnableConfig) -> tuple[str, str]:
 
 
 def _summary(metadata: Mapping[str, Any], changed: Sequence[str], writes: Mapping[str, Any]) -> str:
-    """``step 3 loop: messages | 2 writes: messages, branch:to:tool``."""
+    """``step 3 loop: messages | 2 writes: messages, branch:to:tool`` (control characters
+    of channel names as ``?``)."""
     step, source = metadata.get("step"), metadata.get("source")
     text = " ".join(str(part) for part in ("step", step, source) if part is not None)
     text += ": " + (", ".join(changed) if changed else "no channel changed")
@@ -1272,4 +1285,5 @@ def _summary(metadata: Mapping[str, Any], changed: Sequence[str], writes: Mappin
     if channels:
         count = sum(len(listed) for listed in writes.values())
         text += f" | {count} write{'s' if count != 1 else ''}: {', '.join(channels)}"
+    text = _UNPRINTABLE.sub("?", text)
     return text if len(text) <= 200 else text[:197] + "..."

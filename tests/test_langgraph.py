@@ -363,6 +363,29 @@ def test_every_type_the_default_serializer_handles_round_trips_without_pickle(
     fsck(path)
 
 
+def test_any_channel_name_or_checkpoint_id_makes_a_tree_git_accepts(path: str) -> None:
+    names = ["", ".", "..", ".git", ".gitmodules", "git~1", "GIT~1", "/", "a/b", "nul\0", "~", "%7E",
+             "x.json", " ", "é"]
+    kinds = {"folder": lambda i: [Point(i, i)], "json": lambda i: i, "serde": lambda i: Point(i, 0)}
+    memory = InMemorySaver()
+    with GitstateSaver(path) as saver:
+        for kind, value in kinds.items():
+            for checkpoint_id in ("", "..", ".git"):  # a checkpoint id names its writes' folder
+                thread = f"{kind} {checkpoint_id}"
+                found = []
+                for each in (memory, saver):
+                    cp = checkpoint({name: value(i) for i, name in enumerate(names)}) | {"id": checkpoint_id}
+                    stored = each.put(config(thread), cp, {"step": 0}, cp["channel_versions"])
+                    each.put_writes(stored, [(name, value(i)) for i, name in enumerate(names)], "task")
+                    found.append(each.get_tuple(config(thread)))
+                expected, got = found
+                values = (sorted(t.checkpoint["channel_values"].items()) for t in (got, expected))
+                assert repr(next(values)) == repr(next(values))
+                assert repr(got.pending_writes) == repr(expected.pending_writes)
+                assert len(got.pending_writes) == len(names)
+    fsck(path)
+
+
 def test_a_value_no_encoding_holds_raises_and_writes_nothing(path: str) -> None:
     with GitstateSaver(path) as saver:
         stored = put(saver, "t", values={"a": 1})
