@@ -43,7 +43,7 @@ from langgraph.checkpoint.base import (
 
 from . import codec
 from .core import Core
-from .errors import CorruptObjectError, InvalidArgumentError
+from .errors import CorruptObjectError, EncodingError, InvalidArgumentError
 from .git.journal import RefUpdate
 from .git.layout import STATE_FILE, tree_entries
 from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
@@ -247,6 +247,19 @@ def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
     text = name.decode()
     stem, dot, extension = text.rpartition(".") if mode != TREE_MODE else (text, "", "")
     return _unname(stem), (dot + extension).encode()
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Reading ``what`` (a commit, its tree): anything not as the saver writes it (a tree
+    written by another tool) raises ``CorruptObjectError`` naming it."""
+    try:
+        yield
+    except CorruptObjectError:
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptObjectError(f"{what} is not a checkpoint as GitstateSaver writes it "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
 
 # -- commits -------------------------------------------------------------------------------
@@ -471,7 +484,11 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             raise CorruptObjectError(f"commit {record.sha.decode()} has no state.json")
         found = None if fresh else self._states.get(entry[1])
         if found is None:
-            found = codec.decode(self.core.raw(entry[1], BLOB))
+            try:
+                found = codec.decode(self.core.raw(entry[1], BLOB))
+            except EncodingError as exc:
+                raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not "
+                                         f"JSON: {exc}") from exc
             if not isinstance(found, dict):
                 raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not an object")
             if not fresh:
@@ -552,31 +569,34 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     def _tuple(self, record: _Record, holder: _Record | None, shared: dict[bytes, Any] | None,
                thread_id: Any = None) -> CheckpointTuple:
         """The CheckpointTuple of a commit, with the writes ``holder`` holds for it."""
-        state = self._state(record, fresh=True)
-        entries = self._entries(record.tree)
-        fields = state.get("checkpoint")
-        if fields is None:
-            fields = self._load(entries, b"checkpoint", shared)
-        metadata = state.get("metadata")
-        if metadata is None:
-            metadata = self._load(entries, b"metadata", shared)
-        values = {}
-        channels = entries.get(_CHANNELS)
-        if channels is not None:
-            for name, (mode, sha) in self._entries(channels[1]).items():
-                values[_channel(name, mode)[0]] = self._value(name, mode, sha, shared)
-        writes: list[PendingWrite] = []
-        if holder is not None:
-            held = self._state(holder)["writes"][record.checkpoint_id]
-            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
-            files = self._entries(folder[_name(record.checkpoint_id)][1])
-            for item in held:
-                if "items" in item:
-                    value: Any = self._list([(name.encode(), files[name.encode()][1])
-                                             for name in item["items"]], shared)
-                else:
-                    value = self._leaf(item["value"].encode(), files[item["value"].encode()][1])
-                writes.append((item["task_id"], item["channel"], value))
+        what = f"commit {record.sha.decode()}" + ("" if holder in (None, record) else
+                                                  f" (its writes: commit {holder.sha.decode()})")
+        with _reading(what):
+            state = self._state(record, fresh=True)
+            entries = self._entries(record.tree)
+            fields = state.get("checkpoint")
+            if fields is None:
+                fields = self._load(entries, b"checkpoint", shared)
+            metadata = state.get("metadata")
+            if metadata is None:
+                metadata = self._load(entries, b"metadata", shared)
+            values = {}
+            channels = entries.get(_CHANNELS)
+            if channels is not None:
+                for name, (mode, sha) in self._entries(channels[1]).items():
+                    values[_channel(name, mode)[0]] = self._value(name, mode, sha, shared)
+            writes: list[PendingWrite] = []
+            if holder is not None:
+                held = self._state(holder)["writes"][record.checkpoint_id]
+                folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+                files = self._entries(folder[_name(record.checkpoint_id)][1])
+                for item in held:
+                    if "items" in item:
+                        value: Any = self._list([(name.encode(), files[name.encode()][1])
+                                                 for name in item["items"]], shared)
+                    else:
+                        value = self._leaf(item["value"].encode(), files[item["value"].encode()][1])
+                    writes.append((item["task_id"], item["channel"], value))
         thread = record.thread if thread_id is None else thread_id
         config: RunnableConfig = {"configurable": {
             "thread_id": thread, "checkpoint_ns": record.ns, "checkpoint_id": record.checkpoint_id}}
@@ -693,11 +713,12 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             if limit is not None and count >= limit:
                 return
             if filter:
-                metadata = self._state(record).get("metadata")
-                if metadata is None:
-                    metadata = self._load(self._entries(record.tree), b"metadata", None)
-                if not all(metadata.get(key) == value for key, value in filter.items()):
-                    continue
+                with _reading(f"commit {record.sha.decode()}"):
+                    metadata = self._state(record).get("metadata")
+                    if metadata is None:
+                        metadata = self._load(self._entries(record.tree), b"metadata", None)
+                    if not all(metadata.get(key) == value for key, value in filter.items()):
+                        continue
             count += 1
             yield self._tuple(record, holder, shared)
 
@@ -885,18 +906,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """A commit's channel entries {channel: (suffix, mode, SHA, version)} and its view."""
         if record is None:
             return {}, {}
-        state = self._state(record)
-        fields = state.get("checkpoint")
-        if fields is None:
-            fields = self._load(self._entries(record.tree), b"checkpoint", None)
-        versions = fields.get("channel_versions", {})
-        channels = self._entries(record.tree).get(_CHANNELS)
-        found = {}
-        if channels is not None:
-            for name, (mode, sha) in self._entries(channels[1]).items():
-                channel, suffix = _channel(name, mode)
-                found[channel] = (suffix, mode, sha, versions.get(channel))
-        return found, state.get("values", {})
+        with _reading(f"commit {record.sha.decode()}"):
+            state = self._state(record)
+            fields = state.get("checkpoint")
+            if fields is None:
+                fields = self._load(self._entries(record.tree), b"checkpoint", None)
+            versions = fields.get("channel_versions", {})
+            channels = self._entries(record.tree).get(_CHANNELS)
+            found = {}
+            if channels is not None:
+                for name, (mode, sha) in self._entries(channels[1]).items():
+                    channel, suffix = _channel(name, mode)
+                    found[channel] = (suffix, mode, sha, versions.get(channel))
+            return found, state.get("values", {})
 
     def _trailers(self, agent: str, thread: str, ns: str, checkpoint_id: str,
                   parent_id: str | None, metadata: Mapping[str, Any], revision: int,
@@ -956,13 +978,14 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         lists, held = self._merge_queued(agent, head, head_record, queued, objects)
         if not lists or head is None or head_record is None:
             return None  # every write recorded already, or their checkpoints are gone
-        state = self._state(head_record)
-        top = dict(self._entries(head_record.tree))
-        folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
+        with _reading(f"commit {head.decode()}"):
+            state = self._state(head_record)
+            top = dict(self._entries(head_record.tree))
+            folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
+            written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
         for checkpoint, (_listed, tree, _count) in lists.items():
             folder[_name(checkpoint)] = (TREE_MODE, tree)
         top[_WRITES] = (TREE_MODE, objects.tree([(n, m, s) for n, (m, s) in folder.items()]))
-        written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
         state = {**state, "writes": written}
         top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode(state)))
         counts = {**head_record.writes, **{c: n for c, (_l, _t, n) in lists.items()}}
@@ -994,14 +1017,15 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             holder = self._holder(agent, head, head_record, checkpoint)
             merged: dict[tuple[str, int], _Write] = {}
             if holder is not None:
-                files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
-                    _name(checkpoint)][1])
-                for item in self._state(holder)["writes"][checkpoint]:
-                    names = item["items"] if "items" in item else [item["value"]]
-                    parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
-                                  for name in names)
-                    fields = {key: item[key] for key in ("channel", "idx", "task_id", "task_path")}
-                    merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
+                with _reading(f"commit {holder.sha.decode()}"):
+                    files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
+                        _name(checkpoint)][1])
+                    for item in self._state(holder)["writes"][checkpoint]:
+                        names = item["items"] if "items" in item else [item["value"]]
+                        parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
+                                      for name in names)
+                        fields = {key: item[key] for key in ("channel", "idx", "task_id", "task_path")}
+                        merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
             changed = False
             for call in calls:
                 for write in call.items:
@@ -1203,17 +1227,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """A step's tree: its record's, holding only the writes lists ``step.writes`` names
         (taken from ``step.holder``)."""
         record, holder = step.record, step.holder
-        state = self._state(record)
-        held = self._state(holder).get("writes", {})
-        keep = {checkpoint: held[checkpoint] for checkpoint in step.writes if checkpoint in held}
-        if holder is record and keep == state.get("writes", {}):
-            return record.tree
-        top = dict(self._entries(record.tree))
-        top.pop(_WRITES, None)
-        if keep:
-            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
-            top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha) in folder.items()
-                                                     if _unname(name.decode()) in keep]))
+        with _reading(f"commit {record.sha.decode()} or {holder.sha.decode()}"):
+            state = self._state(record)
+            held = self._state(holder).get("writes", {})
+            keep = {checkpoint: held[checkpoint] for checkpoint in step.writes if checkpoint in held}
+            if holder is record and keep == state.get("writes", {}):
+                return record.tree
+            top = dict(self._entries(record.tree))
+            top.pop(_WRITES, None)
+            if keep:
+                folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+                top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha)
+                                                         in folder.items()
+                                                         if _unname(name.decode()) in keep]))
         top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode({**state, "writes": keep})))
         return objects.tree([(name, mode, sha) for name, (mode, sha) in top.items()])
 

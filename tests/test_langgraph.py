@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from gitstate import StateRepository
 from gitstate.core import Core
-from gitstate.errors import InvalidArgumentError
+from gitstate.errors import CorruptObjectError, InvalidArgumentError
 from gitstate.ids import is_valid_agent_id
 from gitstate.langgraph import GitstateSaver, agent_id
 from gitstate.retention import RetentionPolicy
@@ -552,6 +552,28 @@ def test_threads_travel_with_push_and_clone(tmp_path: Path, path: str) -> None:
     StateRepository.clone(str(origin.path), tmp_path / "clone.git")
     assert dump(str(tmp_path / "clone.git")) == here
     fsck(str(tmp_path / "clone.git"))
+
+
+def test_a_tree_the_saver_did_not_write_raises_corrupt_object_error(path: str) -> None:
+    """A commit with the saver's trailers but not its tree (as another tool may write it):
+    every read names it; writes for it raise and are not recorded."""
+    with GitstateSaver(path) as saver:
+        stored = put(saver, "t", values={"a": 1})
+        saver.put_writes(stored, [("a", 2)], "task")  # the head now holds writes
+        ref = f"refs/heads/agents/{agent_id('t')}"
+        head = git(path, "rev-parse", ref).strip()
+        tree = subprocess.run(["git", "--git-dir", path, "mktree"], check=True, capture_output=True, text=True,
+                              input=f"100644 blob {git(path, 'rev-parse', f'{head}:state.json').strip()}"
+                                    "\tstate.json\n").stdout.strip()
+        message = git(path, "log", "-1", "--format=%B", head)
+        foreign = git(path, "commit-tree", tree, "-p", head, "-m", message).strip()
+        git(path, "update-ref", ref, foreign, head)
+        for read in (lambda: saver.get_tuple(config("t")), lambda: list(saver.list(config("t"))),
+                     lambda: saver.put_writes(stored, [("a", 3)], "task")):
+            with pytest.raises(CorruptObjectError, match=f"commit {foreign}"):
+                read()
+        git(path, "update-ref", ref, head, foreign)
+        assert saver.get_tuple(config("t")).pending_writes == [("task", "a", 2)]
 
 
 # -- concurrency -----------------------------------------------------------------------------
