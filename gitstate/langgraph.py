@@ -183,16 +183,14 @@ def _is_json(value: Any, ordered: bool, depth: int = 1) -> bool:
 class _Objects:
     """The new objects of one write, and how values become tree entries."""
 
-    def __init__(self, serde: SerializerProtocol, known: frozenset[bytes] = frozenset()):
+    def __init__(self, serde: SerializerProtocol):
         self.serde = serde
-        self.known = known  # blobs known to be in the repository (not written again)
         self.new: dict[bytes, tuple[int, bytes]] = {}
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
 
     def blob(self, data: bytes) -> bytes:
         sha = object_id(BLOB, data)
-        if sha not in self.known:
-            self.new[sha] = (BLOB, data)
+        self.new[sha] = (BLOB, data)
         return sha
 
     def tree(self, entries: Sequence[Entry]) -> bytes:
@@ -236,9 +234,12 @@ class _Objects:
                                for i, (suffix, sha) in enumerate(map(self.leaf, value)))
         return False, (self.leaf(value),)
 
-    def write(self, core: Core) -> None:
+    def write(self, core: Core, known: frozenset[bytes] = frozenset()) -> None:
+        """Write the new objects but the ``known`` ones (reachable from the head read under
+        the agent's lock, so in the repository)."""
         for sha, (kind, raw) in self.new.items():
-            core.store.write(raw_object(kind, raw, sha))
+            if sha not in known:
+                core.store.write(raw_object(kind, raw, sha))
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
@@ -327,8 +328,8 @@ class _Queued:
 
 @dataclass
 class _Built:
-    """A commit to write: its new objects, tree, parents, message, the names to set, and
-    the queued writes it records."""
+    """A commit to write: its new objects (but the ``known`` ones, already stored), tree,
+    parents, message, the names to set, and the queued writes it records."""
 
     objects: _Objects
     tree: bytes
@@ -336,6 +337,7 @@ class _Built:
     message: bytes
     tags: dict[str, bytes | None]
     held: list[_Queued]
+    known: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -752,7 +754,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                         break
                     for item in built.held:  # one write per object (they share blobs)
                         built.objects.new.update(item.objects.new)
-                    built.objects.write(self.core)
+                    built.objects.write(self.core, built.known)
                     commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
                     if self._move(lock, agent, head, commit.id, built.tags):
                         held = built.held
@@ -791,7 +793,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         metadata = get_checkpoint_metadata(config, metadata)
         fields = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
-        objects = _Objects(self.serde, self._known(self._head(agent), parent_id))
+        objects = _Objects(self.serde)
         changed, view = {}, {}
         for channel in new_versions:
             if channel in versions and channel in values:
@@ -852,7 +854,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             trailers = self._trailers(agent, thread, ns, checkpoint_id, parent_id, metadata, revision,
                                       {c: n for c, (_l, _f, n) in lists.items()}, newest)
             message = build_message(_summary(metadata, state["changed"], written), trailers)
-            return _Built(objects, objects.tree(top), parents, message, tags, held)
+            return _Built(objects, objects.tree(top), parents, message, tags, held, self._list_blobs(first))
 
         self._write(agent, build)
         with self._stored:
@@ -861,12 +863,9 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         return {"configurable": {"thread_id": config["configurable"]["thread_id"],
                                  "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
-    def _known(self, head: bytes | None, parent_id: str | None) -> frozenset[bytes]:
-        """Blobs of the parent's list folders (hint: the elements a new list shares with it)."""
-        if head is None or parent_id is None:
-            return frozenset()
-        record = self._record(head)
-        if record.checkpoint_id != parent_id:
+    def _list_blobs(self, record: _Record | None) -> frozenset[bytes]:
+        """The blobs in a commit's list folders: a new list shares most of them."""
+        if record is None:
             return frozenset()
         channels = self._entries(record.tree).get(_CHANNELS)
         known: set[bytes] = set()

@@ -415,6 +415,21 @@ class Reversing(JsonPlusSerializer):
         return super().loads_typed((data[0].removeprefix("Reversed/"), data[1][::-1]))
 
 
+class Pausing(JsonPlusSerializer):
+    """A serde that stops on one value until told to go on (``reached``, then ``go``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause_on: Any = None
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if obj is self.pause_on:
+            self.reached.set()
+            assert self.go.wait(30)
+        return super().dumps_typed(obj)
+
+
 def test_the_users_serde_is_used_and_async_calls_leave_the_event_loop_free(path: str) -> None:
     serde = Reversing()
     saver = GitstateSaver(path, serde=serde)
@@ -621,6 +636,26 @@ def test_writes_may_arrive_before_their_checkpoint(path: str) -> None:
     impatient = GitstateSaver(Core.open(path, lock_timeout=0.2))
     with pytest.raises(InvalidArgumentError, match="no checkpoint 'missing'"):
         impatient.put_writes(config("t", "", "missing"), [("a", 1)], "task")
+
+
+def test_a_known_blob_is_one_the_head_under_the_lock_reaches(path: str) -> None:
+    """A put skips writing the list elements its parent's commit holds; that parent is read
+    under the thread's lock, so a thread deleted and pruned meanwhile loses nothing."""
+    serde = Pausing()
+    saver = GitstateSaver(path, serde=serde)
+    first = [HumanMessage("one", id="1"), HumanMessage("two", id="2")]
+    stored = put(saver, "t", values={"messages": first})
+    serde.pause_on = third = HumanMessage("three", id="3")
+    later = threading.Thread(target=put, args=(saver, "t", stored),
+                             kwargs={"values": {"messages": [*first, third]}})
+    later.start()
+    assert serde.reached.wait(30)  # the put is encoding its values: it holds no lock yet
+    GitstateSaver(path).delete_thread("t")
+    StateRepository.open(path).gc(prune=True, grace_seconds=0)  # the first messages' blobs go
+    serde.go.set()
+    later.join()
+    assert saver.get_tuple(config("t")).checkpoint["channel_values"]["messages"] == [*first, third]
+    fsck(path)
 
 
 def test_the_saver_starts_automatic_maintenance_as_saves_do(path: str) -> None:
