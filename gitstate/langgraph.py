@@ -17,7 +17,7 @@ import random
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +43,7 @@ from langgraph.checkpoint.base import (
 
 from . import codec
 from .core import Core
-from .errors import CorruptObjectError, EncodingError, InvalidArgumentError
+from .errors import CorruptObjectError, EncodingError, GitstateError, InvalidArgumentError
 from .git.journal import RefUpdate
 from .git.layout import STATE_FILE, tree_entries
 from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
@@ -65,6 +65,7 @@ AGENT_PREFIX = "lg"
 VIEW_BYTES = 4096  # JSON channel values up to this size are also shown in state.json
 LIST_BATCH = 32  # tuples alist fetches per trip to the executor
 WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to record its writes
+WRITES_POLL = 0.25  # longest pause between put_writes' tries while its checkpoint is not stored
 CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
@@ -317,26 +318,64 @@ class _Index:
 
 @dataclass(eq=False)
 class _Queued:
-    """The writes of one ``put_writes`` call, waiting to be recorded in a commit."""
+    """The writes of one ``put_writes`` call, waiting to be recorded in a commit.
 
+    It is in its agent's queue until a writer takes it; the writer records it (``finish()``)
+    or puts it back. Only its caller gives up on it (``finish(error)``), and only while it
+    is in the queue, so what the caller is told is what was stored."""
+
+    agent: str
+    thread: str
+    ns: str
     checkpoint_id: str
     items: list[_Write]
     objects: _Objects  # the blobs of their values, written with the commit
+    deadline: float  # time.monotonic() past which the caller stops waiting for the checkpoint
     done: threading.Event = field(default_factory=threading.Event)
-    error: InvalidArgumentError | None = None  # why they could not be recorded
+    error: BaseException | None = None  # why they were not recorded
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Recorded (``error`` None) or given up: wake the caller, in a thread or on a loop."""
+        with self._guard:
+            if self.done.is_set():
+                return
+            self.error = error
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future of ``loop`` resolved when the writes are finished."""
+        future = loop.create_future()
+        with self._guard:
+            if not self.done.is_set():
+                self._waiters.append((loop, future))
+                return future
+        future.set_result(None)
+        return future
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
 class _Built:
     """A commit to write: its new objects (but the ``known`` ones, already stored), tree,
-    parents, message, the names to set, and the queued writes it records."""
+    parents, message and the names to set."""
 
     objects: _Objects
     tree: bytes
     parents: list[bytes]
     message: bytes
     tags: dict[str, bytes | None]
-    held: list[_Queued]
     known: frozenset[bytes] = frozenset()
 
 
@@ -392,12 +431,18 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     ``path_or_repo`` is a path (the repository is created there if missing), a
     ``StateRepository`` or a :class:`~gitstate.core.Core`. ``serde`` encodes what JSON
     cannot hold (default: LangGraph's ``JsonPlusSerializer``, which never pickles).
+    ``writes_timeout`` is how long ``put_writes`` waits for the checkpoint it names to be
+    stored (LangGraph may send a step's writes before that step's ``put`` has finished).
     Safe to share between threads; any number of processes may use one repository.
     Use it as a context manager (sync or async) to close what it opened.
     """
 
-    def __init__(self, path_or_repo: Any, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(self, path_or_repo: Any, *, serde: SerializerProtocol | None = None,
+                 writes_timeout: float = 60.0) -> None:
         super().__init__(serde=serde)
+        if type(writes_timeout) not in (int, float) or not writes_timeout >= 0:
+            raise InvalidArgumentError(f"writes_timeout must be a number of seconds >= 0, got "
+                                       f"{writes_timeout!r}")
         if isinstance(path_or_repo, Core):
             self.core, self._owned = path_or_repo, False
         elif isinstance(path_or_repo, (str, os.PathLike)):
@@ -407,12 +452,12 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         else:
             raise InvalidArgumentError("GitstateSaver needs a repository path, a StateRepository or "
                                        f"a Core, not {type(path_or_repo).__name__}")
+        self.writes_timeout = writes_timeout
         self._maintenance = Maintenance(self.core)
         self._lock = threading.Lock()
-        self._puts = 0  # checkpoints this saver stored; waiting put_writes watch it
         self._queued: dict[str, _Queue] = {}  # per agent: writes waiting for a commit
+        self._putting: Counter[tuple[str, str]] = Counter()  # (agent, checkpoint id) being put
         self._writers: dict[str, threading.Lock] = {}  # per agent: this saver's writers queue here
-        self._stored = threading.Condition()
         self._records: dict[bytes, _Record] = {}
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
@@ -735,38 +780,52 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         with writer, self.core.store.agent_lock(agent) as lock:
             yield lock
 
-    def _write(self, agent: str, build: Callable[[bytes | None, _Queue], _Built | None]) -> None:
+    def _write(self, agent: str, build: Callable[[bytes | None, _Queue], tuple[_Built | None, _Queue]]
+               ) -> None:
         """Under the agent's lock, with the writes queued for the agent: ``build(head,
-        queued)`` gives the commit to write (None: nothing to write); write it and move the
-        branch, and the names it sets, by compare-and-swap from ``head``. The queued writes
-        it holds are then done; the others go back to the queue."""
+        queued)`` gives the commit to write (None: nothing to write) and the queued writes
+        it records (or finds recorded already); write it and move the branch, and the names
+        it sets, by compare-and-swap from ``head``. Those writes are then finished, the
+        others go back to the queue, also when this fails (unless the branch moved: then
+        they are recorded); recording a write again later changes nothing."""
         store = self.core.store
         with self._locked(agent) as lock:
             with self._lock:
                 queued = self._queued.pop(agent, [])
-            held: list[_Queued] = []
+            recorded: _Queue = []
+            held: _Queue = []
+            commit = None
             try:
                 while True:
                     head = store.writable_ref(branch_ref(agent))
-                    built = build(head, queued)
+                    built, recorded = build(head, queued)
                     if built is None:
-                        held = queued  # nothing new to record: they are done too
+                        held = recorded
                         break
-                    for item in built.held:  # one write per object (they share blobs)
-                        built.objects.new.update(item.objects.new)
                     built.objects.write(self.core, built.known)
                     commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
                     if self._move(lock, agent, head, commit.id, built.tags):
-                        held = built.held
+                        held = recorded
                         break
+            except BaseException:
+                if commit is not None and self._landed(agent, commit.id):
+                    held = recorded
+                raise
             finally:
                 rest = [item for item in queued if item not in held]
                 if rest:
                     with self._lock:
                         self._queued[agent] = rest + self._queued.get(agent, [])
-        for item in held:
-            item.done.set()
+                for item in held:
+                    item.finish()
         self._maintenance.after(None)
+
+    def _landed(self, agent: str, commit: bytes) -> bool:
+        """Whether the agent's branch points at ``commit`` (a write that raised moved it)."""
+        try:
+            return self._head(agent) == commit
+        except GitstateError:
+            return False
 
     def _move(self, lock: RefLock, agent: str, head: bytes | None, new: bytes | None,
               tags: Mapping[str, bytes | None]) -> bool:
@@ -811,7 +870,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         state.update(step=metadata.get("step"), source=metadata.get("source"),
                      parent_checkpoint_id=parent_id)
 
-        def build(head: bytes | None, queued: _Queue) -> _Built:
+        def build(head: bytes | None, queued: _Queue) -> tuple[_Built, _Queue]:
             head_record = self._own(agent, head, thread, ns)
             first = self._carrier(agent, head, head_record, parent_id)
             inherited, inherited_view = self._channels(first)
@@ -831,7 +890,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                 else:
                     continue  # a channel with a version but no value ("empty")
                 entries.append((_name(channel) + suffix, mode, sha))
-            lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+            lists, recorded = self._merge_queued(agent, head, head_record, queued, objects, checkpoint_id)
             top = [*tops]
             if entries:
                 top.append((_CHANNELS, TREE_MODE, objects.tree(entries)))
@@ -854,12 +913,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             trailers = self._trailers(agent, thread, ns, checkpoint_id, parent_id, metadata, revision,
                                       {c: n for c, (_l, _f, n) in lists.items()}, newest)
             message = build_message(_summary(metadata, state["changed"], written), trailers)
-            return _Built(objects, objects.tree(top), parents, message, tags, held, self._list_blobs(first))
+            built = _Built(objects, objects.tree(top), parents, message, tags, self._list_blobs(first))
+            return built, recorded
 
-        self._write(agent, build)
-        with self._stored:
-            self._puts += 1
-            self._stored.notify_all()
+        putting = (agent, checkpoint_id)  # writes for it wait for this put to record them
+        with self._lock:
+            self._putting[putting] += 1
+        try:
+            self._write(agent, build)
+        finally:
+            with self._lock:
+                self._putting[putting] -= 1
+                if not self._putting[putting]:
+                    del self._putting[putting]
         return {"configurable": {"thread_id": config["configurable"]["thread_id"],
                                  "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
@@ -949,34 +1015,78 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """Record pending writes of the checkpoint ``config`` names (docs/langgraph.md,
         "Pending writes"): queued for the next ``put`` of the thread, which records them in
         its own commit; if none comes within ``WRITES_LINGER`` seconds, recorded in a commit
-        of their own. Returns once they are in a commit on the branch."""
+        of their own. Writes for a checkpoint not stored yet wait for its ``put``
+        (``writes_timeout`` at most). Returns once they are in a commit on the branch;
+        raises if they are not (and then they never will be)."""
+        queued = self._enqueue(config, writes, task_id, task_path)
+        delay = WRITES_LINGER
+        while not queued.done.wait(delay):
+            delay = self._retry(queued, delay)
+        if queued.error is not None:
+            raise queued.error
+
+    def _enqueue(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                 task_path: str) -> _Queued:
+        """The writes of one ``put_writes`` call, encoded, in their agent's queue."""
         thread, ns = _thread_and_ns(config)
-        agent = agent_id(thread, ns)
-        checkpoint_id = config["configurable"]["checkpoint_id"]
+        checkpoint_id = config["configurable"].get("checkpoint_id")
+        if not isinstance(checkpoint_id, str):
+            raise InvalidArgumentError(f"put_writes needs the config's configurable.checkpoint_id "
+                                       f"(the checkpoint the writes belong to), got {checkpoint_id!r}")
         objects = _Objects(self.serde)
         items = []
         for idx, (channel, value) in enumerate(writes):
             fields = {"task_id": task_id, "task_path": task_path,
                       "idx": WRITES_IDX_MAP.get(channel, idx), "channel": channel}
             items.append((fields, *objects.parts(value)))
-        queued = _Queued(checkpoint_id, items, objects)
-        self._wait_for(agent, checkpoint_id, thread, ns)
+        queued = _Queued(agent_id(thread, ns), thread, ns, checkpoint_id, items, objects,
+                         time.monotonic() + self.writes_timeout)
         with self._lock:
-            self._queued.setdefault(agent, []).append(queued)
-        while not queued.done.wait(WRITES_LINGER):
-            self._write(agent, partial(self._writes_commit, agent, thread, ns))
-        if queued.error is not None:
-            raise queued.error
+            self._queued.setdefault(queued.agent, []).append(queued)
+        return queued
+
+    def _retry(self, queued: _Queued, waited: float) -> float:
+        """After a ``put_writes`` call waited ``waited`` seconds in vain: record the queued
+        writes in a commit of their own, unless a put of this saver is about to; give the
+        call up (the error of that commit, or past its deadline) if its writes are still
+        queued. Return how long to wait next. Never waits for another call."""
+        with self._lock:
+            waiting = queued in self._queued.get(queued.agent, ())
+            putting = (queued.agent, queued.checkpoint_id) in self._putting
+        if not waiting or putting:
+            return WRITES_LINGER  # a writer holds them, or that put records them: soon done
+        if time.monotonic() >= queued.deadline:
+            self._withdraw(queued, InvalidArgumentError(
+                f"thread {queued.thread!r} (namespace {queued.ns!r}) has no checkpoint "
+                f"{queued.checkpoint_id!r}: its writes were not recorded (waited "
+                f"{self.writes_timeout:g}s for it to be stored)"))
+            return WRITES_LINGER
+        try:
+            self._write(queued.agent, partial(self._writes_commit, queued.agent, queued.thread, queued.ns))
+        except Exception as exc:
+            self._withdraw(queued, exc)
+        return min(waited * 2, WRITES_POLL)
+
+    def _withdraw(self, queued: _Queued, error: BaseException) -> None:
+        """Give up writes still in the queue (no writer holds them): finished with ``error``."""
+        with self._lock:
+            waiting = self._queued.get(queued.agent, [])
+            if queued not in waiting:
+                return
+            waiting.remove(queued)
+            if not waiting:
+                del self._queued[queued.agent]
+        queued.finish(error)
 
     def _writes_commit(self, agent: str, thread: str, ns: str, head: bytes | None,
-                       queued: _Queue) -> _Built | None:
+                       queued: _Queue) -> tuple[_Built | None, _Queue]:
         """The head's checkpoint recorded again, with the queued writes added to the writes
         lists it holds; parents: the head's first parent and the head (a fast-forward)."""
         head_record = self._own(agent, head, thread, ns)
         objects = _Objects(self.serde)
-        lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+        lists, recorded = self._merge_queued(agent, head, head_record, queued, objects)
         if not lists or head is None or head_record is None:
-            return None  # every write recorded already, or their checkpoints are gone
+            return None, recorded  # nothing to add
         with _reading(f"commit {head.decode()}"):
             state = self._state(head_record)
             top = dict(self._entries(head_record.tree))
@@ -993,27 +1103,32 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         parents = [head_record.parents[0], head] if head_record.parents else [head]
         message = build_message(_summary(state.get("metadata") or {}, state.get("changed", []), written),
                                 trailers)
-        return _Built(objects, objects.tree([(n, m, s) for n, (m, s) in top.items()]), parents,
-                      message, {}, held)
+        tree = objects.tree([(n, m, s) for n, (m, s) in top.items()])
+        return _Built(objects, tree, parents, message, {}), recorded
 
     def _merge_queued(self, agent: str, head: bytes | None, head_record: _Record | None,
-                      queued: _Queue, objects: _Objects) -> tuple[_Lists, _Queue]:
+                      queued: _Queue, objects: _Objects, own: str | None = None
+                      ) -> tuple[_Lists, _Queue]:
         """The writes lists the queued writes change, merged into the lists already recorded
-        ({checkpoint id: (list, folder SHA, count)}), and the queued writes done (all: those
-        of a checkpoint the thread no longer has get their error)."""
+        ({checkpoint id: (list, folder SHA, count)}; their blobs join ``objects``), and the
+        queued writes recorded so (or found recorded already): those of the checkpoints on
+        the thread and of ``own`` (the checkpoint being put). The others wait for their
+        checkpoint."""
         lists: _Lists = {}
-        held = []
+        recorded: _Queue = []
+        with self._lock:
+            putting = {checkpoint for each, checkpoint in self._putting if each == agent}
         for checkpoint in dict.fromkeys(item.checkpoint_id for item in queued):
+            if checkpoint == own:
+                holder = (self._holder(agent, head, head_record, checkpoint) if head is not None
+                          and head_record is not None and head_record.checkpoint_id == own else None)
+            elif (head is None or head_record is None or checkpoint in putting
+                  or self._carrier(agent, head, head_record, checkpoint) is None):
+                continue  # not on the thread (yet): they wait for its put
+            else:
+                holder = self._holder(agent, head, head_record, checkpoint)
             calls = [item for item in queued if item.checkpoint_id == checkpoint]
-            held += calls
-            if head is None or head_record is None or self._carrier(
-                    agent, head, head_record, checkpoint) is None:
-                for item in calls:
-                    item.error = InvalidArgumentError(
-                        f"agent {agent!r} has no checkpoint {checkpoint!r} any more (deleted while "
-                        "its writes waited): they were not recorded")
-                continue
-            holder = self._holder(agent, head, head_record, checkpoint)
+            recorded += calls
             merged: dict[tuple[str, int], _Write] = {}
             if holder is not None:
                 with _reading(f"commit {holder.sha.decode()}"):
@@ -1027,11 +1142,15 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                         merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
             changed = False
             for call in calls:
+                added = False
                 for write in call.items:
                     key = (write[0]["task_id"], write[0]["idx"])
                     if key in merged and (key[1] >= 0 or merged[key] == write):
                         continue  # an ordinary write is recorded once; special ones overwrite
                     merged[key] = write
+                    added = True
+                if added:
+                    objects.new.update(call.objects.new)
                     changed = True
             if not changed:
                 continue
@@ -1045,30 +1164,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                 listed.append({**fields, "items": shown} if is_list else {**fields, "value": shown[0]})
             count = (holder.writes[checkpoint] if holder is not None else 0) + len(calls)
             lists[checkpoint] = (listed, objects.tree(files_out), count)
-        return lists, held
-
-    def _wait_for(self, agent: str, checkpoint_id: str, thread: str, ns: str) -> None:
-        """Return once the thread holds the checkpoint. LangGraph submits ``put`` of a
-        checkpoint before the tasks that write for it, but runs both in the background, so
-        the writes may come first: wait for the put (``lock_timeout`` at most)."""
-        deadline = time.monotonic() + self.core.store.lock_timeout
-        while True:
-            with self._stored:
-                puts = self._puts
-            head = self._head(agent)
-            if head is not None and self._carrier(agent, head, self._own(agent, head, thread, ns),
-                                                  checkpoint_id) is not None:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise InvalidArgumentError(
-                    f"thread {thread!r} (namespace {ns!r}) has no checkpoint {checkpoint_id!r} to "
-                    f"record writes for (waited {self.core.store.lock_timeout:g}s for it)")
-            with self._stored:  # woken by this saver's puts; other processes' are polled
-                self._stored.wait_for(partial(self._stored_since, puts), timeout=min(remaining, 0.25))
-
-    def _stored_since(self, puts: int) -> bool:
-        return self._puts != puts
+        return lists, recorded
 
     def _holder(self, agent: str, head: bytes, head_record: _Record,
                 checkpoint_id: str) -> _Record | None:
@@ -1277,7 +1373,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
                           task_id: str, task_path: str = "") -> None:
-        await self._run(self.put_writes, config, writes, task_id, task_path)
+        """``put_writes``, waiting on the event loop, not in a thread: writes sent before
+        their checkpoint's ``aput`` never keep that put from a thread of the executor."""
+        queued = await self._run(self._enqueue, config, writes, task_id, task_path)
+        finished = queued.future(asyncio.get_running_loop())
+        delay = WRITES_LINGER
+        try:
+            while not (await asyncio.wait([finished], timeout=delay))[0]:
+                delay = await self._run(self._retry, queued, delay)
+        except asyncio.CancelledError as exc:
+            self._withdraw(queued, exc)
+            raise
+        if queued.error is not None:
+            raise queued.error
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._run(self.delete_thread, thread_id)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -36,7 +37,7 @@ from pydantic import BaseModel
 
 from gitstate import StateRepository
 from gitstate.core import Core
-from gitstate.errors import CorruptObjectError, InvalidArgumentError
+from gitstate.errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
 from gitstate.ids import is_valid_agent_id
 from gitstate.langgraph import GitstateSaver, agent_id
 from gitstate.retention import RetentionPolicy
@@ -219,6 +220,67 @@ def test_a_real_graph_gives_the_same_states_and_history_as_in_memory_async(path:
     assert stored == memory_tuples
     fsck(path)
 
+
+
+class Fan(TypedDict):
+    out: Annotated[list[int], operator.add]
+    n: int
+
+
+async def fan_work(state: Fan) -> dict[str, Any]:
+    return {"out": [state["n"]]}
+
+
+async def fan_start(state: Fan) -> dict[str, Any]:
+    return {}
+
+
+def fan_graph(checkpointer: BaseCheckpointSaver[Any], width: int) -> Any:
+    graph = StateGraph(Fan)
+    graph.add_node("start", fan_start)
+    graph.add_node("work", fan_work)
+    graph.add_edge(START, "start")
+    graph.add_conditional_edges("start", lambda state: [Send("work", {"n": i, "out": []})
+                                                        for i in range(width)], ["work"])
+    graph.add_edge("work", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def test_async_writes_sent_before_their_checkpoint_leave_the_executor_to_its_put(path: str) -> None:
+    """LangGraph may send a step's writes before that step's put has run: they wait on the
+    event loop, not in the executor's threads, so even one thread runs the put, which
+    records them all in its own commit."""
+    async def run() -> Any:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        saver = GitstateSaver(path)
+        root = await saver.aput(config("t"), checkpoint(), {"step": -1}, {})
+        cp = checkpoint({"a": 1})
+        early = [saver.aput_writes(config("t", "", cp["id"]), [("a", i)], f"task-{i:02}")
+                 for i in range(20)]
+        late = saver.aput(config("t", "", root["configurable"]["checkpoint_id"]), cp, {"step": 0},
+                          {"a": 1})
+        await asyncio.gather(*early, late)  # the writes' calls reach the executor first
+        return await saver.aget_tuple(config("t"))
+
+    latest = asyncio.run(run())
+    assert latest.pending_writes == [(f"task-{i:02}", "a", i) for i in range(20)]
+    assert git(path, "rev-list", "--count", f"agents/{agent_id('t')}").strip() == "2"
+    fsck(path)
+
+
+def test_an_async_fan_out_wider_than_the_executor_runs_as_in_memory(path: str) -> None:
+    async def run(saver: BaseCheckpointSaver[Any], thread: str) -> Any:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        return await fan_graph(saver, 60).ainvoke({"out": [], "n": 0},
+                                                  {"configurable": {"thread_id": thread}})
+
+    memory = InMemorySaver()
+    expected = asyncio.run(run(memory, "fan"))
+    with GitstateSaver(path, writes_timeout=30) as saver:
+        for thread in ("fan", "fan again"):
+            assert asyncio.run(run(saver, thread)) == expected
+        assert tuples(saver, "fan") == tuples(memory, "fan")
+    fsck(path)
 
 
 @pytest.fixture
@@ -633,9 +695,26 @@ def test_writes_may_arrive_before_their_checkpoint(path: str) -> None:
         saver.put(config("t", "", root["configurable"]["checkpoint_id"]), cp, {"step": 1}, {"a": 1})
         early.join()
         assert saver.get_tuple(config("t")).pending_writes == [("task", "a", 2)]
-    impatient = GitstateSaver(Core.open(path, lock_timeout=0.2))
+    impatient = GitstateSaver(path, writes_timeout=0.2)
     with pytest.raises(InvalidArgumentError, match="no checkpoint 'missing'"):
         impatient.put_writes(config("t", "", "missing"), [("a", 1)], "task")
+    late = checkpoint({"a": 3}) | {"id": "missing"}  # it comes after its writes were given up
+    impatient.put(config("t", "", cp["id"]), late, {"step": 2}, {"a": 2})
+    assert impatient.get_tuple(config("t", "", "missing")).pending_writes == []
+
+
+def test_writes_whose_commit_failed_are_not_recorded_later(path: str) -> None:
+    """The caller is told what is stored: writes that raised never land with a later put."""
+    saver = GitstateSaver(Core.open(path, lock_timeout=0.2))
+    stored = put(saver, "t", values={"a": 1})
+    with saver.core.store.agent_lock(agent_id("t")):  # another writer holds the thread
+        with pytest.raises(ConcurrentUpdateError):
+            saver.put_writes(stored, [("a", 2)], "task")
+    put(saver, "t", stored, values={"a": 3})  # the thread's next put
+    assert [t.pending_writes for t in saver.list(config("t"))] == [[], []]
+    saver.put_writes(stored, [("a", 4)], "task")
+    assert saver.get_tuple(stored).pending_writes == [("task", "a", 4)]
+    fsck(path)
 
 
 def test_a_known_blob_is_one_the_head_under_the_lock_reaches(path: str) -> None:
