@@ -25,6 +25,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from conftest import fsck, git, snapshot
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
@@ -41,6 +42,7 @@ from gitstate.errors import ConcurrentUpdateError, CorruptObjectError, InvalidAr
 from gitstate.ids import is_valid_agent_id
 from gitstate.langgraph import GitstateSaver, agent_id
 from gitstate.retention import RetentionPolicy
+from gitstate_cli.main import cli
 
 # -- a real graph: Send fan-out, a subgraph that interrupts, resume, a fork ------------------
 
@@ -539,8 +541,8 @@ def test_awkward_thread_ids_and_namespaces_round_trip(path: str) -> None:
 def test_a_thread_whose_agent_holds_another_thread_is_refused(path: str) -> None:
     with GitstateSaver(path) as saver:
         put(saver, "mine")
-        repo = StateRepository.open(saver.core.path)
-        repo.fork(agent_id("mine"), None, agent_id("theirs"))  # another thread's name, this thread's commits
+        head = git(path, "rev-parse", f"refs/heads/agents/{agent_id('mine')}").strip()
+        git(path, "update-ref", f"refs/heads/agents/{agent_id('theirs')}", head)  # another thread's name
         with pytest.raises(InvalidArgumentError, match="holds commits of thread 'mine'"):
             put(saver, "theirs")
         assert saver.get_tuple(config("theirs")) is None
@@ -629,6 +631,26 @@ def test_threads_travel_with_push_and_clone(tmp_path: Path, path: str) -> None:
     StateRepository.clone(str(origin.path), tmp_path / "clone.git")
     assert dump(str(tmp_path / "clone.git")) == here
     fsck(str(tmp_path / "clone.git"))
+
+
+def test_rollback_and_fork_refuse_threads_and_leave_them_as_they_were(path: str) -> None:
+    with GitstateSaver(path) as saver:
+        scenario(saver)
+    agent = agent_id("research thread")
+    repo = StateRepository.open(path)
+    before, stored = snapshot(repo), dump(path)
+    target = repo.log(agent)[2].trailers["LangGraph-Checkpoint"]
+    with pytest.raises(InvalidArgumentError, match=f"LangGraph thread.*checkpoint_id '{target}'"):
+        repo.rollback(agent, "latest~2")
+    with pytest.raises(InvalidArgumentError, match="LangGraph thread"):
+        repo.rollback(agent, "latest~2", hard=True)
+    with pytest.raises(InvalidArgumentError, match="LangGraph thread.*copy_thread"):
+        repo.fork(agent, "latest~1", "copy")
+    result = CliRunner().invoke(cli, ["--repo", path, "rollback", agent, "latest~1"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "graph.update_state" in result.stderr
+    assert snapshot(repo) == before and dump(path) == stored
 
 
 def test_a_tree_the_saver_did_not_write_raises_corrupt_object_error(path: str) -> None:
