@@ -45,7 +45,7 @@ from . import codec
 from .core import Core
 from .errors import CorruptObjectError, EncodingError, GitstateError, InvalidArgumentError
 from .git.journal import RefUpdate
-from .git.layout import STATE_FILE, tree_entries
+from .git.layout import STATE_FILE, CommitInfo, tree_entries
 from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
 from .git.reader import BLOB, TREE
 from .git.store import RefLock
@@ -187,6 +187,7 @@ class _Objects:
     def __init__(self, serde: SerializerProtocol):
         self.serde = serde
         self.new: dict[bytes, tuple[int, bytes]] = {}
+        self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
 
     def blob(self, data: bytes) -> bytes:
@@ -198,6 +199,7 @@ class _Objects:
         raw = tree_raw(entries)
         sha = object_id(TREE, raw)
         self.new[sha] = (TREE, raw)
+        self.trees[sha] = entries
         return sha
 
     def leaf(self, value: Any) -> tuple[bytes, bytes]:
@@ -484,11 +486,13 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self.close()
 
     # -- reading objects ---------------------------------------------------------------
-    def _record(self, sha: bytes) -> _Record:
+    def _record(self, sha: bytes, commit: CommitInfo | None = None) -> _Record:
+        """A commit's record (cached: commits never change); ``commit``: it, parsed already."""
         record = self._records.get(sha)
         if record is not None:
             return record
-        commit = self.core.commit(sha)
+        if commit is None:
+            commit = self.core.commit(sha)
         summary, trailers = parse_message(commit.message)
         checkpoint = trailers.get(_CHECKPOINT)
         thread = trailers.get(_THREAD)
@@ -806,6 +810,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
                     if self._move(lock, agent, head, commit.id, built.tags):
                         held = recorded
+                        self._seed(built, CommitInfo.parse(commit.id, commit.as_raw_string()))
                         break
             except BaseException:
                 if commit is not None and self._landed(agent, commit.id):
@@ -820,6 +825,17 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     item.finish()
         self._maintenance.after(None)
 
+    def _seed(self, built: _Built, commit: CommitInfo) -> None:
+        """Cache the record, trees and state.json of a commit just written: the thread's
+        next write reads them."""
+        for sha, entries in built.objects.trees.items():
+            if sha not in self._trees:
+                self._remember(self._trees, sha, {name: (mode, entry) for name, mode, entry in entries})
+        state = self._trees[built.tree][STATE_FILE][1]
+        if state not in self._states:
+            self._remember(self._states, state, codec.decode(built.objects.new[state][1]))
+        self._record(commit.id, commit)
+
     def _landed(self, agent: str, commit: bytes) -> bool:
         """Whether the agent's branch points at ``commit`` (a write that raised moved it)."""
         try:
@@ -832,8 +848,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """Move the branch from ``head`` to ``new`` (None: delete it) and set ``tags``
         ({name: SHA, None to delete}), as one journaled operation."""
         store = self.core.store
-        old_tags = store.read_refs(tag_prefix(agent))
         updates = [RefUpdate(branch_ref(agent), head, new)]
+        old_tags = store.read_refs(tag_prefix(agent)) if tags else {}
         for name, sha in sorted(tags.items()):
             ref = tag_ref(agent, name)
             if old_tags.get(ref) != sha:
@@ -913,7 +929,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             trailers = self._trailers(agent, thread, ns, checkpoint_id, parent_id, metadata, revision,
                                       {c: n for c, (_l, _f, n) in lists.items()}, newest)
             message = build_message(_summary(metadata, state["changed"], written), trailers)
-            built = _Built(objects, objects.tree(top), parents, message, tags, self._list_blobs(first))
+            built = _Built(objects, objects.tree(top), parents, message, tags, self._known(first))
             return built, recorded
 
         putting = (agent, checkpoint_id)  # writes for it wait for this put to record them
@@ -929,16 +945,18 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         return {"configurable": {"thread_id": config["configurable"]["thread_id"],
                                  "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
-    def _list_blobs(self, record: _Record | None) -> frozenset[bytes]:
-        """The blobs in a commit's list folders: a new list shares most of them."""
+    def _known(self, record: _Record | None) -> frozenset[bytes]:
+        """The objects of a commit down to its list elements: its trees, state.json, channel
+        values and their elements (a child commit shares most of them)."""
         if record is None:
             return frozenset()
-        channels = self._entries(record.tree).get(_CHANNELS)
-        known: set[bytes] = set()
-        if channels is not None:
-            for mode, sha in self._entries(channels[1]).values():
+        top = self._entries(record.tree)
+        known = {record.tree, *(sha for _mode, sha in top.values())}
+        if _CHANNELS in top:
+            for mode, sha in self._entries(top[_CHANNELS][1]).values():
+                known.add(sha)
                 if mode == TREE_MODE:
-                    known.update(entry_sha for _mode, entry_sha in self._entries(sha).values())
+                    known.update(entry for _mode, entry in self._entries(sha).values())
         return frozenset(known)
 
     def _own(self, agent: str, head: bytes | None, thread: str, ns: str) -> _Record | None:
