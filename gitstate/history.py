@@ -26,6 +26,18 @@ from .rewrite import rewrite
 
 # trailers that describe one commit, not its state: never copied to a derived checkpoint
 _OWN_TRAILERS = ("Checkpoint-Id", "Agent-Id", "Rollback-Of", "Forked-From", "Forked-From-Agent")
+# the trailer of every commit gitstate.langgraph writes: its trees, parents and trailers
+# follow that module's rules (docs/langgraph.md), which rollback and fork do not know
+_LANGGRAPH_THREAD = "LangGraph-Thread"
+
+
+def _refuse_threads(core: Core, agent_id: str, target: Checkpoint, operation: str, instead: str) -> None:
+    """``InvalidArgumentError`` if the agent's head or ``target`` is a LangGraph checkpoint."""
+    head = core.checkpoint(core.commit(core.head(agent_id)), agent_id)
+    if _LANGGRAPH_THREAD in head.trailers or _LANGGRAPH_THREAD in target.trailers:
+        raise InvalidArgumentError(
+            f"agent {agent_id!r} is a LangGraph thread (written by gitstate.langgraph."
+            f"GitstateSaver): {operation} would break it; {instead}")
 
 
 def _derived_trailers(source: Checkpoint, agent_id: str, extra: dict[str, str]) -> dict[str, str]:
@@ -53,8 +65,14 @@ def rollback(core: Core, agent_id: str, rev: str, *, hard: bool = False) -> Roll
     to ``rev`` like ``git reset --hard``: the newer checkpoints leave the history
     (their names are deleted) but stay reachable from the branch's reflog (which
     gitstate never expires; ``git reflog expire`` does); ``dropped`` lists them.
+    A LangGraph thread is refused (``InvalidArgumentError``: LangGraph's time
+    travel does this on threads).
     """
     target = core.resolve(agent_id, rev)
+    _refuse_threads(core, agent_id, target, "a rollback", (
+        "go back with LangGraph instead: graph.invoke(None, config) with checkpoint_id "
+        f"{target.trailers.get('LangGraph-Checkpoint', '?')!r} in the config replays from that "
+        "checkpoint, graph.update_state(config, values) forks from it"))
     if target.commit == core.head(agent_id).decode():
         raise InvalidArgumentError(f"{rev!r} is already the latest checkpoint of {agent_id!r}")
     if hard:
@@ -105,12 +123,15 @@ def fork(core: Core, agent_id: str, rev: str | None, new_agent_id: str) -> Check
     The new branch shares the history up to ``rev`` and adds one checkpoint
     holding ``rev``'s state with ``agent_id`` set to the new id (trailers
     ``Forked-From``/``Forked-From-Agent``), so loading the new agent and saving
-    again stays on the new branch.
+    again stays on the new branch. A LangGraph thread is refused (``InvalidArgumentError``:
+    ``GitstateSaver.copy_thread`` copies threads).
     """
     validate_agent_id(new_agent_id)
     if new_agent_id == agent_id:
         raise AgentExistsError(f"cannot fork agent {agent_id!r} onto itself")
     target = core.resolve(agent_id, rev)
+    _refuse_threads(core, agent_id, target, "a fork", "copy a thread with GitstateSaver.copy_thread, "
+                    "or fork it within the thread with LangGraph's graph.update_state")
     new_ref = branch_ref(new_agent_id)
     if core.store.read_ref(new_ref) is not None:
         raise AgentExistsError(f"agent {new_agent_id!r} already exists")

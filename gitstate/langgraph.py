@@ -17,7 +17,7 @@ import random
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,9 +43,9 @@ from langgraph.checkpoint.base import (
 
 from . import codec
 from .core import Core
-from .errors import CorruptObjectError, InvalidArgumentError
+from .errors import CorruptObjectError, EncodingError, GitstateError, InvalidArgumentError
 from .git.journal import RefUpdate
-from .git.layout import STATE_FILE, tree_entries
+from .git.layout import STATE_FILE, CommitInfo, tree_entries
 from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
 from .git.reader import BLOB, TREE
 from .git.store import RefLock
@@ -65,10 +65,12 @@ AGENT_PREFIX = "lg"
 VIEW_BYTES = 4096  # JSON channel values up to this size are also shown in state.json
 LIST_BATCH = 32  # tuples alist fetches per trip to the executor
 WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to record its writes
+WRITES_POLL = 0.25  # longest pause between put_writes' tries while its checkpoint is not stored
 CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # not in a commit's summary line
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+_-]{0,63}")
 _NAME_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,=@+-")
 _TRAILER_SAFE = frozenset(range(0x21, 0x7F)) - frozenset(b"%,=~")
@@ -124,6 +126,17 @@ def _untrailer(value: str) -> str:
     return "" if value == "~" else _unquote(value)
 
 
+def _name(text: str) -> bytes:
+    """A channel name or checkpoint id as the name of a tree entry (or its stem): percent-
+    encoded, so without ``.``, ``/``, NUL or anything else git refuses; ``~`` for the empty
+    string."""
+    return (_quote(text, _NAME_SAFE) or "~").encode()
+
+
+def _unname(stem: str) -> str:
+    return "" if stem in ("~", "") else _unquote(stem)
+
+
 def _extension(serde_type: str) -> str:
     """The file extension of a serde type (``msgpack``), ``hex-<hex>`` unless a plain token."""
     if _TOKEN.fullmatch(serde_type) and serde_type != "json" and not serde_type.startswith("hex-"):
@@ -171,22 +184,22 @@ def _is_json(value: Any, ordered: bool, depth: int = 1) -> bool:
 class _Objects:
     """The new objects of one write, and how values become tree entries."""
 
-    def __init__(self, serde: SerializerProtocol, known: frozenset[bytes] = frozenset()):
+    def __init__(self, serde: SerializerProtocol):
         self.serde = serde
-        self.known = known  # blobs known to be in the repository (not written again)
         self.new: dict[bytes, tuple[int, bytes]] = {}
+        self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
 
     def blob(self, data: bytes) -> bytes:
         sha = object_id(BLOB, data)
-        if sha not in self.known:
-            self.new[sha] = (BLOB, data)
+        self.new[sha] = (BLOB, data)
         return sha
 
     def tree(self, entries: Sequence[Entry]) -> bytes:
         raw = tree_raw(entries)
         sha = object_id(TREE, raw)
         self.new[sha] = (TREE, raw)
+        self.trees[sha] = entries
         return sha
 
     def leaf(self, value: Any) -> tuple[bytes, bytes]:
@@ -224,15 +237,33 @@ class _Objects:
                                for i, (suffix, sha) in enumerate(map(self.leaf, value)))
         return False, (self.leaf(value),)
 
-    def write(self, core: Core) -> None:
+    def write(self, core: Core, known: frozenset[bytes] = frozenset()) -> None:
+        """Write the new objects but the ``known`` ones (reachable from the head read under
+        the agent's lock, so in the repository)."""
         for sha, (kind, raw) in self.new.items():
-            core.store.write(raw_object(kind, raw, sha))
+            if sha not in known:
+                core.store.write(raw_object(kind, raw, sha))
 
 
-def _entry_key(name: bytes) -> str:
-    """The key (channel, list position) an entry name was made from."""
+def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
+    """The channel an entry of ``channels/`` holds and the entry's suffix (``.json``,
+    ``.<serde type>``, or none for a folder)."""
     text = name.decode()
-    return _unquote(text.rpartition(".")[0] if "." in text else text)
+    stem, dot, extension = text.rpartition(".") if mode != TREE_MODE else (text, "", "")
+    return _unname(stem), (dot + extension).encode()
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Reading ``what`` (a commit, its tree): anything not as the saver writes it (a tree
+    written by another tool) raises ``CorruptObjectError`` naming it."""
+    try:
+        yield
+    except CorruptObjectError:
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptObjectError(f"{what} is not a checkpoint as GitstateSaver writes it "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
 
 # -- commits -------------------------------------------------------------------------------
@@ -289,26 +320,65 @@ class _Index:
 
 @dataclass(eq=False)
 class _Queued:
-    """The writes of one ``put_writes`` call, waiting to be recorded in a commit."""
+    """The writes of one ``put_writes`` call, waiting to be recorded in a commit.
 
+    It is in its agent's queue until a writer takes it; the writer records it (``finish()``)
+    or puts it back. Only its caller gives up on it (``finish(error)``), and only while it
+    is in the queue, so what the caller is told is what was stored."""
+
+    agent: str
+    thread: str
+    ns: str
     checkpoint_id: str
     items: list[_Write]
     objects: _Objects  # the blobs of their values, written with the commit
+    deadline: float  # time.monotonic() past which the caller stops waiting for the checkpoint
     done: threading.Event = field(default_factory=threading.Event)
-    error: InvalidArgumentError | None = None  # why they could not be recorded
+    error: BaseException | None = None  # why they were not recorded
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Recorded (``error`` None) or given up: wake the caller, in a thread or on a loop."""
+        with self._guard:
+            if self.done.is_set():
+                return
+            self.error = error
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future of ``loop`` resolved when the writes are finished."""
+        future = loop.create_future()
+        with self._guard:
+            if not self.done.is_set():
+                self._waiters.append((loop, future))
+                return future
+        future.set_result(None)
+        return future
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
 class _Built:
-    """A commit to write: its new objects, tree, parents, message, the names to set, and
-    the queued writes it records."""
+    """A commit to write: its new objects (but the ``known`` ones, already stored), tree,
+    parents, message and the names to set."""
 
     objects: _Objects
     tree: bytes
     parents: list[bytes]
     message: bytes
     tags: dict[str, bytes | None]
-    held: list[_Queued]
+    known: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -363,12 +433,18 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     ``path_or_repo`` is a path (the repository is created there if missing), a
     ``StateRepository`` or a :class:`~gitstate.core.Core`. ``serde`` encodes what JSON
     cannot hold (default: LangGraph's ``JsonPlusSerializer``, which never pickles).
+    ``writes_timeout`` is how long ``put_writes`` waits for the checkpoint it names to be
+    stored (LangGraph may send a step's writes before that step's ``put`` has finished).
     Safe to share between threads; any number of processes may use one repository.
     Use it as a context manager (sync or async) to close what it opened.
     """
 
-    def __init__(self, path_or_repo: Any, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(self, path_or_repo: Any, *, serde: SerializerProtocol | None = None,
+                 writes_timeout: float = 60.0) -> None:
         super().__init__(serde=serde)
+        if type(writes_timeout) not in (int, float) or not writes_timeout >= 0:
+            raise InvalidArgumentError(f"writes_timeout must be a number of seconds >= 0, got "
+                                       f"{writes_timeout!r}")
         if isinstance(path_or_repo, Core):
             self.core, self._owned = path_or_repo, False
         elif isinstance(path_or_repo, (str, os.PathLike)):
@@ -378,12 +454,12 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         else:
             raise InvalidArgumentError("GitstateSaver needs a repository path, a StateRepository or "
                                        f"a Core, not {type(path_or_repo).__name__}")
+        self.writes_timeout = writes_timeout
         self._maintenance = Maintenance(self.core)
         self._lock = threading.Lock()
-        self._puts = 0  # checkpoints this saver stored; waiting put_writes watch it
         self._queued: dict[str, _Queue] = {}  # per agent: writes waiting for a commit
+        self._putting: Counter[tuple[str, str]] = Counter()  # (agent, checkpoint id) being put
         self._writers: dict[str, threading.Lock] = {}  # per agent: this saver's writers queue here
-        self._stored = threading.Condition()
         self._records: dict[bytes, _Record] = {}
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
@@ -410,11 +486,13 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self.close()
 
     # -- reading objects ---------------------------------------------------------------
-    def _record(self, sha: bytes) -> _Record:
+    def _record(self, sha: bytes, commit: CommitInfo | None = None) -> _Record:
+        """A commit's record (cached: commits never change); ``commit``: it, parsed already."""
         record = self._records.get(sha)
         if record is not None:
             return record
-        commit = self.core.commit(sha)
+        if commit is None:
+            commit = self.core.commit(sha)
         summary, trailers = parse_message(commit.message)
         checkpoint = trailers.get(_CHECKPOINT)
         thread = trailers.get(_THREAD)
@@ -457,7 +535,11 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             raise CorruptObjectError(f"commit {record.sha.decode()} has no state.json")
         found = None if fresh else self._states.get(entry[1])
         if found is None:
-            found = codec.decode(self.core.raw(entry[1], BLOB))
+            try:
+                found = codec.decode(self.core.raw(entry[1], BLOB))
+            except EncodingError as exc:
+                raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not "
+                                         f"JSON: {exc}") from exc
             if not isinstance(found, dict):
                 raise CorruptObjectError(f"the state.json of commit {record.sha.decode()} is not an object")
             if not fresh:
@@ -538,31 +620,34 @@ class GitstateSaver(BaseCheckpointSaver[str]):
     def _tuple(self, record: _Record, holder: _Record | None, shared: dict[bytes, Any] | None,
                thread_id: Any = None) -> CheckpointTuple:
         """The CheckpointTuple of a commit, with the writes ``holder`` holds for it."""
-        state = self._state(record, fresh=True)
-        entries = self._entries(record.tree)
-        fields = state.get("checkpoint")
-        if fields is None:
-            fields = self._load(entries, b"checkpoint", shared)
-        metadata = state.get("metadata")
-        if metadata is None:
-            metadata = self._load(entries, b"metadata", shared)
-        values = {}
-        channels = entries.get(_CHANNELS)
-        if channels is not None:
-            for name, (mode, sha) in self._entries(channels[1]).items():
-                values[_entry_key(name)] = self._value(name, mode, sha, shared)
-        writes: list[PendingWrite] = []
-        if holder is not None:
-            held = self._state(holder)["writes"][record.checkpoint_id]
-            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
-            files = self._entries(folder[_quote(record.checkpoint_id, _NAME_SAFE).encode()][1])
-            for item in held:
-                if "items" in item:
-                    value: Any = self._list([(name.encode(), files[name.encode()][1])
-                                             for name in item["items"]], shared)
-                else:
-                    value = self._leaf(item["value"].encode(), files[item["value"].encode()][1])
-                writes.append((item["task_id"], item["channel"], value))
+        what = f"commit {record.sha.decode()}" + ("" if holder in (None, record) else
+                                                  f" (its writes: commit {holder.sha.decode()})")
+        with _reading(what):
+            state = self._state(record, fresh=True)
+            entries = self._entries(record.tree)
+            fields = state.get("checkpoint")
+            if fields is None:
+                fields = self._load(entries, b"checkpoint", shared)
+            metadata = state.get("metadata")
+            if metadata is None:
+                metadata = self._load(entries, b"metadata", shared)
+            values = {}
+            channels = entries.get(_CHANNELS)
+            if channels is not None:
+                for name, (mode, sha) in self._entries(channels[1]).items():
+                    values[_channel(name, mode)[0]] = self._value(name, mode, sha, shared)
+            writes: list[PendingWrite] = []
+            if holder is not None:
+                held = self._state(holder)["writes"][record.checkpoint_id]
+                folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+                files = self._entries(folder[_name(record.checkpoint_id)][1])
+                for item in held:
+                    if "items" in item:
+                        value: Any = self._list([(name.encode(), files[name.encode()][1])
+                                                 for name in item["items"]], shared)
+                    else:
+                        value = self._leaf(item["value"].encode(), files[item["value"].encode()][1])
+                    writes.append((item["task_id"], item["channel"], value))
         thread = record.thread if thread_id is None else thread_id
         config: RunnableConfig = {"configurable": {
             "thread_id": thread, "checkpoint_ns": record.ns, "checkpoint_id": record.checkpoint_id}}
@@ -679,11 +764,12 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             if limit is not None and count >= limit:
                 return
             if filter:
-                metadata = self._state(record).get("metadata")
-                if metadata is None:
-                    metadata = self._load(self._entries(record.tree), b"metadata", None)
-                if not all(metadata.get(key) == value for key, value in filter.items()):
-                    continue
+                with _reading(f"commit {record.sha.decode()}"):
+                    metadata = self._state(record).get("metadata")
+                    if metadata is None:
+                        metadata = self._load(self._entries(record.tree), b"metadata", None)
+                    if not all(metadata.get(key) == value for key, value in filter.items()):
+                        continue
             count += 1
             yield self._tuple(record, holder, shared)
 
@@ -698,46 +784,72 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         with writer, self.core.store.agent_lock(agent) as lock:
             yield lock
 
-    def _write(self, agent: str, build: Callable[[bytes | None, _Queue], _Built | None]) -> None:
+    def _write(self, agent: str, build: Callable[[bytes | None, _Queue], tuple[_Built | None, _Queue]]
+               ) -> None:
         """Under the agent's lock, with the writes queued for the agent: ``build(head,
-        queued)`` gives the commit to write (None: nothing to write); write it and move the
-        branch, and the names it sets, by compare-and-swap from ``head``. The queued writes
-        it holds are then done; the others go back to the queue."""
+        queued)`` gives the commit to write (None: nothing to write) and the queued writes
+        it records (or finds recorded already); write it and move the branch, and the names
+        it sets, by compare-and-swap from ``head``. Those writes are then finished, the
+        others go back to the queue, also when this fails (unless the branch moved: then
+        they are recorded); recording a write again later changes nothing."""
         store = self.core.store
         with self._locked(agent) as lock:
             with self._lock:
                 queued = self._queued.pop(agent, [])
-            held: list[_Queued] = []
+            recorded: _Queue = []
+            held: _Queue = []
+            commit = None
             try:
                 while True:
                     head = store.writable_ref(branch_ref(agent))
-                    built = build(head, queued)
+                    built, recorded = build(head, queued)
                     if built is None:
-                        held = queued  # nothing new to record: they are done too
+                        held = recorded
                         break
-                    for item in built.held:  # one write per object (they share blobs)
-                        built.objects.new.update(item.objects.new)
-                    built.objects.write(self.core)
+                    built.objects.write(self.core, built.known)
                     commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
                     if self._move(lock, agent, head, commit.id, built.tags):
-                        held = built.held
+                        held = recorded
+                        self._seed(built, CommitInfo.parse(commit.id, commit.as_raw_string()))
                         break
+            except BaseException:
+                if commit is not None and self._landed(agent, commit.id):
+                    held = recorded
+                raise
             finally:
                 rest = [item for item in queued if item not in held]
                 if rest:
                     with self._lock:
                         self._queued[agent] = rest + self._queued.get(agent, [])
-        for item in held:
-            item.done.set()
+                for item in held:
+                    item.finish()
         self._maintenance.after(None)
+
+    def _seed(self, built: _Built, commit: CommitInfo) -> None:
+        """Cache the record, trees and state.json of a commit just written: the thread's
+        next write reads them."""
+        for sha, entries in built.objects.trees.items():
+            if sha not in self._trees:
+                self._remember(self._trees, sha, {name: (mode, entry) for name, mode, entry in entries})
+        state = self._trees[built.tree][STATE_FILE][1]
+        if state not in self._states:
+            self._remember(self._states, state, codec.decode(built.objects.new[state][1]))
+        self._record(commit.id, commit)
+
+    def _landed(self, agent: str, commit: bytes) -> bool:
+        """Whether the agent's branch points at ``commit`` (a write that raised moved it)."""
+        try:
+            return self._head(agent) == commit
+        except GitstateError:
+            return False
 
     def _move(self, lock: RefLock, agent: str, head: bytes | None, new: bytes | None,
               tags: Mapping[str, bytes | None]) -> bool:
         """Move the branch from ``head`` to ``new`` (None: delete it) and set ``tags``
         ({name: SHA, None to delete}), as one journaled operation."""
         store = self.core.store
-        old_tags = store.read_refs(tag_prefix(agent))
         updates = [RefUpdate(branch_ref(agent), head, new)]
+        old_tags = store.read_refs(tag_prefix(agent)) if tags else {}
         for name, sha in sorted(tags.items()):
             ref = tag_ref(agent, name)
             if old_tags.get(ref) != sha:
@@ -756,7 +868,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         metadata = get_checkpoint_metadata(config, metadata)
         fields = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
-        objects = _Objects(self.serde, self._known(self._head(agent), parent_id))
+        objects = _Objects(self.serde)
         changed, view = {}, {}
         for channel in new_versions:
             if channel in versions and channel in values:
@@ -774,7 +886,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         state.update(step=metadata.get("step"), source=metadata.get("source"),
                      parent_checkpoint_id=parent_id)
 
-        def build(head: bytes | None, queued: _Queue) -> _Built:
+        def build(head: bytes | None, queued: _Queue) -> tuple[_Built, _Queue]:
             head_record = self._own(agent, head, thread, ns)
             first = self._carrier(agent, head, head_record, parent_id)
             inherited, inherited_view = self._channels(first)
@@ -793,13 +905,13 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     suffix, mode, sha = objects.value(values[channel])
                 else:
                     continue  # a channel with a version but no value ("empty")
-                entries.append((_quote(channel, _NAME_SAFE).encode() + suffix, mode, sha))
-            lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+                entries.append((_name(channel) + suffix, mode, sha))
+            lists, recorded = self._merge_queued(agent, head, head_record, queued, objects, checkpoint_id)
             top = [*tops]
             if entries:
                 top.append((_CHANNELS, TREE_MODE, objects.tree(entries)))
             if lists:
-                folders = [(_quote(checkpoint, _NAME_SAFE).encode(), TREE_MODE, tree)
+                folders = [(_name(checkpoint), TREE_MODE, tree)
                            for checkpoint, (_listed, tree, _count) in lists.items()]
                 top.append((_WRITES, TREE_MODE, objects.tree(folders)))
             written = {c: listed for c, (listed, _folder, _n) in lists.items()}
@@ -817,28 +929,34 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             trailers = self._trailers(agent, thread, ns, checkpoint_id, parent_id, metadata, revision,
                                       {c: n for c, (_l, _f, n) in lists.items()}, newest)
             message = build_message(_summary(metadata, state["changed"], written), trailers)
-            return _Built(objects, objects.tree(top), parents, message, tags, held)
+            built = _Built(objects, objects.tree(top), parents, message, tags, self._known(first))
+            return built, recorded
 
-        self._write(agent, build)
-        with self._stored:
-            self._puts += 1
-            self._stored.notify_all()
+        putting = (agent, checkpoint_id)  # writes for it wait for this put to record them
+        with self._lock:
+            self._putting[putting] += 1
+        try:
+            self._write(agent, build)
+        finally:
+            with self._lock:
+                self._putting[putting] -= 1
+                if not self._putting[putting]:
+                    del self._putting[putting]
         return {"configurable": {"thread_id": config["configurable"]["thread_id"],
                                  "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
-    def _known(self, head: bytes | None, parent_id: str | None) -> frozenset[bytes]:
-        """Blobs of the parent's list folders (hint: the elements a new list shares with it)."""
-        if head is None or parent_id is None:
+    def _known(self, record: _Record | None) -> frozenset[bytes]:
+        """The objects of a commit down to its list elements: its trees, state.json, channel
+        values and their elements (a child commit shares most of them)."""
+        if record is None:
             return frozenset()
-        record = self._record(head)
-        if record.checkpoint_id != parent_id:
-            return frozenset()
-        channels = self._entries(record.tree).get(_CHANNELS)
-        known: set[bytes] = set()
-        if channels is not None:
-            for mode, sha in self._entries(channels[1]).values():
+        top = self._entries(record.tree)
+        known = {record.tree, *(sha for _mode, sha in top.values())}
+        if _CHANNELS in top:
+            for mode, sha in self._entries(top[_CHANNELS][1]).values():
+                known.add(sha)
                 if mode == TREE_MODE:
-                    known.update(entry_sha for _mode, entry_sha in self._entries(sha).values())
+                    known.update(entry for _mode, entry in self._entries(sha).values())
         return frozenset(known)
 
     def _own(self, agent: str, head: bytes | None, thread: str, ns: str) -> _Record | None:
@@ -871,20 +989,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """A commit's channel entries {channel: (suffix, mode, SHA, version)} and its view."""
         if record is None:
             return {}, {}
-        state = self._state(record)
-        fields = state.get("checkpoint")
-        if fields is None:
-            fields = self._load(self._entries(record.tree), b"checkpoint", None)
-        versions = fields.get("channel_versions", {})
-        channels = self._entries(record.tree).get(_CHANNELS)
-        found = {}
-        if channels is not None:
-            for name, (mode, sha) in self._entries(channels[1]).items():
-                text = name.decode()
-                stem, dot, extension = text.rpartition(".") if mode == FILE_MODE else (text, "", "")
-                channel = _unquote(stem)
-                found[channel] = ((dot + extension).encode(), mode, sha, versions.get(channel))
-        return found, state.get("values", {})
+        with _reading(f"commit {record.sha.decode()}"):
+            state = self._state(record)
+            fields = state.get("checkpoint")
+            if fields is None:
+                fields = self._load(self._entries(record.tree), b"checkpoint", None)
+            versions = fields.get("channel_versions", {})
+            channels = self._entries(record.tree).get(_CHANNELS)
+            found = {}
+            if channels is not None:
+                for name, (mode, sha) in self._entries(channels[1]).items():
+                    channel, suffix = _channel(name, mode)
+                    found[channel] = (suffix, mode, sha, versions.get(channel))
+            return found, state.get("values", {})
 
     def _trailers(self, agent: str, thread: str, ns: str, checkpoint_id: str,
                   parent_id: str | None, metadata: Mapping[str, Any], revision: int,
@@ -916,41 +1033,86 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """Record pending writes of the checkpoint ``config`` names (docs/langgraph.md,
         "Pending writes"): queued for the next ``put`` of the thread, which records them in
         its own commit; if none comes within ``WRITES_LINGER`` seconds, recorded in a commit
-        of their own. Returns once they are in a commit on the branch."""
+        of their own. Writes for a checkpoint not stored yet wait for its ``put``
+        (``writes_timeout`` at most). Returns once they are in a commit on the branch;
+        raises if they are not (and then they never will be)."""
+        queued = self._enqueue(config, writes, task_id, task_path)
+        delay = WRITES_LINGER
+        while not queued.done.wait(delay):
+            delay = self._retry(queued, delay)
+        if queued.error is not None:
+            raise queued.error
+
+    def _enqueue(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                 task_path: str) -> _Queued:
+        """The writes of one ``put_writes`` call, encoded, in their agent's queue."""
         thread, ns = _thread_and_ns(config)
-        agent = agent_id(thread, ns)
-        checkpoint_id = config["configurable"]["checkpoint_id"]
+        checkpoint_id = config["configurable"].get("checkpoint_id")
+        if not isinstance(checkpoint_id, str):
+            raise InvalidArgumentError(f"put_writes needs the config's configurable.checkpoint_id "
+                                       f"(the checkpoint the writes belong to), got {checkpoint_id!r}")
         objects = _Objects(self.serde)
         items = []
         for idx, (channel, value) in enumerate(writes):
             fields = {"task_id": task_id, "task_path": task_path,
                       "idx": WRITES_IDX_MAP.get(channel, idx), "channel": channel}
             items.append((fields, *objects.parts(value)))
-        queued = _Queued(checkpoint_id, items, objects)
-        self._wait_for(agent, checkpoint_id, thread, ns)
+        queued = _Queued(agent_id(thread, ns), thread, ns, checkpoint_id, items, objects,
+                         time.monotonic() + self.writes_timeout)
         with self._lock:
-            self._queued.setdefault(agent, []).append(queued)
-        while not queued.done.wait(WRITES_LINGER):
-            self._write(agent, partial(self._writes_commit, agent, thread, ns))
-        if queued.error is not None:
-            raise queued.error
+            self._queued.setdefault(queued.agent, []).append(queued)
+        return queued
+
+    def _retry(self, queued: _Queued, waited: float) -> float:
+        """After a ``put_writes`` call waited ``waited`` seconds in vain: record the queued
+        writes in a commit of their own, unless a put of this saver is about to; give the
+        call up (the error of that commit, or past its deadline) if its writes are still
+        queued. Return how long to wait next. Never waits for another call."""
+        with self._lock:
+            waiting = queued in self._queued.get(queued.agent, ())
+            putting = (queued.agent, queued.checkpoint_id) in self._putting
+        if not waiting or putting:
+            return WRITES_LINGER  # a writer holds them, or that put records them: soon done
+        if time.monotonic() >= queued.deadline:
+            self._withdraw(queued, InvalidArgumentError(
+                f"thread {queued.thread!r} (namespace {queued.ns!r}) has no checkpoint "
+                f"{queued.checkpoint_id!r}: its writes were not recorded (waited "
+                f"{self.writes_timeout:g}s for it to be stored)"))
+            return WRITES_LINGER
+        try:
+            self._write(queued.agent, partial(self._writes_commit, queued.agent, queued.thread, queued.ns))
+        except Exception as exc:
+            self._withdraw(queued, exc)
+        return min(waited * 2, WRITES_POLL)
+
+    def _withdraw(self, queued: _Queued, error: BaseException) -> None:
+        """Give up writes still in the queue (no writer holds them): finished with ``error``."""
+        with self._lock:
+            waiting = self._queued.get(queued.agent, [])
+            if queued not in waiting:
+                return
+            waiting.remove(queued)
+            if not waiting:
+                del self._queued[queued.agent]
+        queued.finish(error)
 
     def _writes_commit(self, agent: str, thread: str, ns: str, head: bytes | None,
-                       queued: _Queue) -> _Built | None:
+                       queued: _Queue) -> tuple[_Built | None, _Queue]:
         """The head's checkpoint recorded again, with the queued writes added to the writes
         lists it holds; parents: the head's first parent and the head (a fast-forward)."""
         head_record = self._own(agent, head, thread, ns)
         objects = _Objects(self.serde)
-        lists, held = self._merge_queued(agent, head, head_record, queued, objects)
+        lists, recorded = self._merge_queued(agent, head, head_record, queued, objects)
         if not lists or head is None or head_record is None:
-            return None  # every write recorded already, or their checkpoints are gone
-        state = self._state(head_record)
-        top = dict(self._entries(head_record.tree))
-        folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
+            return None, recorded  # nothing to add
+        with _reading(f"commit {head.decode()}"):
+            state = self._state(head_record)
+            top = dict(self._entries(head_record.tree))
+            folder = dict(self._entries(top[_WRITES][1])) if _WRITES in top else {}
+            written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
         for checkpoint, (_listed, tree, _count) in lists.items():
-            folder[_quote(checkpoint, _NAME_SAFE).encode()] = (TREE_MODE, tree)
+            folder[_name(checkpoint)] = (TREE_MODE, tree)
         top[_WRITES] = (TREE_MODE, objects.tree([(n, m, s) for n, (m, s) in folder.items()]))
-        written = {**state.get("writes", {}), **{c: listed for c, (listed, _t, _n) in lists.items()}}
         state = {**state, "writes": written}
         top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode(state)))
         counts = {**head_record.writes, **{c: n for c, (_l, _t, n) in lists.items()}}
@@ -959,44 +1121,54 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         parents = [head_record.parents[0], head] if head_record.parents else [head]
         message = build_message(_summary(state.get("metadata") or {}, state.get("changed", []), written),
                                 trailers)
-        return _Built(objects, objects.tree([(n, m, s) for n, (m, s) in top.items()]), parents,
-                      message, {}, held)
+        tree = objects.tree([(n, m, s) for n, (m, s) in top.items()])
+        return _Built(objects, tree, parents, message, {}), recorded
 
     def _merge_queued(self, agent: str, head: bytes | None, head_record: _Record | None,
-                      queued: _Queue, objects: _Objects) -> tuple[_Lists, _Queue]:
+                      queued: _Queue, objects: _Objects, own: str | None = None
+                      ) -> tuple[_Lists, _Queue]:
         """The writes lists the queued writes change, merged into the lists already recorded
-        ({checkpoint id: (list, folder SHA, count)}), and the queued writes done (all: those
-        of a checkpoint the thread no longer has get their error)."""
+        ({checkpoint id: (list, folder SHA, count)}; their blobs join ``objects``), and the
+        queued writes recorded so (or found recorded already): those of the checkpoints on
+        the thread and of ``own`` (the checkpoint being put). The others wait for their
+        checkpoint."""
         lists: _Lists = {}
-        held = []
+        recorded: _Queue = []
+        with self._lock:
+            putting = {checkpoint for each, checkpoint in self._putting if each == agent}
         for checkpoint in dict.fromkeys(item.checkpoint_id for item in queued):
+            if checkpoint == own:
+                holder = (self._holder(agent, head, head_record, checkpoint) if head is not None
+                          and head_record is not None and head_record.checkpoint_id == own else None)
+            elif (head is None or head_record is None or checkpoint in putting
+                  or self._carrier(agent, head, head_record, checkpoint) is None):
+                continue  # not on the thread (yet): they wait for its put
+            else:
+                holder = self._holder(agent, head, head_record, checkpoint)
             calls = [item for item in queued if item.checkpoint_id == checkpoint]
-            held += calls
-            if head is None or head_record is None or self._carrier(
-                    agent, head, head_record, checkpoint) is None:
-                for item in calls:
-                    item.error = InvalidArgumentError(
-                        f"agent {agent!r} has no checkpoint {checkpoint!r} any more (deleted while "
-                        "its writes waited): they were not recorded")
-                continue
-            holder = self._holder(agent, head, head_record, checkpoint)
+            recorded += calls
             merged: dict[tuple[str, int], _Write] = {}
             if holder is not None:
-                files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
-                    _quote(checkpoint, _NAME_SAFE).encode()][1])
-                for item in self._state(holder)["writes"][checkpoint]:
-                    names = item["items"] if "items" in item else [item["value"]]
-                    parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
-                                  for name in names)
-                    fields = {key: item[key] for key in ("channel", "idx", "task_id", "task_path")}
-                    merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
+                with _reading(f"commit {holder.sha.decode()}"):
+                    files = self._entries(self._entries(self._entries(holder.tree)[_WRITES][1])[
+                        _name(checkpoint)][1])
+                    for item in self._state(holder)["writes"][checkpoint]:
+                        names = item["items"] if "items" in item else [item["value"]]
+                        parts = tuple((b"." + name.split(".", 1)[1].encode(), files[name.encode()][1])
+                                      for name in names)
+                        fields = {key: item[key] for key in ("channel", "idx", "task_id", "task_path")}
+                        merged[(item["task_id"], item["idx"])] = (fields, "items" in item, parts)
             changed = False
             for call in calls:
+                added = False
                 for write in call.items:
                     key = (write[0]["task_id"], write[0]["idx"])
                     if key in merged and (key[1] >= 0 or merged[key] == write):
                         continue  # an ordinary write is recorded once; special ones overwrite
                     merged[key] = write
+                    added = True
+                if added:
+                    objects.new.update(call.objects.new)
                     changed = True
             if not changed:
                 continue
@@ -1010,30 +1182,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                 listed.append({**fields, "items": shown} if is_list else {**fields, "value": shown[0]})
             count = (holder.writes[checkpoint] if holder is not None else 0) + len(calls)
             lists[checkpoint] = (listed, objects.tree(files_out), count)
-        return lists, held
-
-    def _wait_for(self, agent: str, checkpoint_id: str, thread: str, ns: str) -> None:
-        """Return once the thread holds the checkpoint. LangGraph submits ``put`` of a
-        checkpoint before the tasks that write for it, but runs both in the background, so
-        the writes may come first: wait for the put (``lock_timeout`` at most)."""
-        deadline = time.monotonic() + self.core.store.lock_timeout
-        while True:
-            with self._stored:
-                puts = self._puts
-            head = self._head(agent)
-            if head is not None and self._carrier(agent, head, self._own(agent, head, thread, ns),
-                                                  checkpoint_id) is not None:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise InvalidArgumentError(
-                    f"thread {thread!r} (namespace {ns!r}) has no checkpoint {checkpoint_id!r} to "
-                    f"record writes for (waited {self.core.store.lock_timeout:g}s for it)")
-            with self._stored:  # woken by this saver's puts; other processes' are polled
-                self._stored.wait_for(partial(self._stored_since, puts), timeout=min(remaining, 0.25))
-
-    def _stored_since(self, puts: int) -> bool:
-        return self._puts != puts
+        return lists, recorded
 
     def _holder(self, agent: str, head: bytes, head_record: _Record,
                 checkpoint_id: str) -> _Record | None:
@@ -1191,17 +1340,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """A step's tree: its record's, holding only the writes lists ``step.writes`` names
         (taken from ``step.holder``)."""
         record, holder = step.record, step.holder
-        state = self._state(record)
-        held = self._state(holder).get("writes", {})
-        keep = {checkpoint: held[checkpoint] for checkpoint in step.writes if checkpoint in held}
-        if holder is record and keep == state.get("writes", {}):
-            return record.tree
-        top = dict(self._entries(record.tree))
-        top.pop(_WRITES, None)
-        if keep:
-            folder = self._entries(self._entries(holder.tree)[_WRITES][1])
-            top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha) in folder.items()
-                                                     if _unquote(name.decode()) in keep]))
+        with _reading(f"commit {record.sha.decode()} or {holder.sha.decode()}"):
+            state = self._state(record)
+            held = self._state(holder).get("writes", {})
+            keep = {checkpoint: held[checkpoint] for checkpoint in step.writes if checkpoint in held}
+            if holder is record and keep == state.get("writes", {}):
+                return record.tree
+            top = dict(self._entries(record.tree))
+            top.pop(_WRITES, None)
+            if keep:
+                folder = self._entries(self._entries(holder.tree)[_WRITES][1])
+                top[_WRITES] = (TREE_MODE, objects.tree([(name, mode, sha) for name, (mode, sha)
+                                                         in folder.items()
+                                                         if _unname(name.decode()) in keep]))
         top[STATE_FILE] = (FILE_MODE, objects.blob(codec.encode({**state, "writes": keep})))
         return objects.tree([(name, mode, sha) for name, (mode, sha) in top.items()])
 
@@ -1240,7 +1391,19 @@ class GitstateSaver(BaseCheckpointSaver[str]):
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
                           task_id: str, task_path: str = "") -> None:
-        await self._run(self.put_writes, config, writes, task_id, task_path)
+        """``put_writes``, waiting on the event loop, not in a thread: writes sent before
+        their checkpoint's ``aput`` never keep that put from a thread of the executor."""
+        queued = await self._run(self._enqueue, config, writes, task_id, task_path)
+        finished = queued.future(asyncio.get_running_loop())
+        delay = WRITES_LINGER
+        try:
+            while not (await asyncio.wait([finished], timeout=delay))[0]:
+                delay = await self._run(self._retry, queued, delay)
+        except asyncio.CancelledError as exc:
+            self._withdraw(queued, exc)
+            raise
+        if queued.error is not None:
+            raise queued.error
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._run(self.delete_thread, thread_id)
@@ -1264,7 +1427,8 @@ def _thread_and_ns(config: RunnableConfig) -> tuple[str, str]:
 
 
 def _summary(metadata: Mapping[str, Any], changed: Sequence[str], writes: Mapping[str, Any]) -> str:
-    """``step 3 loop: messages | 2 writes: messages, branch:to:tool``."""
+    """``step 3 loop: messages | 2 writes: messages, branch:to:tool`` (control characters
+    of channel names as ``?``)."""
     step, source = metadata.get("step"), metadata.get("source")
     text = " ".join(str(part) for part in ("step", step, source) if part is not None)
     text += ": " + (", ".join(changed) if changed else "no channel changed")
@@ -1272,4 +1436,5 @@ def _summary(metadata: Mapping[str, Any], changed: Sequence[str], writes: Mappin
     if channels:
         count = sum(len(listed) for listed in writes.values())
         text += f" | {count} write{'s' if count != 1 else ''}: {', '.join(channels)}"
+    text = _UNPRINTABLE.sub("?", text)
     return text if len(text) <= 200 else text[:197] + "..."

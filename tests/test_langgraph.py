@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -24,6 +25,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from conftest import fsck, git, snapshot
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
@@ -36,10 +38,11 @@ from pydantic import BaseModel
 
 from gitstate import StateRepository
 from gitstate.core import Core
-from gitstate.errors import InvalidArgumentError
+from gitstate.errors import ConcurrentUpdateError, CorruptObjectError, InvalidArgumentError
 from gitstate.ids import is_valid_agent_id
 from gitstate.langgraph import GitstateSaver, agent_id
 from gitstate.retention import RetentionPolicy
+from gitstate_cli.main import cli
 
 # -- a real graph: Send fan-out, a subgraph that interrupts, resume, a fork ------------------
 
@@ -221,6 +224,67 @@ def test_a_real_graph_gives_the_same_states_and_history_as_in_memory_async(path:
 
 
 
+class Fan(TypedDict):
+    out: Annotated[list[int], operator.add]
+    n: int
+
+
+async def fan_work(state: Fan) -> dict[str, Any]:
+    return {"out": [state["n"]]}
+
+
+async def fan_start(state: Fan) -> dict[str, Any]:
+    return {}
+
+
+def fan_graph(checkpointer: BaseCheckpointSaver[Any], width: int) -> Any:
+    graph = StateGraph(Fan)
+    graph.add_node("start", fan_start)
+    graph.add_node("work", fan_work)
+    graph.add_edge(START, "start")
+    graph.add_conditional_edges("start", lambda state: [Send("work", {"n": i, "out": []})
+                                                        for i in range(width)], ["work"])
+    graph.add_edge("work", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def test_async_writes_sent_before_their_checkpoint_leave_the_executor_to_its_put(path: str) -> None:
+    """LangGraph may send a step's writes before that step's put has run: they wait on the
+    event loop, not in the executor's threads, so even one thread runs the put, which
+    records them all in its own commit."""
+    async def run() -> Any:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        saver = GitstateSaver(path)
+        root = await saver.aput(config("t"), checkpoint(), {"step": -1}, {})
+        cp = checkpoint({"a": 1})
+        early = [saver.aput_writes(config("t", "", cp["id"]), [("a", i)], f"task-{i:02}")
+                 for i in range(20)]
+        late = saver.aput(config("t", "", root["configurable"]["checkpoint_id"]), cp, {"step": 0},
+                          {"a": 1})
+        await asyncio.gather(*early, late)  # the writes' calls reach the executor first
+        return await saver.aget_tuple(config("t"))
+
+    latest = asyncio.run(run())
+    assert latest.pending_writes == [(f"task-{i:02}", "a", i) for i in range(20)]
+    assert git(path, "rev-list", "--count", f"agents/{agent_id('t')}").strip() == "2"
+    fsck(path)
+
+
+def test_an_async_fan_out_wider_than_the_executor_runs_as_in_memory(path: str) -> None:
+    async def run(saver: BaseCheckpointSaver[Any], thread: str) -> Any:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        return await fan_graph(saver, 60).ainvoke({"out": [], "n": 0},
+                                                  {"configurable": {"thread_id": thread}})
+
+    memory = InMemorySaver()
+    expected = asyncio.run(run(memory, "fan"))
+    with GitstateSaver(path, writes_timeout=30) as saver:
+        for thread in ("fan", "fan again"):
+            assert asyncio.run(run(saver, thread)) == expected
+        assert tuples(saver, "fan") == tuples(memory, "fan")
+    fsck(path)
+
+
 @pytest.fixture
 def path(tmp_path: Path) -> str:
     """A new repository; automatic maintenance off, as in the ``repo`` fixture (one test turns
@@ -363,6 +427,29 @@ def test_every_type_the_default_serializer_handles_round_trips_without_pickle(
     fsck(path)
 
 
+def test_any_channel_name_or_checkpoint_id_makes_a_tree_git_accepts(path: str) -> None:
+    names = ["", ".", "..", ".git", ".gitmodules", "git~1", "GIT~1", "/", "a/b", "nul\0", "~", "%7E",
+             "x.json", " ", "é"]
+    kinds = {"folder": lambda i: [Point(i, i)], "json": lambda i: i, "serde": lambda i: Point(i, 0)}
+    memory = InMemorySaver()
+    with GitstateSaver(path) as saver:
+        for kind, value in kinds.items():
+            for checkpoint_id in ("", "..", ".git"):  # a checkpoint id names its writes' folder
+                thread = f"{kind} {checkpoint_id}"
+                found = []
+                for each in (memory, saver):
+                    cp = checkpoint({name: value(i) for i, name in enumerate(names)}) | {"id": checkpoint_id}
+                    stored = each.put(config(thread), cp, {"step": 0}, cp["channel_versions"])
+                    each.put_writes(stored, [(name, value(i)) for i, name in enumerate(names)], "task")
+                    found.append(each.get_tuple(config(thread)))
+                expected, got = found
+                values = (sorted(t.checkpoint["channel_values"].items()) for t in (got, expected))
+                assert repr(next(values)) == repr(next(values))
+                assert repr(got.pending_writes) == repr(expected.pending_writes)
+                assert len(got.pending_writes) == len(names)
+    fsck(path)
+
+
 def test_a_value_no_encoding_holds_raises_and_writes_nothing(path: str) -> None:
     with GitstateSaver(path) as saver:
         stored = put(saver, "t", values={"a": 1})
@@ -390,6 +477,21 @@ class Reversing(JsonPlusSerializer):
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
         self.threads.add(threading.get_ident())
         return super().loads_typed((data[0].removeprefix("Reversed/"), data[1][::-1]))
+
+
+class Pausing(JsonPlusSerializer):
+    """A serde that stops on one value until told to go on (``reached``, then ``go``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause_on: Any = None
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if obj is self.pause_on:
+            self.reached.set()
+            assert self.go.wait(30)
+        return super().dumps_typed(obj)
 
 
 def test_the_users_serde_is_used_and_async_calls_leave_the_event_loop_free(path: str) -> None:
@@ -439,8 +541,8 @@ def test_awkward_thread_ids_and_namespaces_round_trip(path: str) -> None:
 def test_a_thread_whose_agent_holds_another_thread_is_refused(path: str) -> None:
     with GitstateSaver(path) as saver:
         put(saver, "mine")
-        repo = StateRepository.open(saver.core.path)
-        repo.fork(agent_id("mine"), None, agent_id("theirs"))  # another thread's name, this thread's commits
+        head = git(path, "rev-parse", f"refs/heads/agents/{agent_id('mine')}").strip()
+        git(path, "update-ref", f"refs/heads/agents/{agent_id('theirs')}", head)  # another thread's name
         with pytest.raises(InvalidArgumentError, match="holds commits of thread 'mine'"):
             put(saver, "theirs")
         assert saver.get_tuple(config("theirs")) is None
@@ -531,6 +633,48 @@ def test_threads_travel_with_push_and_clone(tmp_path: Path, path: str) -> None:
     fsck(str(tmp_path / "clone.git"))
 
 
+def test_rollback_and_fork_refuse_threads_and_leave_them_as_they_were(path: str) -> None:
+    with GitstateSaver(path) as saver:
+        scenario(saver)
+    agent = agent_id("research thread")
+    repo = StateRepository.open(path)
+    before, stored = snapshot(repo), dump(path)
+    target = repo.log(agent)[2].trailers["LangGraph-Checkpoint"]
+    with pytest.raises(InvalidArgumentError, match=f"LangGraph thread.*checkpoint_id '{target}'"):
+        repo.rollback(agent, "latest~2")
+    with pytest.raises(InvalidArgumentError, match="LangGraph thread"):
+        repo.rollback(agent, "latest~2", hard=True)
+    with pytest.raises(InvalidArgumentError, match="LangGraph thread.*copy_thread"):
+        repo.fork(agent, "latest~1", "copy")
+    result = CliRunner().invoke(cli, ["--repo", path, "rollback", agent, "latest~1"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "graph.update_state" in result.stderr
+    assert snapshot(repo) == before and dump(path) == stored
+
+
+def test_a_tree_the_saver_did_not_write_raises_corrupt_object_error(path: str) -> None:
+    """A commit with the saver's trailers but not its tree (as another tool may write it):
+    every read names it; writes for it raise and are not recorded."""
+    with GitstateSaver(path) as saver:
+        stored = put(saver, "t", values={"a": 1})
+        saver.put_writes(stored, [("a", 2)], "task")  # the head now holds writes
+        ref = f"refs/heads/agents/{agent_id('t')}"
+        head = git(path, "rev-parse", ref).strip()
+        tree = subprocess.run(["git", "--git-dir", path, "mktree"], check=True, capture_output=True, text=True,
+                              input=f"100644 blob {git(path, 'rev-parse', f'{head}:state.json').strip()}"
+                                    "\tstate.json\n").stdout.strip()
+        message = git(path, "log", "-1", "--format=%B", head)
+        foreign = git(path, "commit-tree", tree, "-p", head, "-m", message).strip()
+        git(path, "update-ref", ref, foreign, head)
+        for read in (lambda: saver.get_tuple(config("t")), lambda: list(saver.list(config("t"))),
+                     lambda: saver.put_writes(stored, [("a", 3)], "task")):
+            with pytest.raises(CorruptObjectError, match=f"commit {foreign}"):
+                read()
+        git(path, "update-ref", ref, head, foreign)
+        assert saver.get_tuple(config("t")).pending_writes == [("task", "a", 2)]
+
+
 # -- concurrency -----------------------------------------------------------------------------
 
 def write_chain(path: str, thread: str, label: str, count: int) -> None:
@@ -573,9 +717,46 @@ def test_writes_may_arrive_before_their_checkpoint(path: str) -> None:
         saver.put(config("t", "", root["configurable"]["checkpoint_id"]), cp, {"step": 1}, {"a": 1})
         early.join()
         assert saver.get_tuple(config("t")).pending_writes == [("task", "a", 2)]
-    impatient = GitstateSaver(Core.open(path, lock_timeout=0.2))
+    impatient = GitstateSaver(path, writes_timeout=0.2)
     with pytest.raises(InvalidArgumentError, match="no checkpoint 'missing'"):
         impatient.put_writes(config("t", "", "missing"), [("a", 1)], "task")
+    late = checkpoint({"a": 3}) | {"id": "missing"}  # it comes after its writes were given up
+    impatient.put(config("t", "", cp["id"]), late, {"step": 2}, {"a": 2})
+    assert impatient.get_tuple(config("t", "", "missing")).pending_writes == []
+
+
+def test_writes_whose_commit_failed_are_not_recorded_later(path: str) -> None:
+    """The caller is told what is stored: writes that raised never land with a later put."""
+    saver = GitstateSaver(Core.open(path, lock_timeout=0.2))
+    stored = put(saver, "t", values={"a": 1})
+    with saver.core.store.agent_lock(agent_id("t")):  # another writer holds the thread
+        with pytest.raises(ConcurrentUpdateError):
+            saver.put_writes(stored, [("a", 2)], "task")
+    put(saver, "t", stored, values={"a": 3})  # the thread's next put
+    assert [t.pending_writes for t in saver.list(config("t"))] == [[], []]
+    saver.put_writes(stored, [("a", 4)], "task")
+    assert saver.get_tuple(stored).pending_writes == [("task", "a", 4)]
+    fsck(path)
+
+
+def test_a_known_blob_is_one_the_head_under_the_lock_reaches(path: str) -> None:
+    """A put skips writing the list elements its parent's commit holds; that parent is read
+    under the thread's lock, so a thread deleted and pruned meanwhile loses nothing."""
+    serde = Pausing()
+    saver = GitstateSaver(path, serde=serde)
+    first = [HumanMessage("one", id="1"), HumanMessage("two", id="2")]
+    stored = put(saver, "t", values={"messages": first})
+    serde.pause_on = third = HumanMessage("three", id="3")
+    later = threading.Thread(target=put, args=(saver, "t", stored),
+                             kwargs={"values": {"messages": [*first, third]}})
+    later.start()
+    assert serde.reached.wait(30)  # the put is encoding its values: it holds no lock yet
+    GitstateSaver(path).delete_thread("t")
+    StateRepository.open(path).gc(prune=True, grace_seconds=0)  # the first messages' blobs go
+    serde.go.set()
+    later.join()
+    assert saver.get_tuple(config("t")).checkpoint["channel_values"]["messages"] == [*first, third]
+    fsck(path)
 
 
 def test_the_saver_starts_automatic_maintenance_as_saves_do(path: str) -> None:
