@@ -166,13 +166,15 @@ def test_prune_deletes_unreachable_and_keeps_the_rest(repo: StateRepository) -> 
     _delete_branch(repo, "gone")
     _delete_branch(repo, "gone2")
 
-    young = repo.gc(prune=True)  # default grace: the young loose objects of gone2 stay
-    assert young.pruned_objects == 30  # gone: 10 commits, 10 trees, 10 blobs (packed)
-    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode == 0
-    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone_blob]).returncode != 0
+    young = repo.gc(prune=True)  # default grace: what gone and gone2 wrote is young, kept
+    assert young.pruned_objects == 0
+    assert loose_count(repo) == 30 + 9  # left loose: gone's 10 commits, trees, blobs unpacked
+    for blob in (gone_blob, gone2_blob):
+        assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", blob]).returncode == 0
 
     old = repo.gc(prune=True, grace_seconds=0)
-    assert old.pruned_objects == 9
+    assert old.pruned_objects == 39
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone_blob]).returncode != 0
     assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", gone2_blob]).returncode != 0
     assert len(list(Path(repo.path, "objects", "pack").glob("*.pack"))) == 1
     assert loose_count(repo) == 0
@@ -317,14 +319,16 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
     for event in ready:
         assert event.wait(60)
     runs = 0
-    while any(w.is_alive() for w in writers) or runs < 3:
-        repo.gc(prune=runs % 2 == 1)
-        runs += 1
-    for w in writers:
-        w.join()
-        assert w.exitcode == 0
-    stop.set()
-    reader.join()
+    try:
+        while any(w.is_alive() for w in writers) or runs < 3:
+            repo.gc(prune=runs % 2 == 1)
+            runs += 1
+    finally:  # a failed run must not leave the reader spinning
+        stop.set()
+        for w in writers:
+            w.join()
+        reader.join()
+    assert all(w.exitcode == 0 for w in writers)
     assert errors.empty(), errors.get()
     assert reads.value > 0  # the reader read the writers' agents while maintenance ran
     repo.gc(prune=True)
@@ -334,6 +338,57 @@ def test_concurrent_writers_lose_nothing_while_maintenance_runs(repo: StateRepos
         assert [c.iteration for c in log] == list(range(steps, 0, -1))
     fsck(repo)
     assert repo.verify().ok
+
+
+def _save_in_progress(repo: StateRepository, agent: str) -> str:
+    """A commit on top of ``agent`` written by the real git (loose), its branch not moved
+    yet: what maintenance sees of a save between its objects and its ref."""
+    return git(repo, "commit-tree", f"agents/{agent}^{{tree}}", "-p", f"agents/{agent}",
+               "-m", "in progress").strip()
+
+
+def _pack_times(repo: StateRepository) -> list[float]:
+    return sorted(p.stat().st_mtime for p in Path(repo.path, "objects", "pack").glob("*.pack"))
+
+
+def test_gc_prune_keeps_a_save_in_progress_that_gc_packed(repo: StateRepository) -> None:
+    # A gc packs every loose object, a save's too; a gc --prune that followed while the save
+    # had still not moved its branch deleted it with its pack (the branch then named a
+    # missing commit). Packed objects younger than the grace are kept, as loose ones are.
+    manual(repo)
+    save_run(repo, "a", 3)
+    commit = _save_in_progress(repo, "a")
+    repo.gc()
+    assert loose_count(repo) == 0
+    result = repo.gc(prune=True)
+    assert result.pruned_objects == 0
+    git(repo, "update-ref", "refs/heads/agents/a", commit)  # the save moves its branch
+    fsck(repo)
+    assert len(repo.log("a")) == 4
+
+
+def test_an_unreachable_object_keeps_its_age_through_packing(repo: StateRepository) -> None:
+    # The grace counts from when an object was written: packing it, merging its pack or
+    # unpacking it again does not make it young, so it goes once the grace has passed.
+    manual(repo)
+    save_run(repo, "a", 3)
+    commit = _save_in_progress(repo, "a")
+    two_hours_ago = time.time() - 7200
+    for root, _dirs, files in os.walk(Path(repo.path, "objects")):
+        for name in files:
+            os.utime(os.path.join(root, name), (two_hours_ago, two_hours_ago))
+    repo.gc()
+    assert _pack_times(repo) == [pytest.approx(two_hours_ago, abs=1)]
+    save_run(repo, "b", 1)
+    repo.gc()  # the new pack is dated by its newest object; merged packs keep the newest time
+    assert max(_pack_times(repo)) > two_hours_ago + 3600
+    repo.gc(prune=True, grace_seconds=3 * 3600)  # young: kept, unpacked with its pack's time
+    assert os.stat(Path(repo.path, "objects", commit[:2], commit[2:])).st_mtime \
+        == pytest.approx(two_hours_ago, abs=1)
+    result = repo.gc(prune=True)  # a grace of one hour: it goes
+    assert result.pruned_objects == 1
+    assert subprocess.run(["git", "--git-dir", repo.path, "cat-file", "-e", commit]).returncode != 0
+    fsck(repo)
 
 
 # -- verify ------------------------------------------------------------------------------

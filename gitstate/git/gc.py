@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DamagedObjectError
+from .layout import as_object
 from .objectset import (
     ShaTable,
     loose_shas,
@@ -118,6 +119,20 @@ def _loose_type(objects_dir: str, sha: bytes) -> int:
     return kind
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:  # removed meanwhile (by git's own gc): not in the new pack's count
+        return 0.0
+
+
+def _date_pack(base: str, mtime: float) -> None:
+    """Give a new pack the time of the newest object it took over (not now): the grace
+    period counts from when an object was written, whatever maintenance did since."""
+    if mtime:
+        os.utime(base + ".pack", (mtime, mtime))
+
+
 def _dir_size(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -150,7 +165,7 @@ class _Packer:
 
     def __init__(self, store: Store, reader: ObjectReader, result: GcResult, *, max_depth: int,
                  pack_factor: int, progress: Callable[[int, int], None] | None = None):
-        self.path = store.path
+        self.path, self.store = store.path, store
         self.progress = _Throttled(progress)
         self.max_depth, self.pack_factor = max_depth, pack_factor
         self.result = result
@@ -193,15 +208,30 @@ class _Packer:
         if old:
             drop_caches(self.objects_dir)  # commit-graph, multi-pack-index may name them
 
+    def unpack(self, census: Census, i: int, mtime: float) -> None:
+        """Write packed object ``i`` as a loose object dated ``mtime`` (its pack's time)."""
+        sha = census.table.hex(i)
+        path = loose_path(self.objects_dir, sha)
+        census.flags[i] |= LOOSE
+        if os.path.exists(path):  # written again by a save since the census: its own time
+            return
+        self.store.loose.write(as_object(*census.raw(i), sha))
+        os.utime(path, (mtime, mtime))
+
     def run(self, prune: bool, grace: float) -> None:
         if prune:
             self.prune(grace)
             return
-        self.pack_loose()
+        self.pack_loose(time.time() - grace)
         self.merge()
 
-    def pack_loose(self) -> None:
-        """Pack the loose objects that no pack holds, then delete every loose object seen."""
+    def pack_loose(self, cutoff: float) -> None:
+        """Pack the loose objects that no pack holds, then delete the loose copies of
+        packed objects (those written before ``cutoff`` if they were packed already).
+
+        The new pack gets the time of the newest object it holds, so the grace
+        period of an object no ref reaches counts from when a save wrote it.
+        """
         table = ShaTable(b"".join(loose_shas(self.objects_dir)))
         objects, wanted = Objects(table), bytearray(len(table))
         for i in range(len(table)):
@@ -209,8 +239,17 @@ class _Packer:
             if not self.reader.is_packed(sha):
                 objects.kinds[i] = _loose_type(self.objects_dir, sha)
                 wanted[i] = 1
-        self.write(objects, wanted)
-        self.result.loose_removed += remove_loose(self.objects_dir, map(table.hex, range(len(table))))[0]
+        newest = max((_mtime(loose_path(self.objects_dir, table.hex(i)))
+                      for i in range(len(table)) if wanted[i]), default=0.0)
+        new = self.write(objects, wanted)
+        removed = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table)) if wanted[i]))
+        # a copy of a packed object younger than the grace (a save wrote it again): kept, so
+        # the object still counts as young if no ref reaches it
+        copies = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table))
+                                                 if not wanted[i]), cutoff)
+        self.result.loose_removed += removed[0] + copies[0]
+        if new is not None:
+            _date_pack(new, newest)
 
     def merge(self) -> None:
         """Merge the smallest packs until their sizes grow geometrically."""
@@ -229,13 +268,18 @@ class _Packer:
         objects = Objects(table)
         for base in merged:
             pack_layout(base, table, objects.kinds)
-        self.replace(merged, self.write(objects, bytearray(b"\1") * len(table)))
+        newest = max(os.stat(base + ".pack").st_mtime for base in merged)
+        new = self.write(objects, bytearray(b"\1") * len(table))
+        self.replace(merged, new)
+        if new is not None:
+            _date_pack(new, newest)
 
     def prune(self, grace: float) -> None:
         """Rewrite everything reachable into one pack; delete what nothing reaches.
 
-        Young loose objects that no ref reaches (a save in progress) stay loose
-        and untouched; what they reach is kept (docs/guarantees.md).
+        Young objects that no ref reaches (a save in progress) are kept loose:
+        loose ones untouched, packed ones written loose with their pack's time,
+        as ``git repack -A`` does; what they reach is kept (docs/guarantees.md).
         """
         census = Census(self.reader, self.path, time.time() - grace)
         census.mark()
@@ -243,6 +287,11 @@ class _Packer:
         wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)
         old = [base for base in census.packs if not os.path.exists(base + ".keep")]
         check_packs(old)
+        for base, mtime in census.young_packs:  # newest first: an object keeps its youngest time
+            for sha in PackIndex(base + ".idx").shas():
+                i = census.table.find(sha)
+                if flags[i] & LEFT_LOOSE and not flags[i] & LOOSE:
+                    self.unpack(census, i, mtime)
         self.replace(old, self.write(census.objects, wanted))
         packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
                                                     if f & LOOSE and wanted[i]))

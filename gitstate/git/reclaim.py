@@ -98,10 +98,12 @@ def pack_bases(objects_dir: str) -> list[str]:
 class Census:
     """Every object of the repository, numbered, with what the grace rules need to know.
 
-    ``flags[i]`` holds ``LOOSE`` and ``YOUNG`` (a loose object younger than the
-    grace) after construction, ``REACHED`` after :meth:`mark`, and
-    ``LEFT_LOOSE`` for young loose objects no ref reaches. Objects written
-    after the census are not in it and never deleted.
+    ``flags[i]`` holds ``LOOSE`` and ``YOUNG`` (a loose object, or an object of
+    a pack, younger than the grace) after construction, ``REACHED`` after
+    :meth:`mark`, and ``LEFT_LOOSE`` for young objects no ref reaches (kept,
+    with what they reach). ``young_packs`` lists the packs younger than the
+    grace with their times, newest first. Objects written after the census are
+    not in it and never deleted.
     """
 
     def __init__(self, reader: ObjectReader, path: str, cutoff: float):
@@ -118,6 +120,12 @@ class Census:
             if i >= 0:
                 self.flags[i] |= LOOSE | (0 if _older_than(loose_path(
                     self.objects_dir, hexlify(sha)), cutoff) else YOUNG)
+        self.young_packs = sorted(((base, mtime) for base in self.packs
+                                   if (mtime := os.stat(base + ".pack").st_mtime) >= cutoff),
+                                  key=lambda pack: -pack[1])
+        for base, _mtime in self.young_packs:
+            for sha in PackIndex(base + ".idx").shas():
+                self.flags[self.table.find(sha)] |= YOUNG
         self.newer: set[bytes] = set()  # hex SHAs reached that the census does not hold
 
     def mark(self) -> None:
