@@ -269,6 +269,7 @@ OPERATIONS = {op.name: op for op in (
     Operation("save_auto_gc", "auto", lambda r, e: r.save(_state(e)), lambda e: ["save", e.state_file]),
     Operation("gc", "basic", lambda r, e: r.gc(), lambda e: ["gc"]),
     Operation("gc_prune", "basic", lambda r, e: r.gc(prune=True), lambda e: ["gc", "--prune"]),
+    Operation("gc_prune_young", "young", lambda r, e: r.gc(prune=True), lambda e: ["gc", "--prune"]),
     Operation("reclaim", "basic", lambda r, e: r.reclaim()),
     Operation("fetch", "remote", lambda r, e: r.fetch("origin"), lambda e: ["fetch", "origin"]),
     Operation("pull", "remote", lambda r, e: r.pull("origin"), lambda e: ["pull", "origin"]),
@@ -330,6 +331,17 @@ def build_packed(path: Path, size: int) -> None:
     with StateRepository.open(path) as repo:
         repo.gc(prune=True, grace_seconds=0)
     _age_objects(path)
+
+
+def build_young(path: Path, size: int) -> None:
+    """``basic`` with a save in progress (a commit on ``a`` its branch does not name yet)
+    that a ``gc`` packed: the young pack's unreachable objects are unpacked by ``gc --prune``."""
+    build_basic(path, size)
+    subprocess.run(["git", "--git-dir", str(path), "commit-tree",
+                    "refs/heads/agents/a^{tree}", "-p", "refs/heads/agents/a", "-m", "in progress"],
+                   check=True, capture_output=True)
+    with StateRepository.open(path) as repo:
+        repo.gc()
 
 
 def build_auto(path: Path, size: int) -> None:
@@ -797,7 +809,8 @@ class Harness:
             if name == "remote":
                 build_remote(path, self.size, self.workdir / "server" / "server.git", self.env.url)
             else:
-                {"basic": build_basic, "packed": build_packed, "auto": build_auto}[name](path, self.size)
+                {"basic": build_basic, "packed": build_packed, "auto": build_auto,
+                 "young": build_young}[name](path, self.size)
             self.templates[name] = path
         return self.templates[name]
 
