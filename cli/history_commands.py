@@ -14,11 +14,13 @@ from .context import Settings, pass_settings
 from .output import (
     CHECKPOINT_COLUMNS,
     Progress,
+    counted,
     checkpoint_cells,
     checkpoint_json,
     describe,
     echo,
     emit_json,
+    size,
     style,
     table,
 )
@@ -47,8 +49,8 @@ def rollback(settings: Settings, agent_id: str, rev: str, hard: bool, as_json: b
         emit_json({"hard": result.hard, "checkpoint": checkpoint_json(result.checkpoint),
                    "dropped": [checkpoint_json(c) for c in result.dropped]})
     elif hard:
-        echo(f"Reset {agent_id} to {describe(result.checkpoint)}; dropped {len(result.dropped)} "
-             "checkpoint(s):")
+        echo(f"Reset {agent_id} to {describe(result.checkpoint)}; dropped "
+             f"{counted(len(result.dropped), 'checkpoint')}:")
         for checkpoint in result.dropped:
             echo(f"  {describe(checkpoint)}")
     else:
@@ -218,7 +220,7 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
         for agent, decisions in result.decisions.items() for d in decisions])
     agents = len(result.decisions)
     if dry_run:
-        echo(f"Would remove {result.removed} checkpoint(s) of {agents} agent(s).")
+        echo(f"Would remove {counted(result.removed, 'checkpoint')} of {counted(agents, 'agent')}.")
     else:
-        echo(f"Removed {result.removed} checkpoint(s) of {agents} agent(s); reclaimed "
-             f"{result.reclaimed.objects} object(s), {result.reclaimed.bytes} bytes.")
+        echo(f"Removed {counted(result.removed, 'checkpoint')} of {counted(agents, 'agent')}; reclaimed "
+             f"{counted(result.reclaimed.objects, 'object')}, {size(result.reclaimed.bytes)}.")

@@ -15,7 +15,7 @@ from gitstate import StateRepository, TransferError, TransferResult, TransferSta
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
-from .output import echo, emit_json, table, transfer_progress
+from .output import counted, echo, emit_json, table, transfer_progress
 from .params import json_option
 
 AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete=complete_agent)
@@ -82,7 +82,7 @@ def remote_list(settings: Settings, as_json: bool = False) -> None:
 def remote_add(settings: Settings, name: str, url: str) -> None:
     """Add remote NAME at URL (http(s)://, git://, ssh://, file:// or a path)."""
     added = settings.open().remote_add(name, url)
-    echo(f"added {added.name}\t{added.url}")
+    echo(f"Added remote {added.name} at {added.url}")
 
 
 @remote.command("remove")
@@ -91,7 +91,7 @@ def remote_add(settings: Settings, name: str, url: str) -> None:
 def remote_remove(settings: Settings, name: str) -> None:
     """Remove remote NAME and its tracking refs (the remote itself is untouched)."""
     settings.open().remote_remove(name)
-    echo(f"removed {name}")
+    echo(f"Removed remote {name}")
 
 
 @click.command()
@@ -156,5 +156,5 @@ def clone(url: str, path: str, origin: str, as_json: bool) -> None:
     if as_json:
         emit_json({"path": repo.path, "agents": agents})
     else:
-        echo(f"cloned {len(agents)} agent(s) into {repo.path}")
+        echo(f"Cloned {counted(len(agents), 'agent')} into {repo.path}")
 

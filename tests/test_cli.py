@@ -329,6 +329,6 @@ def test_a_process_exits_0_1_or_2_with_results_on_stdout_and_messages_on_stderr(
     assert "Traceback" not in usage.err
     (gitstate.cwd / ".gitstate/refs/heads/agents/agent_e81d2c07").write_text("0" * 40 + "\n")
     problems = gitstate("verify")  # exit 1 with a report, not through an error
-    assert problems.code == 1 and problems.out.startswith("PROBLEMS: ")
+    assert problems.code == 1 and problems.out.endswith(": 1 problem\n")
     assert problems.err.startswith("ref refs/heads/agents/agent_e81d2c07: ")
     assert "Traceback" not in problems.err

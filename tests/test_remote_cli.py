@@ -54,7 +54,7 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
 
     other = tmp_path / "other.git"
     cloned = run(repo, "clone", daemon.url("server.git"), str(other))
-    assert cloned.code == 0 and "cloned 1 agent(s)" in cloned.out
+    assert cloned.code == 0 and f"Cloned 1 agent into {other}" in cloned.out
     copy = StateRepository.open(other)
     assert copy.load("cli-agent") == state
 
@@ -67,7 +67,7 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
     [result] = pulled.json()
     assert result["status"] == "updated" and result["new"] == repo.latest("cli-agent").commit
 
-    assert run(repo, "remote", "remove", "origin").out == "removed origin\n"
+    assert run(repo, "remote", "remove", "origin").out == "Removed remote origin\n"
     assert run(repo, "remote", "list", as_json=True).out == "[]\n"
 
 
