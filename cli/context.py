@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -30,10 +31,14 @@ class Settings:
         """``--repo``, else ``$GITSTATE_REPO``, else ``./.gitstate``."""
         return self.repo or DEFAULT_REPO
 
+    def exists(self) -> bool:
+        """Whether something is at the repository's path (``open`` says if it is a repository)."""
+        return os.path.exists(self.repo_path)
+
     def open(self) -> StateRepository:
         """The repository, which must exist (read commands and history edits)."""
         path = self.repo_path
-        if not os.path.exists(path):
+        if not self.exists():
             raise NotARepositoryError(
                 f"no gitstate repository at {os.path.abspath(path)} (create one with 'gitstate init', "
                 f"or name one with --repo or {REPO_ENV})")
@@ -66,7 +71,20 @@ class GitstateGroup(click.Group):
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
-            raise click.ClickException(one_line(str(exc)) or type(exc).__name__) from exc
+            raise click.ClickException(in_cli_words(one_line(str(exc))) or type(exc).__name__) from exc
+
+
+# The library's messages name its Python API; on the command line they name the commands.
+_CLI_WORDS = [(re.compile(r"remote_add\('([^']*)', URL\)"), r"gitstate remote add \1 URL"),
+              (re.compile(r"\bwith force\b"), "with --force"),
+              (re.compile(r"\binto=(?=\s)"), "--into")]
+
+
+def in_cli_words(message: str) -> str:
+    """A library error message with its Python names replaced by the command line's."""
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def _whole_writes() -> None:

@@ -14,9 +14,9 @@ from .context import Settings, pass_settings
 from .output import (
     CHECKPOINT_COLUMNS,
     Progress,
-    counted,
     checkpoint_cells,
     checkpoint_json,
+    counted,
     describe,
     echo,
     emit_json,
@@ -24,7 +24,7 @@ from .output import (
     style,
     table,
 )
-from .params import DURATION, agent_argument, json_option, revision_argument
+from .params import DURATION, agent_argument, json_option, quiet_option, revision_argument
 
 
 @click.command(short_help="Return an agent to an earlier state.")
@@ -80,7 +80,7 @@ def fork(settings: Settings, agent_id: str, rev: str, new_agent_id: str, as_json
 @click.command(short_help="Delete a checkpoint, or a whole agent.")
 @agent_argument
 @revision_argument()
-@click.option("--yes", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
+@click.option("--yes", "-y", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
 @json_option("Print the deleted checkpoint as JSON.")
 @pass_settings
 def delete(settings: Settings, agent_id: str, rev: str | None, yes: bool, as_json: bool) -> None:
@@ -179,12 +179,13 @@ def decision_json(decision: Decision) -> dict[str, Any]:
               help="Keep everything newer than DURATION, e.g. 7d, 12h, 1y5m7d2h (m = months).")
 @click.option("--no-keep-named", is_flag=True, help="Do not keep named checkpoints just for their name.")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
+@quiet_option
 @json_option("Print the plan and the result as JSON.")
 @pass_settings
 def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last: int | None,
           keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
           keep_monthly: int | None, keep_yearly: int | None, keep_within: Duration | None,
-          no_keep_named: bool, dry_run: bool, as_json: bool) -> None:
+          no_keep_named: bool, dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Remove the checkpoints a retention policy does not keep (like restic forget --prune).
 
     Prints every checkpoint with KEEP or REMOVE and the rules that keep it.
@@ -206,8 +207,10 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
                              keep_named=not no_keep_named)
     if policy.empty:
         raise click.UsageError("give at least one --keep-* rule")
-    with Progress("Pruning") as progress:
+    with Progress("Pruning", quiet) as progress:
         result = settings.open().prune(agent_id, policy, dry_run=dry_run, progress=progress)
+    if quiet:
+        return
     if as_json:
         emit_json({"policy": policy.as_dict(), "dry_run": result.dry_run, "removed": result.removed,
                    "reclaimed": {"objects": result.reclaimed.objects, "bytes": result.reclaimed.bytes},

@@ -83,13 +83,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 class Progress:
     """A ``progress(done, total)`` callback drawing a bar on a terminal's stderr."""
 
-    def __init__(self, label: str):
-        self.label = label
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
         self._bar: Any = None
         self._shown = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
+        if self.quiet or not sys.stderr.isatty():
             return
         if self._bar is None:
             self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr,

@@ -14,9 +14,9 @@ import click
 from gitstate import StateRepository, TransferError, TransferResult, TransferStatus
 
 from .completion import complete_agent
-from .context import Settings, pass_settings
+from .context import Settings, in_cli_words, pass_settings
 from .output import counted, echo, emit_json, table, transfer_progress
-from .params import json_option
+from .params import json_option, quiet_option
 
 AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete=complete_agent)
 REMOTE = click.argument("remote", required=False, default="origin")
@@ -34,24 +34,32 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
     if as_json:
         emit_json([r.model_dump(mode="json") for r in results])
         return
+    if all(r.status is TransferStatus.UP_TO_DATE for r in results):
+        echo("Everything up-to-date")
+        return
     rows = []
     for r in results:
         old, new = (r.old or "")[:7], (r.new or "")[:7]
         heads = f"{old}..{new}" if old and new and old != new else new or old
         colour = STATUS_COLOURS.get(r.status)
-        rows.append([(r.status.value, {"fg": colour} if colour else {}), r.agent_id, heads, r.reason or ""])
+        rows.append([(r.status.value, {"fg": colour} if colour else {}), r.agent_id, heads,
+                     in_cli_words(r.reason or "")])
     if rows:
         table(["STATUS", "AGENT", "HEAD", "NOTE"], rows)
 
 
 def _transfer(call: Callable[[Callable[[str], None] | None], list[TransferResult]],
-              as_json: bool) -> None:
-    """Run a transfer and print each agent's outcome; a failed agent exits with status 1."""
+              as_json: bool, quiet: bool = False) -> None:
+    """Run a transfer and print each agent's outcome (nothing if ``quiet``); a failed agent
+    exits with status 1."""
     try:
-        _show(call(_progress(as_json)), as_json)
+        results = call(None if quiet else _progress(as_json))
     except TransferError as exc:
-        _show(exc.results, as_json)
-        raise click.ClickException(str(exc).partition("\n")[0].rstrip(":")) from None
+        if not quiet:
+            _show(exc.results, as_json)
+        raise click.ClickException(in_cli_words(str(exc).partition("\n")[0].rstrip(":"))) from None
+    if not quiet:
+        _show(results, as_json)
 
 
 @click.group(invoke_without_command=True)
@@ -99,10 +107,11 @@ def remote_remove(settings: Settings, name: str) -> None:
 @AGENTS
 @click.option("--force", is_flag=True, help="Replace remote agents even if that drops checkpoints there.")
 @click.option("--no-tags", is_flag=True, help="Do not push checkpoint names.")
+@quiet_option
 @json_option()
 @pass_settings
 def push(settings: Settings, remote: str, agents: tuple[str, ...], force: bool, no_tags: bool,
-         as_json: bool) -> None:
+         quiet: bool, as_json: bool) -> None:
     """Push AGENTs (default: all) to REMOTE (default: origin), in one connection.
 
     \b
@@ -111,7 +120,7 @@ def push(settings: Settings, remote: str, agents: tuple[str, ...], force: bool, 
     """
     repo = settings.open()
     _transfer(lambda progress: repo.push(remote, list(agents) or None, tags=not no_tags,
-                                         force=force, progress=progress), as_json)
+                                         force=force, progress=progress), as_json, quiet)
 
 
 @click.command()

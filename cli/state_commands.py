@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
@@ -12,6 +13,7 @@ import click
 
 from gitstate import (
     AgentInfo,
+    Checkpoint,
     CorruptObjectError,
     GitstateError,
     InvalidArgumentError,
@@ -35,7 +37,9 @@ from .output import (
 from .params import (
     INPUT_FILE,
     KEY_VALUE,
+    LOG_FORMAT,
     MOMENT,
+    STATUS,
     agent_argument,
     json_option,
     revision_argument,
@@ -91,6 +95,10 @@ def save(settings: Settings, file: BinaryIO, agent_id: str | None, name: str | N
     state = codec.decode(text)
     if not isinstance(state, dict):
         raise InvalidArgumentError(f"the state must be a JSON object, not {type(state).__name__}")
+    if agent_id is None and not isinstance(state.get("agent_id"), str):
+        kind = "no" if state.get("agent_id") is None else "a non-string"
+        raise InvalidArgumentError(f'the state has {kind} "agent_id": add one to the JSON, or give '
+                                   '--agent ID')
     checkpoint = settings.open_or_init().save(state, agent_id=agent_id, name=name, message=message,
                                               time=at, trailers=dict(trailers))
     if as_json:
@@ -140,16 +148,18 @@ def agents(settings: Settings, as_json: bool) -> None:
 @click.command(short_help="List an agent's checkpoints.")
 @agent_argument
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
-@click.option("--status", help="Only checkpoints with this status.",
-              shell_complete=lambda ctx, param, incomplete: [
-                  s for s in ("created", "running", "waiting", "paused", "completed", "failed",
-                              "stopped", "stopping") if s.startswith(incomplete)])
+@click.option("--status", type=STATUS, help="Only checkpoints with this status.")
 @click.option("--since", type=MOMENT, help="Only checkpoints saved at or after this time.")
 @click.option("--until", type=MOMENT, help="Only checkpoints saved at or before this time.")
+@click.option("--reverse", is_flag=True, help="Oldest first (after --limit, as git log).")
+@click.option("--format", "template", type=LOG_FORMAT, metavar="FORMAT",
+              help="One line per checkpoint from placeholders: %H %h %s %an %ad, %(FIELD) "
+                   "(e.g. %(iteration), %(status), %(checkpoint_id)), %(trailer:KEY), %n, %%.")
 @json_option()
 @pass_settings
 def log(settings: Settings, agent_id: str, limit: int | None, status: str | None,
-        since: datetime | None, until: datetime | None, as_json: bool) -> None:
+        since: datetime | None, until: datetime | None, reverse: bool,
+        template: Callable[[Checkpoint], str] | None, as_json: bool) -> None:
     """List an agent's checkpoints, newest first (--json: one JSON object per line).
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
@@ -161,7 +171,12 @@ def log(settings: Settings, agent_id: str, limit: int | None, status: str | None
     """
     before = None if until is None else _just_after(until)
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
-    if as_json:
+    if reverse:
+        history.reverse()
+    if template is not None:
+        for checkpoint in history:
+            click.echo(template(checkpoint))
+    elif as_json:
         for checkpoint in history:
             emit_json(checkpoint_json(checkpoint))
     else:
@@ -177,11 +192,12 @@ def _just_after(moment: datetime) -> datetime:
         return edge.replace(tzinfo=timezone.utc)
 
 
-_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(-?\d+)\]")
 
 
 def field_value(state: Any, path: str) -> Any:
-    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``."""
+    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``; a negative
+    index counts from the end (``messages[-1]``)."""
     text = path[1:] if path.startswith("$") else path
     value, position, where = state, 0, "$"
     while position < len(text):
@@ -190,7 +206,7 @@ def field_value(state: Any, path: str) -> Any:
             raise InvalidArgumentError(f"cannot read the field path {path!r} at {text[position:]!r}")
         position = step.end()
         key = step[1] if step[1] is not None else step[2]
-        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        if isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
             value, where = value[int(key)], f"{where}[{key}]"
         elif isinstance(value, dict) and key in value:
             value, where = value[key], f"{where}.{key}"
