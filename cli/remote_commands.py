@@ -1,7 +1,8 @@
 """``gitstate remote|push|fetch|pull|clone``: move agents between repositories.
 
-Every transfer prints one row per agent (``--json``: a JSON list of results)
-and exits with status 1 if any agent was rejected or diverged. Transfer
+Every transfer prints one row per agent it moved or could not move, or
+"Everything up-to-date" (``--json``: every agent's result) and exits with
+status 1 if any agent was rejected or diverged. Transfer
 progress goes to stderr when it is a terminal.
 """
 
@@ -34,11 +35,12 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
     if as_json:
         emit_json([r.model_dump(mode="json") for r in results])
         return
-    if all(r.status is TransferStatus.UP_TO_DATE for r in results):
+    moved = [r for r in results if r.status is not TransferStatus.UP_TO_DATE]
+    if not moved:
         echo("Everything up-to-date")
         return
     rows = []
-    for r in results:
+    for r in moved:  # as git, only the agents something happened to
         old, new = (r.old or "")[:7], (r.new or "")[:7]
         heads = f"{old}..{new}" if old and new and old != new else new or old
         colour = STATUS_COLOURS.get(r.status)
@@ -62,25 +64,37 @@ def _transfer(call: Callable[[Callable[[str], None] | None], list[TransferResult
         _show(results, as_json)
 
 
+VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show each remote's URL, as git remote -v.")
+
+
 @click.group(invoke_without_command=True)
+@VERBOSE
 @click.pass_context
-def remote(ctx: click.Context) -> None:
-    """List, add or remove remotes (kept in the repository's git config)."""
+def remote(ctx: click.Context, verbose: bool) -> None:
+    """List remotes (-v: with their URLs), or add, rename or remove one.
+
+    Remotes are kept in the repository's git config, so git remote -v lists
+    them too; a password in a URL is shown as ***.
+    """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(remote_list)
+        ctx.invoke(remote_list, verbose=verbose)
 
 
 @remote.command("list")
+@VERBOSE
 @json_option()
 @pass_settings
-def remote_list(settings: Settings, as_json: bool = False) -> None:
-    """List remotes (a password in a URL is shown as ***)."""
+def remote_list(settings: Settings, verbose: bool = False, as_json: bool = False) -> None:
+    """List remotes' names (-v: with their URLs; a password in a URL is shown as ***)."""
     remotes = settings.open().remotes()
     if as_json:
         emit_json([r.model_dump() for r in remotes])
-    else:
-        for r in remotes:
-            echo(f"{r.name}\t{r.url}")
+        return
+    for r in remotes:
+        if verbose:
+            echo(f"{r.name}\t{r.url} (fetch)\n{r.name}\t{r.url} (push)")
+        else:
+            echo(r.name)
 
 
 @remote.command("add")

@@ -44,8 +44,10 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
     state = AgentState(agent_id="cli-agent")
     repo.save(grow(state))
     assert run(repo, "remote", "add", "origin", daemon.url("server.git")).code == 0
-    listed = run(repo, "remote")
-    assert listed.out == f"origin\t{daemon.url('server.git')}\n"
+    assert run(repo, "remote").out == "origin\n"  # as git remote: names; -v: with their URLs
+    url = daemon.url("server.git")
+    assert run(repo, "remote", "-v").out == f"origin\t{url} (fetch)\norigin\t{url} (push)\n"
+    assert run(repo, "remote", "list", "-v").out == run(repo, "remote", "-v").out
 
     pushed = run(repo, "push")
     assert pushed.code == 0, pushed.err
@@ -126,7 +128,7 @@ def test_the_command_line_never_prints_credentials(run, tmp_path: Path, repo: St
         outputs = [
             run(repo, "remote", "add", "origin", http.url("server.git", "user:hunter2-secret")),
             run(repo, "remote", "add", "bad", http.url("server.git", "user:wrong-hunter2-secret")),
-            run(repo, "remote", "list"),
+            run(repo, "remote", "-v"),
             run(repo, "remote", "list", as_json=True),
             run(repo, "push"),
             run(repo, "push", "bad"),
