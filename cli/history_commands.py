@@ -42,7 +42,7 @@ def rollback(settings: Settings, agent_id: str, rev: str, hard: bool, as_json: b
 
     \b
     $ gitstate rollback agent_7c1e9a42 initial
-    Rolled back agent_7c1e9a42 to 4d0233f: new checkpoint 5b1e0c9 (...)
+    Rolled back agent_7c1e9a42: new checkpoint 5b1e0c9 (...) agent_7c1e9a42 rollback to ...
     """
     result = settings.open().rollback(agent_id, rev, hard=hard)
     if as_json:

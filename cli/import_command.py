@@ -48,8 +48,8 @@ def import_(settings: Settings, directory: str, task_id: str | None, dry_run: bo
 
     \b
     $ gitstate import ./agent_checkpoints
-    STATUS    FILE                         AGENT           NAME     SAVED (UTC)          COMMIT / REASON
-    imported  agent_7c1e9a42_initial.json  agent_7c1e9a42  initial  2025-06-03 14:02:11  5f75c01
+    STATUS    FILE                                     AGENT           NAME ... COMMIT / REASON
+    imported  agent_7c1e9a42_initial.json              agent_7c1e9a42  initial ... f51b1a7
     ...
     Imported 9 files, 0 already imported, 1 rejected.
     """

@@ -129,8 +129,11 @@ def push(settings: Settings, remote: str, agents: tuple[str, ...], force: bool, 
     """Push AGENTs (default: all) to REMOTE (default: origin), in one connection.
 
     \b
-    $ gitstate push
-    $ gitstate push origin recon-1 --force   # after a retention rewrite
+    $ gitstate remote add origin fleet.git
+    Added remote origin at /home/me/audit/fleet.git
+    $ gitstate push -q
+    $ gitstate push origin agent_7c1e9a42 --force   # e.g. after a retention rewrite
+    Everything up-to-date
     """
     repo = settings.open()
     _transfer(lambda progress: repo.push(remote, list(agents) or None, tags=not no_tags,
@@ -159,8 +162,17 @@ def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | N
     """Fetch AGENTs (default: all) and fast-forward the local ones; never drops a checkpoint.
 
     \b
-    $ gitstate pull
-    $ gitstate pull origin recon-1 --into recon-1-origin   # keep a diverged one beside yours
+    $ gitstate remote add origin fleet.git
+    Added remote origin at /home/me/audit/fleet.git
+    $ gitstate push -q
+    $ gitstate clone fleet.git laptop.git
+    Cloned 3 agents into /home/me/audit/laptop.git
+    $ gitstate --repo laptop.git pull
+    Everything up-to-date
+
+    An agent that diverged is left as it was; keep the remote's beside it with
+    --into (gitstate pull origin AGENT --into NEW_ID), or replace the remote's
+    with yours (gitstate push origin AGENT --force).
     """
     repo = settings.open()
     _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, progress=progress),

@@ -54,7 +54,7 @@ def init(settings: Settings, path: str | None) -> None:
 
     \b
     $ gitstate init
-    Initialized empty gitstate repository in /home/me/project/.gitstate
+    Initialized empty gitstate repository in /home/me/audit/.gitstate
     """
     path = path or settings.repo_path
     existed = os.path.exists(os.path.join(path, "HEAD"))
@@ -84,8 +84,9 @@ def save(settings: Settings, file: BinaryIO, agent_id: str | None, name: str | N
     Creates the repository first if it does not exist.
 
     \b
-    $ gitstate save state.json --name triaged
-    Saved 3f1c2ab (0193a0e4-...) agent_7c1e9a42 iteration 12 running [triaged]
+    $ gitstate show agent_7c1e9a42 initial > state.json
+    $ gitstate save state.json --name restarted
+    Saved 3f1c2ab (...) agent_7c1e9a42 iteration 0 running [restarted]
     """
     try:
         text = file.read()
@@ -121,6 +122,7 @@ def agents(settings: Settings, as_json: bool) -> None:
     $ gitstate agents
     AGENT           COUNT  HEAD     ITER  STATUS     SAVED (UTC)          NAMES
     agent_7c1e9a42  4      8ae86dd  10    completed  2025-06-03 14:04:00  final
+    ...
     """
     repo = settings.open()
     errors: dict[str, GitstateError] = {}
@@ -255,7 +257,7 @@ def tag(settings: Settings, agent_id: str, name: str, rev: str | None, as_json: 
 
     \b
     $ gitstate tag agent_7c1e9a42 reviewed latest~1
-    Tagged fb26691 (0193a0e4-...) agent_7c1e9a42 iteration 10 running as reviewed
+    Tagged fb26691 (...) agent_7c1e9a42 iteration 10 running as reviewed
     """
     checkpoint = settings.open().tag(agent_id, name, rev)
     if as_json:
