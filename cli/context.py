@@ -8,12 +8,15 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import GitstateError, NotARepositoryError, StateRepository
+from gitstate import GitstateError, NotARepositoryError
 from gitstate.message import one_line
+
+if TYPE_CHECKING:
+    from gitstate import StateRepository
 
 DEFAULT_REPO = ".gitstate"
 REPO_ENV = "GITSTATE_REPO"
@@ -37,6 +40,8 @@ class Settings:
 
     def open(self) -> StateRepository:
         """The repository, which must exist (read commands and history edits)."""
+        from gitstate import StateRepository  # here: loading the command line imports no git code
+
         path = self.repo_path
         if not self.exists():
             raise NotARepositoryError(
@@ -46,6 +51,8 @@ class Settings:
 
     def open_or_init(self) -> StateRepository:
         """The repository, created first if it does not exist (save, import)."""
+        from gitstate import StateRepository
+
         return StateRepository.init(self.repo_path)
 
 

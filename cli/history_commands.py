@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Decision, Duration, RetentionPolicy, codec
+from gitstate import codec
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
@@ -24,6 +24,10 @@ from .output import (
     style,
     table,
 )
+
+if TYPE_CHECKING:
+    from gitstate import Decision, Duration
+
 from .params import DURATION, agent_argument, json_option, quiet_option, revision_argument
 
 
@@ -199,6 +203,8 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
     agent_7c1e9a42  a2a17eb  10    running    2025-06-03 14:03:51           remove
     ...
     """
+    from gitstate import RetentionPolicy
+
     if (agent_id is None) == (not all_agents):
         raise click.UsageError("give either AGENT or --all")
     policy = RetentionPolicy(keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,

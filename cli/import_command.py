@@ -6,19 +6,18 @@ import os
 import tempfile
 from collections import Counter
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import StateRepository
-from gitstate.seed_import import ALREADY_IMPORTED, IMPORTED, PENDING, REJECTED, FileOutcome
+if TYPE_CHECKING:
+    from gitstate import FileOutcome
 
 from .context import Settings, pass_settings
 from .output import Progress, checkpoint_json, echo, emit_json, table, when
 from .params import quiet_option
 
-STATUS_STYLES = {IMPORTED: {"fg": "green"}, PENDING: {"fg": "cyan"}, REJECTED: {"fg": "red"},
-                 ALREADY_IMPORTED: {}}
+STATUS_STYLES = {"imported": {"fg": "green"}, "pending": {"fg": "cyan"}, "rejected": {"fg": "red"}}
 
 
 def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
@@ -53,6 +52,9 @@ def import_(settings: Settings, directory: str, task_id: str | None, dry_run: bo
     ...
     Imported 9 files, 0 already imported, 1 rejected.
     """
+    from gitstate import StateRepository
+    from gitstate.seed_import import ALREADY_IMPORTED, IMPORTED, PENDING, REJECTED
+
     with ExitStack() as stack, Progress("Importing", quiet) as progress:
         if dry_run and not settings.exists():  # checked against an empty repository, made aside
             repo = StateRepository.init(os.path.join(stack.enter_context(tempfile.TemporaryDirectory()),
@@ -66,7 +68,7 @@ def import_(settings: Settings, directory: str, task_id: str | None, dry_run: bo
         emit_json([outcome_json(outcome) for outcome in outcomes])
         return
     table(["STATUS", "FILE", "AGENT", "NAME", "SAVED (UTC)", "COMMIT / REASON"], [
-        [(o.status, STATUS_STYLES[o.status]), o.filename, o.agent_id or "", o.name or "",
+        [(o.status, STATUS_STYLES.get(o.status, {})), o.filename, o.agent_id or "", o.name or "",
          when(o.saved_at) if o.saved_at else "", o.checkpoint.short if o.checkpoint else o.reason or ""]
         for o in outcomes])
     counts = Counter(o.status for o in outcomes)

@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Checkpoint
+if TYPE_CHECKING:
+    from gitstate import Checkpoint
 
 STATUS_COLOURS = {"completed": "green", "running": "cyan", "waiting": "yellow", "paused": "yellow",
                   "stopping": "yellow", "stopped": "magenta", "failed": "red"}

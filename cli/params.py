@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Duration, InvalidArgumentError
+from gitstate import InvalidArgumentError
 
 from .completion import complete_agent, complete_revision
 
 if TYPE_CHECKING:
-    from gitstate import Checkpoint
+    from gitstate import Checkpoint, Duration
 
 # AgentStatus's values and Checkpoint's fields (tests/test_cli.py checks both lists), named
 # here so that loading the command line does not import pydantic.
@@ -70,6 +70,8 @@ class DurationType(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Duration:
+        from gitstate import Duration
+
         try:
             return Duration.parse(value)
         except InvalidArgumentError as exc:

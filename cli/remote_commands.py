@@ -9,21 +9,26 @@ progress goes to stderr when it is a terminal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from gitstate import StateRepository, TransferError, TransferResult, TransferStatus
+from gitstate import TransferError
 
 from .completion import complete_agent
 from .context import Settings, in_cli_words, pass_settings
 from .output import counted, echo, emit_json, table, transfer_progress
 from .params import json_option, quiet_option
 
+if TYPE_CHECKING:
+    from gitstate import TransferResult
+
 AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete=complete_agent)
 REMOTE = click.argument("remote", required=False, default="origin")
-STATUS_COLOURS = {TransferStatus.NEW: "green", TransferStatus.UPDATED: "green",
-                  TransferStatus.FORCED: "yellow", TransferStatus.DELETED: "yellow",
-                  TransferStatus.REJECTED: "red", TransferStatus.DIVERGED: "red"}
+# by TransferStatus value (the enum lives with the transport, which the command line loads late)
+STATUS_COLOURS = {"new": "green", "updated": "green", "forced": "yellow", "deleted": "yellow",
+                  "rejected": "red", "diverged": "red"}
+UP_TO_DATE = "up to date"
 
 
 def _progress(as_json: bool) -> Callable[[str], None] | None:
@@ -35,7 +40,7 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
     if as_json:
         emit_json([r.model_dump(mode="json") for r in results])
         return
-    moved = [r for r in results if r.status is not TransferStatus.UP_TO_DATE]
+    moved = [r for r in results if r.status.value != UP_TO_DATE]
     if not moved:
         echo("Everything up-to-date")
         return
@@ -43,7 +48,7 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
     for r in moved:  # as git, only the agents something happened to
         old, new = (r.old or "")[:7], (r.new or "")[:7]
         heads = f"{old}..{new}" if old and new and old != new else new or old
-        colour = STATUS_COLOURS.get(r.status)
+        colour = STATUS_COLOURS.get(r.status.value)
         rows.append([(r.status.value, {"fg": colour} if colour else {}), r.agent_id, heads,
                      in_cli_words(r.reason or "")])
     if rows:
@@ -186,6 +191,8 @@ def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | N
 @json_option()
 def clone(url: str, path: str, origin: str, as_json: bool) -> None:
     """Create a repository at PATH holding every agent of URL."""
+    from gitstate import StateRepository
+
     repo = StateRepository.clone(url, path, remote=origin, progress=_progress(as_json))
     agents = [info.agent_id for info in repo.agents()]
     if as_json:

@@ -7,19 +7,11 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from gitstate import (
-    AgentInfo,
-    Checkpoint,
-    CorruptObjectError,
-    GitstateError,
-    InvalidArgumentError,
-    StateRepository,
-    codec,
-)
+from gitstate import CorruptObjectError, GitstateError, InvalidArgumentError, codec
 from gitstate.message import one_line
 
 from .completion import complete_agent
@@ -34,6 +26,10 @@ from .output import (
     history_table,
     table,
 )
+
+if TYPE_CHECKING:
+    from gitstate import AgentInfo, Checkpoint
+
 from .params import (
     INPUT_FILE,
     KEY_VALUE,
@@ -56,6 +52,8 @@ def init(settings: Settings, path: str | None) -> None:
     $ gitstate init
     Initialized empty gitstate repository in /home/me/audit/.gitstate
     """
+    from gitstate import StateRepository
+
     path = path or settings.repo_path
     existed = os.path.exists(os.path.join(path, "HEAD"))
     repo = StateRepository.init(path)

@@ -3,7 +3,10 @@ push, errors in the command line's words (in-process; the executable where a pro
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,33 @@ def test_pull_into_speaks_of_the_option(gitstate, tmp_path):
     result = gitstate("pull", "origin", "--into", "copy")
     assert_gitstate_error(result, "--into needs exactly one agent")
     assert not Path(tmp_path, ".gitstate", "refs", "heads", "agents", "copy").exists()
+
+
+# -- start-up: what --version, --help and completion import -------------------------------
+
+HEAVY = ("dulwich", "pydantic", "deepdiff", "gitstate.repository", "gitstate.core")
+LOADED = ("import atexit, sys\n"
+          "atexit.register(lambda: print(sorted({m for m in sys.modules if m.startswith(HEAVY)}),"
+          " file=open(sys.argv[1], 'w')))\n"
+          "from gitstate_cli.main import cli\n"
+          "cli(sys.argv[2:], prog_name='gitstate')\n")
+
+
+@pytest.mark.parametrize("args, env", [
+    (["--version"], {}), (["--help"], {}), (["log", "--help"], {}),
+    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate lo", "COMP_CWORD": "1"}),
+    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate log --st", "COMP_CWORD": "2"}),
+])
+def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env):
+    """A fresh interpreter (a real process: what a module imports shows only there)."""
+    report = tmp_path / "modules"
+    proc = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{LOADED}", str(report), *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout  # it printed the version, the help or the completions
+    assert report.read_text() == "[]\n"
+
+
+def test_a_command_still_loads_what_it_needs(gitstate):
+    saved = save_steps(gitstate, AGENT, 1)
+    assert gitstate("log", AGENT, "--json").json_lines()[0]["commit"] == saved[0]["commit"]
