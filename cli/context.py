@@ -28,6 +28,7 @@ class Settings:
 
     repo: str | None = None
     debug: bool = False
+    pager: bool = True
 
     @property
     def repo_path(self) -> str:

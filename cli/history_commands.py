@@ -20,6 +20,7 @@ from .output import (
     describe,
     echo,
     emit_json,
+    page,
     size,
     style,
     table,
@@ -145,6 +146,7 @@ def diff(settings: Settings, agent_id: str, rev_a: str, rev_b: str | None, other
     """
     repo = settings.open()
     result = repo.diff(agent_id, rev_a, rev_b, other_agent=other_agent)
+    page(click.get_current_context(), settings.pager)
     form = "json" if as_json else form
     if form == "json":
         emit_json(result.to_json())

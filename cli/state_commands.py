@@ -24,6 +24,7 @@ from .output import (
     echo,
     emit_json,
     history_table,
+    page,
     table,
 )
 
@@ -171,6 +172,7 @@ def log(settings: Settings, agent_id: str, limit: int | None, status: str | None
     """
     before = None if until is None else _just_after(until)
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
+    page(click.get_current_context(), settings.pager)
     if reverse:
         history.reverse()
     if template is not None:
@@ -234,6 +236,7 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
     17
     """
     state = settings.open().load(agent_id, rev, model=None)
+    page(click.get_current_context(), settings.pager)
     if field is None:
         click.echo(codec.encode(state), nl=False)
         return

@@ -4,6 +4,7 @@ push, errors in the command line's words (in-process; the executable where a pro
 from __future__ import annotations
 
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import FIXTURE, assert_gitstate_error, save_steps
+from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps
 from conftest import git
 from gitstate import AgentStatus, Checkpoint
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
@@ -185,3 +186,51 @@ def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env):
 def test_a_command_still_loads_what_it_needs(gitstate):
     saved = save_steps(gitstate, AGENT, 1)
     assert gitstate("log", AGENT, "--json").json_lines()[0]["commit"] == saved[0]["commit"]
+
+
+# -- the pager: on a terminal only, as git ---------------------------------------------------
+
+def stdout_on_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """Run the executable with stdout on a pseudo-terminal: (exit code, what it drew, stderr)."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([str(EXECUTABLE), *args], stdin=subprocess.DEVNULL, stdout=secondary,
+                            stderr=subprocess.PIPE, env={**os.environ, **env})
+    os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO once the command has exited and the terminal is drained
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(primary)
+    _, err = proc.communicate()
+    return proc.returncode, drawn, err
+
+
+def test_log_show_and_diff_page_on_a_terminal_only(gitstate, tmp_path):
+    save_steps(gitstate, AGENT, 2)
+    env = {"GITSTATE_REPO": str(tmp_path / ".gitstate"), "GITSTATE_PAGER": "sed 's/^/paged: /'"}
+    for args in (["log", AGENT], ["show", AGENT], ["diff", AGENT, "latest~1"]):
+        code, drawn, err = stdout_on_terminal(*args, env=env)
+        lines = drawn.decode().splitlines()
+        assert (code, err) == (0, b"") and lines and all(line.startswith("paged: ") for line in lines), drawn
+        code, drawn, err = stdout_on_terminal("--no-pager", *args, env=env)
+        assert code == 0 and drawn and b"paged: " not in drawn
+    piped = subprocess.run([str(EXECUTABLE), "log", AGENT], capture_output=True, text=True,
+                           env={**os.environ, **env})
+    assert piped.returncode == 0 and piped.stdout.startswith("COMMIT")  # a pipe is never paged
+    code, drawn, _ = stdout_on_terminal("log", AGENT, env={**env, "GITSTATE_PAGER": "", "PAGER": "no-such"})
+    assert code == 0 and b"COMMIT" in drawn  # an empty GITSTATE_PAGER turns paging off
+    code, drawn, _ = stdout_on_terminal("log", AGENT, env={**env, "GITSTATE_PAGER": "head -1"})
+    assert (code, drawn.count(b"\n")) == (0, 1)  # a pager that quits early: no error
+
+
+def test_without_gitstate_pager_the_pager_is_pager(tmp_path, gitstate, monkeypatch):
+    save_steps(gitstate, AGENT, 1)
+    env = {"GITSTATE_REPO": str(tmp_path / ".gitstate"), "PAGER": "sed 's/^/from PAGER: /'"}
+    monkeypatch.delenv("GITSTATE_PAGER", raising=False)
+    code, drawn, _ = stdout_on_terminal("log", AGENT, env=env)
+    assert code == 0 and drawn.startswith(b"from PAGER: COMMIT")
