@@ -247,19 +247,37 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
         click.echo(codec.encode(value), nl=False)
 
 
-@click.command(short_help="Name a checkpoint.")
+@click.command(short_help="Name a checkpoint, or list the names.")
 @agent_argument
-@click.argument("name")
+@click.argument("name", required=False)
 @revision_argument()
-@json_option("Print the named checkpoint as JSON.")
+@click.option("--list", "-l", "listing", is_flag=True, help="List AGENT's names (also without NAME).")
+@json_option("Print the named checkpoint (or, listing, each name's commit) as JSON.")
 @pass_settings
-def tag(settings: Settings, agent_id: str, name: str, rev: str | None, as_json: bool) -> None:
-    """Name the checkpoint at REV (default: latest). Names are never reused.
+def tag(settings: Settings, agent_id: str, name: str | None, rev: str | None, listing: bool,
+        as_json: bool) -> None:
+    """Name the checkpoint at REV (default: latest), or list AGENT's names (as git tag).
+
+    Names are never reused.
 
     \b
     $ gitstate tag agent_7c1e9a42 reviewed latest~1
     Tagged fb26691 (...) agent_7c1e9a42 iteration 10 running as reviewed
+    $ gitstate tag agent_7c1e9a42
+    final
+    initial
+    reviewed
     """
+    if listing or name is None:
+        if name is not None:
+            raise click.UsageError("--list takes no NAME")
+        names = settings.open().names(agent_id)
+        if as_json:
+            emit_json(names)
+        else:
+            for listed in sorted(names):
+                echo(listed)
+        return
     checkpoint = settings.open().tag(agent_id, name, rev)
     if as_json:
         emit_json(checkpoint_json(checkpoint))

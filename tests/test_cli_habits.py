@@ -234,3 +234,14 @@ def test_without_gitstate_pager_the_pager_is_pager(tmp_path, gitstate, monkeypat
     monkeypatch.delenv("GITSTATE_PAGER", raising=False)
     code, drawn, _ = stdout_on_terminal("log", AGENT, env=env)
     assert code == 0 and drawn.startswith(b"from PAGER: COMMIT")
+
+
+def test_tag_lists_names_as_git_tag(gitstate):
+    saved = save_steps(gitstate, AGENT, 3, first=1)
+    assert gitstate("tag", AGENT, "reviewed", "latest~1").code == 0
+    assert gitstate("tag", AGENT).out == "first\nreviewed\n"
+    assert gitstate("tag", "-l", AGENT).out == "first\nreviewed\n"
+    assert gitstate("tag", AGENT, "--list", "--json").json() == {"first": saved[0]["commit"],
+                                                                 "reviewed": saved[1]["commit"]}
+    assert gitstate("tag", AGENT, "x", "--list").code == 2
+    assert_gitstate_error(gitstate("tag", "agent_nobody"), "agent_nobody")
