@@ -6,12 +6,17 @@ Enable it the way click does, e.g. for bash:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from click.shell_completion import CompletionItem
 
-from gitstate import GitstateError, StateRepository
+from gitstate import GitstateError
 
 from .context import Settings
+
+if TYPE_CHECKING:
+    from gitstate import StateRepository
 
 RECENT = 20  # how many recent checkpoints a revision completion offers
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import GitstateError, NotARepositoryError, StateRepository
+from gitstate import GitstateError, NotARepositoryError
 from gitstate.message import one_line
+
+if TYPE_CHECKING:
+    from gitstate import StateRepository
 
 DEFAULT_REPO = ".gitstate"
 REPO_ENV = "GITSTATE_REPO"
@@ -24,16 +28,23 @@ class Settings:
 
     repo: str | None = None
     debug: bool = False
+    pager: bool = True
 
     @property
     def repo_path(self) -> str:
         """``--repo``, else ``$GITSTATE_REPO``, else ``./.gitstate``."""
         return self.repo or DEFAULT_REPO
 
+    def exists(self) -> bool:
+        """Whether something is at the repository's path (``open`` says if it is a repository)."""
+        return os.path.exists(self.repo_path)
+
     def open(self) -> StateRepository:
         """The repository, which must exist (read commands and history edits)."""
+        from gitstate import StateRepository  # here: loading the command line imports no git code
+
         path = self.repo_path
-        if not os.path.exists(path):
+        if not self.exists():
             raise NotARepositoryError(
                 f"no gitstate repository at {os.path.abspath(path)} (create one with 'gitstate init', "
                 f"or name one with --repo or {REPO_ENV})")
@@ -41,6 +52,8 @@ class Settings:
 
     def open_or_init(self) -> StateRepository:
         """The repository, created first if it does not exist (save, import)."""
+        from gitstate import StateRepository
+
         return StateRepository.init(self.repo_path)
 
 
@@ -66,7 +79,20 @@ class GitstateGroup(click.Group):
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
-            raise click.ClickException(one_line(str(exc)) or type(exc).__name__) from exc
+            raise click.ClickException(in_cli_words(one_line(str(exc))) or type(exc).__name__) from exc
+
+
+# The library's messages name its Python API; on the command line they name the commands.
+_CLI_WORDS = [(re.compile(r"remote_add\('([^']*)', URL\)"), r"gitstate remote add \1 URL"),
+              (re.compile(r"\bwith force\b"), "with --force"),
+              (re.compile(r"\binto=(?=\s)"), "--into")]
+
+
+def in_cli_words(message: str) -> str:
+    """A library error message with its Python names replaced by the command line's."""
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def _whole_writes() -> None:

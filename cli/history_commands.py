@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Decision, Duration, RetentionPolicy, codec
+from gitstate import codec
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
@@ -16,13 +16,20 @@ from .output import (
     Progress,
     checkpoint_cells,
     checkpoint_json,
+    counted,
     describe,
     echo,
     emit_json,
+    page,
+    size,
     style,
     table,
 )
-from .params import DURATION, agent_argument, json_option, revision_argument
+
+if TYPE_CHECKING:
+    from gitstate import Decision, Duration
+
+from .params import DURATION, agent_argument, json_option, quiet_option, revision_argument
 
 
 @click.command(short_help="Return an agent to an earlier state.")
@@ -40,15 +47,15 @@ def rollback(settings: Settings, agent_id: str, rev: str, hard: bool, as_json: b
 
     \b
     $ gitstate rollback agent_7c1e9a42 initial
-    Rolled back agent_7c1e9a42 to 4d0233f: new checkpoint 5b1e0c9 (...)
+    Rolled back agent_7c1e9a42: new checkpoint 5b1e0c9 (...) agent_7c1e9a42 rollback to ...
     """
     result = settings.open().rollback(agent_id, rev, hard=hard)
     if as_json:
         emit_json({"hard": result.hard, "checkpoint": checkpoint_json(result.checkpoint),
                    "dropped": [checkpoint_json(c) for c in result.dropped]})
     elif hard:
-        echo(f"Reset {agent_id} to {describe(result.checkpoint)}; dropped {len(result.dropped)} "
-             "checkpoint(s):")
+        echo(f"Reset {agent_id} to {describe(result.checkpoint)}; dropped "
+             f"{counted(len(result.dropped), 'checkpoint')}:")
         for checkpoint in result.dropped:
             echo(f"  {describe(checkpoint)}")
     else:
@@ -78,7 +85,7 @@ def fork(settings: Settings, agent_id: str, rev: str, new_agent_id: str, as_json
 @click.command(short_help="Delete a checkpoint, or a whole agent.")
 @agent_argument
 @revision_argument()
-@click.option("--yes", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
+@click.option("--yes", "-y", is_flag=True, help="Confirm deleting the whole agent (when REV is not given).")
 @json_option("Print the deleted checkpoint as JSON.")
 @pass_settings
 def delete(settings: Settings, agent_id: str, rev: str | None, yes: bool, as_json: bool) -> None:
@@ -139,6 +146,7 @@ def diff(settings: Settings, agent_id: str, rev_a: str, rev_b: str | None, other
     """
     repo = settings.open()
     result = repo.diff(agent_id, rev_a, rev_b, other_agent=other_agent)
+    page(click.get_current_context(), settings.pager)
     form = "json" if as_json else form
     if form == "json":
         emit_json(result.to_json())
@@ -177,12 +185,13 @@ def decision_json(decision: Decision) -> dict[str, Any]:
               help="Keep everything newer than DURATION, e.g. 7d, 12h, 1y5m7d2h (m = months).")
 @click.option("--no-keep-named", is_flag=True, help="Do not keep named checkpoints just for their name.")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
+@quiet_option
 @json_option("Print the plan and the result as JSON.")
 @pass_settings
 def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last: int | None,
           keep_hourly: int | None, keep_daily: int | None, keep_weekly: int | None,
           keep_monthly: int | None, keep_yearly: int | None, keep_within: Duration | None,
-          no_keep_named: bool, dry_run: bool, as_json: bool) -> None:
+          no_keep_named: bool, dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Remove the checkpoints a retention policy does not keep (like restic forget --prune).
 
     Prints every checkpoint with KEEP or REMOVE and the rules that keep it.
@@ -196,6 +205,8 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
     agent_7c1e9a42  a2a17eb  10    running    2025-06-03 14:03:51           remove
     ...
     """
+    from gitstate import RetentionPolicy
+
     if (agent_id is None) == (not all_agents):
         raise click.UsageError("give either AGENT or --all")
     policy = RetentionPolicy(keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,
@@ -204,8 +215,10 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
                              keep_named=not no_keep_named)
     if policy.empty:
         raise click.UsageError("give at least one --keep-* rule")
-    with Progress("Pruning") as progress:
+    with Progress("Pruning", quiet) as progress:
         result = settings.open().prune(agent_id, policy, dry_run=dry_run, progress=progress)
+    if quiet:
+        return
     if as_json:
         emit_json({"policy": policy.as_dict(), "dry_run": result.dry_run, "removed": result.removed,
                    "reclaimed": {"objects": result.reclaimed.objects, "bytes": result.reclaimed.bytes},
@@ -218,7 +231,7 @@ def prune(settings: Settings, agent_id: str | None, all_agents: bool, keep_last:
         for agent, decisions in result.decisions.items() for d in decisions])
     agents = len(result.decisions)
     if dry_run:
-        echo(f"Would remove {result.removed} checkpoint(s) of {agents} agent(s).")
+        echo(f"Would remove {counted(result.removed, 'checkpoint')} of {counted(agents, 'agent')}.")
     else:
-        echo(f"Removed {result.removed} checkpoint(s) of {agents} agent(s); reclaimed "
-             f"{result.reclaimed.objects} object(s), {result.reclaimed.bytes} bytes.")
+        echo(f"Removed {counted(result.removed, 'checkpoint')} of {counted(agents, 'agent')}; reclaimed "
+             f"{counted(result.reclaimed.objects, 'object')}, {size(result.reclaimed.bytes)}.")

@@ -24,7 +24,10 @@ Exit codes:
   1  a gitstate error (one line on stderr; --debug shows the traceback),
      problems found by 'verify', agents 'push'/'fetch'/'pull' could not move
   2  a usage error (unknown command or option, bad argument)
-As with git, a command whose output pipe closes is killed by SIGPIPE.
+As with git, a command whose output pipe closes is killed by SIGPIPE, and
+log, show and diff page their output on a terminal through $GITSTATE_PAGER,
+else $PAGER, else 'less' (with LESS=FRX unless LESS is set; --no-pager or an
+empty or 'cat' pager turns it off).
 """
 
 
@@ -32,11 +35,13 @@ As with git, a command whose output pipe closes is killed by SIGPIPE.
 @click.option("--repo", envvar=REPO_ENV, type=click.Path(file_okay=False), metavar="PATH",
               help=f"Repository to use (env {REPO_ENV}; default ./.gitstate).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.option("--no-pager", is_flag=True,
+              help="Do not page the output of log, show and diff on a terminal.")
 @click.version_option(__version__, prog_name="gitstate")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, debug: bool, no_pager: bool) -> None:
     """Keep AI agents' states as versioned checkpoints in a bare git repository."""
-    ctx.obj = Settings(repo=repo, debug=debug)
+    ctx.obj = Settings(repo=repo, debug=debug, pager=not no_pager)
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,

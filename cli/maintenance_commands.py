@@ -23,7 +23,7 @@ def gc(settings: Settings, prune: bool, grace_seconds: int | None, as_json: bool
 
     \b
     $ gitstate gc
-    packed 27 objects, merged 0 packs, pruned 0; 36.9 kB -> 8.5 kB in 0.01 s
+    Packed 27 objects, merged 0 packs, pruned 0 objects; 36.9 kB -> 8.5 kB in 0.01 s
     """
     if grace_seconds is not None and not prune:
         raise click.UsageError("--grace only applies with --prune")
@@ -32,10 +32,10 @@ def gc(settings: Settings, prune: bool, grace_seconds: int | None, as_json: bool
     if as_json:
         emit_json(asdict(result))
     elif result.skipped:
-        echo("another maintenance run holds the lock; nothing done")
+        echo("Nothing done: another maintenance run holds the lock")
     else:
-        echo(f"packed {counted(result.packed_objects, 'object')}, merged "
-             f"{counted(result.packs_merged, 'pack')}, pruned {result.pruned_objects}; "
+        echo(f"Packed {counted(result.packed_objects, 'object')}, merged "
+             f"{counted(result.packs_merged, 'pack')}, pruned {counted(result.pruned_objects, 'object')}; "
              f"{size(result.bytes_before)} -> "
              f"{size(result.bytes_after)} in {result.seconds:.2f} s")
 
@@ -48,7 +48,7 @@ def verify(settings: Settings, as_json: bool) -> None:
 
     \b
     $ gitstate verify
-    ok: 3 agents, 9 checkpoints, 27 objects
+    Checked 3 agents, 9 checkpoints, 27 objects: no problems
     """
     result = settings.open().verify()
     if as_json:
@@ -56,7 +56,8 @@ def verify(settings: Settings, as_json: bool) -> None:
     else:
         for problem in result.problems:
             echo(str(problem), err=True)
-        echo(f"{'ok' if result.ok else 'PROBLEMS'}: {result.agents} agents, "
-             f"{result.checkpoints} checkpoints, {result.objects} objects")
+        found = "no problems" if result.ok else counted(len(result.problems), "problem")
+        echo(f"Checked {counted(result.agents, 'agent')}, {counted(result.checkpoints, 'checkpoint')}, "
+             f"{counted(result.objects, 'object')}: {found}")
     if not result.ok:
         sys.exit(1)

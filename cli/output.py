@@ -6,16 +6,19 @@ Colour only reaches a terminal (click strips it in pipes) and never under
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Checkpoint
+if TYPE_CHECKING:
+    from gitstate import Checkpoint
 
 STATUS_COLOURS = {"completed": "green", "running": "cyan", "waiting": "yellow", "paused": "yellow",
                   "stopping": "yellow", "stopped": "magenta", "failed": "red"}
@@ -83,13 +86,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 class Progress:
     """A ``progress(done, total)`` callback drawing a bar on a terminal's stderr."""
 
-    def __init__(self, label: str):
-        self.label = label
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
         self._bar: Any = None
         self._shown = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
+        if self.quiet or not sys.stderr.isatty():
             return
         if self._bar is None:
             self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
@@ -105,6 +108,33 @@ class Progress:
     def __exit__(self, *exc_info: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc_info)
+
+
+PAGER_ENV = "GITSTATE_PAGER"
+
+
+def page(ctx: click.Context, wanted: bool) -> None:
+    """Send the rest of the command's output through a pager, as git does: only when stdout
+    is a terminal, with ``$GITSTATE_PAGER``, else ``$PAGER``, else ``less`` (``LESS=FRX``
+    unless ``LESS`` is set, so a short output just prints); ``cat`` or an empty pager means none."""
+    command = os.environ.get(PAGER_ENV, os.environ.get("PAGER", "less")).strip()
+    if not wanted or command in ("", "cat") or not sys.stdout.isatty():
+        return
+    sys.stdout.flush()
+    pager = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE,
+                             env={"LESS": "FRX", **os.environ})
+    assert pager.stdin is not None
+    terminal, sys.stdout = sys.stdout, io.TextIOWrapper(pager.stdin, encoding="utf-8", write_through=True)
+
+    def close() -> None:
+        try:
+            sys.stdout.close()
+        except BrokenPipeError:  # the pager quit before the end: as git, no complaint
+            pass
+        sys.stdout = terminal
+        pager.wait()
+
+    ctx.call_on_close(close)
 
 
 def transfer_progress() -> Callable[[str], None] | None:

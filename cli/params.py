@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitstate import Duration, InvalidArgumentError
+from gitstate import InvalidArgumentError
 
 from .completion import complete_agent, complete_revision
+
+if TYPE_CHECKING:
+    from gitstate import Checkpoint, Duration
+
+# AgentStatus's values and Checkpoint's fields (tests/test_cli.py checks both lists), named
+# here so that loading the command line does not import pydantic.
+STATUSES = ("created", "running", "waiting", "paused", "completed", "failed", "stopped", "stopping")
+CHECKPOINT_FIELDS = ("checkpoint_id", "commit", "agent_id", "iteration", "status", "names", "created",
+                     "message", "parent", "schema_version")
 
 _AGO = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -60,6 +70,8 @@ class DurationType(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Duration:
+        from gitstate import Duration
+
         try:
             return Duration.parse(value)
         except InvalidArgumentError as exc:
@@ -79,9 +91,67 @@ class InputFile(click.File):
             self.fail("stdin is closed: give a FILE, or pipe the state in", param, ctx)
 
 
+class Status(click.Choice):
+    """An agent status (``running``, ``completed``, ...); another word is a usage error listing them."""
+
+    def __init__(self) -> None:
+        super().__init__(STATUSES)
+
+
+class LogFormat(click.ParamType):
+    """A ``log --format`` template: placeholders as git's, for a checkpoint's fields.
+
+    ``%H``/``%h`` commit (full, short), ``%s`` message, ``%an`` agent id, ``%ad``
+    saved time (ISO-8601, UTC), ``%(FIELD)`` any checkpoint field (``iteration``,
+    ``status``, ``checkpoint_id``, ``names``, ...), ``%(trailer:KEY)`` a trailer,
+    ``%n`` a newline, ``%%`` a percent sign.
+    """
+
+    name = "format"
+    _PLACEHOLDER = re.compile(r"%(H|h|s|an|ad|n|%|\(([a-z_]+|trailer:[^)]+)\))")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if callable(value):
+            return value
+        parts: list[str | Callable[[Checkpoint], str]] = []
+        position = 0
+        for found in [*self._PLACEHOLDER.finditer(value), None]:
+            text = value[position:None if found is None else found.start()]
+            if "%" in text:
+                self.fail(f"unknown placeholder {text[text.index('%'):][:3]!r}: use %H %h %s %an %ad "
+                          "%(FIELD) %(trailer:KEY) %n or %%", param, ctx)
+            parts.append(text)
+            if found is not None:
+                parts.append(self._placeholder(found, param, ctx))
+                position = found.end()
+        return lambda checkpoint: "".join(p if isinstance(p, str) else p(checkpoint) for p in parts)
+
+    def _placeholder(self, found: re.Match[str], param: click.Parameter | None,
+                     ctx: click.Context | None) -> Callable[[Checkpoint], str]:
+        code, field = found[1], found[2]
+        simple: dict[str, Callable[[Checkpoint], str]] = {
+            "H": lambda c: c.commit, "h": lambda c: c.short, "s": lambda c: c.message,
+            "an": lambda c: c.agent_id, "ad": lambda c: c.created.isoformat().replace("+00:00", "Z"),
+            "n": lambda _c: "\n", "%": lambda _c: "%"}
+        if field is None:
+            return simple[code]
+        if field.startswith("trailer:"):
+            key = field.partition(":")[2]
+            return lambda c: c.trailers.get(key, "")
+        if field not in CHECKPOINT_FIELDS:
+            self.fail(f"no checkpoint field {field!r} (fields: {', '.join(CHECKPOINT_FIELDS)})", param, ctx)
+        if field == "names":
+            return lambda c: ",".join(c.names)
+        if field == "created":
+            return simple["ad"]
+        return lambda c: "" if getattr(c, field) is None else str(getattr(c, field))
+
+
 MOMENT = Moment()
 KEY_VALUE = KeyValue()
 DURATION = DurationType()
+STATUS = Status()
+LOG_FORMAT = LogFormat()
 INPUT_FILE = InputFile()
 
 agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=complete_agent)
@@ -89,6 +159,10 @@ agent_argument = click.argument("agent_id", metavar="AGENT", shell_complete=comp
 
 def json_option(help: str = "Print JSON instead of a table.") -> Any:
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True,
+                            help="Print nothing but errors (no table, no summary, no progress).")
 
 
 def revision_argument(name: str = "rev", metavar: str = "[REV]", required: bool = False) -> Any:

@@ -1,28 +1,34 @@
 """``gitstate remote|push|fetch|pull|clone``: move agents between repositories.
 
-Every transfer prints one row per agent (``--json``: a JSON list of results)
-and exits with status 1 if any agent was rejected or diverged. Transfer
+Every transfer prints one row per agent it moved or could not move, or
+"Everything up-to-date" (``--json``: every agent's result) and exits with
+status 1 if any agent was rejected or diverged. Transfer
 progress goes to stderr when it is a terminal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from gitstate import StateRepository, TransferError, TransferResult, TransferStatus
+from gitstate import TransferError
 
 from .completion import complete_agent
-from .context import Settings, pass_settings
-from .output import echo, emit_json, table, transfer_progress
-from .params import json_option
+from .context import Settings, in_cli_words, pass_settings
+from .output import counted, echo, emit_json, table, transfer_progress
+from .params import json_option, quiet_option
+
+if TYPE_CHECKING:
+    from gitstate import TransferResult
 
 AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete=complete_agent)
 REMOTE = click.argument("remote", required=False, default="origin")
-STATUS_COLOURS = {TransferStatus.NEW: "green", TransferStatus.UPDATED: "green",
-                  TransferStatus.FORCED: "yellow", TransferStatus.DELETED: "yellow",
-                  TransferStatus.REJECTED: "red", TransferStatus.DIVERGED: "red"}
+# by TransferStatus value (the enum lives with the transport, which the command line loads late)
+STATUS_COLOURS = {"new": "green", "updated": "green", "forced": "yellow", "deleted": "yellow",
+                  "rejected": "red", "diverged": "red"}
+UP_TO_DATE = "up to date"
 
 
 def _progress(as_json: bool) -> Callable[[str], None] | None:
@@ -34,45 +40,66 @@ def _show(results: list[TransferResult], as_json: bool) -> None:
     if as_json:
         emit_json([r.model_dump(mode="json") for r in results])
         return
+    moved = [r for r in results if r.status.value != UP_TO_DATE]
+    if not moved:
+        echo("Everything up-to-date")
+        return
     rows = []
-    for r in results:
+    for r in moved:  # as git, only the agents something happened to
         old, new = (r.old or "")[:7], (r.new or "")[:7]
         heads = f"{old}..{new}" if old and new and old != new else new or old
-        colour = STATUS_COLOURS.get(r.status)
-        rows.append([(r.status.value, {"fg": colour} if colour else {}), r.agent_id, heads, r.reason or ""])
+        colour = STATUS_COLOURS.get(r.status.value)
+        rows.append([(r.status.value, {"fg": colour} if colour else {}), r.agent_id, heads,
+                     in_cli_words(r.reason or "")])
     if rows:
         table(["STATUS", "AGENT", "HEAD", "NOTE"], rows)
 
 
 def _transfer(call: Callable[[Callable[[str], None] | None], list[TransferResult]],
-              as_json: bool) -> None:
-    """Run a transfer and print each agent's outcome; a failed agent exits with status 1."""
+              as_json: bool, quiet: bool = False) -> None:
+    """Run a transfer and print each agent's outcome (nothing if ``quiet``); a failed agent
+    exits with status 1."""
     try:
-        _show(call(_progress(as_json)), as_json)
+        results = call(None if quiet else _progress(as_json))
     except TransferError as exc:
-        _show(exc.results, as_json)
-        raise click.ClickException(str(exc).partition("\n")[0].rstrip(":")) from None
+        if not quiet:
+            _show(exc.results, as_json)
+        raise click.ClickException(in_cli_words(str(exc).partition("\n")[0].rstrip(":"))) from None
+    if not quiet:
+        _show(results, as_json)
+
+
+VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show each remote's URL, as git remote -v.")
 
 
 @click.group(invoke_without_command=True)
+@VERBOSE
 @click.pass_context
-def remote(ctx: click.Context) -> None:
-    """List, add or remove remotes (kept in the repository's git config)."""
+def remote(ctx: click.Context, verbose: bool) -> None:
+    """List remotes (-v: with their URLs), or add, rename or remove one.
+
+    Remotes are kept in the repository's git config, so git remote -v lists
+    them too; a password in a URL is shown as ***.
+    """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(remote_list)
+        ctx.invoke(remote_list, verbose=verbose)
 
 
 @remote.command("list")
+@VERBOSE
 @json_option()
 @pass_settings
-def remote_list(settings: Settings, as_json: bool = False) -> None:
-    """List remotes (a password in a URL is shown as ***)."""
+def remote_list(settings: Settings, verbose: bool = False, as_json: bool = False) -> None:
+    """List remotes' names (-v: with their URLs; a password in a URL is shown as ***)."""
     remotes = settings.open().remotes()
     if as_json:
         emit_json([r.model_dump() for r in remotes])
-    else:
-        for r in remotes:
-            echo(f"{r.name}\t{r.url}")
+        return
+    for r in remotes:
+        if verbose:
+            echo(f"{r.name}\t{r.url} (fetch)\n{r.name}\t{r.url} (push)")
+        else:
+            echo(r.name)
 
 
 @remote.command("add")
@@ -82,7 +109,7 @@ def remote_list(settings: Settings, as_json: bool = False) -> None:
 def remote_add(settings: Settings, name: str, url: str) -> None:
     """Add remote NAME at URL (http(s)://, git://, ssh://, file:// or a path)."""
     added = settings.open().remote_add(name, url)
-    echo(f"added {added.name}\t{added.url}")
+    echo(f"Added remote {added.name} at {added.url}")
 
 
 @remote.command("remove")
@@ -91,7 +118,7 @@ def remote_add(settings: Settings, name: str, url: str) -> None:
 def remote_remove(settings: Settings, name: str) -> None:
     """Remove remote NAME and its tracking refs (the remote itself is untouched)."""
     settings.open().remote_remove(name)
-    echo(f"removed {name}")
+    echo(f"Removed remote {name}")
 
 
 @click.command()
@@ -99,19 +126,23 @@ def remote_remove(settings: Settings, name: str) -> None:
 @AGENTS
 @click.option("--force", is_flag=True, help="Replace remote agents even if that drops checkpoints there.")
 @click.option("--no-tags", is_flag=True, help="Do not push checkpoint names.")
+@quiet_option
 @json_option()
 @pass_settings
 def push(settings: Settings, remote: str, agents: tuple[str, ...], force: bool, no_tags: bool,
-         as_json: bool) -> None:
+         quiet: bool, as_json: bool) -> None:
     """Push AGENTs (default: all) to REMOTE (default: origin), in one connection.
 
     \b
-    $ gitstate push
-    $ gitstate push origin recon-1 --force   # after a retention rewrite
+    $ gitstate remote add origin fleet.git
+    Added remote origin at /home/me/audit/fleet.git
+    $ gitstate push -q
+    $ gitstate push origin agent_7c1e9a42 --force   # e.g. after a retention rewrite
+    Everything up-to-date
     """
     repo = settings.open()
     _transfer(lambda progress: repo.push(remote, list(agents) or None, tags=not no_tags,
-                                         force=force, progress=progress), as_json)
+                                         force=force, progress=progress), as_json, quiet)
 
 
 @click.command()
@@ -136,8 +167,17 @@ def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | N
     """Fetch AGENTs (default: all) and fast-forward the local ones; never drops a checkpoint.
 
     \b
-    $ gitstate pull
-    $ gitstate pull origin recon-1 --into recon-1-origin   # keep a diverged one beside yours
+    $ gitstate remote add origin fleet.git
+    Added remote origin at /home/me/audit/fleet.git
+    $ gitstate push -q
+    $ gitstate clone fleet.git laptop.git
+    Cloned 3 agents into /home/me/audit/laptop.git
+    $ gitstate --repo laptop.git pull
+    Everything up-to-date
+
+    An agent that diverged is left as it was; keep the remote's beside it with
+    --into (gitstate pull origin AGENT --into NEW_ID), or replace the remote's
+    with yours (gitstate push origin AGENT --force).
     """
     repo = settings.open()
     _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, progress=progress),
@@ -151,10 +191,12 @@ def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | N
 @json_option()
 def clone(url: str, path: str, origin: str, as_json: bool) -> None:
     """Create a repository at PATH holding every agent of URL."""
+    from gitstate import StateRepository
+
     repo = StateRepository.clone(url, path, remote=origin, progress=_progress(as_json))
     agents = [info.agent_id for info in repo.agents()]
     if as_json:
         emit_json({"path": repo.path, "agents": agents})
     else:
-        echo(f"cloned {len(agents)} agent(s) into {repo.path}")
+        echo(f"Cloned {counted(len(agents), 'agent')} into {repo.path}")
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from gitstate import (
-    AgentInfo,
-    CorruptObjectError,
-    GitstateError,
-    InvalidArgumentError,
-    StateRepository,
-    codec,
-)
+from gitstate import CorruptObjectError, GitstateError, InvalidArgumentError, codec
 from gitstate.message import one_line
 
 from .completion import complete_agent
@@ -30,12 +24,19 @@ from .output import (
     echo,
     emit_json,
     history_table,
+    page,
     table,
 )
+
+if TYPE_CHECKING:
+    from gitstate import AgentInfo, Checkpoint
+
 from .params import (
     INPUT_FILE,
     KEY_VALUE,
+    LOG_FORMAT,
     MOMENT,
+    STATUS,
     agent_argument,
     json_option,
     revision_argument,
@@ -50,8 +51,10 @@ def init(settings: Settings, path: str | None) -> None:
 
     \b
     $ gitstate init
-    Initialized empty gitstate repository in /home/me/project/.gitstate
+    Initialized empty gitstate repository in /home/me/audit/.gitstate
     """
+    from gitstate import StateRepository
+
     path = path or settings.repo_path
     existed = os.path.exists(os.path.join(path, "HEAD"))
     repo = StateRepository.init(path)
@@ -80,8 +83,9 @@ def save(settings: Settings, file: BinaryIO, agent_id: str | None, name: str | N
     Creates the repository first if it does not exist.
 
     \b
-    $ gitstate save state.json --name triaged
-    Saved 3f1c2ab (0193a0e4-...) agent_7c1e9a42 iteration 12 running [triaged]
+    $ gitstate show agent_7c1e9a42 initial > state.json
+    $ gitstate save state.json --name restarted
+    Saved 3f1c2ab (...) agent_7c1e9a42 iteration 0 running [restarted]
     """
     try:
         text = file.read()
@@ -91,6 +95,10 @@ def save(settings: Settings, file: BinaryIO, agent_id: str | None, name: str | N
     state = codec.decode(text)
     if not isinstance(state, dict):
         raise InvalidArgumentError(f"the state must be a JSON object, not {type(state).__name__}")
+    if agent_id is None and not isinstance(state.get("agent_id"), str):
+        kind = "no" if state.get("agent_id") is None else "a non-string"
+        raise InvalidArgumentError(f'the state has {kind} "agent_id": add one to the JSON, or give '
+                                   '--agent ID')
     checkpoint = settings.open_or_init().save(state, agent_id=agent_id, name=name, message=message,
                                               time=at, trailers=dict(trailers))
     if as_json:
@@ -113,6 +121,7 @@ def agents(settings: Settings, as_json: bool) -> None:
     $ gitstate agents
     AGENT           COUNT  HEAD     ITER  STATUS     SAVED (UTC)          NAMES
     agent_7c1e9a42  4      8ae86dd  10    completed  2025-06-03 14:04:00  final
+    ...
     """
     repo = settings.open()
     errors: dict[str, GitstateError] = {}
@@ -140,16 +149,18 @@ def agents(settings: Settings, as_json: bool) -> None:
 @click.command(short_help="List an agent's checkpoints.")
 @agent_argument
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
-@click.option("--status", help="Only checkpoints with this status.",
-              shell_complete=lambda ctx, param, incomplete: [
-                  s for s in ("created", "running", "waiting", "paused", "completed", "failed",
-                              "stopped", "stopping") if s.startswith(incomplete)])
+@click.option("--status", type=STATUS, help="Only checkpoints with this status.")
 @click.option("--since", type=MOMENT, help="Only checkpoints saved at or after this time.")
 @click.option("--until", type=MOMENT, help="Only checkpoints saved at or before this time.")
+@click.option("--reverse", is_flag=True, help="Oldest first (after --limit, as git log).")
+@click.option("--format", "template", type=LOG_FORMAT, metavar="FORMAT",
+              help="One line per checkpoint from placeholders: %H %h %s %an %ad, %(FIELD) "
+                   "(e.g. %(iteration), %(status), %(checkpoint_id)), %(trailer:KEY), %n, %%.")
 @json_option()
 @pass_settings
 def log(settings: Settings, agent_id: str, limit: int | None, status: str | None,
-        since: datetime | None, until: datetime | None, as_json: bool) -> None:
+        since: datetime | None, until: datetime | None, reverse: bool,
+        template: Callable[[Checkpoint], str] | None, as_json: bool) -> None:
     """List an agent's checkpoints, newest first (--json: one JSON object per line).
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
@@ -161,7 +172,13 @@ def log(settings: Settings, agent_id: str, limit: int | None, status: str | None
     """
     before = None if until is None else _just_after(until)
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
-    if as_json:
+    page(click.get_current_context(), settings.pager)
+    if reverse:
+        history.reverse()
+    if template is not None:
+        for checkpoint in history:
+            click.echo(template(checkpoint))
+    elif as_json:
         for checkpoint in history:
             emit_json(checkpoint_json(checkpoint))
     else:
@@ -177,11 +194,12 @@ def _just_after(moment: datetime) -> datetime:
         return edge.replace(tzinfo=timezone.utc)
 
 
-_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(-?\d+)\]")
 
 
 def field_value(state: Any, path: str) -> Any:
-    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``."""
+    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``; a negative
+    index counts from the end (``messages[-1]``)."""
     text = path[1:] if path.startswith("$") else path
     value, position, where = state, 0, "$"
     while position < len(text):
@@ -190,7 +208,7 @@ def field_value(state: Any, path: str) -> Any:
             raise InvalidArgumentError(f"cannot read the field path {path!r} at {text[position:]!r}")
         position = step.end()
         key = step[1] if step[1] is not None else step[2]
-        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        if isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
             value, where = value[int(key)], f"{where}[{key}]"
         elif isinstance(value, dict) and key in value:
             value, where = value[key], f"{where}.{key}"
@@ -218,6 +236,7 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
     17
     """
     state = settings.open().load(agent_id, rev, model=None)
+    page(click.get_current_context(), settings.pager)
     if field is None:
         click.echo(codec.encode(state), nl=False)
         return
@@ -228,19 +247,37 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
         click.echo(codec.encode(value), nl=False)
 
 
-@click.command(short_help="Name a checkpoint.")
+@click.command(short_help="Name a checkpoint, or list the names.")
 @agent_argument
-@click.argument("name")
+@click.argument("name", required=False)
 @revision_argument()
-@json_option("Print the named checkpoint as JSON.")
+@click.option("--list", "-l", "listing", is_flag=True, help="List AGENT's names (also without NAME).")
+@json_option("Print the named checkpoint (or, listing, each name's commit) as JSON.")
 @pass_settings
-def tag(settings: Settings, agent_id: str, name: str, rev: str | None, as_json: bool) -> None:
-    """Name the checkpoint at REV (default: latest). Names are never reused.
+def tag(settings: Settings, agent_id: str, name: str | None, rev: str | None, listing: bool,
+        as_json: bool) -> None:
+    """Name the checkpoint at REV (default: latest), or list AGENT's names (as git tag).
+
+    Names are never reused.
 
     \b
     $ gitstate tag agent_7c1e9a42 reviewed latest~1
-    Tagged fb26691 (0193a0e4-...) agent_7c1e9a42 iteration 10 running as reviewed
+    Tagged fb26691 (...) agent_7c1e9a42 iteration 10 running as reviewed
+    $ gitstate tag agent_7c1e9a42
+    final
+    initial
+    reviewed
     """
+    if listing or name is None:
+        if name is not None:
+            raise click.UsageError("--list takes no NAME")
+        names = settings.open().names(agent_id)
+        if as_json:
+            emit_json(names)
+        else:
+            for listed in sorted(names):
+                echo(listed)
+        return
     checkpoint = settings.open().tag(agent_id, name, rev)
     if as_json:
         emit_json(checkpoint_json(checkpoint))

@@ -1,6 +1,8 @@
 """gitstate: AI agent state as versioned checkpoints in a bare git repository."""
 
-from .diff import StateDiff
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AgentExistsError,
     AgentNotFoundError,
@@ -25,16 +27,62 @@ from .errors import (
     SeedFormatError,
     TransferError,
 )
-from .git.reclaim import ReclaimResult
-from .history import RollbackResult
-from .maintenance import GcResult, MaintenanceSettings
-from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
-from .prune import PruneResult
-from .remote import Remote, TransferResult, TransferStatus
-from .repository import StateRepository
-from .retention import Decision, Duration, RetentionPolicy, plan
-from .seed_import import FileOutcome, SeedFile, read_seed_file
-from .verify import Problem, VerifyResult
+
+if TYPE_CHECKING:
+    from .diff import StateDiff
+    from .git.reclaim import ReclaimResult
+    from .history import RollbackResult
+    from .maintenance import GcResult, MaintenanceSettings
+    from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
+    from .prune import PruneResult
+    from .remote import Remote, TransferResult, TransferStatus
+    from .repository import StateRepository
+    from .retention import Decision, Duration, RetentionPolicy, plan
+    from .seed_import import FileOutcome, SeedFile, read_seed_file
+    from .verify import Problem, VerifyResult
+
+# Everything but the errors is imported on first use (PEP 562), so that ``import gitstate``
+# (the command line's start, ``gitstate --version``, shell completion) loads neither dulwich
+# nor pydantic nor deepdiff until a command needs them.
+_LAZY = {
+    "StateDiff": ".diff",
+    "ReclaimResult": ".git.reclaim",
+    "RollbackResult": ".history",
+    "GcResult": ".maintenance",
+    "MaintenanceSettings": ".maintenance",
+    "AgentInfo": ".models",
+    "AgentState": ".models",
+    "AgentStatus": ".models",
+    "Checkpoint": ".models",
+    "PruneResult": ".prune",
+    "Remote": ".remote",
+    "TransferResult": ".remote",
+    "TransferStatus": ".remote",
+    "StateRepository": ".repository",
+    "Decision": ".retention",
+    "Duration": ".retention",
+    "RetentionPolicy": ".retention",
+    "plan": ".retention",
+    "FileOutcome": ".seed_import",
+    "SeedFile": ".seed_import",
+    "read_seed_file": ".seed_import",
+    "Problem": ".verify",
+    "VerifyResult": ".verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitstate' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AgentExistsError", "AgentInfo", "AgentNotFoundError", "AgentState", "AgentStatus",

@@ -35,7 +35,7 @@ def test_rollback_adds_a_checkpoint_or_resets_with_hard(gitstate):
 
     hard = gitstate("rollback", AGENT, saved[2]["commit"][:7], "--hard")
     assert hard.code == 0 and hard.out.startswith(f"Reset {AGENT} to {saved[2]['commit'][:7]}")
-    assert "dropped 2 checkpoint(s)" in hard.out and saved[3]["commit"][:7] in hard.out
+    assert "dropped 2 checkpoints" in hard.out and saved[3]["commit"][:7] in hard.out
     path = gitstate.cwd / ".gitstate"
     assert git(path, "rev-parse", f"agents/{AGENT}").strip() == saved[2]["commit"]
     assert_gitstate_error(gitstate("rollback", AGENT, "latest"), "already the latest")
@@ -118,7 +118,7 @@ def test_prune_lists_every_decision_and_rewrites_history(gitstate):
     assert decisions == {saved[4]["commit"][:7]: ("keep", "last"), saved[3]["commit"][:7]: ("keep", "last"),
                          saved[2]["commit"][:7]: ("remove", ""), saved[1]["commit"][:7]: ("remove", ""),
                          saved[0]["commit"][:7]: ("keep", "named")}
-    assert dry.out.splitlines()[-1] == "Would remove 2 checkpoint(s) of 1 agent(s)."
+    assert dry.out.splitlines()[-1] == "Would remove 2 checkpoints of 1 agent."
 
     result = gitstate("prune", AGENT, "--keep-last", "2", "--json")
     assert result.code == 0, result.err

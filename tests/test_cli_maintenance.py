@@ -53,7 +53,7 @@ def test_gc_packs_every_loose_object_and_stays_quiet_in_a_pipe(gitstate):
 
     again = gitstate("gc")
     assert again.code == 0 and again.err == ""
-    assert again.out.startswith("packed 0 objects, merged 0 packs, pruned 0; ")
+    assert again.out.startswith("Packed 0 objects, merged 0 packs, pruned 0 objects; ")
 
 
 def test_gc_prune_deletes_only_old_unreachable_objects(gitstate):
@@ -79,7 +79,7 @@ def test_gc_prune_deletes_only_old_unreachable_objects(gitstate):
     assert check.code == 0 and check.json()["ok"] is True and check.json()["objects"] == reachable
 
     human = gitstate("gc", "--prune", "--grace", "0")
-    assert human.code == 0 and human.out.startswith(f"packed {reachable} objects, merged 1 pack, pruned 0; ")
+    assert human.code == 0 and human.out.startswith(f"Packed {reachable} objects, merged 1 pack, pruned 0 objects; ")
 
 
 def test_gc_draws_a_progress_bar_on_a_terminal(tmp_path):
@@ -88,7 +88,7 @@ def test_gc_draws_a_progress_bar_on_a_terminal(tmp_path):
     repo.import_seed(FIXTURE)
     loose = count_objects(Path(repo.path))["count"]
     code, out, drawn = on_terminal("--repo", repo.path, "gc", env=dict(os.environ))
-    assert code == 0 and out.startswith(f"packed {loose} objects".encode())
+    assert code == 0 and out.startswith(f"Packed {loose} objects".encode())
     assert b"Packing" in drawn and b"100%" in drawn and b"Packing" not in out
 
 
@@ -101,7 +101,7 @@ def test_verify_a_sound_repository(gitstate):
     objects = count_objects(path)["count"]
     human = gitstate("verify")
     assert human.code == 0 and human.err == ""
-    assert human.out == f"ok: {agents} agents, {checkpoints} checkpoints, {objects} objects\n"
+    assert human.out == f"Checked {agents} agents, {checkpoints} checkpoints, {objects} objects: no problems\n"
     as_json = gitstate("verify", "--json")
     assert as_json.code == 0 and as_json.err == ""
     assert as_json.json() == {"ok": True, "problems": [], "agents": agents, "checkpoints": checkpoints,
@@ -132,7 +132,7 @@ def test_verify_names_each_problem_and_exits_1(gitstate, damage):
     lines = human.err.splitlines()
     assert [tuple(line.split(" ", 2)[:2]) for line in lines] == [(k, s + ":") for k, s in expected]
     assert "Traceback" not in human.err
-    assert human.out.startswith("PROBLEMS: ")
+    assert human.out.endswith(f": {len(lines)} problem{'s' * (len(lines) > 1)}\n")
 
     as_json = gitstate("verify", "--json")
     assert as_json.code == 1 and as_json.err == ""

@@ -1,4 +1,4 @@
-"""docs/example.py, the README's end-to-end example, run as a user runs it: twice, in one directory."""
+"""docs/example.py, the end-to-end example the README names, run as a user runs it: twice, in one directory."""
 
 from __future__ import annotations
 

@@ -44,8 +44,10 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
     state = AgentState(agent_id="cli-agent")
     repo.save(grow(state))
     assert run(repo, "remote", "add", "origin", daemon.url("server.git")).code == 0
-    listed = run(repo, "remote")
-    assert listed.out == f"origin\t{daemon.url('server.git')}\n"
+    assert run(repo, "remote").out == "origin\n"  # as git remote: names; -v: with their URLs
+    url = daemon.url("server.git")
+    assert run(repo, "remote", "-v").out == f"origin\t{url} (fetch)\norigin\t{url} (push)\n"
+    assert run(repo, "remote", "list", "-v").out == run(repo, "remote", "-v").out
 
     pushed = run(repo, "push")
     assert pushed.code == 0, pushed.err
@@ -54,7 +56,7 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
 
     other = tmp_path / "other.git"
     cloned = run(repo, "clone", daemon.url("server.git"), str(other))
-    assert cloned.code == 0 and "cloned 1 agent(s)" in cloned.out
+    assert cloned.code == 0 and f"Cloned 1 agent into {other}" in cloned.out
     copy = StateRepository.open(other)
     assert copy.load("cli-agent") == state
 
@@ -67,7 +69,7 @@ def test_push_fetch_pull_clone_through_the_command_line(run, daemon: GitDaemon, 
     [result] = pulled.json()
     assert result["status"] == "updated" and result["new"] == repo.latest("cli-agent").commit
 
-    assert run(repo, "remote", "remove", "origin").out == "removed origin\n"
+    assert run(repo, "remote", "remove", "origin").out == "Removed remote origin\n"
     assert run(repo, "remote", "list", as_json=True).out == "[]\n"
 
 
@@ -126,7 +128,7 @@ def test_the_command_line_never_prints_credentials(run, tmp_path: Path, repo: St
         outputs = [
             run(repo, "remote", "add", "origin", http.url("server.git", "user:hunter2-secret")),
             run(repo, "remote", "add", "bad", http.url("server.git", "user:wrong-hunter2-secret")),
-            run(repo, "remote", "list"),
+            run(repo, "remote", "-v"),
             run(repo, "remote", "list", as_json=True),
             run(repo, "push"),
             run(repo, "push", "bad"),

@@ -87,8 +87,22 @@ def _talk(url: str, action: str, call: Callable[[], T]) -> T:
     except GitstateError:
         raise
     except Exception as exc:
-        message = scrub(f"{action} {redact(url)} failed: {type(exc).__name__}: {exc}", url)
+        message = scrub(f"{action} {redact(url)} failed: {_reason(exc)}", url)
     raise RemoteError(message)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a network call failed, in a few words: the system error at the root of the chain
+    (``Connection refused (errno 111)``, not urllib3's retries around it), else the exception."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    system = next((e for e in reversed(seen) if isinstance(e, OSError) and e.errno is not None), None)
+    if system is None:
+        return f"{type(exc).__name__}: {exc}"
+    return f"{system.strerror or system} (errno {system.errno})"
 
 
 def is_local_path(url: str) -> bool:
