@@ -7,6 +7,7 @@ import click
 from gitstate import __version__
 
 from .context import REPO_ENV, GitstateGroup, Settings
+from .explore_commands import export, find
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
 from .maintenance_commands import gc, verify
@@ -40,5 +41,5 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                gc, verify, remote, push, fetch, pull, clone):
+                gc, verify, remote, push, fetch, pull, clone, find, export):
     cli.add_command(command)

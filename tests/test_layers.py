@@ -20,7 +20,7 @@ LAYERS = {  # bottom to top
     "base": {"errors", "ids", "codec", "message", "models", "retention"},
     "engine": {"git"},
     "core": {"core", "checkpoints", "rewrite", "settings", "maintenance"},
-    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph"},
+    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph", "explore"},
     "facade": {"repository"},
     "compat": {"compat", "__init__"},
 }
