@@ -13,6 +13,7 @@ from .import_command import import_
 from .maintenance_commands import gc, verify
 from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
+from .web_command import serve
 
 EPILOG = f"""\b
 Repository: --repo PATH, else ${REPO_ENV}, else ./.gitstate in the current
@@ -41,5 +42,5 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                gc, verify, remote, push, fetch, pull, clone, find, export):
+                gc, verify, remote, push, fetch, pull, clone, find, export, serve):
     cli.add_command(command)

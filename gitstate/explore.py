@@ -2,7 +2,8 @@
 
 - :func:`log_all` lists the checkpoints of every agent, newest first (a commit before its
   parents), each commit once, with the agents whose branch points at it and its names;
-  :func:`graph` draws their lines like ``git log --graph``.
+  :func:`graph` draws their lines like ``git log --graph``, :func:`forks` lists which
+  agent started from which checkpoint.
 - Field paths (:func:`parse_path`, :func:`value_at`): ``total_tokens``,
   ``messages[-1].role``, ``a.b.2.c``, ``$.a["key.with.dots"]``; negative indexes count
   from the end of a list.
@@ -328,6 +329,30 @@ def log_all(core: Core, *, limit: int | None = None) -> list[GraphEntry]:
             if children[parent] == 0:
                 heapq.heappush(ready, (-commits[parent].author_time, parent))
     return entries
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Agent ``agent_id`` started from checkpoint ``from_commit`` (id ``from_checkpoint_id``)
+    of agent ``from_agent``; ``commit`` is its first own checkpoint (``gitstate fork``'s)."""
+
+    agent_id: str
+    from_agent: str
+    from_checkpoint_id: str
+    from_commit: str
+    commit: str
+
+
+def forks(entries: Sequence[GraphEntry]) -> list[Fork]:
+    """The forks among ``entries`` (:func:`log_all`'s), newest first: the commits with the
+    ``Forked-From-Agent`` trailer :func:`gitstate.history.fork` writes."""
+    found = []
+    for entry in entries:
+        c = entry.checkpoint
+        if "Forked-From-Agent" in c.trailers and entry.parents:
+            found.append(Fork(c.agent_id, c.trailers["Forked-From-Agent"], c.trailers.get("Forked-From", ""),
+                              entry.parents[0], c.commit))
+    return found
 
 
 def graph(entries: Sequence[GraphEntry]) -> Iterator[tuple[str, GraphEntry | None]]:
