@@ -19,8 +19,11 @@ from .output import echo
 @click.option("--allow-remote", is_flag=True,
               help="Allow a --host other machines can reach; every request then needs the random "
                    "access token of the printed URL.")
+@click.option("--token", is_flag=True,
+              help="Require the random access token on loopback too (other users of this machine).")
 @pass_settings
-def serve(settings: Settings, host: str, port: int, open_browser: bool, allow_remote: bool) -> None:
+def serve(settings: Settings, host: str, port: int, open_browser: bool, allow_remote: bool,
+          token: bool) -> None:
     """Serve a web view of the repository: agents, timelines, checkpoints, diffs, forks.
 
     Read-only (no request writes) and local: it listens on 127.0.0.1 unless
@@ -32,7 +35,7 @@ def serve(settings: Settings, host: str, port: int, open_browser: bool, allow_re
     """
     from gitstate.web import make_server  # here: only this command needs it
 
-    server = make_server(settings.open(), host, port, allow_remote=allow_remote)
+    server = make_server(settings.open(), host, port, allow_remote=allow_remote, token=token or None)
     echo(f"Serving {server.app.repo.path} at {server.url} (Ctrl-C stops)")
     if open_browser:
         webbrowser.open(server.url)

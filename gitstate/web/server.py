@@ -2,10 +2,10 @@
 
 :func:`make_server` binds a loopback address unless told ``allow_remote=True``; then
 every request must carry the random access token of the printed URL (``?token=``
-once, after which a cookie carries it). Only ``GET`` and ``HEAD`` are answered; any
-other method gets ``405``. On loopback, a request whose ``Host`` header names another
-host is refused (``421``), so a web page elsewhere cannot read the API through a DNS
-name pointed at 127.0.0.1.
+once, after which a cookie carries it); ``token=True`` asks for it on loopback too.
+Only ``GET`` and ``HEAD`` are answered; any other method gets ``405``. Without a
+token, a request whose ``Host`` header names another host is refused (``421``), so a
+web page elsewhere cannot read the API through a DNS name pointed at 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def host_allowed(self) -> bool:
         if self.server.token is not None:
-            return True  # reached from other hosts on purpose: the token protects it
+            return True  # the token protects it (and other hosts may reach it on purpose)
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
         return is_loopback(host)
 
@@ -120,10 +120,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(repo: StateRepository, host: str = "127.0.0.1", port: int = 0, *,
-                allow_remote: bool = False) -> WebServer:
+                allow_remote: bool = False, token: bool | None = None) -> WebServer:
     """A server of the web view of ``repo`` on ``host:port`` (port 0: a free one), not started
     (``serve_forever()`` runs it). A host that is not loopback needs ``allow_remote=True``,
-    and then a random token in every request."""
+    and then a random token in every request; ``token=True`` asks for one on loopback too
+    (other users of the machine can reach loopback)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidArgumentError(f"port must be 0..65535, got {port!r}")
     local = is_loopback(host)
@@ -131,4 +132,5 @@ def make_server(repo: StateRepository, host: str = "127.0.0.1", port: int = 0, *
         raise InvalidArgumentError(f"{host!r} is not a loopback address: the web view would be "
                                    "reachable from other machines; allow it explicitly (gitstate serve "
                                    "--allow-remote), which protects it with a random access token")
-    return WebServer((host, port), WebApp(repo), None if local else secrets.token_urlsafe(24))
+    needed = not local if token is None else bool(token) or not local
+    return WebServer((host, port), WebApp(repo), secrets.token_urlsafe(24) if needed else None)
