@@ -41,7 +41,8 @@ from .models import Checkpoint
 # -- field paths ------------------------------------------------------------------------
 _STEP = re.compile(r'\.?([^.\[\]"]+)|\[(-?\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
 Path = tuple[str | int, ...]
-_MISSING: Any = object()
+_ABSENT: Any = object()  # no such field in a state
+_MISSING: Any = object()  # not in the cache
 
 
 def parse_path(path: str) -> Path:
@@ -74,19 +75,19 @@ def parse_path(path: str) -> Path:
 
 
 def _lookup(value: Any, steps: Path) -> tuple[Any, str, int]:
-    """The value at ``steps`` (or ``_MISSING``), the path where it was found (or where the
+    """The value at ``steps`` (or ``_ABSENT``), the path where it was found (or where the
     search stopped) and how many steps were taken."""
     where = "$"
     for depth, step in enumerate(steps):
         if isinstance(value, list):
             index = step if isinstance(step, int) else int(step) if re.fullmatch(r"-?\d+", step) else None
             if index is None or not -len(value) <= index < len(value):
-                return _MISSING, where, depth
+                return _ABSENT, where, depth
             value, where = value[index], f"{where}[{index}]"
         elif isinstance(value, dict) and str(step) in value:
             value, where = value[str(step)], f"{where}.{step}"
         else:
-            return _MISSING, where, depth
+            return _ABSENT, where, depth
     return value, where, len(steps)
 
 
@@ -94,7 +95,7 @@ def value_at(state: Any, path: str) -> Any:
     """The value at ``path`` in a state; ``InvalidArgumentError`` naming where it stops."""
     steps = parse_path(path)
     value, where, depth = _lookup(state, steps)
-    if value is _MISSING:
+    if value is _ABSENT:
         raise InvalidArgumentError(f"the state has no field {str(steps[depth])!r} at {where}")
     return value
 
@@ -114,7 +115,7 @@ class StateCache:
         self.states_read = 0
 
     def get(self, blob: bytes, key: Any) -> Any:
-        """The cached value, or ``StateCache.MISSING``."""
+        """The cached value, or ``StateCache.MISSING`` if there is none."""
         with self._lock:
             value = self._entries.get((blob, key), _MISSING)
             if value is not _MISSING:
@@ -135,7 +136,7 @@ _SIZE: Path = ()  # the key of a state's size in bytes (no field path is empty)
 
 def _values(core: Core, cache: StateCache, commit: CommitInfo, blob: bytes,
             keys: Sequence[Path]) -> dict[Path, Any]:
-    """``{path: value}`` for one commit (``_MISSING`` where there is no such field; the key
+    """``{path: value}`` for one commit (``_ABSENT`` where there is no such field; the key
     ``_SIZE`` gives the bytes of ``state.json``), from ``cache`` or one read of the state."""
     found = {key: cache.get(blob, key) for key in keys}
     if any(value is _MISSING for value in found.values()):
@@ -177,7 +178,7 @@ def fields(core: Core, agent_id: str, paths: Sequence[str], *, limit: int | None
             break
         got = _values(core, cache, commit, core.blob_id(commit), list(parsed.values()))
         rows.append(FieldRow(core.checkpoint(commit, agent_id, names.get(commit.id, ())),
-                             {p: got[s] for p, s in parsed.items() if got[s] is not _MISSING}))
+                             {p: got[s] for p, s in parsed.items() if got[s] is not _ABSENT}))
     return rows
 
 
@@ -209,7 +210,7 @@ class Condition:
         return cls(match["path"], match["op"], value)
 
     def holds(self, value: Any) -> bool:
-        if value is _MISSING:
+        if value is _ABSENT:
             return self.op == "!="
         if self.op in ("==", "!="):
             return _same(value, self.value) == (self.op == "==")
@@ -226,7 +227,7 @@ def _is_number(value: Any) -> bool:
 
 def _same(a: Any, b: Any) -> bool:
     """JSON equality (``1``, ``1.0`` and ``true`` differ), as canonical JSON tells it."""
-    if a is _MISSING or b is _MISSING:
+    if a is _ABSENT or b is _ABSENT:
         return a is b
     try:
         return codec.encode(a) == codec.encode(b)
@@ -263,7 +264,7 @@ def find(core: Core, agent_id: str, *, changed: str | None = None, where: str | 
     history = [(commit, core.blob_id(commit)) for commit in core.walk(core.head(agent_id))]
     found: list[tuple[Checkpoint, Any]] = []
     previous_blob: bytes | None = None
-    previous: Any = _MISSING
+    previous: Any = _ABSENT
     for commit, blob in reversed(history):  # oldest first
         if condition is None and blob == previous_blob:
             continue
@@ -275,7 +276,7 @@ def find(core: Core, agent_id: str, *, changed: str | None = None, where: str | 
             hit = condition.holds(value)
         if hit:
             found.append((core.checkpoint(commit, agent_id, names.get(commit.id, ())),
-                          None if value is _MISSING else value))
+                          None if value is _ABSENT else value))
     found.reverse()
     return FindResult([c for c, _v in found], [v for _c, v in found], cache.states_read - before)
 
@@ -294,7 +295,8 @@ class GraphEntry:
 
 def log_all(core: Core, *, limit: int | None = None) -> list[GraphEntry]:
     """The checkpoints of every agent, newest first, each commit once; a commit always
-    comes before its parents (like ``git log --all --topo-order``, by author time)."""
+    comes before its parents (like ``git log --all --topo-order``, by author time, then
+    checkpoint id)."""
     _check_limit(limit)
     heads: dict[bytes, list[str]] = {}
     for ref, sha in core.store.read_refs(BRANCH_PREFIX.encode()).items():
@@ -313,11 +315,11 @@ def log_all(core: Core, *, limit: int | None = None) -> list[GraphEntry]:
         for parent in commit.parents:
             children[parent] = children.get(parent, 0) + 1
             todo.append(parent)
-    ready = [(-c.author_time, c.id) for c in commits.values() if c.id not in children]
+    ready = [_newest_first(c) for c in commits.values() if c.id not in children]
     heapq.heapify(ready)
     entries: list[GraphEntry] = []
     while ready and (limit is None or len(entries) < limit):
-        commit = commits[heapq.heappop(ready)[1]]
+        commit = commits[heapq.heappop(ready)[2]]
         agents = sorted(heads.get(commit.id, ()))
         named = sorted(names.get(commit.id, ()))
         checkpoint = core.checkpoint(commit, agents[0] if agents else "")
@@ -327,8 +329,16 @@ def log_all(core: Core, *, limit: int | None = None) -> list[GraphEntry]:
         for parent in commit.parents:
             children[parent] -= 1
             if children[parent] == 0:
-                heapq.heappush(ready, (-commits[parent].author_time, parent))
+                heapq.heappush(ready, _newest_first(commits[parent]))
     return entries
+
+
+def _newest_first(commit: CommitInfo) -> tuple[int, int, bytes]:
+    """A heap key putting newer commits first: by author time, then by checkpoint id (time
+    ordered to the millisecond, so checkpoints saved within one second keep their order)."""
+    found = re.search(rb"\nCheckpoint-Id: ([0-9a-f-]{36})\n", commit.message)
+    number = int(found[1].replace(b"-", b""), 16) if found else 0
+    return -commit.author_time, -number, commit.id
 
 
 @dataclass(frozen=True)

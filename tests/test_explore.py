@@ -190,3 +190,17 @@ def test_export_state_and_its_import_with_save(gitstate):
     assert_gitstate_error(gitstate("export", "nobody", "-o", "x.json"), "nobody")
     assert_gitstate_error(gitstate("export", AGENT, "latest~9", "-o", "x.bundle"), "latest~9")
     assert sorted(p.name for p in gitstate.cwd.iterdir()) == before  # nothing written, no temporary
+
+
+def test_timeline_reads_each_blob_once_and_counts_lists(repo):
+    state = AgentState(agent_id="a")
+    for i in range(4):
+        state.add_message("user", "hi") if i != 2 else None  # checkpoint 2 repeats checkpoint 1's state
+        repo.save(state, time=T0 + timedelta(minutes=i))
+    cache = StateCache()
+    points = repo.timeline("a", ["messages", "messages[-1].role", "no.such"], cache=cache)
+    assert [p.values for p in points] == [{"messages": n} for n in (1, 2, 2, 3)]  # a string is no number
+    assert points[1].size == points[2].size == len(git(repo.path, "show", "agents/a~1:state.json").encode())
+    assert cache.states_read == 3
+    repo.timeline("a", ["messages"], cache=cache)
+    assert cache.states_read == 3  # every value is cached by blob now

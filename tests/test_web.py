@@ -6,8 +6,10 @@ The pages themselves run in a real browser in tests/test_web_browser.py.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from gitstate import InvalidArgumentError
 from gitstate.diff import apply_patch
 
-from cli_helpers import assert_gitstate_error
+from cli_helpers import EXECUTABLE, assert_gitstate_error
 from conftest import git, snapshot
 from web_helpers import MAIN, RETRY, SOLO, get_json, request, running, sample_repository
 
@@ -197,3 +199,19 @@ def test_the_wheel_ships_the_assets(tmp_path):
     for name in ("index.html", "app.js", "app.css", "favicon.svg"):
         assert f"gitstate/web/static/{name}" in listed
     assert "gitstate/web/server.py" in listed
+
+
+def test_serve_command_prints_its_url_serves_and_stops_on_ctrl_c(sample):
+    repo, _saved = sample
+    process = subprocess.Popen([str(EXECUTABLE), "--repo", repo.path, "serve", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith(f"Serving {repo.path} at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/agents", timeout=30) as response:
+            assert json.loads(response.read())["total"] == 3
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and err == "", err
