@@ -184,6 +184,10 @@ class StateRepository:
         """Checkpoints of every agent, newest first, each commit once (:func:`gitstate.explore.log_all`)."""
         return explore.log_all(self._core, limit=limit)
 
+    def heads(self) -> dict[str, str]:
+        """Every agent's head commit SHA, by agent id (refs only: cheaper than :meth:`agents`)."""
+        return explore.heads(self._core)
+
     def fields(self, agent_id: str, paths: Sequence[str], *, limit: int | None = None,
                cache: StateCache | None = None) -> list[FieldRow]:
         """The values of field ``paths`` at each checkpoint of the agent, newest first."""

@@ -46,6 +46,11 @@ def test_agents_page_data_counts_filters_and_pages(sample):
         second = get_json(server, "/api/agents?offset=1&limit=1")
         assert second["total"] == 3 and [a["agent_id"] for a in second["agents"]] == [RETRY]
         assert request(server, "GET", "/api/agents?limit=x")[0] == 400
+        repo.save({"agent_id": SOLO, "status": "running"})  # a head moves: its row follows
+        repo.delete_agent(RETRY)
+        rows = {a["agent_id"]: a for a in get_json(server, "/api/agents")["agents"]}
+        assert sorted(rows) == [MAIN, SOLO]
+        assert rows[SOLO]["count"] == 2 and rows[SOLO]["head"]["status"] == "running"
 
 
 def test_timeline_values_markers_and_any_numeric_path(sample):

@@ -102,6 +102,8 @@ class WebApp:
         self.timelines = Cache(256)
         self.diffs = Cache(32)
         self.graphs = Cache(4)
+        self._agents: dict[str, AgentInfo] = {}
+        self._agents_lock = threading.Lock()
         self.assets = {path.name: path.read_bytes() for path in Path(STATIC).iterdir() if path.is_file()}
 
     # -- dispatch ----------------------------------------------------------------------
@@ -153,14 +155,36 @@ class WebApp:
                                     "application/json-patch+json", attachment("patch.json"))
                 return ok(result)
             case ["graph"]:
-                return ok(self.graph())
+                return Response(200, self.graph())
         return error(404, f"no API /api/{'/'.join(parts)}")
 
     # -- answers -------------------------------------------------------------------------
+    def current_agents(self) -> list[AgentInfo]:
+        """Every agent with its head, sorted by id: the heads' refs are read each time, and only
+        the agents whose head moved are read again (all of them when many moved)."""
+        heads = self.repo.heads()
+        with self._agents_lock:
+            known = dict(self._agents)
+        moved = [a for a, sha in heads.items() if a not in known or known[a].head.commit != sha]
+        if len(moved) > MAX_PAGE:
+            errors: dict[str, GitstateError] = {}  # an agent that cannot be read is left out
+            known = {info.agent_id: info for info in self.repo.agents(errors=errors)}
+        else:
+            for agent_id in moved:
+                try:
+                    known[agent_id] = self.head(agent_id)
+                except GitstateError:  # deleted meanwhile, or damaged
+                    known.pop(agent_id, None)
+        known = {a: info for a, info in known.items() if a in heads}
+        with self._agents_lock:
+            self._agents = known
+        return [known[a] for a in sorted(known)]
+
     def agents(self, q: str, status: str, offset: int, limit: int) -> dict[str, Any]:
         """A page of agents whose id holds ``q`` (and whose head has ``status``), with counts,
         names and the sizes of their last checkpoints."""
-        infos = [i for i in self.repo.agents() if q in i.agent_id and (not status or i.head.status == status)]
+        infos = [i for i in self.current_agents()
+                 if q in i.agent_id and (not status or i.head.status == status)]
         rows = []
         for info in infos[offset:offset + limit]:
             points = self.points(info)
@@ -224,15 +248,18 @@ class WebApp:
                 "summary": result.summary, "paths": paths, "patch": result.patch,
                 "sizes": [len(codec.encode(a)), len(codec.encode(b))]}
 
-    def graph(self) -> dict[str, Any]:
-        """Every agent and the fork it started from, cached while no head moves."""
-        infos = self.repo.agents()
+    def graph(self) -> bytes:
+        """Every agent and the fork it started from, as JSON, cached while no head moves."""
+        infos = self.current_agents()
         key = tuple((i.agent_id, i.head.commit) for i in infos)
-        return dict(self.graphs.get(key, lambda: self._graph(infos)))
+        return bytes(self.graphs.get(
+            key, lambda: json.dumps(self._graph(infos), ensure_ascii=False).encode()))
 
     def _graph(self, infos: list[AgentInfo]) -> dict[str, Any]:
         found = {f.agent_id: f for f in forks(self.repo.log_all())}
-        return {"agents": [{"agent_id": i.agent_id, "head": checkpoint_json(i.head),
+        return {"agents": [{"agent_id": i.agent_id,
+                            "head": {"commit": i.head.commit, "iteration": i.head.iteration,
+                                     "status": i.head.status},
                             "from_agent": found[i.agent_id].from_agent if i.agent_id in found else None,
                             "from_commit": found[i.agent_id].from_commit if i.agent_id in found else None,
                             "from_checkpoint_id": (found[i.agent_id].from_checkpoint_id
