@@ -7,11 +7,13 @@ import click
 from gitstate import __version__
 
 from .context import REPO_ENV, GitstateGroup, Settings
+from .explore_commands import export, find
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
 from .maintenance_commands import gc, verify
 from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
+from .web_command import serve
 
 EPILOG = f"""\b
 Repository: --repo PATH, else ${REPO_ENV}, else ./.gitstate in the current
@@ -45,5 +47,5 @@ def cli(ctx: click.Context, repo: str | None, debug: bool, no_pager: bool) -> No
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                gc, verify, remote, push, fetch, pull, clone):
+                gc, verify, remote, push, fetch, pull, clone, find, export, serve):
     cli.add_command(command)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -146,8 +145,13 @@ def agents(settings: Settings, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command(short_help="List an agent's checkpoints.")
-@agent_argument
+@click.command(short_help="List an agent's checkpoints (or every agent's).")
+@click.argument("agent_id", metavar="AGENT", required=False, shell_complete=complete_agent)
+@click.option("--all", "all_agents", is_flag=True, help="Every agent's checkpoints, each commit once.")
+@click.option("--graph", "drawn", is_flag=True, help="With --all: draw forks like git log --graph.")
+@click.option("--oneline", is_flag=True, help="With --all: one short line per checkpoint.")
+@click.option("--field", "-f", "paths", multiple=True, metavar="PATH",
+              help="A column of this field's values, e.g. total_tokens or messages[-1].role; repeatable.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
 @click.option("--status", type=STATUS, help="Only checkpoints with this status.")
 @click.option("--since", type=MOMENT, help="Only checkpoints saved at or after this time.")
@@ -158,18 +162,48 @@ def agents(settings: Settings, as_json: bool) -> None:
                    "(e.g. %(iteration), %(status), %(checkpoint_id)), %(trailer:KEY), %n, %%.")
 @json_option()
 @pass_settings
-def log(settings: Settings, agent_id: str, limit: int | None, status: str | None,
+def log(settings: Settings, agent_id: str | None, all_agents: bool, drawn: bool, oneline: bool,
+        paths: tuple[str, ...], limit: int | None, status: str | None,
         since: datetime | None, until: datetime | None, reverse: bool,
         template: Callable[[Checkpoint], str] | None, as_json: bool) -> None:
     """List an agent's checkpoints, newest first (--json: one JSON object per line).
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
+    --all lists every agent's checkpoints (--graph draws forks, --oneline is
+    short); --field PATH adds a column per field (negative indexes count from
+    the end of a list).
 
     \b
     $ gitstate log agent_7c1e9a42 --limit 1
     COMMIT   ITER  STATUS     SAVED (UTC)          NAMES  CHECKPOINT ID                         MESSAGE
     96f0b9e  10    completed  2025-06-03 14:04:00  final  01a214ba-c061-7bb2-ab2c-35674a8e8301  ...
+    $ gitstate log --all --graph --oneline | tail -2
+    * 09d2ccd agent_7c1e9a42 iteration 5 running
+    * a8c9f62 (tag: agents/agent_7c1e9a42/initial) agent_7c1e9a42 iteration 0 running [initial]
+    $ gitstate log agent_7c1e9a42 --field total_tokens --field 'messages[-1].role' --limit 2
+    COMMIT   ITER  SAVED (UTC)          total_tokens  messages[-1].role
+    7191f96  10    2025-06-03 14:04:00  15155         assistant
+    0ce8981  10    2025-06-03 14:03:51  15155         assistant
     """
+    filters = status is not None or since is not None or until is not None
+    if all_agents == (agent_id is not None):
+        raise click.UsageError("give either AGENT or --all")
+    if (drawn or oneline) and not all_agents:
+        raise click.UsageError("--graph and --oneline go with --all")
+    if (all_agents and paths) or ((all_agents or paths) and filters):
+        raise click.UsageError("--all and --field take no --status, --since or --until, "
+                               "and do not go together")
+    if (all_agents or paths) and (reverse or template is not None):
+        raise click.UsageError("--reverse and --format go with AGENT alone")
+    if all_agents:
+        from .explore_commands import print_log_all
+        print_log_all(settings.open(), limit, drawn, oneline, as_json)
+        return
+    assert agent_id is not None
+    if paths:
+        from .explore_commands import print_fields
+        print_fields(settings.open(), agent_id, paths, limit, as_json)
+        return
     before = None if until is None else _just_after(until)
     history = settings.open().log(agent_id, limit=limit, status=status, since=since, before=before)
     page(click.get_current_context(), settings.pager)
@@ -194,33 +228,10 @@ def _just_after(moment: datetime) -> datetime:
         return edge.replace(tzinfo=timezone.utc)
 
 
-_FIELD_STEP = re.compile(r"\.?([^.\[\]]+)|\[(-?\d+)\]")
-
-
-def field_value(state: Any, path: str) -> Any:
-    """The value at ``path`` in a state: ``a.b[2].c``, ``a.b.2.c`` or ``$.a.b[2]``; a negative
-    index counts from the end (``messages[-1]``)."""
-    text = path[1:] if path.startswith("$") else path
-    value, position, where = state, 0, "$"
-    while position < len(text):
-        step = _FIELD_STEP.match(text, position)
-        if step is None:
-            raise InvalidArgumentError(f"cannot read the field path {path!r} at {text[position:]!r}")
-        position = step.end()
-        key = step[1] if step[1] is not None else step[2]
-        if isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
-            value, where = value[int(key)], f"{where}[{key}]"
-        elif isinstance(value, dict) and key in value:
-            value, where = value[key], f"{where}.{key}"
-        else:
-            raise InvalidArgumentError(f"the state has no field {key!r} at {where}")
-    return value
-
-
 @click.command(short_help="Print a saved state (or one field of it).")
 @agent_argument
 @revision_argument()
-@click.option("--field", "-f", metavar="PATH", help="Print one value, e.g. task or messages[0].content.")
+@click.option("--field", "-f", metavar="PATH", help="Print one value, e.g. task or messages[-1].content.")
 @click.option("--json", "as_json", is_flag=True, help="Print --field's value as JSON even if it is a string.")
 @pass_settings
 def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
@@ -240,7 +251,8 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
     if field is None:
         click.echo(codec.encode(state), nl=False)
         return
-    value = field_value(state, field)
+    from gitstate.explore import value_at
+    value = value_at(state, field)
     if isinstance(value, str) and not as_json:
         click.echo(value)
     else:

@@ -121,15 +121,19 @@ class Core:
         except ValueError as exc:
             raise CorruptObjectError(f"commit {sha.decode()} cannot be parsed: {exc}") from exc
 
-    def state_json(self, commit: CommitInfo) -> bytes:
-        """The raw bytes of a checkpoint commit's ``state.json``."""
+    def blob_id(self, commit: CommitInfo) -> bytes:
+        """The SHA of a checkpoint commit's ``state.json`` blob (its tree read, not the blob)."""
         try:
             blob = state_blob(self.raw(commit.tree, TREE))
         except ValueError as exc:
             raise CorruptObjectError(f"tree {commit.tree.decode()}: {exc}") from exc
         if blob is None:
             raise CorruptObjectError(f"commit {commit.id.decode()} has no state.json")
-        return self.raw(blob, BLOB)
+        return blob
+
+    def state_json(self, commit: CommitInfo) -> bytes:
+        """The raw bytes of a checkpoint commit's ``state.json``."""
+        return self.raw(self.blob_id(commit), BLOB)
 
     def state(self, commit: CommitInfo) -> Any:
         """The decoded ``state.json`` of a checkpoint commit."""

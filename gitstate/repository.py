@@ -19,10 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import checkpoints, diff, history, prune, seed_import, verify
+from . import checkpoints, diff, explore, history, prune, seed_import, verify
 from . import remote as transfers
 from .core import Core
 from .errors import GitstateError
+from .explore import FieldRow, FindResult, GraphEntry, Point, StateCache
 from .git.gc import GcResult
 from .git.reader import CACHE_BYTES
 from .git.reclaim import ReclaimResult
@@ -177,6 +178,38 @@ class StateRepository:
         """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
         ``other_agent`` (default: the same agent)."""
         return diff.diff(self._core, agent_id, rev_a, rev_b, other_agent=other_agent)
+
+    # -- exploring histories (gitstate.explore) --------------------------------------
+    def log_all(self, *, limit: int | None = None) -> list[GraphEntry]:
+        """Checkpoints of every agent, newest first, each commit once (:func:`gitstate.explore.log_all`)."""
+        return explore.log_all(self._core, limit=limit)
+
+    def heads(self) -> dict[str, str]:
+        """Every agent's head commit SHA, by agent id (refs only: cheaper than :meth:`agents`)."""
+        return explore.heads(self._core)
+
+    def fields(self, agent_id: str, paths: Sequence[str], *, limit: int | None = None,
+               cache: StateCache | None = None) -> list[FieldRow]:
+        """The values of field ``paths`` at each checkpoint of the agent, newest first."""
+        return explore.fields(self._core, agent_id, paths, limit=limit, cache=cache)
+
+    def find(self, agent_id: str, *, changed: str | None = None, where: str | None = None,
+             cache: StateCache | None = None) -> FindResult:
+        """Checkpoints where a field changed or a condition holds (see :func:`gitstate.explore.find`)."""
+        return explore.find(self._core, agent_id, changed=changed, where=where, cache=cache)
+
+    def timeline(self, agent_id: str, paths: Sequence[str] = (), *,
+                 cache: StateCache | None = None) -> list[Point]:
+        """Every checkpoint, oldest first, with its state's size and numeric ``paths`` values."""
+        return explore.timeline(self._core, agent_id, paths, cache=cache)
+
+    def export_state(self, agent_id: str, rev: str | None, path: str | os.PathLike[str]) -> Checkpoint:
+        """Write the ``state.json`` saved at ``rev`` (default: latest) to ``path``."""
+        return explore.export_state(self._core, agent_id, rev, path)
+
+    def export_bundle(self, agent_id: str, rev: str | None, path: str | os.PathLike[str]) -> Checkpoint:
+        """Write the agent up to ``rev`` with its names as a git bundle (``git clone`` reads it)."""
+        return explore.export_bundle(self._core, agent_id, rev, path)
 
     # -- retention (gitstate.prune) --------------------------------------------------
     def prune(self, agent_id: str | None, policy: RetentionPolicy, *, dry_run: bool = False,

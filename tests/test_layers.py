@@ -20,9 +20,10 @@ LAYERS = {  # bottom to top
     "base": {"errors", "ids", "codec", "message", "models", "retention"},
     "engine": {"git"},
     "core": {"core", "checkpoints", "rewrite", "settings", "maintenance"},
-    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph"},
+    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph", "explore"},
     "facade": {"repository"},
     "compat": {"compat", "__init__"},
+    "web": {"web"},  # gitstate serve: above the façade, like the command line
 }
 RANK = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}
 FEATURES = LAYERS["features"]
@@ -117,9 +118,12 @@ def test_only_the_engine_deletes_or_renames_files(name: str) -> None:
     assert not calls, f"{name} removes or renames files outside the engine: {calls}"
 
 
-@pytest.mark.parametrize("name", sorted(CLI_MODULES))
-def test_the_command_line_builds_on_the_facade(name: str) -> None:
-    below = [f"line {line}: {target}" for target, _names, line in imports(name, CLI_MODULES[name])
+FRONT_ENDS = {**CLI_MODULES, **{n: t for n, t in LIBRARY_MODULES.items() if layer_module(n) == "web"}}
+
+
+@pytest.mark.parametrize("name", sorted(FRONT_ENDS))
+def test_the_command_line_and_the_web_view_build_on_the_facade(name: str) -> None:
+    below = [f"line {line}: {target}" for target, _names, line in imports(name, FRONT_ENDS[name])
              if layer_module(target) in LAYERS["engine"] | LAYERS["core"] | {"repository"}]
     assert not below, f"{name} reaches below the façade: {below}"
 
