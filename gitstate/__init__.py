@@ -14,6 +14,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidNameError,
     InvalidStateError,
+    MergeConflictError,
     NameTakenError,
     NotARepositoryError,
     PushRejectedError,
@@ -27,7 +28,9 @@ from .errors import (
 )
 from .git.reclaim import ReclaimResult
 from .history import RollbackResult
+from .jsonmerge import Conflict
 from .maintenance import GcResult, MaintenanceSettings
+from .merge import MergeResult
 from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
 from .prune import PruneResult
 from .remote import Remote, TransferResult, TransferStatus
@@ -45,6 +48,8 @@ __all__ = [
     # history, retention, diff
     "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
     "StateDiff", "plan",
+    # merging
+    "Conflict", "MergeConflictError", "MergeResult",
     # seed import
     "FileOutcome", "SeedFile", "read_seed_file",
     # remotes

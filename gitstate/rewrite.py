@@ -3,6 +3,9 @@
 The kept commits are re-created onto their new parents with the same tree,
 message (so the same ``Checkpoint-Id`` trailers), author, author time, committer
 and commit time; commits older than the first removed one are left as they are.
+A merge's other parents stay its parents; those of a removed merge become parents
+of the next kept checkpoint, so what it merged stays in the history (a removed
+newest checkpoint has no next one: the branch's reflog still reaches it).
 Tags of the agent follow their checkpoints; tags of removed checkpoints are
 deleted. The caller holds the agent lock; the branch moves by compare-and-swap
 from the head the history was read from, so a foreign writer that moved it in
@@ -46,16 +49,20 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
     result = Rewrite(new_head=b"")
     parent: bytes | None = None
     changed = False
+    carried: list[bytes] = []  # the other parents of removed merges, for the next kept commit
     for commit in reversed(history):
         if commit.id in remove:
             result.removed.append(commit)
             changed = True
+            carried += commit.parents[1:]
             continue
         sha = commit.id
         if changed:
-            copy = recommit(commit, parent)
+            parents = [*([parent] if parent else []), *commit.parents[1:], *carried]
+            copy = recommit(commit, list(dict.fromkeys(parents)))
             store.write(copy)
             sha = copy.id
+            carried = []
         result.mapping[commit.id] = sha
         parent = sha
     assert parent is not None, "a rewrite must keep at least one checkpoint"
@@ -64,6 +71,32 @@ def rewrite(store: Store, lock: RefLock, agent_id: str, history: Sequence[Commit
     if not store.update_refs(lock, agent_id, updates):
         raise ConcurrentUpdateError(
             f"the branch of agent {agent_id!r} moved during the rewrite (a writer outside "
+            "gitstate); nothing was changed, try again")
+    return result
+
+
+def rebase(store: Store, lock: RefLock, agent_id: str, head: bytes, local: Sequence[CommitInfo],
+           onto: bytes) -> Rewrite:
+    """Replay ``local`` (the commits of the branch at ``head`` that ``onto``'s history lacks,
+    newest first, read under ``lock``) onto ``onto``.
+
+    Each replayed commit keeps its tree, message, author, times and other parents
+    (only its first parent and SHA change); names follow their checkpoints, in one
+    journaled operation with the branch. :class:`ConcurrentUpdateError` if the
+    branch left ``head``.
+    """
+    ref = branch_ref(agent_id)
+    store.writable_ref(ref)  # damaged or symbolic: before any commit is written
+    tags = store.read_refs(tag_prefix(agent_id))
+    result = Rewrite(new_head=onto)
+    for commit in reversed(local):
+        copy = recommit(commit, [result.new_head, *commit.parents[1:]])
+        store.write(copy)
+        result.mapping[commit.id] = result.new_head = copy.id
+    updates = [RefUpdate(ref, head, result.new_head)] + _tag_updates(agent_id, tags, result)
+    if not store.update_refs(lock, agent_id, updates, log=f"gitstate: rebase onto {onto.decode()}"):
+        raise ConcurrentUpdateError(
+            f"the branch of agent {agent_id!r} moved during the rebase (a writer outside "
             "gitstate); nothing was changed, try again")
     return result
 
