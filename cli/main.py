@@ -10,6 +10,7 @@ from .context import REPO_ENV, GitstateGroup, Settings
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
 from .maintenance_commands import gc, verify
+from .merge_commands import merge, merge_base
 from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
 
@@ -40,5 +41,5 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                gc, verify, remote, push, fetch, pull, clone):
+                gc, verify, remote, push, fetch, pull, clone, merge, merge_base):
     cli.add_command(command)

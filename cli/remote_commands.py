@@ -15,6 +15,7 @@ from gitstate import StateRepository, TransferError, TransferResult, TransferSta
 
 from .completion import complete_agent
 from .context import Settings, pass_settings
+from .merge_commands import chosen_strategy, strategy_options
 from .output import echo, emit_json, table, transfer_progress
 from .params import json_option
 
@@ -22,6 +23,7 @@ AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete
 REMOTE = click.argument("remote", required=False, default="origin")
 STATUS_COLOURS = {TransferStatus.NEW: "green", TransferStatus.UPDATED: "green",
                   TransferStatus.FORCED: "yellow", TransferStatus.DELETED: "yellow",
+                  TransferStatus.REBASED: "green", TransferStatus.MERGED: "green",
                   TransferStatus.REJECTED: "red", TransferStatus.DIVERGED: "red"}
 
 
@@ -129,19 +131,28 @@ def fetch(settings: Settings, remote: str, agents: tuple[str, ...], as_json: boo
 @REMOTE
 @AGENTS
 @click.option("--into", metavar="ID", help="Pull the one AGENT given into local agent ID.")
+@click.option("--rebase", is_flag=True, help="Replay the local-only checkpoints of a diverged "
+                                             "agent on the remote's (same ids, new commits).")
+@click.option("--merge", is_flag=True, help="Join a diverged agent and the remote's with a merge "
+                                            "checkpoint (three-way merge of the states).")
+@strategy_options
 @json_option()
 @pass_settings
-def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | None,
+def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | None, rebase: bool,
+         merge: bool, strategy: str | None, resolve: tuple[tuple[str, str], ...],
          as_json: bool) -> None:
     """Fetch AGENTs (default: all) and fast-forward the local ones; never drops a checkpoint.
 
     \b
     $ gitstate pull
+    $ gitstate pull origin recon-1 --rebase                 # diverged: yours on top of theirs
+    $ gitstate pull origin recon-1 --merge --strategy ours  # diverged: a merge checkpoint
     $ gitstate pull origin recon-1 --into recon-1-origin   # keep a diverged one beside yours
     """
     repo = settings.open()
-    _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, progress=progress),
-              as_json)
+    chosen = chosen_strategy(strategy, resolve)
+    _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, rebase=rebase,
+                                         merge=merge, strategy=chosen, progress=progress), as_json)
 
 
 @click.command()
