@@ -349,3 +349,50 @@ def test_unrelated_histories_and_bad_arguments_are_refused_before_any_write(repo
     with pytest.raises(InvalidArgumentError, match="pass merge=True"):
         repo.pull("origin", strategy="ours")
     assert snapshot(repo) == before
+
+
+# -- the command line ----------------------------------------------------------------------
+
+def test_the_command_line_reads_remote_tracking_agents_and_merges(gitstate, tmp_path: Path) -> None:
+    server = bare(tmp_path / "server.git")
+    alice, bob = diverge(str(server), tmp_path)
+    alice.fetch("origin")
+    repo = ["--repo", alice.path]
+    theirs = bob.latest(AGENT)
+
+    logged = gitstate(*repo, "log", f"origin/{AGENT}", "--json")
+    assert [json.loads(line)["checkpoint_id"] for line in logged.out.splitlines()] == [c.checkpoint_id for c in bob.log(AGENT)]
+    shown = gitstate(*repo, "show", f"origin/{AGENT}")
+    assert json.loads(shown.out) == bob.load(AGENT, model=None)
+    diffed = gitstate(*repo, "diff", AGENT, "latest", f"origin/{AGENT}")
+    assert diffed.code == 0 and f"..{theirs.short}" in diffed.out
+    base = gitstate(*repo, "merge-base", AGENT, f"origin/{AGENT}", "--json")
+    assert json.loads(base.out)["commit"] == git(alice, "merge-base", f"agents/{AGENT}",
+                                                  f"origin/agents/{AGENT}").strip()
+
+    before = snapshot(alice)
+    conflict = gitstate(*repo, "merge", AGENT, f"origin/{AGENT}")
+    assert conflict.code == 1 and conflict.err.count("\n") == 1
+    assert conflict.err.startswith("Error: ") and "--strategy ours|theirs" in conflict.err
+    assert conflict.out.split()[:3] == ["CONFLICT", "OURS", "THEIRS"] and "$.iteration" in conflict.out
+    assert snapshot(alice) == before
+
+    merged = gitstate(*repo, "merge", AGENT, f"origin/{AGENT}", "--resolve", "$=theirs", "--json")
+    assert merged.code == 0, merged.err
+    result = json.loads(merged.out)
+    assert result["status"] == "merged" and {c["path"] for c in result["conflicts"]} >= {"$.iteration"}
+    assert all(c["resolved"] == "theirs" for c in result["conflicts"])
+    assert git(alice, "rev-parse", f"agents/{AGENT}^2").strip() == theirs.commit
+    usage = gitstate(*repo, "merge", AGENT, f"origin/{AGENT}", "--strategy", "ours", "--resolve", "$=ours")
+    assert usage.code == 2
+
+
+def test_pull_rebase_through_the_command_line(gitstate, tmp_path: Path) -> None:
+    server = bare(tmp_path / "server.git")
+    alice, _bob = diverge(str(server), tmp_path)
+    pulled = gitstate("--repo", alice.path, "pull", "origin", AGENT, "--rebase")
+    assert pulled.code == 0, pulled.err
+    assert pulled.out.splitlines()[1].split()[:2] == ["rebased", AGENT]
+    diverged = gitstate("--repo", alice.path, "push")
+    assert diverged.code == 0, diverged.err
+    fsck(str(server))
