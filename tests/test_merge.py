@@ -14,6 +14,7 @@ from servers import GitDaemon, GitHttpServer, bare, hook
 
 from gitstate import (
     AgentState,
+    DivergedError,
     InvalidAgentIdError,
     InvalidArgumentError,
     MergeConflictError,
@@ -148,7 +149,6 @@ def test_a_conflicting_pull_merge_writes_nothing_and_says_how_to_choose(server: 
     paths = [c.path for c in raised.value.conflicts]
     assert "$.iteration" in paths and all(c.resolved is None for c in raised.value.conflicts)
     assert snapshot(alice) == before
-    from gitstate import DivergedError
     with pytest.raises(DivergedError, match=r"conflicts at .*\$.iteration.*--strategy ours\|theirs"):
         alice.pull("origin", [AGENT], merge=True)
     assert alice.names(AGENT) == {"start": alice.resolve(AGENT, "start").commit,
@@ -315,8 +315,6 @@ def test_remote_tracking_agents_are_read_only_revisions(tmp_path: Path) -> None:
     alice, bob = diverge(str(server), tmp_path)
     alice.fetch("origin")
     theirs = bob.log(AGENT)
-    assert alice.log(f"origin/{AGENT}") == [
-        c.model_copy(update={"names": c.names}) for c in alice.log(f"origin/{AGENT}")]
     assert [c.checkpoint_id for c in alice.log(f"origin/{AGENT}")] == [c.checkpoint_id for c in theirs]
     assert alice.resolve(f"origin/{AGENT}", "bob-n").commit == bob.names(AGENT)["bob-n"]
     assert alice.load(AGENT, f"origin/{AGENT}~1", model=None) == bob.load(AGENT, "latest~1", model=None)
@@ -361,7 +359,8 @@ def test_the_command_line_reads_remote_tracking_agents_and_merges(gitstate, tmp_
     theirs = bob.latest(AGENT)
 
     logged = gitstate(*repo, "log", f"origin/{AGENT}", "--json")
-    assert [json.loads(line)["checkpoint_id"] for line in logged.out.splitlines()] == [c.checkpoint_id for c in bob.log(AGENT)]
+    assert [json.loads(line)["checkpoint_id"] for line in logged.out.splitlines()] == [
+        c.checkpoint_id for c in bob.log(AGENT)]
     shown = gitstate(*repo, "show", f"origin/{AGENT}")
     assert json.loads(shown.out) == bob.load(AGENT, model=None)
     diffed = gitstate(*repo, "diff", AGENT, "latest", f"origin/{AGENT}")
