@@ -508,6 +508,8 @@ def _join(core: Core, remote: str, agent_id: str, theirs: _Agent, diverged: Tran
             f"conflicts at {paths}; nothing was changed. Choose a side: gitstate merge {agent_id} "
             f"{tracking} --strategy ours|theirs (or --resolve PATH=ours|theirs), or "
             f"gitstate pull {remote} {agent_id} --rebase")})
+    except InvalidArgumentError as exc:  # no common checkpoint, a strategy path with no conflict
+        return diverged.model_copy(update={"reason": f"{exc}; nothing was changed"})
     with core.store.agent_lock(agent_id) as lock:
         kept = _add_names(core, lock, agent_id, theirs.tags)
     if kept:
