@@ -11,6 +11,7 @@ from .explore_commands import export, find
 from .history_commands import delete, diff, fork, prune, rollback
 from .import_command import import_
 from .maintenance_commands import gc, verify
+from .merge_commands import merge, merge_base
 from .remote_commands import clone, fetch, pull, push, remote
 from .state_commands import agents, init, log, save, show, tag
 from .web_command import serve
@@ -47,5 +48,6 @@ def cli(ctx: click.Context, repo: str | None, debug: bool, no_pager: bool) -> No
 
 
 for command in (init, save, agents, log, show, tag, rollback, fork, delete, diff, prune, import_,
-                gc, verify, remote, push, fetch, pull, clone, find, export, serve):
+                gc, verify, remote, push, fetch, pull, clone, merge, merge_base, find, export,
+                serve):
     cli.add_command(command)

@@ -17,6 +17,7 @@ from gitstate import TransferError
 
 from .completion import complete_agent
 from .context import Settings, in_cli_words, pass_settings
+from .merge_commands import chosen_strategy, strategy_options
 from .output import counted, echo, emit_json, table, transfer_progress
 from .params import json_option, quiet_option
 
@@ -27,7 +28,7 @@ AGENTS = click.argument("agents", nargs=-1, metavar="[AGENT]...", shell_complete
 REMOTE = click.argument("remote", required=False, default="origin")
 # by TransferStatus value (the enum lives with the transport, which the command line loads late)
 STATUS_COLOURS = {"new": "green", "updated": "green", "forced": "yellow", "deleted": "yellow",
-                  "rejected": "red", "diverged": "red"}
+                  "rebased": "green", "merged": "green", "rejected": "red", "diverged": "red"}
 UP_TO_DATE = "up to date"
 
 
@@ -160,9 +161,15 @@ def fetch(settings: Settings, remote: str, agents: tuple[str, ...], as_json: boo
 @REMOTE
 @AGENTS
 @click.option("--into", metavar="ID", help="Pull the one AGENT given into local agent ID.")
+@click.option("--rebase", is_flag=True, help="Replay the local-only checkpoints of a diverged "
+                                             "agent on the remote's (same ids, new commits).")
+@click.option("--merge", is_flag=True, help="Join a diverged agent and the remote's with a merge "
+                                            "checkpoint (three-way merge of the states).")
+@strategy_options
 @json_option()
 @pass_settings
-def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | None,
+def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | None, rebase: bool,
+         merge: bool, strategy: str | None, resolve: tuple[tuple[str, str], ...],
          as_json: bool) -> None:
     """Fetch AGENTs (default: all) and fast-forward the local ones; never drops a checkpoint.
 
@@ -175,13 +182,16 @@ def pull(settings: Settings, remote: str, agents: tuple[str, ...], into: str | N
     $ gitstate --repo laptop.git pull
     Everything up-to-date
 
-    An agent that diverged is left as it was; keep the remote's beside it with
-    --into (gitstate pull origin AGENT --into NEW_ID), or replace the remote's
-    with yours (gitstate push origin AGENT --force).
+    An agent that diverged is left as it was, unless --rebase puts your new
+    checkpoints on top of the remote's (gitstate pull origin AGENT --rebase) or
+    --merge makes a merge checkpoint of both (add --strategy ours|theirs or
+    --resolve PATH=SIDE for conflicts); --into keeps the remote's beside yours
+    (gitstate pull origin AGENT --into NEW_ID).
     """
     repo = settings.open()
-    _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, progress=progress),
-              as_json)
+    chosen = chosen_strategy(strategy, resolve)
+    _transfer(lambda progress: repo.pull(remote, list(agents) or None, into=into, rebase=rebase,
+                                         merge=merge, strategy=chosen, progress=progress), as_json)
 
 
 @click.command()

@@ -16,6 +16,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidNameError,
     InvalidStateError,
+    MergeConflictError,
     NameTakenError,
     NotARepositoryError,
     PushRejectedError,
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from .diff import StateDiff
     from .git.reclaim import ReclaimResult
     from .history import RollbackResult
+    from .jsonmerge import Conflict
     from .maintenance import GcResult, MaintenanceSettings
+    from .merge import MergeResult
     from .models import AgentInfo, AgentState, AgentStatus, Checkpoint
     from .prune import PruneResult
     from .remote import Remote, TransferResult, TransferStatus
@@ -48,6 +51,8 @@ _LAZY = {
     "StateDiff": ".diff",
     "ReclaimResult": ".git.reclaim",
     "RollbackResult": ".history",
+    "Conflict": ".jsonmerge",
+    "MergeResult": ".merge",
     "GcResult": ".maintenance",
     "MaintenanceSettings": ".maintenance",
     "AgentInfo": ".models",
@@ -93,6 +98,8 @@ __all__ = [
     # history, retention, diff
     "Decision", "Duration", "PruneResult", "ReclaimResult", "RetentionPolicy", "RollbackResult",
     "StateDiff", "plan",
+    # merging
+    "Conflict", "MergeConflictError", "MergeResult",
     # seed import
     "FileOutcome", "SeedFile", "read_seed_file",
     # remotes

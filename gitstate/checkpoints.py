@@ -103,6 +103,7 @@ def tag(core: Core, agent_id: str, name: str, rev: str | None = None) -> Checkpo
 def move_name(core: Core, agent_id: str, name: str, commit: str) -> None:
     """Give ``name`` to the checkpoint ``commit`` of the agent, taking it from another
     checkpoint if it has it (the seed's API overwrote names)."""
+    validate_agent_id(agent_id, existing=True)
     validate_name(name)
     ref = tag_ref(agent_id, name)
     with core.store.agent_lock(agent_id) as lock:

@@ -120,7 +120,8 @@ def _pin_floats(value: Any, depth: int) -> Any:
     return value
 
 
-def _child(path: str, key: str) -> str:
+def child_path(path: str, key: str) -> str:
+    """The JSON path of ``key`` in the object at ``path`` (``$.a``, ``$["a b"]``)."""
     if key.isidentifier():
         return f"{path}.{key}"
     return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
@@ -136,7 +137,7 @@ def _find_problem(value: Any, path: str, depth: int) -> None:
             if type(key) is not str:
                 raise EncodingError(f"non-string key {key!r} at {path}", path)
             _find_problem(key, path, depth)
-            _find_problem(item, _child(path, key), depth + 1)
+            _find_problem(item, child_path(path, key), depth + 1)
     elif kind is list or kind is tuple:
         for i, item in enumerate(value):
             _find_problem(item, f"{path}[{i}]", depth + 1)

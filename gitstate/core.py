@@ -34,6 +34,7 @@ from .git.layout import (
     CommitInfo,
     as_object,
     checkpoint_commit,
+    reaches,
     state_blob,
     tree_entries,
 )
@@ -43,8 +44,11 @@ from .ids import (
     branch_ref,
     is_checkpoint_id,
     is_valid_name,
+    naming_problem,
     tag_prefix,
     tag_ref,
+    tracking_branch,
+    tracking_tag_prefix,
     validate_agent_id,
 )
 from .message import integer
@@ -156,10 +160,28 @@ class Core:
         self.store.write(as_object(TREE, raw, tree))
 
     # -- agents and their histories ----------------------------------------------------
+    def refs_of(self, agent_id: str) -> tuple[bytes, bytes]:
+        """The branch and the names' prefix of an agent; ``REMOTE/AGENT`` names the copy of a
+        remote's agent that the last fetch left (its remote-tracking refs, read-only)."""
+        remote, slash, agent = agent_id.partition("/") if isinstance(agent_id, str) else ("", "", "")
+        if not slash:
+            validate_agent_id(agent_id, existing=True)
+            return branch_ref(agent_id), tag_prefix(agent_id)
+        problem = naming_problem(remote, "remote name")
+        if problem:
+            raise InvalidArgumentError(f"{agent_id!r} is not REMOTE/AGENT: {problem}")
+        validate_agent_id(agent, existing=True)
+        return tracking_branch(remote, agent), tracking_tag_prefix(remote, agent)
+
     def head(self, agent_id: str) -> bytes:
-        """The SHA of the agent's newest commit; ``AgentNotFoundError`` if it has no branch."""
-        head = self.store.read_ref(branch_ref(validate_agent_id(agent_id, existing=True)))
+        """The SHA of the agent's newest commit (``REMOTE/AGENT``: the remote-tracking head,
+        see :meth:`refs_of`); ``AgentNotFoundError`` if there is none."""
+        head = self.store.read_ref(self.refs_of(agent_id)[0])
         if head is None:
+            remote, slash, agent = agent_id.partition("/")
+            if slash:
+                raise AgentNotFoundError(f"no remote-tracking agent {agent_id!r} in {self.path}: "
+                                         f"fetch it first (gitstate fetch {remote} {agent})")
             raise AgentNotFoundError(f"no agent {agent_id!r} in {self.path}")
         return head
 
@@ -170,6 +192,38 @@ class Core:
             commit = self.commit(sha)
             yield commit
             sha = commit.parents[0] if commit.parents else None
+
+    def ancestors(self, head: bytes) -> set[bytes]:
+        """``head`` and every commit in its history, all parents followed."""
+        seen: set[bytes] = set()
+        todo = [head]
+        while todo:
+            sha = todo.pop()
+            if sha not in seen:
+                seen.add(sha)
+                todo.extend(self.commit(sha).parents)
+        return seen
+
+    def merge_bases(self, ours: bytes, theirs: bytes) -> list[bytes]:
+        """The best common ancestors of two commits (``git merge-base --all``), newest first:
+        the common ancestors that are not in the history of another common ancestor."""
+        in_ours = self.ancestors(ours)
+        common: list[bytes] = []
+        seen: set[bytes] = set()
+        todo = [theirs]
+        while todo:
+            sha = todo.pop()
+            if sha in seen:
+                continue
+            seen.add(sha)
+            if sha in in_ours:
+                common.append(sha)
+            else:
+                todo.extend(self.commit(sha).parents)
+        best = [sha for sha in common
+                if not any(other != sha and reaches(lambda c: self.commit(c).parents, other, sha)
+                           for other in common)]
+        return sorted(best, key=lambda sha: (-self.commit(sha).author_time, sha))
 
     def history(self, agent_id: str) -> list[CommitInfo]:
         """The agent's commits, newest first (read it under the agent lock before rewriting)."""
@@ -185,8 +239,8 @@ class Core:
                                     f"agent {agent_id!r} (it left it while this operation waited?)")
 
     def names(self, agent_id: str) -> dict[bytes, list[str]]:
-        """Commit SHA -> checkpoint names of one agent."""
-        prefix = tag_prefix(agent_id)
+        """Commit SHA -> checkpoint names of one agent (or ``REMOTE/AGENT``)."""
+        prefix = self.refs_of(agent_id)[1]
         names: dict[bytes, list[str]] = {}
         for ref, sha in self.store.read_refs(prefix).items():
             names.setdefault(sha, []).append(ref[len(prefix):].decode())
@@ -222,7 +276,9 @@ class Core:
 
         Revisions: ``None``/``latest`` (the head), a checkpoint name, a checkpoint
         id, a full or abbreviated (7+ hex digits) commit SHA, each optionally
-        followed by ``~N`` (N checkpoints older) or ``^`` (one older).
+        followed by ``~N`` (N checkpoints older) or ``^`` (one older). ``REMOTE/AGENT``
+        names the head of a remote-tracking agent (what the last fetch brought), in or
+        out of this agent's history (``origin/a~2`` is two checkpoints older).
         """
         head = self.head(agent_id)
         text = "latest" if rev is None else str(rev).strip()
@@ -242,8 +298,10 @@ class Core:
     def _base(self, agent_id: str, head: bytes, base: str) -> bytes:
         if base in ("latest", "HEAD"):
             return head
+        if "/" in base:
+            return self.head(base)
         if is_valid_name(base):
-            tagged = self.store.read_ref(tag_ref(agent_id, base))
+            tagged = self.store.read_ref(self.refs_of(agent_id)[1] + base.encode())
             if tagged is not None:
                 return tagged
         if is_checkpoint_id(base):

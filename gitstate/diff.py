@@ -17,6 +17,7 @@ from typing import Any
 from . import codec
 from .core import Core
 from .errors import EncodingError, InvalidArgumentError
+from .jsonmerge import same
 from .models import Checkpoint
 
 _SHORT = 24  # scalars up to this many characters are shown as old→new in summaries
@@ -39,19 +40,6 @@ class StateDiff:
             return {"agent_id": c.agent_id, "checkpoint_id": c.checkpoint_id, "commit": c.commit}
         return {"old": ref(self.old), "new": ref(self.new), "summary": self.summary,
                 "changes": self.changes, "patch": self.patch}
-
-
-def same(a: Any, b: Any) -> bool:
-    """JSON equality: like ``==`` but ``1``, ``1.0`` and ``True`` differ, and ``0.0`` and ``-0.0``."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return a.hex() == b.hex()
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if type(a) is list:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 def _pointer(path: str, key: Any) -> str:

@@ -111,3 +111,12 @@ class PushRejectedError(TransferError):
 
 class DivergedError(TransferError):
     """A local agent and its remote counterpart both have checkpoints the other lacks."""
+
+
+class MergeConflictError(GitstateError):
+    """A merge changed the same JSON paths differently on both sides and no strategy resolved
+    them; nothing was written. ``conflicts`` lists each (``gitstate.jsonmerge.Conflict``)."""
+
+    def __init__(self, message: str, conflicts: list):
+        super().__init__(message)
+        self.conflicts = conflicts

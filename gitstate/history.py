@@ -68,6 +68,7 @@ def rollback(core: Core, agent_id: str, rev: str, *, hard: bool = False) -> Roll
     A LangGraph thread is refused (``InvalidArgumentError``: LangGraph's time
     travel does this on threads).
     """
+    validate_agent_id(agent_id, existing=True)  # not REMOTE/AGENT, which is read-only
     target = core.resolve(agent_id, rev)
     _refuse_threads(core, agent_id, target, "a rollback", (
         "go back with LangGraph instead: graph.invoke(None, config) with checkpoint_id "
@@ -126,6 +127,7 @@ def fork(core: Core, agent_id: str, rev: str | None, new_agent_id: str) -> Check
     again stays on the new branch. A LangGraph thread is refused (``InvalidArgumentError``:
     ``GitstateSaver.copy_thread`` copies threads).
     """
+    validate_agent_id(agent_id, existing=True)
     validate_agent_id(new_agent_id)
     if new_agent_id == agent_id:
         raise AgentExistsError(f"cannot fork agent {agent_id!r} onto itself")
@@ -162,6 +164,7 @@ def delete(core: Core, agent_id: str, rev: str) -> Checkpoint:
     are deleted. Deleting an agent's only checkpoint deletes the agent (like
     :func:`delete_agent`). The objects are reclaimed by ``reclaim`` or ``prune``.
     """
+    validate_agent_id(agent_id, existing=True)
     target = core.resolve(agent_id, rev)
     with core.store.agent_lock(agent_id) as lock:
         history = core.history(agent_id)
@@ -179,6 +182,7 @@ def delete_agent(core: Core, agent_id: str) -> None:
     Its objects are reclaimed by ``reclaim``/``prune``, unless other refs (a fork)
     still reach them.
     """
+    validate_agent_id(agent_id, existing=True)
     core.head(agent_id)
     with core.store.agent_lock(agent_id) as lock:
         _remove_agent(core, lock, agent_id, core.head(agent_id))

@@ -87,6 +87,16 @@ def tag_ref(agent_id: str, name: str) -> bytes:
     return tag_prefix(agent_id) + name.encode()
 
 
+def tracking_branch(remote: str, agent_id: str) -> bytes:
+    """Where a fetch keeps the remote's branch of an agent (``git fetch``'s refspec)."""
+    return f"refs/remotes/{remote}/agents/{agent_id}".encode()
+
+
+def tracking_tag_prefix(remote: str, agent_id: str) -> bytes:
+    """Where a fetch keeps the remote's names of an agent."""
+    return f"refs/remotes/{remote}/tags/agents/{agent_id}/".encode()
+
+
 _CHECKPOINT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 

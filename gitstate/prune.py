@@ -11,6 +11,7 @@ from .core import Core
 from .errors import AgentNotFoundError, InvalidArgumentError
 from .git import reclaim as engine
 from .git.reclaim import ReclaimResult
+from .ids import validate_agent_id
 from .retention import Decision, RetentionPolicy, plan
 from .rewrite import rewrite
 from .settings import grace_period
@@ -45,6 +46,7 @@ def prune(core: Core, agent_id: str | None, policy: RetentionPolicy, *, dry_run:
         raise InvalidArgumentError(f"now must be a timezone-aware datetime, got {now!r}")
     grace = grace_period(core.path, grace)
     if agent_id is not None:
+        validate_agent_id(agent_id, existing=True)  # not REMOTE/AGENT, which is read-only
         core.head(agent_id)
     if not dry_run:  # a repository reclaim would refuse: refuse before rewriting anything
         engine.check_roots(core.store)

@@ -20,11 +20,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from . import checkpoints
+from . import merge as merging
 from .core import Core
 from .errors import (
     AgentNotFoundError,
     DivergedError,
     InvalidArgumentError,
+    MergeConflictError,
     PushRejectedError,
     RemoteExistsError,
     RemoteNotFoundError,
@@ -43,8 +45,11 @@ from .ids import (
     naming_problem,
     tag_prefix,
     tag_ref,
+    tracking_branch,
+    tracking_tag_prefix,
     validate_agent_id,
 )
+from .jsonmerge import Strategy, check_strategy
 from .message import parse as parse_message
 
 _WANTED_PREFIXES = [BRANCH_PREFIX.encode(), TAG_PREFIX.encode()]
@@ -61,6 +66,8 @@ class TransferStatus(str, Enum):
     DELETED = "deleted"        # fetch: the agent is gone from the remote, its tracking ref too
     REJECTED = "rejected"      # push: refused (see ``reason``); nothing of this agent changed
     DIVERGED = "diverged"      # pull: both sides have checkpoints the other lacks; nothing changed
+    REBASED = "rebased"        # pull --rebase: the local-only checkpoints replayed on the remote's
+    MERGED = "merged"          # pull --merge: a merge checkpoint joins both histories
 
 
 class TransferResult(BaseModel):
@@ -93,14 +100,6 @@ class Remote(BaseModel):
 
 
 # -- ref layout -----------------------------------------------------------------------------
-def _tracking_branch(remote: str, agent_id: str) -> bytes:
-    return f"refs/remotes/{remote}/agents/{agent_id}".encode()
-
-
-def _tracking_tag_prefix(remote: str, agent_id: str) -> bytes:
-    return f"refs/remotes/{remote}/tags/agents/{agent_id}/".encode()
-
-
 class _Agent:
     """One agent's refs on one side: its head and its names (name -> SHA)."""
 
@@ -213,9 +212,9 @@ def _set_ref(core: Core, lock: RefLock, ref: bytes, new: bytes | None) -> None:
 def _mirror_tracking(core: Core, lock: RefLock, remote: str, agent_id: str,
                      agent: _Agent) -> None:
     """Make the tracking refs of one agent equal ``agent`` (an empty one deletes them)."""
-    if core.store.read_ref(_tracking_branch(remote, agent_id)) != agent.head:
-        _set_ref(core, lock, _tracking_branch(remote, agent_id), agent.head)
-    prefix = _tracking_tag_prefix(remote, agent_id)
+    if core.store.read_ref(tracking_branch(remote, agent_id)) != agent.head:
+        _set_ref(core, lock, tracking_branch(remote, agent_id), agent.head)
+    prefix = tracking_tag_prefix(remote, agent_id)
     old_tags = {ref[len(prefix):].decode(): sha for ref, sha in core.store.read_refs(prefix).items()}
     for name in old_tags.keys() | agent.tags.keys():
         if old_tags.get(name) != agent.tags.get(name):
@@ -268,8 +267,8 @@ def push(core: Core, remote: str, agents: Sequence[str] | None = None, *,
         theirs = _agents_in(remote_refs)
         changes: dict[bytes, bytes] = {}
         for agent_id, ours in local.items():
-            plan = plans[agent_id] = _plan_push(core,
-                agent_id, ours, theirs.get(agent_id, _Agent()), tags=tags, force=force)
+            plan = plans[agent_id] = _plan_push(core, remote, agent_id, ours,
+                                                theirs.get(agent_id, _Agent()), tags=tags, force=force)
             changes.update(plan.changes)
         return changes
 
@@ -280,7 +279,8 @@ def push(core: Core, remote: str, agents: Sequence[str] | None = None, *,
         if failures:
             plan.result = plan.result.model_copy(update={
                 "status": TransferStatus.REJECTED, "new": plan.result.old,
-                "reason": f"refused by {remote}: " + "; ".join(failures)})
+                "reason": f"refused by {remote}: " + "; ".join(failures)
+                          + _refusal_hint(core, remote, agent_id, refused, force)})
         elif plan.changes:
             with core.store.agent_lock(agent_id) as lock:
                 _mirror_tracking(core, lock, remote, agent_id, plan.after)
@@ -293,7 +293,19 @@ def push(core: Core, remote: str, agents: Sequence[str] | None = None, *,
     return results
 
 
-def _plan_push(core: Core, agent_id: str, ours: _Agent, theirs: _Agent, *,
+def _refusal_hint(core: Core, remote: str, agent_id: str, refused: dict[bytes, str],
+                  force: bool) -> str:
+    """What a server's refusal of an agent's branch means (a hook's: nothing to add)."""
+    why = refused.get(branch_ref(agent_id))
+    if why is None or "hook" in why:
+        return ""
+    if force:
+        return (f". {remote} refuses to drop checkpoints (receive.denyNonFastForwards). Keep both: "
+                f"gitstate pull {remote} {agent_id} --rebase (or --merge), then push again")
+    return ". " + _not_fast_forward(core, remote, agent_id, None, b"")
+
+
+def _plan_push(core: Core, remote: str, agent_id: str, ours: _Agent, theirs: _Agent, *,
                tags: bool, force: bool) -> _PushPlan:
     """What to send for one agent, and what to report if that works."""
     assert ours.head is not None
@@ -306,7 +318,7 @@ def _plan_push(core: Core, agent_id: str, ours: _Agent, theirs: _Agent, *,
         status = TransferStatus.FORCED
     else:
         status = TransferStatus.REJECTED
-        problems.append(_not_fast_forward(core, theirs.head, ours.head))
+        problems.append(_not_fast_forward(core, remote, agent_id, theirs.head, ours.head))
     after_tags = dict(theirs.tags)
     if tags:
         for name, sha in ours.tags.items():
@@ -330,16 +342,31 @@ def _plan_push(core: Core, agent_id: str, ours: _Agent, theirs: _Agent, *,
                                     new=ours.head.decode()))
 
 
-def _not_fast_forward(core: Core, theirs: bytes, ours: bytes) -> str:
-    """Why a push would drop the remote head ``theirs``, and what to do about it."""
-    if core.store.contains(theirs):
+def _not_fast_forward(core: Core, remote: str, agent_id: str, theirs: bytes | None,
+                      ours: bytes) -> str:
+    """Why a push would drop the remote head ``theirs`` (None: not known, the server moved
+    on after it advertised its refs), and the ways out."""
+    if theirs is not None and core.store.contains(theirs):
         checkpoint_id = parse_message(core.commit(theirs).message)[1].get("Checkpoint-Id")
         marker = f"\nCheckpoint-Id: {checkpoint_id}\n".encode()
         if checkpoint_id and any(marker in commit.message for commit in core.walk(ours)):
             return (f"the local history was rewritten (e.g. by retention) since the remote got its "
                     f"head {_short(theirs)}: push with force to replace the remote history")
-    return (f"the remote head {_short(theirs)} is not in the local history (it has checkpoints "
-            "this one lacks, or this one was rewritten): pull first, or push with force to replace it")
+    if theirs is None:
+        what, drops = f"{remote} has checkpoints this one lacks (another push landed first)", \
+            "the checkpoints pushed there meanwhile"
+    else:
+        what = (f"the remote head {_short(theirs)} is not in the local history ({remote} has "
+                "checkpoints this one lacks)")
+        drops = "the remote's checkpoints that are not here"
+        if core.store.contains(theirs):
+            ancestors = core.ancestors(ours)
+            lost = sum(1 for commit in core.walk(theirs) if commit.id not in ancestors)
+            drops = f"{lost} checkpoint(s) of {remote}"
+    return (f"diverged: {what}. Keep both: gitstate pull {remote} {agent_id} --rebase (or "
+            f"--merge), then push again; or replace theirs: gitstate push {remote} {agent_id} "
+            f"--force, which drops {drops}")
+
 
 # -- fetch and pull -------------------------------------------------------------------
 def fetch(core: Core, remote: str, agents: Sequence[str] | None = None, *,
@@ -391,24 +418,38 @@ def _fetch(core: Core, remote: str, agents: Sequence[str] | None,
 
 
 def pull(core: Core, remote: str, agents: Sequence[str] | None = None, *,
-         into: str | None = None, progress: Progress | None = None) -> list[TransferResult]:
+         into: str | None = None, rebase: bool = False, merge: bool = False,
+         strategy: Strategy = None, progress: Progress | None = None) -> list[TransferResult]:
     """Fetch agents (default: all), then fast-forward the local ones, in one connection.
 
     A local agent that is missing is created; one that already has the
     remote's checkpoints (and more) is left as it is (``ahead``). One that
     diverged (both sides have checkpoints the other lacks) is not changed:
-    :class:`DivergedError` names both heads and how to keep either, after
-    the other agents were updated. ``into`` pulls a single remote agent into
+    :class:`DivergedError` names both heads and the ways out, after the other
+    agents were updated; unless ``rebase`` (its local-only checkpoints are
+    replayed on the remote head: :func:`gitstate.merge.rebase`) or ``merge`` (a
+    merge checkpoint with ``strategy`` for conflicts: :func:`gitstate.merge.merge`;
+    one that conflicts stays diverged). ``into`` pulls a single remote agent into
     another local agent id (e.g. to keep a diverged remote agent beside yours).
     """
     if into is not None:
         validate_agent_id(into)
         if agents is None or len(set(agents)) != 1:
             raise InvalidArgumentError("into= needs exactly one agent to pull")
+    if rebase and merge:
+        raise InvalidArgumentError("rebase and merge exclude each other: choose one")
+    if into is not None and (rebase or merge):
+        raise InvalidArgumentError("into= keeps the remote agent apart: it takes no rebase or merge")
+    if strategy is not None and not merge:
+        raise InvalidArgumentError(f"strategy={strategy!r} applies to a merge: pass merge=True")
+    check_strategy(strategy)
     results = []
     for fetched, agent in _fetch(core, remote, agents, progress):
         if agent.head is not None:
-            results.append(_fast_forward(core, remote, fetched.agent_id, into or fetched.agent_id, agent))
+            result = _fast_forward(core, remote, fetched.agent_id, into or fetched.agent_id, agent)
+            if result.status is TransferStatus.DIVERGED and (rebase or merge):
+                result = _join(core, remote, fetched.agent_id, agent, result, rebase, strategy)
+            results.append(result)
     diverged = [r for r in results if r.status is TransferStatus.DIVERGED]
     if diverged:
         listed = "\n".join(f"  {r.agent_id}: {r.reason}" for r in diverged)
@@ -447,6 +488,48 @@ def _fast_forward(core: Core, remote: str, remote_id: str, agent_id: str,
     return TransferResult(agent_id=agent_id, status=status, old=_hex(head), new=_hex(new), reason=reason)
 
 
+def _join(core: Core, remote: str, agent_id: str, theirs: _Agent, diverged: TransferResult,
+          rebase: bool, strategy: Strategy) -> TransferResult:
+    """Rebase a diverged agent onto the fetched remote head, or merge that head into it,
+    then add the remote's names it lacks; still ``diverged`` if the merge conflicts."""
+    tracking = f"{remote}/{agent_id}"
+    try:
+        if rebase:
+            rebased = merging.rebase(core, agent_id, tracking)
+            status, new = rebased.status, rebased.checkpoint
+            note = f"replayed {len(rebased.replayed)} local checkpoint(s) on {remote}'s head"
+        else:
+            merged = merging.merge(core, agent_id, tracking, strategy=strategy)
+            status, new = merged.status, merged.checkpoint
+            note = _merge_note(merged)
+    except MergeConflictError as exc:
+        paths = ", ".join(c.path for c in exc.conflicts if c.resolved is None)
+        return diverged.model_copy(update={"reason": (
+            f"conflicts at {paths}; nothing was changed. Choose a side: gitstate merge {agent_id} "
+            f"{tracking} --strategy ours|theirs (or --resolve PATH=ours|theirs), or "
+            f"gitstate pull {remote} {agent_id} --rebase")})
+    except InvalidArgumentError as exc:  # no common checkpoint, a strategy path with no conflict
+        return diverged.model_copy(update={"reason": f"{exc}; nothing was changed"})
+    with core.store.agent_lock(agent_id) as lock:
+        kept = _add_names(core, lock, agent_id, theirs.tags)
+    if kept:
+        note += (f"; kept the local name(s) {', '.join(map(repr, kept))} (they name other "
+                 f"checkpoints on {remote}: push them with force, or push --no-tags)")
+    result = {"rebased": TransferStatus.REBASED, "merged": TransferStatus.MERGED,
+              "ahead": TransferStatus.AHEAD, "up to date": TransferStatus.UP_TO_DATE}
+    return TransferResult(agent_id=agent_id, status=result.get(status, TransferStatus.UPDATED),
+                          old=diverged.old, new=new.commit, reason=note)
+
+
+def _merge_note(merged: merging.MergeResult) -> str:
+    note = f"merge checkpoint {merged.checkpoint.checkpoint_id}"
+    if merged.appended:
+        note += "; both sides appended to " + ", ".join(merged.appended) + " (ours first)"
+    if merged.conflicts:
+        note += "; conflicts resolved: " + ", ".join(f"{c.path} ({c.resolved})" for c in merged.conflicts)
+    return note
+
+
 def _add_names(core: Core, lock: RefLock, agent_id: str,
                names: dict[str, bytes]) -> list[str]:
     """Create the local names that are missing; return those that differ (kept local)."""
@@ -468,9 +551,10 @@ def _divergence(core: Core, remote: str, remote_id: str, agent_id: str,
         return f"{_short(sha)} (checkpoint {checkpoint.checkpoint_id})"
     return (f"local head {describe(ours, agent_id)}, {remote}'s head {describe(theirs, remote_id)}; "
             f"both are kept (yours: agents/{agent_id}, theirs: {remote}/agents/{remote_id}). "
-            f"To keep theirs as another agent: gitstate pull {remote} {remote_id} --into "
-            f"{agent_id}-{remote}; to replace theirs with yours: "
-            f"gitstate push {remote} {agent_id} --force")
+            f"To keep both in one history: gitstate pull {remote} {remote_id} --rebase (yours "
+            f"replayed on theirs) or --merge (a merge checkpoint); to keep theirs as another "
+            f"agent: gitstate pull {remote} {remote_id} --into {agent_id}-{remote}; to replace "
+            f"theirs with yours: gitstate push {remote} {agent_id} --force")
 
 # -- clone ----------------------------------------------------------------------------
 def clone(url: str, path: str | os.PathLike[str], *, remote: str = "origin",

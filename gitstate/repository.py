@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import checkpoints, diff, explore, history, prune, seed_import, verify
+from . import merge as merging
 from . import remote as transfers
 from .core import Core
 from .errors import GitstateError
@@ -29,7 +30,9 @@ from .git.reader import CACHE_BYTES
 from .git.reclaim import ReclaimResult
 from .git.transport import Progress
 from .history import RollbackResult
+from .jsonmerge import Strategy
 from .maintenance import Maintenance
+from .merge import MergeResult
 from .models import AgentInfo, AgentState, Checkpoint
 from .prune import PruneResult
 from .remote import Remote, TransferResult
@@ -173,6 +176,15 @@ class StateRepository:
         """Delete an agent: its branch, its names and its reflog."""
         history.delete_agent(self._core, agent_id)
 
+    def merge(self, agent_id: str, other: str, *, strategy: Strategy = None) -> MergeResult:
+        """Merge ``other`` (``AGENT`` or ``REMOTE/AGENT``, optionally ``~N``) into the agent:
+        a three-way merge of the states in a merge checkpoint (see :func:`gitstate.merge.merge`)."""
+        return self._maintenance.after(merging.merge(self._core, agent_id, other, strategy=strategy))
+
+    def merge_base(self, agent_id: str, other: str) -> Checkpoint | None:
+        """The newest checkpoint both the agent and ``other`` have in their histories."""
+        return merging.merge_base(self._core, agent_id, other)
+
     def diff(self, agent_id: str, rev_a: str, rev_b: str | None = None, *,
              other_agent: str | None = None) -> diff.StateDiff:
         """Diff checkpoint ``rev_a`` of ``agent_id`` against ``rev_b`` (default: the latest) of
@@ -255,9 +267,13 @@ class StateRepository:
         return transfers.fetch(self._core, remote, agents, progress=progress)
 
     def pull(self, remote: str, agents: Sequence[str] | None = None, *, into: str | None = None,
+             rebase: bool = False, merge: bool = False, strategy: Strategy = None,
              progress: Progress | None = None) -> list[TransferResult]:
-        """Fetch agents (default: all), then fast-forward the local ones, in one connection."""
-        return transfers.pull(self._core, remote, agents, into=into, progress=progress)
+        """Fetch agents (default: all), then fast-forward the local ones, in one connection;
+        ``rebase``/``merge`` join diverged ones (see :func:`gitstate.remote.pull`)."""
+        return self._maintenance.after(transfers.pull(
+            self._core, remote, agents, into=into, rebase=rebase, merge=merge,
+            strategy=strategy, progress=progress))
 
     # -- maintenance (gitstate.maintenance, gitstate.verify) -------------------------
     @property

@@ -2,7 +2,8 @@
 
 Objects: each reads back and hashes to its name; packs and their indexes:
 checksums. Refs: agent branches and tags name valid agents and point to commits.
-Checkpoints: the trailers gitstate writes are present and consistent (``Agent-Id``
+Checkpoints (of each agent's line and of what merges brought in): the trailers
+gitstate writes are present and consistent (``Agent-Id``
 a valid id, equal to the state's ``agent_id``: it names the agent that wrote the
 checkpoint, which a fork or ``pull --into`` may hold), ids unique per agent, and
 each ``state.json`` canonical (re-encoding it gives the same bytes). Every
@@ -119,12 +120,38 @@ def _verify_refs(core: Core, result: VerifyResult) -> None:
             continue
         result.agents += 1
         ids: set[str] = set()
+        line: set[bytes] = set()
+        merged: list[bytes] = []  # the other parents of merges
         try:
             for commit in core.walk(sha):
                 result.checkpoints += 1
+                line.add(commit.id)
+                merged += commit.parents[1:]
                 _check_checkpoint(core, commit, ids, f"{agent}@{commit.id.decode()[:12]}", problems)
         except CorruptObjectError as exc:  # a parent that cannot be read: the walk ends there
             problems.append(Problem("history", agent, f"{exc}; older checkpoints are not checked"))
+        _verify_merged(core, agent, merged, line, result)
+
+
+def _verify_merged(core: Core, agent: str, todo: list[bytes], seen: set[bytes],
+                   result: VerifyResult) -> None:
+    """The checkpoints merges brought into an agent's history (each once; their ids are
+    unique among themselves, not against the agent's line, which may hold a rewritten copy)."""
+    ids: set[str] = set()
+    while todo:
+        sha = todo.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        try:
+            commit = core.commit(sha)
+        except CorruptObjectError as exc:
+            result.problems.append(Problem("history", agent, f"{exc}; the history a merge brought "
+                                                             "in is not checked beyond it"))
+            continue
+        result.checkpoints += 1
+        todo.extend(commit.parents)
+        _check_checkpoint(core, commit, ids, f"{agent}@{sha.decode()[:12]}", result.problems)
 
 
 def _check_head(path: str, problems: list[Problem]) -> None:

@@ -273,6 +273,12 @@ OPERATIONS = {op.name: op for op in (
     Operation("reclaim", "basic", lambda r, e: r.reclaim()),
     Operation("fetch", "remote", lambda r, e: r.fetch("origin"), lambda e: ["fetch", "origin"]),
     Operation("pull", "remote", lambda r, e: r.pull("origin"), lambda e: ["pull", "origin"]),
+    Operation("pull_rebase", "diverged", lambda r, e: r.pull("origin", rebase=True),
+              lambda e: ["pull", "origin", "--rebase"]),
+    Operation("pull_merge", "diverged", lambda r, e: r.pull("origin", merge=True, strategy="ours"),
+              lambda e: ["pull", "origin", "--merge", "--strategy", "ours"]),
+    Operation("merge", "diverged", lambda r, e: r.merge("a", "origin/a", strategy="theirs"),
+              lambda e: ["merge", "a", "origin/a", "--strategy", "theirs"]),
     Operation("remote_add", "basic", lambda r, e: r.remote_add("backup", e.url),
               lambda e: ["remote", "add", "backup", e.url]),
     Operation("configure_maintenance", "basic",
@@ -367,6 +373,16 @@ def build_remote(path: Path, size: int, server: Path, url: str) -> None:
         remote.save(_grow(AgentState(agent_id="c"), 1), name="c1")
     _age_objects(path)
     _fan_out(path)
+
+
+def build_diverged(path: Path, remote: Path) -> None:
+    """``remote`` (copied) where ``a`` got a checkpoint of its own (named) after the fetch, and
+    a second fetch brought the server's two: ``a`` and ``origin/a`` diverged."""
+    shutil.copytree(remote, path, symlinks=True)
+    with StateRepository.open(path) as repo:
+        repo.save(_grow(repo.load("a"), 80), name="local-n")
+        repo.fetch("origin")
+    _age_objects(path)
 
 
 # -- what a repository holds, read with git --------------------------------------------------
@@ -476,6 +492,7 @@ class TrialInfo:
     url: str
     remote: bool
     agents: list[str]  # the agents the next operations act on (those the operation changes)
+    diverged: bool = False  # a local agent may still differ from the remote's: pull rebases
 
 
 def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
@@ -508,7 +525,7 @@ def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
                                     lambda: repo.configure_maintenance(auto_objects=0))])
     if info.remote:
         chain("remote", [("fetch", lambda: repo.fetch("origin")),
-                         ("pull", lambda: repo.pull("origin"))])
+                         ("pull", lambda: repo.pull("origin", rebase=info.diverged))])
     def agent_steps(agent: str) -> list[tuple[str, Callable[[], object]]]:
         return [
             (f"save ({agent})", lambda: save(agent)),
@@ -808,6 +825,8 @@ class Harness:
             path.parent.mkdir(exist_ok=True)
             if name == "remote":
                 build_remote(path, self.size, self.workdir / "server" / "server.git", self.env.url)
+            elif name == "diverged":
+                build_diverged(path, self.template("remote"))
             else:
                 {"basic": build_basic, "packed": build_packed, "auto": build_auto,
                  "young": build_young}[name](path, self.size)
@@ -964,7 +983,8 @@ class Harness:
         info = TrialInfo(path=path, fault=fault,
                          outcome=traced.outcome if fault != "KILL" else {"ok": False, "typed": True},
                          kept=kept, success_shape=_shape(after), url=self.env.url,
-                         remote=op.template == "remote", agents=_touched(before, after))
+                         remote=op.template in ("remote", "diverged"), agents=_touched(before, after),
+                         diverged=op.template == "diverged")
         try:
             failed = in_child(check, info)
         except HarnessError as exc:

@@ -26,7 +26,8 @@ def test_help_documents_repository_and_exit_codes(gitstate):
         assert text in result.out
     listed = {line.split()[0] for line in result.out.split("Commands:\n")[1].split("\n\n")[0].splitlines()}
     assert listed == {"init", "save", "agents", "log", "show", "tag", "import", "rollback", "fork", "delete",
-                      "diff", "prune", "gc", "verify", "remote", "push", "fetch", "pull", "clone", "find", "export", "serve"}
+                      "diff", "prune", "gc", "verify", "remote", "push", "fetch", "pull", "clone",
+                      "merge", "merge-base", "find", "export", "serve"}
     for command in listed:
         assert gitstate(command, "--help").code == 0
 

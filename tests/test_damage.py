@@ -37,7 +37,8 @@ INDEX_HEADER, FANOUT = 8, 256 * 4
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 agents of 4 checkpoints: the first 3 of each packed, the newest loose; a packed tag."""
+    """3 agents of 4 checkpoints: the first 3 of each packed, the newest loose; a packed tag;
+    remote ``origin`` (fetched) where b has another checkpoint than its newest here."""
     path = tmp_path_factory.mktemp("damage") / "base.git"
     repo = StateRepository.init(path)
     repo.configure_maintenance(auto_objects=0)
@@ -47,6 +48,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
             repo.save(grow(state))
     repo.tag("a", "first", "latest~2")
     git(path, "pack-refs")  # the tag goes into packed-refs
+    server = path.parent / "server.git"  # b diverges from it: one checkpoint each side
+    shutil.copytree(path, server)
+    with StateRepository.open(server) as remote:
+        remote.save(grow(remote.load("b")))
+    repo.remote_add("origin", str(server))
+    repo.fetch("origin", ["b"])
     repo.gc()
     for state in states.values():
         repo.save(grow(state))
@@ -83,8 +90,8 @@ def _truncate(file: Path) -> None:
 
 
 def _pack(path: Path) -> Path:
-    (pack,) = (path / "objects" / "pack").glob("pack-*.pack")
-    return pack
+    """The pack of the first 3 checkpoints of each agent (the other one holds what the fetch brought)."""
+    return max((path / "objects" / "pack").glob("pack-*.pack"), key=lambda pack: pack.stat().st_size)
 
 
 def _ref(value: Callable[[str], bytes], harmless: bool = False) -> Callable[[Path], tuple[str, ...]]:
@@ -306,6 +313,7 @@ COMMANDS: dict[str, Callable[[Path], Outcome]] = {
     "gc-prune": _cli("gc", "--prune", "--grace", "0"),
     "reclaim": _reclaim,
     "prune": _cli("prune", "--all", "--keep-last", "1"),
+    "merge": _cli("merge", "b", "origin/b", "--strategy", "theirs"),
 }
 
 

@@ -50,7 +50,8 @@ def unchanged(repo: StateRepository, call, error: type[GitstateError], *words: s
                                  "ü", "a~1", "a:b", "x" * 129, 42])
 def test_invalid_agent_ids(filled: StateRepository, bad: object) -> None:
     unchanged(filled, lambda: filled.save(AgentState(), agent_id=bad), InvalidAgentIdError, "agent id")
-    unchanged(filled, lambda: filled.load(bad), InvalidAgentIdError)
+    # (reading, a/b names remote a's agent b as last fetched: docs/merging.md)
+    unchanged(filled, lambda: filled.load(bad), AgentNotFoundError if bad == "a/b" else InvalidAgentIdError)
 
 
 @pytest.mark.parametrize("good", ["a", "A-1", "agent_1f2e", "x" * 128, "v1.2", "_private"])

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LIBRARY, CLI = ROOT / "gitstate", ROOT / "cli"
 
 LAYERS = {  # bottom to top
-    "base": {"errors", "ids", "codec", "message", "models", "retention"},
+    "base": {"errors", "ids", "codec", "message", "models", "retention", "jsonmerge"},
     "engine": {"git"},
-    "core": {"core", "checkpoints", "rewrite", "settings", "maintenance"},
+    "core": {"core", "checkpoints", "rewrite", "settings", "maintenance", "merge"},
     "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph", "explore"},
     "facade": {"repository"},
     "compat": {"compat", "__init__"},

@@ -227,7 +227,7 @@ def test_a_diverged_pull_fails_naming_both_heads_and_loses_nothing(server: Serve
     # keep theirs beside yours, then yours wins on the server only with force
     [kept] = bob.pull("origin", ["shared"], into="shared-origin")
     assert kept.status is TransferStatus.NEW and bob.load("shared-origin") == state
-    with pytest.raises(PushRejectedError, match="pull first, or push with force"):
+    with pytest.raises(PushRejectedError, match="--rebase .*--force, which drops 1 checkpoint"):
         bob.push("origin", ["shared"])
     [forced] = bob.push("origin", ["shared"], force=True)
     assert forced.status is TransferStatus.FORCED and forced.old == theirs.commit

@@ -108,12 +108,12 @@ def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
     return kind.from_raw_string(type_num, raw, object_id(sha))
 
 
-def recommit(info: CommitInfo, parent: bytes | None) -> Commit:
-    """A copy of the commit with ``parent`` as its only parent (a signature is dropped)."""
+def recommit(info: CommitInfo, parents: Sequence[bytes]) -> Commit:
+    """A copy of the commit with ``parents`` (the first parent first; a signature is dropped)."""
     original = info.full()
     commit = Commit()
     commit.tree = original.tree
-    commit.parents = [object_id(parent)] if parent else []
+    commit.parents = [object_id(parent) for parent in parents]
     commit.author, commit.committer = original.author, original.committer
     commit.author_time, commit.commit_time = original.author_time, original.commit_time
     commit.author_timezone = original.author_timezone
