@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.bench  # CI runs it after the README's command (.ci/run)
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     ("L", "save p50 vs seed file"), ("W", "save p50 vs naive dulwich"),
