@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DamagedObjectError
-from .layout import as_object
+from .objects import RawObject
 from .objectset import (
     ShaTable,
     loose_shas,
@@ -215,7 +215,7 @@ class _Packer:
         census.flags[i] |= LOOSE
         if os.path.exists(path):  # written again by a save since the census: its own time
             return
-        self.store.loose.write(as_object(*census.raw(i), sha))
+        self.store.loose.write(RawObject(*census.raw(i), sha))
         os.utime(path, (mtime, mtime))
 
     def run(self, prune: bool, grace: float) -> None:
