@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
-    ("L", "save p50 vs seed file"), ("W", "save p50 vs naive dulwich"),
+    ("S", "save p50 vs seed file"), ("L", "save p50 vs seed file"), ("M", "save p50 vs seed file"),
+    ("L", "save p50 vs floor"), ("M", "save p50 vs floor"), ("W", "save p50 vs naive dulwich"),
     ("S", "bytes vs git gc --aggressive"), ("L", "bytes vs git gc --aggressive"),
     ("S", "seed folder / gitstate bytes"), ("L", "seed folder / gitstate bytes"),
     ("S", "load newest vs seed file"), ("L", "load oldest vs seed file"),
@@ -28,12 +29,13 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
     header, body = rows[0], rows[1:]
     assert [cell.strip() for cell in header] == ["workload", "figure", "gitstate", "anchor",
                                                   "ratio", "target", "met"]
-    cells = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in body[1:]}
+    cells = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in body}
     for key in TARGETS:
         row = cells[key]
         assert row[5] and row[6] in ("yes", "NO"), row  # a target and its verdict
-    assert {k for k, _ in cells} == {"S", "L", "W", "H", "A", "G"}
+    assert {k for k, _ in cells} == {"S", "L", "W", "M", "H", "A", "G"}
     figures = json.loads(out_json.read_text())
-    assert [f["key"] for f in figures] == ["S", "L", "W", "H", "A", "G"]
+    assert [f["key"] for f in figures] == ["S", "L", "W", "M", "H", "A", "G"]
+    assert all(f["floor"]["p50"] > 0 for f in figures[:-1])  # measured in the same loop
     assert all(f["verify_ok"] for f in figures[:-1])
     assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000]  # G: every object repacked
