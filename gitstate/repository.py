@@ -155,6 +155,11 @@ class StateRepository:
         :func:`gitstate.checkpoints.agents` for ``errors``)."""
         return checkpoints.agents(self._core, errors=errors)
 
+    def heads(self, *, errors: dict[str, GitstateError] | None = None) -> dict[str, str]:
+        """Every agent id with its newest commit SHA, refs only (see
+        :func:`gitstate.checkpoints.heads`): the light form of :meth:`agents`."""
+        return checkpoints.heads(self._core, errors=errors)
+
     # -- history (gitstate.history) --------------------------------------------------
     def rollback(self, agent_id: str, rev: str, *, hard: bool = False) -> RollbackResult:
         """Return the agent to the state saved at ``rev`` (see :func:`gitstate.history.rollback`)."""

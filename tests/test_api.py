@@ -26,6 +26,7 @@ API = {
     "fetch": "(remote, agents=None, *progress=None)",
     "fork": "(agent_id, rev, new_agent_id)",
     "gc": "(*prune=False, *grace_seconds=None, *progress=None)",
+    "heads": "(*errors=None)",
     "import_seed": "(directory, *task_id=None, *dry_run=False, *progress=None)",
     "init": "classmethod (path, **options)",
     "latest": "(agent_id)",
