@@ -29,6 +29,7 @@ folder is damaged, as that index may hold the object.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import sys
@@ -54,6 +55,7 @@ COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 _TYPE_BYTES = {number: name for name, number in TYPE_NAMES.items()}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
+MAP_INDEX_BYTES = 8 << 20  # pack indexes larger than this (~290,000 objects) are mapped, not read
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 SHA_SIZE = 20
 _IDX_HEADER = b"\377tOc\0\0\0\2"
@@ -76,11 +78,14 @@ def loose_path(objects_dir: str, hexsha: bytes) -> str:
 
 
 class PackIndex:
-    """A version 2 pack index (``.idx``), read into memory and checked against git's layout."""
+    """A version 2 pack index (``.idx``), checked against git's layout: read into memory,
+    or mapped if larger than ``MAP_INDEX_BYTES`` (:meth:`trim` then gives its pages back)."""
 
     def __init__(self, path: str):
         with open(path, "rb") as f:
-            data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            data: bytes | mmap.mmap = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                                       if size > MAP_INDEX_BYTES else f.read())
         if data[:8] != _IDX_HEADER or len(data) < _FANOUT_END:
             raise DamagedObjectError(f"{path} is not a version 2 pack index")
         self.fanout = (0, *struct.unpack(">256I", data[8:_FANOUT_END]))
@@ -91,6 +96,15 @@ class PackIndex:
                                      f"{count} objects")
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
+
+    def trim(self) -> None:
+        """Give back the pages of a mapped index (read again from the page cache when needed)."""
+        if isinstance(self.data, mmap.mmap):
+            self.data.madvise(mmap.MADV_DONTNEED)
+
+    def checksum_matches(self) -> bool:
+        """Whether the index matches its own trailing checksum."""
+        return hashlib.sha1(memoryview(self.data)[:-SHA_SIZE]).digest() == self.data[-SHA_SIZE:]
 
     def offset(self, binsha: bytes) -> int | None:
         """Where the object is in the pack (binary search of the index), or None."""
@@ -153,7 +167,7 @@ class _Pack:
         """What is wrong with the pack's files: checksums of the index and the pack, the
         index naming the pack, the pack's header and object count."""
         index, problems = self.index, []
-        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
+        if not index.checksum_matches():
             problems.append(f"{index.path} does not match its checksum (damaged)")
         if self.size < 12 + SHA_SIZE:
             return [*problems, f"{self.path} has {self.size} bytes, too few for a pack"]
@@ -362,6 +376,11 @@ class ObjectReader:
                 problem = str(exc)
             if problem is not None:
                 yield sha, problem
+
+    def trim(self) -> None:
+        """Give back the pages of the mapped pack indexes (:meth:`PackIndex.trim`)."""
+        for pack in self._packs:
+            pack.index.trim()
 
     def is_packed(self, sha: bytes) -> bool:
         """Whether a pack this reader knows holds object ``sha`` (hex)."""
