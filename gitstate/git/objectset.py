@@ -36,8 +36,8 @@ from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 SCRATCH_OBJECTS = 250_000  # past this many objects, per-object tables go to a scratch file
-RESIDENT_BUDGET = 32 << 20  # mapped pages are given back when the resident set grew this much
-CHECK_EVERY = 4096  # steps (objects handled) between two looks at the resident set
+RESIDENT_BUDGET = 24 << 20  # mapped pages are given back when the resident set grew this much
+CHECK_EVERY = 128  # steps (objects handled, ~16 pages each) between two looks at the resident set
 _PAGE = mmap.PAGESIZE
 _HEX = frozenset("0123456789abcdef")
 STOPPED = "maintenance stopped before deleting anything, nothing was lost"
@@ -169,11 +169,14 @@ class ShaTable:
         self.scratch = scratch or Scratch()
         if not self.scratch.mapped:
             self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
-            return
-        self.keys = self.scratch.table("Q", len(shas) // SHA_SIZE)
-        for i, (key,) in enumerate(struct.iter_unpack(">Q12x", shas)):
-            self.keys[i] = key
-            self.scratch.step()
+        else:
+            self.keys = self.scratch.table("Q", len(shas) // SHA_SIZE)
+            for i, (key,) in enumerate(struct.iter_unpack(">Q12x", shas)):
+                self.keys[i] = key
+                self.scratch.step()
+        # where the SHAs of each 2-byte prefix start: a lookup then touches a page or two
+        self.starts = array("I", (bisect_left(self.keys, p << 48) for p in range(1 << 16)))
+        self.starts.append(len(self.keys))
 
     @classmethod
     def merged(cls, sources: Iterable[Iterable[bytes]], scratch: Scratch | None = None) -> ShaTable:
@@ -200,7 +203,7 @@ class ShaTable:
     def find(self, sha: bytes) -> int:
         """The number of binary ``sha``, or -1."""
         key = int.from_bytes(sha[:8], "big")
-        i = bisect_left(self.keys, key)
+        i = bisect_left(self.keys, key, self.starts[key >> 48], self.starts[(key >> 48) + 1])
         while i < len(self.keys) and self.keys[i] == key:
             if self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE] == sha:
                 return i
