@@ -3,7 +3,7 @@
     python bench/run.py            # full sizes (S, L, W, M, H, A, G); ~15 minutes on 2 cores
     python bench/run.py --quick    # 1/10 of the sizes: a smoke test
     python bench/run.py --only S,L --markdown out.md
-    python bench/run.py --only G   # gc memory per object on synthetic 30k / 300k-object histories
+    python bench/run.py --only G   # gc memory on synthetic 30k / 300k / 3M-object histories, heads()
 
 Every anchor runs in the same invocation on the same states: each state is
 saved by gitstate, by the seed's ``save_state`` and by the floor (canonical
@@ -46,7 +46,8 @@ from gitstate import AgentState, StateRepository  # noqa: E402
 QUICK_SCALE = 10
 SEED_TARGETS = {"S": 1.0, "L": 0.4, "M": 0.4}  # save p50 / the seed's save_state, at most
 FLOOR_TARGETS = {"L": 1.5, "M": 1.5}  # save p50 / the floor (encode, SHA-1, one write), at most
-GC_SIZES = (100, 1000)  # G: agents x 100 checkpoints x 3 objects = 30,000 and 300,000 objects
+GC_SIZES = (100, 1000, 10_000)  # G: agents x 100 checkpoints x 3 objects = 30,000 to 3,000,000
+HEADS_AGENTS = 100_000  # G: heads() on that many synthetic agents (one checkpoint each)
 LOADED = ("S", "L", "W", "M")  # workloads whose newest and oldest checkpoints are loaded
 NO_NAIVE = ("H", "A")  # workloads without the naive dulwich anchor (too slow at their size)
 CANONICAL = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -272,6 +273,7 @@ def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
         out["log_full"] = median_time(lambda: repo.log(agent), repeats=3)
     if key == "A":
         out["agents"] = median_time(lambda: StateRepository(repo_path).agents(), repeats=3)
+        out["heads"] = median_time(lambda: StateRepository(repo_path).heads(), repeats=3)
         out["agents_again"] = median_time(repo.agents, repeats=3)
     out["gc"] = in_child("gc", repo_path)
     check = repo.verify()
@@ -281,7 +283,8 @@ def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
 
 
 def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
-    """G: gc's memory on two synthetic histories, 10x apart; the slope is bytes per object."""
+    """G: gc's memory on synthetic histories 10x apart (the slope between the two largest is
+    bytes per object), and heads() on many synthetic agents."""
     out: dict[str, Any] = {"key": "G", "title": "synthetic histories, 100 checkpoints per agent",
                            "runs": []}
     for agents in GC_SIZES:
@@ -293,11 +296,23 @@ def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
         gc = in_child("gc", path)
         out["runs"].append({"objects": objects, "largest": largest, "build_s": build_s, **gc})
         shutil.rmtree(path)
-    small, large = out["runs"]
-    out["per_object"] = ((large["rss_growth_mb"] - small["rss_growth_mb"]) * 2**20
-                         / (large["objects"] - small["objects"]))
+    middle, large = out["runs"][-2:]
+    out["per_object"] = ((large["rss_growth_mb"] - middle["rss_growth_mb"]) * 2**20
+                         / (large["objects"] - middle["objects"]))
     out["checkpoints"] = large["objects"] // 3
+    out["heads_agents"] = agents = max(1, HEADS_AGENTS // scale)
+    path = str(root / f"G-heads-{agents}.git")
+    build_synthetic(path, agents, 1)
+    out["heads"] = in_child("heads", path)["seconds"]
+    shutil.rmtree(path)
     return out
+
+
+def child_heads(path: str) -> dict[str, Any]:
+    """heads() in a fresh process (nothing read yet), as the command line runs it."""
+    start = time.perf_counter()
+    StateRepository.open(path).heads()
+    return {"seconds": time.perf_counter() - start}
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -371,6 +386,7 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         if "agents" in r:
             add(k, "agents() (first call, new repository object)", fmt_time(r["agents"]),
                 target="<= 0.5 s", ok=r["agents"] <= 0.5)
+            add(k, "heads(): ids and heads (new repository object)", fmt_time(r["heads"]))
             add(k, "agents() again (objects cached)", fmt_time(r["agents_again"]))
         gc = r["gc"]
         add(k, "gc (full repack + prune) time", fmt_time(gc["seconds"]),
@@ -393,8 +409,11 @@ def gc_memory_rows(r: dict[str, Any], add: Callable[..., None]) -> None:
             f"<= {limit:.1f} MB", run["rss_growth_mb"] <= limit)
         add("G", f"gc time, {run['objects']:,} objects", fmt_time(run["seconds"]),
             f"built in {fmt_time(run['build_s'])}")
-    add("G", "gc memory per object (slope between the two)", f"{r['per_object']:.0f} B",
-        target="< 200 B", ok=r["per_object"] < 200)
+    middle, large = r["runs"][-2:]
+    add("G", f"gc memory per object (slope, {middle['objects']:,} to {large['objects']:,})",
+        f"{r['per_object']:.0f} B", target="< 20 B", ok=r["per_object"] < 20)
+    add("G", f"heads() on {r['heads_agents']:,} agents (new process)", fmt_time(r["heads"]),
+        target="<= 1 s", ok=r["heads"] <= 1)
 
 
 def markdown(results: list[dict[str, Any]], header: str) -> str:
@@ -425,7 +444,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         kind, *rest = args.child
         figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save" else
-                   child_naive(rest[0], rest[1], int(rest[2])) if kind == "naive" else child_gc(rest[0]))
+                   child_naive(rest[0], rest[1], int(rest[2])) if kind == "naive" else
+                   child_heads(rest[0]) if kind == "heads" else child_gc(rest[0]))
         print(json.dumps(figures))
         return 0
     scale = args.scale or (QUICK_SCALE if args.quick else 1)
