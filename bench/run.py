@@ -10,11 +10,11 @@ saved by gitstate, by the seed's ``save_state`` and by the floor (canonical
 encoding, one SHA-1, one write to a new file), one after the other in one
 loop of a child process (as an agent saves between pieces of work), in an
 order that rotates from state to state; naive dulwich saves each state in a
-loop of its own beside the seed's (S, L, W, M). gitstate runs with
-default settings (automatic maintenance on); bytes on disk are measured after
-that process has exited, i.e. after the automatic maintenance, with no manual
-step. Prints a table of medians and ratios; ``--markdown`` also writes it to a
-file, ``--json`` the raw figures.
+loop of its own, beside the same (untimed) seed and floor saves (S, L, W, M).
+gitstate runs with default settings (automatic maintenance on); bytes on disk
+are measured after that process has exited, i.e. after the automatic
+maintenance, with no manual step. Prints a table of medians and ratios;
+``--markdown`` also writes it to a file, ``--json`` the raw figures.
 """
 
 from __future__ import annotations
@@ -192,8 +192,8 @@ def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
 
 
 def child_naive(key: str, root: str, scale: int) -> dict[str, Any]:
-    """Naive dulwich's save loop into ``<root>/<key>-naive.git``, each state also written by
-    the seed (untimed, into a scratch folder), as gitstate's loop has it beside."""
+    """Naive dulwich's save loop into ``<root>/<key>-naive.git``, each state also saved by
+    the seed and the floor (untimed, into a scratch folder), as in gitstate's loop."""
     folder = Path(root)
     naive = NaiveDulwich(str(folder / f"{key}-naive.git"))
     scratch = folder / f"{key}-naive-seed"
@@ -201,6 +201,7 @@ def child_naive(key: str, root: str, scale: int) -> dict[str, Any]:
     times = []
     for i, (_agent_id, state) in enumerate(WORKLOADS[key].make(Text(), scale)):
         seed_save(scratch, state, f"{i:06d}")
+        floor_save(scratch, state, f"floor-{i:06d}")
         start = time.perf_counter()
         naive.save(state)
         times.append(time.perf_counter() - start)
