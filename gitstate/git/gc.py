@@ -191,10 +191,10 @@ class _Packer:
 
         plan = plan_pack(objects, wanted, read, self.max_depth)
         done = self.result.packed_objects
-        self.progress.total += len(plan.order)
+        self.progress.total += len(plan)
         path = write_pack(self.pack_dir, table, plan, read, written=lambda n: self.progress(done + n))
         self.reader.refresh()
-        self.result.packed_objects += len(plan.order)
+        self.result.packed_objects += len(plan)
         return path[:-len(".pack")]
 
     def replace(self, old: list[str], new: str | None) -> None:
