@@ -12,7 +12,9 @@ docs/guarantees.md, "What maintenance deletes").
 Memory: objects are numbered in compact tables (:mod:`gitstate.git.objectset`),
 packed objects are read with plain reads rather than mapping whole packs, and
 blobs are read only while the pack is written: about 90 bytes per object plus a
-few states, whatever the history (``python bench/run.py --only G``).
+few states up to 250,000 objects, and past that the tables live in a scratch
+file whose pages are given back as the run goes (3,000,000 objects: ~80 MB;
+``python bench/run.py --only G``).
 
 Safety beside concurrent writers and readers:
 
