@@ -300,6 +300,7 @@ class _Packer:
         wanted = census.scratch.table("B", len(flags))
         for i, f in enumerate(flags):
             wanted[i] = 1 if f & REACHED and not f & LEFT_LOOSE else 0
+            census.scratch.step()
         old = [base for base in census.packs if not os.path.exists(base + ".keep")]
         check_packs(old)
         for base, mtime in census.young_packs:  # newest first: an object keeps its youngest time

@@ -175,8 +175,12 @@ class ShaTable:
                 self.keys[i] = key
                 self.scratch.step()
         # where the SHAs of each 2-byte prefix start: a lookup then touches a page or two
-        self.starts = array("I", (bisect_left(self.keys, p << 48) for p in range(1 << 16)))
+        self.starts = array("I", (self._start(p) for p in range(1 << 16)))
         self.starts.append(len(self.keys))
+
+    def _start(self, prefix: int) -> int:
+        self.scratch.step(16)  # a binary search touches up to ~16 pages of a mapped table
+        return bisect_left(self.keys, prefix << 48)
 
     @classmethod
     def merged(cls, sources: Iterable[Iterable[bytes]], scratch: Scratch | None = None) -> ShaTable:

@@ -336,6 +336,7 @@ def pack_entries(table: ShaTable, plan: Plan, read: ReadRaw) -> Iterator[tuple[i
     scratch = table.scratch
     uses = scratch.table("B", len(table))  # deltas still to make on each object (_MANY: too many to count)
     for _i, base in plan.entries():
+        scratch.step()
         if base >= 0 and uses[base] < _MANY:
             uses[base] += 1
     live: dict[int, bytes] = {}  # content of the objects still needed as delta bases
