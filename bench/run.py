@@ -1,20 +1,26 @@
-"""gitstate benchmark: seeded workloads against the seed's files, naive dulwich and git gc.
+"""gitstate benchmark: seeded workloads against the seed's files, the floor, naive dulwich, git gc.
 
-    python bench/run.py            # full sizes (S, L, W, H, A); several minutes on 2 cores
+    python bench/run.py            # full sizes (S, L, W, M, H, A, G); ~15 minutes on 2 cores
     python bench/run.py --quick    # 1/10 of the sizes: a smoke test
     python bench/run.py --only S,L --markdown out.md
-    python bench/run.py --only G   # gc memory per object on synthetic 30k / 300k-object histories
+    python bench/run.py --only G   # gc memory on synthetic 30k / 300k / 3M-object histories, heads()
 
-Every anchor runs in the same invocation on the same states. gitstate's save
-loop runs in a child process with default settings (automatic maintenance
-on); bytes on disk are measured after that process has exited, i.e. after
-the automatic maintenance, with no manual step. Prints a table of medians and
-ratios; ``--markdown`` also writes it to a file, ``--json`` the raw figures.
+Every anchor runs in the same invocation on the same states: each state is
+saved by gitstate, by the seed's ``save_state`` and by the floor (canonical
+encoding, one SHA-1, one write to a new file), one after the other in one
+loop of a child process (as an agent saves between pieces of work), in an
+order that rotates from state to state; naive dulwich saves each state in a
+loop of its own, beside the same (untimed) seed and floor saves (S, L, W, M).
+gitstate runs with default settings (automatic maintenance on); bytes on disk
+are measured after that process has exited, i.e. after the automatic
+maintenance, with no manual step. Prints a table of medians and ratios;
+``--markdown`` also writes it to a file, ``--json`` the raw figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +35,7 @@ from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import orjson  # noqa: E402
 from dulwich.objects import Blob, Commit, Tree  # noqa: E402
 from dulwich.repo import Repo  # noqa: E402
 
@@ -37,8 +44,13 @@ from bench.workloads import WORKLOADS, Text  # noqa: E402
 from gitstate import AgentState, StateRepository  # noqa: E402
 
 QUICK_SCALE = 10
-GC_SIZES = (100, 1000)  # G: agents x 100 checkpoints x 3 objects = 30,000 and 300,000 objects
-LOADED = ("S", "L", "W")  # workloads whose newest and oldest checkpoints are loaded
+SEED_TARGETS = {"S": 1.0, "L": 0.4, "M": 0.4}  # save p50 / the seed's save_state, at most
+FLOOR_TARGETS = {"L": 1.5, "M": 1.5}  # save p50 / the floor (encode, SHA-1, one write), at most
+GC_SIZES = (100, 1000, 10_000)  # G: agents x 100 checkpoints x 3 objects = 30,000 to 3,000,000
+HEADS_AGENTS = 100_000  # G: heads() on that many synthetic agents (one checkpoint each)
+LOADED = ("S", "L", "W", "M")  # workloads whose newest and oldest checkpoints are loaded
+NO_NAIVE = ("H", "A")  # workloads without the naive dulwich anchor (too slow at their size)
+CANONICAL = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 LOAD_REPEATS = 15
 
 
@@ -91,6 +103,20 @@ def seed_save(folder: Path, state: AgentState, name: str) -> str:
     return str(path)
 
 
+def floor_save(folder: Path, state: AgentState, name: str) -> None:
+    """What a save cannot go below: the canonical JSON (gitstate's format, which orjson
+    writes as is for a state without floats), one SHA-1 of it, one write to a new file."""
+    data = orjson.dumps(state.model_dump(mode="json"), option=CANONICAL)
+    hashlib.sha1(data).digest()
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def seed_load(path: str) -> AgentState:
     """The seed's ``load_state``."""
     with open(path, "r", encoding="utf-8") as f:
@@ -133,22 +159,54 @@ class NaiveDulwich:
 
 # -- gitstate in child processes --------------------------------------------------------------
 
-def child_save(key: str, path: str, scale: int, mode: str) -> dict[str, Any]:
-    """Run the workload's save loop into a new repository (in this, a child, process)."""
-    repo = StateRepository.init(path)
+def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
+    """The workload's save loop (in this, a child, process): each state saved by gitstate
+    into ``<root>/<key>.git``, by the seed into ``<key>-seed`` and by the floor into
+    ``<key>-floor``, in rotating order."""
+    folder = Path(root)
+    repo = StateRepository.init(folder / f"{key}.git")
     if mode != "default":
         repo.configure_maintenance(background=mode == "background")
-    times: list[float] = []
+    seed_dir, floor_dir = folder / f"{key}-seed", folder / f"{key}-floor"
+    seed_dir.mkdir()
+    floor_dir.mkdir()
+    times: dict[str, list[float]] = {"gitstate": [], "seed": [], "floor": []}
+    seed_paths: dict[str, list[str]] = {}
     first: set[str] = set()
-    for agent_id, state in WORKLOADS[key].make(Text(), scale):
+    for i, (agent_id, state) in enumerate(WORKLOADS[key].make(Text(), scale)):
         name = "first" if agent_id not in first and key in LOADED else None  # to load the oldest
         first.add(agent_id)
-        start = time.perf_counter()
-        repo.save(state, name=name)
-        times.append(time.perf_counter() - start)
+        savers: list[tuple[str, Callable[[], Any]]] = [
+            ("gitstate", lambda: repo.save(state, name=name)),
+            ("seed", lambda: seed_paths.setdefault(agent_id, []).append(
+                seed_save(seed_dir, state, f"{i:06d}"))),
+            ("floor", lambda: floor_save(floor_dir, state, f"{i:06d}"))]
+        turn = i % len(savers)
+        for which, save in savers[turn:] + savers[:turn]:
+            start = time.perf_counter()
+            save()
+            times[which].append(time.perf_counter() - start)
     largest = len(json.dumps(state.model_dump(mode="json"), indent=2))  # states only grow
     repo.wait_for_maintenance()
-    return {"times": times, "rss_mb": rss_mb(), "largest": largest}
+    return {"times": times, "rss_mb": rss_mb(), "largest": largest, "seed_paths": seed_paths}
+
+
+def child_naive(key: str, root: str, scale: int) -> dict[str, Any]:
+    """Naive dulwich's save loop into ``<root>/<key>-naive.git``, each state also saved by
+    the seed and the floor (untimed, into a scratch folder), as in gitstate's loop."""
+    folder = Path(root)
+    naive = NaiveDulwich(str(folder / f"{key}-naive.git"))
+    scratch = folder / f"{key}-naive-seed"
+    scratch.mkdir()
+    times = []
+    for i, (_agent_id, state) in enumerate(WORKLOADS[key].make(Text(), scale)):
+        seed_save(scratch, state, f"{i:06d}")
+        floor_save(scratch, state, f"floor-{i:06d}")
+        start = time.perf_counter()
+        naive.save(state)
+        times.append(time.perf_counter() - start)
+    shutil.rmtree(scratch)
+    return {"times": times}
 
 
 def child_gc(path: str) -> dict[str, Any]:
@@ -169,37 +227,27 @@ def in_child(*args: str) -> dict[str, Any]:
 
 # -- one workload -----------------------------------------------------------------------------
 
-def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> dict[str, Any]:
+def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
     work = WORKLOADS[key]
     out: dict[str, Any] = {"key": key, "title": work.title}
-    seed_dir = root / f"{key}-seed"
-    seed_dir.mkdir()
-    seed_times, seed_paths = [], {}
-    naive = NaiveDulwich(str(root / f"{key}-naive.git")) if anchors else None
-    naive_times = []
+    repo_path, seed_dir = str(root / f"{key}.git"), root / f"{key}-seed"
     os.sync()  # each save loop starts with no dirty data of earlier runs being written back
-    for i, (agent_id, state) in enumerate(work.make(Text(), scale)):
-        start = time.perf_counter()
-        path = seed_save(seed_dir, state, f"{i:06d}")
-        seed_times.append(time.perf_counter() - start)
-        seed_paths.setdefault(agent_id, []).append(path)
-        if naive is not None:
-            start = time.perf_counter()
-            naive.save(state)
-            naive_times.append(time.perf_counter() - start)
-    out["checkpoints"] = len(seed_times)
-    out["seed"] = {"p50": statistics.median(seed_times), "p95": pct(seed_times, 0.95),
-                   "bytes": file_bytes(str(seed_dir))}
-    if naive is not None:
-        out["naive"] = {"p50": statistics.median(naive_times), "p95": pct(naive_times, 0.95),
-                        "bytes": file_bytes(str(root / f"{key}-naive.git"))}
-
-    repo_path = str(root / f"{key}.git")
-    os.sync()
     started = time.perf_counter()
-    saved = in_child("save", key, repo_path, str(scale), mode)
-    out["gitstate"] = {"p50": statistics.median(saved["times"]), "p95": pct(saved["times"], 0.95),
-                       "run_s": time.perf_counter() - started, "bytes": file_bytes(repo_path),
+    saved = in_child("save", key, str(root), str(scale), mode)
+    run_s = time.perf_counter() - started
+    times, seed_paths = saved["times"], saved["seed_paths"]
+    if key not in NO_NAIVE:
+        os.sync()
+        times["naive"] = in_child("naive", key, str(root), str(scale))["times"]
+    out["checkpoints"] = len(times["gitstate"])
+    for which, folder in (("seed", seed_dir), ("floor", root / f"{key}-floor"),
+                          ("naive", root / f"{key}-naive.git")):
+        if which in times:
+            out[which] = {"p50": statistics.median(times[which]), "p95": pct(times[which], 0.95),
+                          "bytes": file_bytes(str(folder))}
+    shutil.rmtree(root / f"{key}-floor")
+    out["gitstate"] = {"p50": statistics.median(times["gitstate"]), "p95": pct(times["gitstate"], 0.95),
+                       "run_s": run_s, "bytes": file_bytes(repo_path),
                        "save_rss_mb": saved["rss_mb"], "largest": saved["largest"]}
 
     copy = str(root / f"{key}-gc.git")
@@ -226,6 +274,7 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> 
         out["log_full"] = median_time(lambda: repo.log(agent), repeats=3)
     if key == "A":
         out["agents"] = median_time(lambda: StateRepository(repo_path).agents(), repeats=3)
+        out["heads"] = median_time(lambda: StateRepository(repo_path).heads(), repeats=3)
         out["agents_again"] = median_time(repo.agents, repeats=3)
     out["gc"] = in_child("gc", repo_path)
     check = repo.verify()
@@ -235,7 +284,8 @@ def run_workload(key: str, scale: int, root: Path, anchors: bool, mode: str) -> 
 
 
 def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
-    """G: gc's memory on two synthetic histories, 10x apart; the slope is bytes per object."""
+    """G: gc's memory on synthetic histories 10x apart (the slope between the two largest is
+    bytes per object), and heads() on many synthetic agents."""
     out: dict[str, Any] = {"key": "G", "title": "synthetic histories, 100 checkpoints per agent",
                            "runs": []}
     for agents in GC_SIZES:
@@ -247,11 +297,23 @@ def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
         gc = in_child("gc", path)
         out["runs"].append({"objects": objects, "largest": largest, "build_s": build_s, **gc})
         shutil.rmtree(path)
-    small, large = out["runs"]
-    out["per_object"] = ((large["rss_growth_mb"] - small["rss_growth_mb"]) * 2**20
-                         / (large["objects"] - small["objects"]))
+    middle, large = out["runs"][-2:]
+    out["per_object"] = ((large["rss_growth_mb"] - middle["rss_growth_mb"]) * 2**20
+                         / (large["objects"] - middle["objects"]))
     out["checkpoints"] = large["objects"] // 3
+    out["heads_agents"] = agents = max(1, HEADS_AGENTS // scale)
+    path = str(root / f"G-heads-{agents}.git")
+    build_synthetic(path, agents, 1)
+    out["heads"] = in_child("heads", path)["seconds"]
+    shutil.rmtree(path)
     return out
+
+
+def child_heads(path: str) -> dict[str, Any]:
+    """heads() in a fresh process (nothing read yet), as the command line runs it."""
+    start = time.perf_counter()
+    StateRepository.open(path).heads()
+    return {"seconds": time.perf_counter() - start}
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -283,14 +345,20 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             continue
         k, g, seed = r["key"], r["gitstate"], r["seed"]
         ratio = g["p50"] / seed["p50"]
+        limit = SEED_TARGETS.get(k)
         add(k, "save p50 vs seed file", fmt_time(g["p50"]), fmt_time(seed["p50"]), ratio,
-            "<= 0.5" if k == "L" else "", ratio <= 0.5 if k == "L" else None)
+            f"<= {limit:g}" if limit else "", None if limit is None else ratio <= limit)
+        ratio = g["p50"] / r["floor"]["p50"]
+        limit = FLOOR_TARGETS.get(k)
+        add(k, "save p50 vs floor", fmt_time(g["p50"]), fmt_time(r["floor"]["p50"]), ratio,
+            f"<= {limit:g}" if limit else "", None if limit is None else ratio <= limit)
         if "naive" in r:
             ratio = g["p50"] / r["naive"]["p50"]
             add(k, "save p50 vs naive dulwich", fmt_time(g["p50"]), fmt_time(r["naive"]["p50"]),
                 ratio, "<= 0.7" if k == "W" else "", ratio <= 0.7 if k == "W" else None)
-        add(k, "save p95 (seed / naive)", fmt_time(g["p95"]),
-            fmt_time(seed["p95"]) + (f" / {fmt_time(r['naive']['p95'])}" if "naive" in r else ""))
+        add(k, "save p95 (seed / floor / naive)", fmt_time(g["p95"]),
+            f"{fmt_time(seed['p95'])} / {fmt_time(r['floor']['p95'])}"
+            + (f" / {fmt_time(r['naive']['p95'])}" if "naive" in r else ""))
         sized = k in ("S", "L")
         ratio = g["bytes"] / r["git_gc"]["bytes"]
         add(k, "bytes vs git gc --aggressive", fmt_bytes(g["bytes"]), fmt_bytes(r["git_gc"]["bytes"]),
@@ -319,6 +387,7 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         if "agents" in r:
             add(k, "agents() (first call, new repository object)", fmt_time(r["agents"]),
                 target="<= 0.5 s", ok=r["agents"] <= 0.5)
+            add(k, "heads(): ids and heads (new repository object)", fmt_time(r["heads"]))
             add(k, "agents() again (objects cached)", fmt_time(r["agents_again"]))
         gc = r["gc"]
         add(k, "gc (full repack + prune) time", fmt_time(gc["seconds"]),
@@ -341,8 +410,11 @@ def gc_memory_rows(r: dict[str, Any], add: Callable[..., None]) -> None:
             f"<= {limit:.1f} MB", run["rss_growth_mb"] <= limit)
         add("G", f"gc time, {run['objects']:,} objects", fmt_time(run["seconds"]),
             f"built in {fmt_time(run['build_s'])}")
-    add("G", "gc memory per object (slope between the two)", f"{r['per_object']:.0f} B",
-        target="< 200 B", ok=r["per_object"] < 200)
+    middle, large = r["runs"][-2:]
+    add("G", f"gc memory per object (slope, {middle['objects']:,} to {large['objects']:,})",
+        f"{r['per_object']:.0f} B", target="< 20 B", ok=r["per_object"] < 20)
+    add("G", f"heads() on {r['heads_agents']:,} agents (new process)", fmt_time(r["heads"]),
+        target="<= 1 s", ok=r["heads"] <= 1)
 
 
 def markdown(results: list[dict[str, Any]], header: str) -> str:
@@ -363,7 +435,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke test)")
     parser.add_argument("--scale", type=int, help="divide the number of checkpoints by this")
-    parser.add_argument("--only", default="S,L,W,H,A,G", help="comma-separated workloads")
+    parser.add_argument("--only", default="S,L,W,M,H,A,G", help="comma-separated workloads")
     parser.add_argument("--maintenance", choices=("default", "background", "inline"),
                         default="default", help="where automatic maintenance runs during saves")
     parser.add_argument("--markdown", help="also write the table to this file")
@@ -372,8 +444,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save"
-                   else child_gc(rest[0]))
+        figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save" else
+                   child_naive(rest[0], rest[1], int(rest[2])) if kind == "naive" else
+                   child_heads(rest[0]) if kind == "heads" else child_gc(rest[0]))
         print(json.dumps(figures))
         return 0
     scale = args.scale or (QUICK_SCALE if args.quick else 1)
@@ -383,7 +456,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for key in keys:
             print(f"running {key} ...", file=sys.stderr, flush=True)
             results.append(run_gc_memory(scale, Path(tmp)) if key == "G" else
-                           run_workload(key, scale, Path(tmp), key not in ("H", "A"), args.maintenance))
+                           run_workload(key, scale, Path(tmp), args.maintenance))
     header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
               f"{args.maintenance}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")

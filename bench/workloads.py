@@ -85,6 +85,25 @@ def growing(steps: int, size: int, initial: int = 0, keep: int = 0):
     return make
 
 
+def chat(messages: int, steps: int, size: int):
+    """One agent whose state is a chat history: ``messages`` messages of ~``size`` bytes,
+    then one more per checkpoint (many small objects, as a long conversation is)."""
+    def say(state: AgentState, text: Text) -> None:
+        role = ("user", "assistant")[len(state.messages) % 2]
+        state.messages.append({"role": role, "content": text.prose(size), "timestamp": text.now()})
+
+    def make(text: Text, scale: int) -> Iterator[tuple[str, AgentState]]:
+        state = _agent(text, "chatter-1")
+        for _ in range(messages):
+            say(state, text)
+        for _ in range(max(1, steps // scale)):
+            say(state, text)
+            state.iteration += 1
+            state.__dict__["last_updated"] = state.messages[-1]["timestamp"]
+            yield state.agent_id, state
+    return make
+
+
 def many_agents(agents: int, per_agent: int):
     """``agents`` agents saving ``per_agent`` checkpoints each, round-robin."""
     def make(text: Text, scale: int) -> Iterator[tuple[str, AgentState]]:
@@ -100,6 +119,8 @@ WORKLOADS = {
     "S": Workload("S", "growing state, ~1 KB per step", 300, growing(300, 1000)),
     "L": Workload("L", "~1 MB state, +1 KB per checkpoint", 200, growing(200, 1000, initial=1_000_000)),
     "W": Workload("W", "10 KB states", 1000, growing(1000, 1000, keep=8)),
+    "M": Workload("M", "chat history: 1,000 messages of ~1 KB, +1 per checkpoint", 200,
+                  chat(1000, 200, 1000)),
     "H": Workload("H", "one agent, 10,000 checkpoints", 10_000, growing(10_000, 300, keep=4)),
     "A": Workload("A", "10,000 agents x 3 checkpoints", 30_000, many_agents(10_000, 3)),
 }

@@ -23,7 +23,7 @@ def gc(settings: Settings, prune: bool, grace_seconds: int | None, as_json: bool
 
     \b
     $ gitstate gc
-    Packed 27 objects, merged 0 packs, pruned 0 objects; 36.9 kB -> 8.5 kB in 0.01 s
+    Packed 27 objects, merged 0 packs, pruned 0 objects; 37.0 kB -> 8.5 kB in 0.01 s
     """
     if grace_seconds is not None and not prune:
         raise click.UsageError("--grace only applies with --prune")

@@ -32,12 +32,12 @@ from .git import bare
 from .git.journal import RefUpdate
 from .git.layout import (
     CommitInfo,
-    as_object,
     checkpoint_commit,
     reaches,
     state_blob,
     tree_entries,
 )
+from .git.objects import RawObject
 from .git.reader import BLOB, CACHE_BYTES, COMMIT, TREE, type_name
 from .git.store import Store
 from .ids import (
@@ -156,8 +156,8 @@ class Core:
         except ValueError as exc:
             raise CorruptObjectError(f"tree {tree.decode()}: {exc}") from exc
         for _name, _mode, sha in entries:
-            self.store.write(as_object(BLOB, self.raw(sha, BLOB), sha))
-        self.store.write(as_object(TREE, raw, tree))
+            self.store.write(RawObject(BLOB, self.raw(sha, BLOB), sha))
+        self.store.write(RawObject(TREE, raw, tree))
 
     # -- agents and their histories ----------------------------------------------------
     def refs_of(self, agent_id: str) -> tuple[bytes, bytes]:

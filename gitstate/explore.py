@@ -341,14 +341,6 @@ def _newest_first(commit: CommitInfo) -> tuple[int, int, bytes]:
     return -commit.author_time, -number, commit.id
 
 
-def heads(core: Core) -> dict[str, str]:
-    """Every agent's head commit SHA, by agent id: refs read, no commit (what changed since
-    a cached :func:`gitstate.checkpoints.agents`)."""
-    prefix = len(BRANCH_PREFIX)
-    return {ref[prefix:].decode(errors="replace"): sha.decode()
-            for ref, sha in core.store.read_refs(BRANCH_PREFIX.encode()).items()}
-
-
 @dataclass(frozen=True)
 class Fork:
     """Agent ``agent_id`` started from checkpoint ``from_commit`` (id ``from_checkpoint_id``)

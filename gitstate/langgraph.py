@@ -46,7 +46,7 @@ from .core import Core
 from .errors import CorruptObjectError, EncodingError, GitstateError, InvalidArgumentError
 from .git.journal import RefUpdate
 from .git.layout import STATE_FILE, CommitInfo, tree_entries
-from .git.objects import FILE_MODE, TREE_MODE, object_id, raw_object, tree_raw
+from .git.objects import FILE_MODE, TREE_MODE, RawObject, object_id, tree_raw
 from .git.reader import BLOB, TREE
 from .git.store import RefLock
 from .ids import BRANCH_PREFIX, branch_ref, new_checkpoint_id, tag_prefix, tag_ref
@@ -242,7 +242,7 @@ class _Objects:
         the agent's lock, so in the repository)."""
         for sha, (kind, raw) in self.new.items():
             if sha not in known:
-                core.store.write(raw_object(kind, raw, sha))
+                core.store.write(RawObject(kind, raw, sha))
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:

@@ -159,6 +159,11 @@ class StateRepository:
         :func:`gitstate.checkpoints.agents` for ``errors``)."""
         return checkpoints.agents(self._core, errors=errors)
 
+    def heads(self, *, errors: dict[str, GitstateError] | None = None) -> dict[str, str]:
+        """Every agent id with its newest commit SHA, refs only (see
+        :func:`gitstate.checkpoints.heads`): the light form of :meth:`agents`."""
+        return checkpoints.heads(self._core, errors=errors)
+
     # -- history (gitstate.history) --------------------------------------------------
     def rollback(self, agent_id: str, rev: str, *, hard: bool = False) -> RollbackResult:
         """Return the agent to the state saved at ``rev`` (see :func:`gitstate.history.rollback`)."""
@@ -195,10 +200,6 @@ class StateRepository:
     def log_all(self, *, limit: int | None = None) -> list[GraphEntry]:
         """Checkpoints of every agent, newest first, each commit once (:func:`gitstate.explore.log_all`)."""
         return explore.log_all(self._core, limit=limit)
-
-    def heads(self) -> dict[str, str]:
-        """Every agent's head commit SHA, by agent id (refs only: cheaper than :meth:`agents`)."""
-        return explore.heads(self._core)
 
     def fields(self, agent_id: str, paths: Sequence[str], *, limit: int | None = None,
                cache: StateCache | None = None) -> list[FieldRow]:

@@ -332,10 +332,13 @@ def build_basic(path: Path, size: int, fan_out: bool = True) -> None:
 
 
 def build_packed(path: Path, size: int) -> None:
-    """``basic`` right after ``gc --prune``: one pack, no loose object, no fan-out folder."""
+    """``basic`` right after ``gc --prune``: one pack, no loose object, and no fan-out folder
+    (gitstate's maintenance leaves them; git's removes them, as here)."""
     build_basic(path, size, fan_out=False)
     with StateRepository.open(path) as repo:
         repo.gc(prune=True, grace_seconds=0)
+    for folder in (path / "objects").glob("??"):
+        folder.rmdir()
     _age_objects(path)
 
 

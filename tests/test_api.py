@@ -30,7 +30,7 @@ API = {
     "find": "(agent_id, *changed=None, *where=None, *cache=None)",
     "fork": "(agent_id, rev, new_agent_id)",
     "gc": "(*prune=False, *grace_seconds=None, *progress=None)",
-    "heads": "()",
+    "heads": "(*errors=None)",
     "import_seed": "(directory, *task_id=None, *dry_run=False, *progress=None)",
     "init": "classmethod (path, **options)",
     "latest": "(agent_id)",

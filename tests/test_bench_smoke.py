@@ -13,15 +13,16 @@ pytestmark = pytest.mark.bench  # CI runs it after the README's command (.ci/run
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
-    ("L", "save p50 vs seed file"), ("W", "save p50 vs naive dulwich"),
+    ("S", "save p50 vs seed file"), ("L", "save p50 vs seed file"), ("M", "save p50 vs seed file"),
+    ("L", "save p50 vs floor"), ("M", "save p50 vs floor"), ("W", "save p50 vs naive dulwich"),
     ("S", "bytes vs git gc --aggressive"), ("L", "bytes vs git gc --aggressive"),
     ("S", "seed folder / gitstate bytes"), ("L", "seed folder / gitstate bytes"),
     ("S", "load newest vs seed file"), ("L", "load oldest vs seed file"),
     ("H", "log --limit 20"), ("H", "full log"),
     ("A", "agents() (first call, new repository object)"),
     ("L", "gc peak memory (RSS growth)"),
-    ("G", "gc memory per object (slope between the two)"),
 }
+G_TARGETS = ("gc memory per object (slope", "heads() on ")  # figures named with their sizes
 
 
 def test_bench_prints_the_table(tmp_path: Path) -> None:
@@ -32,12 +33,16 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
     header, body = rows[0], rows[1:]
     assert [cell.strip() for cell in header] == ["workload", "figure", "gitstate", "anchor",
                                                   "ratio", "target", "met"]
-    cells = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in body[1:]}
-    for key in TARGETS:
+    cells = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in body}
+    g_rows = [name for key, name in cells if key == "G" and name.startswith(G_TARGETS)]
+    assert len(g_rows) == 2, g_rows
+    for key in [*TARGETS, *(("G", name) for name in g_rows)]:
         row = cells[key]
         assert row[5] and row[6] in ("yes", "NO"), row  # a target and its verdict
-    assert {k for k, _ in cells} == {"S", "L", "W", "H", "A", "G"}
+    assert cells[("A", "heads(): ids and heads (new repository object)")][2].endswith("ms")
+    assert {k for k, _ in cells} == {"S", "L", "W", "M", "H", "A", "G"}
     figures = json.loads(out_json.read_text())
-    assert [f["key"] for f in figures] == ["S", "L", "W", "H", "A", "G"]
+    assert [f["key"] for f in figures] == ["S", "L", "W", "M", "H", "A", "G"]
+    assert all(f["floor"]["p50"] > 0 for f in figures[:-1])  # measured in the same loop
     assert all(f["verify_ok"] for f in figures[:-1])
-    assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000]  # G: every object repacked
+    assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000, 30000]  # G: every object repacked

@@ -143,3 +143,37 @@ def test_bytes_equal_the_stdlib_reference_layout(value: object) -> None:
     """The canonical form is reproducible with nothing but Python's json module."""
     reference = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert encode(value) == reference.encode("utf-8")
+
+
+plain_values = st.recursive(  # no floats: encode's fast path writes them without pinning
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(), children, max_size=6),
+    max_leaves=40,
+)
+
+
+@given(plain_values, st.floats(allow_nan=False, allow_infinity=False), st.integers(0, 40))
+def test_the_fast_path_and_the_pinned_path_write_the_same_bytes(value: object, number: float,
+                                                                  where: int) -> None:
+    """A state without floats takes the fast path; the same state with one float added
+    somewhere takes the pinned one: both give the stdlib's layout."""
+    with_float = json.loads(json.dumps(value))
+    containers = [with_float] if isinstance(with_float, (dict, list)) else []
+    for container in containers:  # every container, outermost first
+        containers.extend(v for v in (container.values() if isinstance(container, dict) else container)
+                          if isinstance(v, (dict, list)))
+    if containers:
+        target = containers[where % len(containers)]
+        if isinstance(target, dict):
+            target["\x00float"] = number
+        else:
+            target.append(number)
+    for v in (value, with_float):
+        assert encode(v) == (json.dumps(v, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def test_non_finite_floats_deep_in_a_plain_state_are_refused() -> None:
+    state = {"messages": [{"role": "user", "content": "x" * 100}] * 50 + [{"score": [1, math.nan]}]}
+    with pytest.raises(EncodingError) as info:
+        encode(state)
+    assert info.value.path == "$.messages[50].score[1]"

@@ -360,6 +360,12 @@ def test_agents_leaves_out_an_unreadable_agent_and_names_it(base: Path, tmp_path
     assert [info.agent_id for info in repo.agents(errors=errors)] == ["a"]
     assert sorted(errors) == ["b", "c"]
     assert head in str(errors["b"]) and "refs/tags/agents/c/bad" in str(errors["c"])
+    assert list(repo.heads()) == ["a", "b", "c"]  # refs alone: b's head commit, c's names unread
+    (path / "refs" / "heads" / "agents" / "b").write_text("not a sha\n")
+    with pytest.raises(GitstateError, match="agent b: .*refs/heads/agents/b"):
+        repo.heads()
+    errors = {}
+    assert list(repo.heads(errors=errors)) == ["a", "c"] and list(errors) == ["b"]
 
 
 def test_agents_command_lists_readable_agents_and_an_error_line_for_each_other(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 from array import array
 
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index_file
 
-from gitstate.git.objectset import ShaTable
+from gitstate.git.objectset import Scratch, ShaTable
 from gitstate.git.packing import write_index
 
 
@@ -48,3 +49,22 @@ def test_pack_index_written_from_arrays_reads_back_with_large_offsets() -> None:
     assert index.version == 2 and index.get_pack_checksum() == checksum
     assert list(index.iterentries()) == expected
     index.check()
+
+
+def test_scratch_tables_in_a_file_keep_their_values_when_their_pages_are_given_back(tmp_path) -> None:
+    scratch = Scratch(str(tmp_path))
+    assert scratch.mapped
+    links, kinds = scratch.table("i", 5000, -1), scratch.table("B", 5000)
+    assert list(links[:3]) == [-1, -1, -1] and len(links) == 5000 and not any(kinds)
+    for i in range(0, 5000, 7):
+        links[i], kinds[i] = i * 3, i % 4
+    rnd = random.Random(9)
+    shas = sorted({rnd.randbytes(20) for _ in range(3000)})
+    table = ShaTable.merged([shas[::2], shas[1::2]], scratch)
+    scratch.trim()  # every mapped page given back: the data stays in the file
+    assert [links[i] for i in range(0, 5000, 7)] == [i * 3 for i in range(0, 5000, 7)]
+    assert links[1] == -1 and kinds[7] == 3 and kinds[8] == 0
+    assert [table.find(sha) for sha in shas] == list(range(len(shas)))
+    assert table.find(rnd.randbytes(20)) == -1
+    assert list(os.listdir(tmp_path)) == []  # the scratch file has no name
+    scratch.close()

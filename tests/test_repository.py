@@ -172,6 +172,25 @@ def test_agents_lists_every_agent_with_its_head(repo: StateRepository) -> None:
     assert StateRepository.init(Path(repo.path).parent / "empty.git").agents() == []
 
 
+def test_heads_lists_every_agent_with_its_head_commit_from_refs_alone(repo: StateRepository) -> None:
+    for agent, n in [("b", 2), ("a", 3), ("c.d-e_f", 1)]:
+        run(repo, agent, steps=n)
+    repo.tag("a", "kept")
+    git(repo, "pack-refs", "--all")  # packed and loose refs alike
+    run(repo, "b", steps=1)
+    heads = repo.heads()
+    assert list(heads) == ["a", "b", "c.d-e_f"]
+    assert heads == {a.agent_id: a.head.commit for a in repo.agents()}
+    assert heads == {ref.split("/", 3)[3]: sha for sha, ref in
+                     (line.split() for line in git(repo, "for-each-ref", "--format=%(objectname) %(refname)",
+                                                   "refs/heads/agents/").splitlines())}
+    for sha in heads.values():  # heads reads no commit: they may all be gone
+        (Path(repo.path) / "objects" / sha[:2] / sha[2:]).unlink(missing_ok=True)
+    for pack in Path(repo.path, "objects", "pack").glob("*"):
+        pack.unlink()
+    assert repo.heads() == heads
+
+
 def test_init_is_idempotent_and_configures_the_repo(repo: StateRepository) -> None:
     run(repo, steps=1)
     again = StateRepository.init(repo.path)

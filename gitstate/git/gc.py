@@ -12,7 +12,9 @@ docs/guarantees.md, "What maintenance deletes").
 Memory: objects are numbered in compact tables (:mod:`gitstate.git.objectset`),
 packed objects are read with plain reads rather than mapping whole packs, and
 blobs are read only while the pack is written: about 90 bytes per object plus a
-few states, whatever the history (``python bench/run.py --only G``).
+few states up to 250,000 objects, and past that the tables live in a scratch
+file whose pages are given back as the run goes (3,000,000 objects: ~80 MB;
+``python bench/run.py --only G``).
 
 Safety beside concurrent writers and readers:
 
@@ -36,11 +38,14 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import DamagedObjectError
-from .layout import as_object
+from .objects import RawObject
 from .objectset import (
+    Scratch,
     ShaTable,
+    count_loose,
     loose_shas,
     maintenance_reader,
     pack_layout,
@@ -177,7 +182,7 @@ class _Packer:
         """The current packs (paths without extension), without those kept by a ``.keep`` file."""
         return [base for base in pack_bases(self.objects_dir) if not os.path.exists(base + ".keep")]
 
-    def write(self, objects: Objects, wanted: bytearray) -> str | None:
+    def write(self, objects: Objects, wanted: Any) -> str | None:
         """Write the objects ``i`` with ``wanted[i]`` as one new pack; return its path without extension."""
         if not any(wanted):
             return None
@@ -188,10 +193,10 @@ class _Packer:
 
         plan = plan_pack(objects, wanted, read, self.max_depth)
         done = self.result.packed_objects
-        self.progress.total += len(plan.order)
+        self.progress.total += len(plan)
         path = write_pack(self.pack_dir, table, plan, read, written=lambda n: self.progress(done + n))
         self.reader.refresh()
-        self.result.packed_objects += len(plan.order)
+        self.result.packed_objects += len(plan)
         return path[:-len(".pack")]
 
     def replace(self, old: list[str], new: str | None) -> None:
@@ -215,7 +220,7 @@ class _Packer:
         census.flags[i] |= LOOSE
         if os.path.exists(path):  # written again by a save since the census: its own time
             return
-        self.store.loose.write(as_object(*census.raw(i), sha))
+        self.store.loose.write(RawObject(*census.raw(i), sha))
         os.utime(path, (mtime, mtime))
 
     def run(self, prune: bool, grace: float) -> None:
@@ -232,9 +237,11 @@ class _Packer:
         The new pack gets the time of the newest object it holds, so the grace
         period of an object no ref reaches counts from when a save wrote it.
         """
-        table = ShaTable(b"".join(loose_shas(self.objects_dir)))
-        objects, wanted = Objects(table), bytearray(len(table))
+        scratch = Scratch.for_objects(count_loose(self.objects_dir), self.path)
+        table = ShaTable.merged([loose_shas(self.objects_dir)], scratch)
+        objects, wanted = Objects(table), scratch.table("B", len(table))
         for i in range(len(table)):
+            scratch.step()
             sha = table.hex(i)
             if not self.reader.is_packed(sha):
                 objects.kinds[i] = _loose_type(self.objects_dir, sha)
@@ -248,6 +255,7 @@ class _Packer:
         copies = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table))
                                                  if not wanted[i]), cutoff)
         self.result.loose_removed += removed[0] + copies[0]
+        scratch.close()
         if new is not None:
             _date_pack(new, newest)
 
@@ -264,13 +272,18 @@ class _Packer:
             return
         merged = packs[:cut]
         check_packs(merged)  # each is deleted once rewritten: only if its files are sound
-        table = ShaTable.merged(PackIndex(base + ".idx").shas() for base in merged)
+        indexes = [PackIndex(base + ".idx") for base in merged]
+        scratch = Scratch.for_objects(sum(index.count for index in indexes), self.path)
+        scratch.on_trim(self.reader.trim)
+        table = ShaTable.merged((index.shas() for index in indexes), scratch)
+        del indexes
         objects = Objects(table)
         for base in merged:
             pack_layout(base, table, objects.kinds)
         newest = max(os.stat(base + ".pack").st_mtime for base in merged)
-        new = self.write(objects, bytearray(b"\1") * len(table))
+        new = self.write(objects, scratch.table("B", len(table), 1))
         self.replace(merged, new)
+        scratch.close()
         if new is not None:
             _date_pack(new, newest)
 
@@ -284,7 +297,10 @@ class _Packer:
         census = Census(self.reader, self.path, time.time() - grace)
         census.mark()
         flags = census.flags
-        wanted = bytearray(f & REACHED and not f & LEFT_LOOSE for f in flags)
+        wanted = census.scratch.table("B", len(flags))
+        for i, f in enumerate(flags):
+            wanted[i] = 1 if f & REACHED and not f & LEFT_LOOSE else 0
+            census.scratch.step()
         old = [base for base in census.packs if not os.path.exists(base + ".keep")]
         check_packs(old)
         for base, mtime in census.young_packs:  # newest first: an object keeps its youngest time
@@ -298,3 +314,4 @@ class _Packer:
         dropped, _ = census.remove_unreached_loose()
         self.result.loose_removed += packed + dropped
         self.result.pruned_objects = census.unreached()
+        census.scratch.close()

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree, object_class, parse_tree
+from dulwich.objects import Commit, parse_tree
 
 from .. import codec
 from ..errors import InvalidArgumentError
 from ..ids import is_sha
 from .dulwich_types import object_id
-from .reader import TYPE_NAMES
+from .objects import FILE_MODE, RawObject
+from .reader import BLOB, TREE, TYPE_NAMES
 
 STATE_FILE = b"state.json"
 TREE_MODE, GITLINK_MODE = 0o040000, 0o160000  # tree entries naming a tree, a commit (submodule)
@@ -59,12 +60,11 @@ def checkpoint_time(when: object, what: str = "time") -> int:
     return int(when.timestamp())
 
 
-def state_objects(data: Any) -> tuple[Blob, Tree]:
-    """The blob holding ``data``'s canonical JSON and the tree naming it ``state.json``."""
-    blob = Blob.from_string(codec.encode(data))
-    tree = Tree()
-    tree.add(STATE_FILE, 0o100644, blob.id)
-    return blob, tree
+def state_objects(data: Any) -> tuple[RawObject, RawObject]:
+    """The blob holding ``data``'s canonical JSON and the tree naming it ``state.json``
+    (each hashed once; the encoded state is never copied)."""
+    blob = RawObject(BLOB, codec.encode(data))
+    return blob, RawObject(TREE, b"%o %s\0%s" % (FILE_MODE, STATE_FILE, bytes.fromhex(blob.id.decode())))
 
 
 def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message: bytes,
@@ -98,14 +98,6 @@ def state_blob(tree: bytes) -> bytes | None:
         if name == STATE_FILE:
             return sha
     return None
-
-
-def as_object(type_num: int, raw: bytes, sha: bytes) -> ShaFile:
-    """Object ``sha`` of type ``type_num`` read back as ``raw``, to write it again (freshen it)."""
-    kind = object_class(type_num)
-    if kind is None:
-        raise ValueError(f"git has no object type {type_num}")
-    return kind.from_raw_string(type_num, raw, object_id(sha))
 
 
 def recommit(info: CommitInfo, parents: Sequence[bytes]) -> Commit:

@@ -1,18 +1,17 @@
 """Git objects built from raw bytes: their ids, trees of many entries, and the objects to write.
 
-For writers that make many small objects per commit (one blob per list element, a tree
-of hundreds of entries), hashing the raw bytes directly is ~5x cheaper than building a
-dulwich object per entry; :func:`raw_object` makes the object only for what is written.
+Hashing the raw bytes directly is ~5x cheaper than building a dulwich object per
+entry (writers of many small objects: one blob per list element, a tree of
+hundreds of entries), and a large blob is hashed once and never copied:
+:class:`RawObject` is what ``Store.write`` takes, as it takes dulwich's objects.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Protocol
 
-from dulwich.objects import ShaFile
-
-from .layout import as_object
 from .reader import TYPE_NAMES
 
 FILE_MODE = 0o100644
@@ -20,9 +19,14 @@ TREE_MODE = 0o40000
 _HEADERS = {number: name for name, number in TYPE_NAMES.items()}
 
 
+def header(type_num: int, size: int) -> bytes:
+    """The header git hashes and stores before an object's content: ``<type> <size>\0``."""
+    return b"%s %d\0" % (_HEADERS[type_num], size)
+
+
 def object_id(type_num: int, raw: bytes) -> bytes:
     """The hex SHA-1 git names an object of type ``type_num`` with content ``raw`` by."""
-    digest = hashlib.sha1(b"%s %d\0" % (_HEADERS[type_num], len(raw)))
+    digest = hashlib.sha1(header(type_num, len(raw)))
     digest.update(raw)
     return digest.hexdigest().encode()
 
@@ -40,6 +44,26 @@ def tree_raw(entries: Iterable[tuple[bytes, int, bytes]]) -> bytes:
                     for name, mode, sha in sorted(entries, key=key))
 
 
-def raw_object(type_num: int, raw: bytes, sha: bytes | None = None) -> ShaFile:
-    """The object (to ``Store.write``) of type ``type_num`` holding ``raw`` (named ``sha``)."""
-    return as_object(type_num, raw, sha if sha is not None else object_id(type_num, raw))
+class GitObject(Protocol):
+    """What the loose writer needs of an object: a :class:`RawObject` or a dulwich ``ShaFile``."""
+
+    @property
+    def type_num(self) -> int: ...
+
+    @property
+    def id(self) -> bytes: ...  # hex SHA
+
+    def as_raw_string(self) -> bytes: ...
+
+
+class RawObject:
+    """An object to write: type number, content, hex SHA (hashed here unless given)."""
+
+    __slots__ = ("type_num", "raw", "id")
+
+    def __init__(self, type_num: int, raw: bytes, sha: bytes | None = None):
+        self.type_num, self.raw = type_num, raw
+        self.id = sha if sha is not None else object_id(type_num, raw)
+
+    def as_raw_string(self) -> bytes:
+        return self.raw

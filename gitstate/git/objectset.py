@@ -6,19 +6,26 @@ their types, the write order of a pack), so per-object Python objects (a
 ``bytes`` key and a dict slot cost ~150 bytes each) would make its memory grow
 with the history. Here the objects are numbered: :class:`ShaTable` holds their
 binary SHA-1s sorted in one buffer, and everything else about object ``i`` lives
-at index ``i`` of a ``bytearray`` or an ``array``.
+at index ``i`` of a table (:meth:`Scratch.table`): an ``array`` in memory, or,
+past ``SCRATCH_OBJECTS`` objects, a scratch file mapped into memory whose pages
+are given back whenever the process's resident set has grown by
+``RESIDENT_BUDGET`` (with the pages of the mapped pack indexes), so that memory
+stays bounded whatever the number of objects.
 """
 
 from __future__ import annotations
 
 import heapq
+import mmap
 import os
 import struct
+import tempfile
 from array import array
 from binascii import hexlify, unhexlify
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
+from typing import Any
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.pack import OFS_DELTA, REF_DELTA
@@ -28,26 +35,165 @@ from .dulwich_types import object_id
 from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
+SCRATCH_OBJECTS = 250_000  # past this many objects, per-object tables go to a scratch file
+RESIDENT_BUDGET = 24 << 20  # mapped pages are given back when the resident set grew this much
+CHECK_EVERY = 128  # steps (objects handled, ~16 pages each) between two looks at the resident set
+_PAGE = mmap.PAGESIZE
 _HEX = frozenset("0123456789abcdef")
 STOPPED = "maintenance stopped before deleting anything, nothing was lost"
 
 
-class ShaTable:
-    """Sorted, distinct binary SHA-1s numbered 0..n-1, with lookup by SHA."""
+class Scratch:
+    """Where the per-object tables of one maintenance run live: in memory (``folder``
+    None), or in a scratch file under ``folder`` (unnamed, gone when closed or when the
+    process dies), mapped into memory.
 
-    def __init__(self, shas: bytes | bytearray):
-        self.shas = shas
-        self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
+    Mapped pages count in the resident set as they are touched; :meth:`step`, called
+    once per object handled, gives them back (``MADV_DONTNEED``: the data stays in the
+    file and the page cache) whenever the resident set grew by ``RESIDENT_BUDGET``,
+    with those of the callbacks registered by :meth:`on_trim` (mapped pack indexes).
+    """
+
+    def __init__(self, folder: str | None = None):
+        self.folder = folder
+        self._file: Any = None
+        self._size = 0
+        self._maps: list[mmap.mmap] = []
+        self._trims: list[Callable[[], None]] = []
+        self._steps = 0
+        self._base = _resident() if folder is not None else 0
 
     @classmethod
-    def merged(cls, sources: Iterable[Iterable[bytes]]) -> ShaTable:
+    def for_objects(cls, count: int, repo_path: str) -> Scratch:
+        """A scratch for ``count`` objects: in memory up to ``SCRATCH_OBJECTS``, else in a
+        file of the repository's ``gitstate/`` folder (on its disk: no RAM-backed /tmp)."""
+        if count <= SCRATCH_OBJECTS:
+            return cls()
+        folder = os.path.join(repo_path, "gitstate")
+        os.makedirs(folder, exist_ok=True)
+        return cls(folder)
+
+    @property
+    def mapped(self) -> bool:
+        return self.folder is not None
+
+    def table(self, typecode: str, n: int, fill: int = 0) -> Any:
+        """``n`` items of ``typecode`` (``array`` codes) all ``fill``: an ``array``, or a
+        ``memoryview`` of the scratch file (indexing, slicing, ``len`` and iteration alike)."""
+        item = array(typecode, [fill])
+        if not self.mapped or not n:
+            return item * n
+        view: Any = self._map(n * item.itemsize, item.tobytes() if fill else b"")
+        return view.cast(typecode)
+
+    def buffer(self, chunks: Iterable[bytes]) -> Any:
+        """The concatenation of ``chunks`` (a ``bytearray``, or mapped from the scratch file)."""
+        if not self.mapped:
+            return bytearray().join(chunks)
+        start = self._grow_to_page()
+        for chunk in chunks:
+            self._file.write(chunk)
+        self._file.flush()
+        length = self._file.tell() - start
+        self._size = start + length
+        return self._mapping(start, length) if length else bytearray()
+
+    def on_trim(self, trim: Callable[[], None]) -> None:
+        """Also call ``trim`` when giving pages back."""
+        self._trims.append(trim)
+
+    def step(self, count: int = 1) -> None:
+        """``count`` objects handled: give mapped pages back if the resident set grew too much."""
+        if not self.mapped:
+            return
+        self._steps += count
+        if self._steps >= CHECK_EVERY:
+            self._steps = 0
+            if _resident() - self._base > RESIDENT_BUDGET:
+                self.trim()
+
+    def trim(self) -> None:
+        """Give back every mapped page (they are read again from the page cache when used)."""
+        for mapping in self._maps:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        for trim in self._trims:
+            trim()
+
+    def close(self) -> None:
+        """Drop the scratch file (the tables mapped from it must not be used any more)."""
+        self._maps.clear()  # each mapping closes when the last view of it goes
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _map(self, length: int, fill: bytes) -> memoryview:
+        start = self._grow_to_page()
+        if fill:
+            chunk = fill * max(1, (1 << 20) // len(fill))
+            done = 0
+            while done < length:
+                done += self._file.write(chunk[:length - done])
+            self._file.flush()
+        else:
+            self._file.truncate(start + length)
+        self._size = start + length
+        return self._mapping(start, length)
+
+    def _grow_to_page(self) -> int:
+        """Where the next table starts in the file (a page boundary, as mappings need)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.folder, prefix="tmp_scratch_")  # noqa: SIM115 (held for the run; close())
+        start = -(-self._size // _PAGE) * _PAGE
+        self._file.truncate(start)
+        self._file.seek(start)
+        return start
+
+    def _mapping(self, start: int, length: int) -> memoryview:
+        mapping = mmap.mmap(self._file.fileno(), length, offset=start)
+        self._maps.append(mapping)
+        return memoryview(mapping)
+
+
+def _resident() -> int:
+    """This process's resident pages that are mapped from files, in bytes (``/proc/self/statm``)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[2]) * _PAGE
+
+
+class ShaTable:
+    """Sorted, distinct binary SHA-1s numbered 0..n-1, with lookup by SHA; the tables of
+    the run (:meth:`Scratch.table`) come from its ``scratch``."""
+
+    def __init__(self, shas: Any, scratch: Scratch | None = None):
+        self.shas = shas
+        self.scratch = scratch or Scratch()
+        if not self.scratch.mapped:
+            self.keys = array("Q", (k for (k,) in struct.iter_unpack(">Q12x", shas)))
+        else:
+            self.keys = self.scratch.table("Q", len(shas) // SHA_SIZE)
+            for i, (key,) in enumerate(struct.iter_unpack(">Q12x", shas)):
+                self.keys[i] = key
+                self.scratch.step()
+        # where the SHAs of each 2-byte prefix start: a lookup then touches a page or two
+        self.starts = array("I", (self._start(p) for p in range(1 << 16)))
+        self.starts.append(len(self.keys))
+
+    def _start(self, prefix: int) -> int:
+        self.scratch.step(16)  # a binary search touches up to ~16 pages of a mapped table
+        return bisect_left(self.keys, prefix << 48)
+
+    @classmethod
+    def merged(cls, sources: Iterable[Iterable[bytes]], scratch: Scratch | None = None) -> ShaTable:
         """The union of sorted sources of binary SHAs."""
-        buf, last = bytearray(), b""
-        for sha in heapq.merge(*sources):
-            if sha != last:
-                buf += sha
-                last = sha
-        return cls(buf)
+        def distinct() -> Iterator[bytes]:
+            last = b""
+            for sha in heapq.merge(*sources):
+                if sha != last:
+                    yield sha
+                    last = sha
+
+        scratch = scratch or Scratch()
+        return cls(scratch.buffer(distinct()), scratch)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -61,7 +207,7 @@ class ShaTable:
     def find(self, sha: bytes) -> int:
         """The number of binary ``sha``, or -1."""
         key = int.from_bytes(sha[:8], "big")
-        i = bisect_left(self.keys, key)
+        i = bisect_left(self.keys, key, self.starts[key >> 48], self.starts[(key >> 48) + 1])
         while i < len(self.keys) and self.keys[i] == key:
             if self.shas[i * SHA_SIZE:(i + 1) * SHA_SIZE] == sha:
                 return i
@@ -73,6 +219,11 @@ class ShaTable:
 
 
 # -- where objects are -----------------------------------------------------------------------
+
+def count_loose(objects_dir: str) -> int:
+    """How many loose objects there are (names listed, nothing read)."""
+    return sum(1 for _sha in loose_shas(objects_dir))
+
 
 def loose_shas(objects_dir: str) -> Iterator[bytes]:
     """Binary SHAs of the loose objects, sorted (temporary files skipped)."""
@@ -125,28 +276,33 @@ def maintenance_reader(objects_dir: str) -> Iterator[ObjectReader]:
             reader.close()
 
 
-def pack_layout(base: str, table: ShaTable, kinds: bytearray) -> tuple[array, array]:
+def pack_layout(base: str, table: ShaTable, kinds: Any) -> tuple[Any, Any]:
     """The objects of pack ``base`` (path without extension) in pack order, and their delta bases.
 
     Returns (object numbers in pack order, the number of each one's delta base
     or -1), and sets ``kinds[i]`` to the type of each object. Reads only entry
     headers: a delta has the type of its base.
     """
-    index = PackIndex(base + ".idx")
-    numbers = array("i", (table.find(sha) for sha in index.shas()))
+    index, scratch = PackIndex(base + ".idx"), table.scratch
+    numbers = scratch.table("i", index.count)
+    for p, sha in enumerate(index.shas()):
+        numbers[p] = table.find(sha)
+        scratch.step()
     offsets = index.offsets()
     by_offset = _by_offset(offsets)
-    sorted_offsets = array("Q", (offsets[p] for p in by_offset))
-    order = array("i", (numbers[p] for p in by_offset))
-    del by_offset, numbers
-    bases = array("i", [-1]) * len(order)
+    sorted_offsets, order = scratch.table("Q", len(offsets)), scratch.table("i", len(offsets))
+    for pos, p in enumerate(by_offset):
+        sorted_offsets[pos], order[pos] = offsets[p], numbers[p]
+    del by_offset, numbers, offsets
+    bases = scratch.table("i", len(order), -1)
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
         for pos, offset in enumerate(sorted_offsets):
+            scratch.step()
             kind, _size, delta_base, _start = read_entry_header(f.fileno(), offset)
             if isinstance(delta_base, int):  # an offset delta
                 at = bisect_left(sorted_offsets, delta_base)
-                bases[pos] = order[at] if sorted_offsets[at:at + 1] == array("Q", [delta_base]) else -1
+                bases[pos] = order[at] if at < len(order) and sorted_offsets[at] == delta_base else -1
             elif delta_base is not None:  # a ref delta
                 bases[pos] = table.find(delta_base)
             if kind in (OFS_DELTA, REF_DELTA) and bases[pos] < 0:

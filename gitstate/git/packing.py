@@ -4,10 +4,11 @@
 A pack is planned first (which objects, in which order, each blob against
 which base), then written object by object: only the blobs still needed as
 delta bases are kept in memory, so the peak is a few states whatever the
-history size. Bookkeeping is per object number of a :class:`ShaTable` (arrays,
-no Python object per object): about 60 bytes per object. (A push finds the
-objects the server lacks with sets of SHAs first, about 150 bytes per object
-it sends or walks.)
+history size. Bookkeeping is per object number of a :class:`ShaTable` (tables
+of its :class:`~gitstate.git.objectset.Scratch`, no Python object per object):
+about 60 bytes per object, in a scratch file past a few hundred thousand
+objects. (A push finds the objects the server lacks with sets of SHAs first,
+about 150 bytes per object it sends or walks.)
 
 Delta bases follow the history: walking each chain of checkpoints from the
 newest commit back along first parents, the newest ``state.json`` is stored
@@ -29,8 +30,8 @@ import zlib
 from array import array
 from binascii import unhexlify
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from dulwich.object_format import SHA1
 from dulwich.objects import parse_tree  # dulwich's compiled parser when built
@@ -40,7 +41,7 @@ from ..errors import CorruptObjectError
 from .delta import create_delta
 from .layout import GITLINK_MODE, TREE_MODE, commit_links, tag_target, tree_entries
 from .locks import fsync_path
-from .objectset import ShaTable
+from .objectset import Scratch, ShaTable
 from .reader import BLOB, COMMIT, SHA_SIZE, TAG, TREE, Raw
 
 MAX_DELTA_RATIO = 0.5  # a delta larger than half its target is not worth its read cost
@@ -54,11 +55,11 @@ class Objects:
     """What maintenance knows of the objects of a table: types and commit links."""
 
     def __init__(self, table: ShaTable):
-        n = len(table)
+        n, scratch = len(table), table.scratch
         self.table = table
-        self.kinds = bytearray(n)  # type number, 0 = unknown
-        self.tree_of = array("i", [-1]) * n  # commit -> its tree (-1: not read or absent)
-        self.parent_of = array("i", [-1]) * n  # commit -> its first parent
+        self.kinds = scratch.table("B", n)  # type number, 0 = unknown
+        self.tree_of = scratch.table("i", n, -1)  # commit -> its tree (-1: not read or absent)
+        self.parent_of = scratch.table("i", n, -1)  # commit -> its first parent
 
     def link(self, i: int, raw: bytes) -> list[bytes]:
         """Record commit ``i``'s tree and first parent; return (tree, *parents) as hex."""
@@ -68,12 +69,26 @@ class Objects:
         return links
 
 
-@dataclass
 class Plan:
-    """Object numbers of one pack in write order, each with its delta base (-1: whole)."""
+    """Object numbers of one pack in write order, each with its delta base (-1: whole);
+    at most ``capacity`` of them (tables of ``scratch``)."""
 
-    order: array = field(default_factory=lambda: array("I"))
-    bases: array = field(default_factory=lambda: array("i"))
+    def __init__(self, scratch: Scratch, capacity: int):
+        self.order = scratch.table("I", capacity)
+        self.bases = scratch.table("i", capacity)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, i: int, base: int = -1) -> None:
+        self.order[self.size] = i
+        self.bases[self.size] = base
+        self.size += 1
+
+    def entries(self) -> Iterator[tuple[int, int]]:
+        """(object, delta base) in write order."""
+        return islice(zip(self.order, self.bases, strict=True), self.size)
 
 
 class _Chain:
@@ -106,22 +121,23 @@ def plan_pack(objects: Objects, wanted: bytearray, read: ReadRaw, max_depth: int
     Commits are read (unless already linked) and the trees of each history
     once more as it is planned; blobs are read only when written.
     """
-    table, kinds = objects.table, objects.kinds
+    table, kinds, scratch = objects.table, objects.kinds, objects.table.scratch
     tree_of, parent_of = objects.tree_of, objects.parent_of
     n = len(table)
-    is_parent = bytearray(n)
+    is_parent = scratch.table("B", n)
     for i in range(n):
+        scratch.step()
         if wanted[i] and kinds[i] == COMMIT:
             if tree_of[i] < 0:
                 objects.link(i, read(i)[1])
             if parent_of[i] >= 0:
                 is_parent[parent_of[i]] = 1
-    plan, done = Plan(), bytearray(n)
+    plan, done = Plan(scratch, n), scratch.table("B", n)
 
     def emit(i: int, base: int = -1) -> None:
         done[i] = 1
-        plan.order.append(i)
-        plan.bases.append(base)
+        plan.add(i, base)
+        scratch.step()
 
     for head in range(n):
         if not wanted[head] or kinds[head] != COMMIT or is_parent[head]:
@@ -222,8 +238,8 @@ def pack_to_send(read: Callable[[bytes], Raw], has: Callable[[bytes], bool], wan
 
     plan = plan_pack(objects, bytearray(b"\1") * len(table), read_number, max_depth)
     entries = ((table.sha(i), kind, None if base < 0 else table.sha(base), body)
-               for i, kind, base, body in pack_entries(len(table), plan, read_number))
-    return len(plan.order), entries
+               for i, kind, base, body in pack_entries(table, plan, read_number))
+    return len(plan), entries
 
 
 def _under(read: Callable[[bytes], Raw], top: bytes, skip: Callable[[bytes], bool]
@@ -258,7 +274,7 @@ def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
     tmp_pack = os.path.join(pack_dir, f"tmp_pack_{tag}")
     tmp_idx = os.path.join(pack_dir, f"tmp_idx_{tag}")
     try:
-        offsets, crcs, checksum = _write_pack_data(tmp_pack, len(table), plan, read, compression,
+        offsets, crcs, checksum = _write_pack_data(tmp_pack, table, plan, read, compression,
                                                    written)
         with open(tmp_idx, "wb") as f:
             write_index(f, table, offsets, crcs, checksum)
@@ -275,11 +291,11 @@ def write_pack(pack_dir: str, table: ShaTable, plan: Plan, read: ReadRaw, *,
                 os.unlink(tmp)
 
 
-def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: int,
-                     written: Callable[[int], None] | None) -> tuple[array, array, bytes]:
+def _write_pack_data(path: str, table: ShaTable, plan: Plan, read: ReadRaw, compression: int,
+                     written: Callable[[int], None] | None) -> tuple[Any, Any, bytes]:
     """Write the pack; return (offset + 1, crc32) of each object number (0: not in it), checksum."""
     hasher = hashlib.sha1()
-    offsets, crcs = array("Q", [0]) * n, array("I", [0]) * n
+    offsets, crcs = table.scratch.table("Q", len(table)), table.scratch.table("I", len(table))
     with open(path, "wb") as f:
         offset = 0
 
@@ -289,8 +305,8 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
             hasher.update(chunk)
             offset += len(chunk)
 
-        put(b"PACK" + (2).to_bytes(4, "big") + len(plan.order).to_bytes(4, "big"))
-        for count, (i, type_num, base, body) in enumerate(pack_entries(n, plan, read), 1):
+        put(b"PACK" + (2).to_bytes(4, "big") + len(plan).to_bytes(4, "big"))
+        for count, (i, type_num, base, body) in enumerate(pack_entries(table, plan, read), 1):
             start = offset
             if base < 0:
                 header = bytes(pack_object_header(type_num, None, len(body), SHA1))
@@ -309,7 +325,7 @@ def _write_pack_data(path: str, n: int, plan: Plan, read: ReadRaw, compression: 
     return offsets, crcs, checksum
 
 
-def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, int, bytes]]:
+def pack_entries(table: ShaTable, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, int, bytes]]:
     """``(object, type, base, body)`` of each planned object (of ``n``), in the plan's order.
 
     ``body`` is the object's content (``base`` -1), or a git delta against object
@@ -317,12 +333,15 @@ def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, 
     it. A base's content is kept only until its last delta is made (a base of
     more than 254 deltas, as git may write, until the end).
     """
-    uses = bytearray(n)  # deltas still to make on each object (_MANY: too many to count)
-    for base in plan.bases:
+    scratch = table.scratch
+    uses = scratch.table("B", len(table))  # deltas still to make on each object (_MANY: too many to count)
+    for _i, base in plan.entries():
+        scratch.step()
         if base >= 0 and uses[base] < _MANY:
             uses[base] += 1
     live: dict[int, bytes] = {}  # content of the objects still needed as delta bases
-    for i, base in zip(plan.order, plan.bases, strict=True):
+    for i, base in plan.entries():
+        scratch.step()
         type_num, raw = read(i)
         body = raw
         if base >= 0:
@@ -338,7 +357,7 @@ def pack_entries(n: int, plan: Plan, read: ReadRaw) -> Iterator[tuple[int, int, 
         yield i, type_num, -1 if body is raw else base, body
 
 
-def write_index(f, table: ShaTable, offsets: array, crcs: array, checksum: bytes) -> None:
+def write_index(f, table: ShaTable, offsets: Any, crcs: Any, checksum: bytes) -> None:
     """Write a version 2 pack index of the objects ``i`` with ``offsets[i]`` (offset + 1) set.
 
     Streams the tables in batches; no Python object per object.
@@ -352,6 +371,7 @@ def write_index(f, table: ShaTable, offsets: array, crcs: array, checksum: bytes
     def batches() -> Iterator[list[int]]:
         members = (i for i, offset in enumerate(offsets) if offset)
         while batch := list(islice(members, _BATCH)):
+            table.scratch.step(len(batch))
             yield batch
 
     def big_endian(values: array) -> bytes:

@@ -29,6 +29,7 @@ folder is damaged, as that index may hold the object.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import sys
@@ -54,8 +55,10 @@ COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
 _TYPE_BYTES = {number: name for name, number in TYPE_NAMES.items()}
 CACHE_BYTES = 64 << 20  # default size of the cache of inflated objects
+MAP_INDEX_BYTES = 8 << 20  # pack indexes larger than this (~290,000 objects) are mapped, not read
 MAX_CHAIN = 10_000  # git never writes deltas deeper than 4095; longer means a damaged pack
 SHA_SIZE = 20
+_CHUNK = SHA_SIZE << 16  # bytes per read of a mapped index: whole SHAs, 4- and 8-byte entries
 _IDX_HEADER = b"\377tOc\0\0\0\2"
 _FANOUT_END = 8 + 256 * 4
 
@@ -76,11 +79,14 @@ def loose_path(objects_dir: str, hexsha: bytes) -> str:
 
 
 class PackIndex:
-    """A version 2 pack index (``.idx``), read into memory and checked against git's layout."""
+    """A version 2 pack index (``.idx``), checked against git's layout: read into memory,
+    or mapped if larger than ``MAP_INDEX_BYTES`` (:meth:`trim` then gives its pages back)."""
 
     def __init__(self, path: str):
         with open(path, "rb") as f:
-            data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            data: bytes | mmap.mmap = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                                       if size > MAP_INDEX_BYTES else f.read())
         if data[:8] != _IDX_HEADER or len(data) < _FANOUT_END:
             raise DamagedObjectError(f"{path} is not a version 2 pack index")
         self.fanout = (0, *struct.unpack(">256I", data[8:_FANOUT_END]))
@@ -91,11 +97,53 @@ class PackIndex:
                                      f"{count} objects")
         self.data, self.path = data, path
         self._large = (len(data) - tables - 40) // 8  # entries of the 64-bit offset table
+        self._starts: array | None = None  # of each 2-byte prefix, for a mapped index
+        if isinstance(data, mmap.mmap):  # a lookup then touches two pages or so
+            counts = array("I", [0]) * (1 << 16)
+            for sha in self.shas():
+                counts[(sha[0] << 8) | sha[1]] += 1
+            self._starts = array("I", [0])
+            for count in counts:
+                self._starts.append(self._starts[-1] + count)
+
+    def trim(self) -> None:
+        """Give back the pages of a mapped index (read again from the page cache when needed)."""
+        if isinstance(self.data, mmap.mmap):
+            self.data.madvise(mmap.MADV_DONTNEED)
+
+    def checksum_matches(self) -> bool:
+        """Whether the index matches its own trailing checksum."""
+        digest = hashlib.sha1()
+        for chunk in self._range(0, len(self.data) - SHA_SIZE):
+            digest.update(chunk)
+        return digest.digest() == self.data[-SHA_SIZE:]
+
+    def _range(self, start: int, length: int) -> Iterator[bytes]:
+        """The index's bytes ``start..start + length``, in chunks; read from the file when it
+        is mapped (a sequential scan then leaves no page of the mapping resident)."""
+        if not isinstance(self.data, mmap.mmap):
+            yield self.data[start:start + length]
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            end = start + length
+            while start < end:
+                chunk = os.pread(fd, min(_CHUNK, end - start), start)
+                if not chunk:
+                    raise DamagedObjectError(f"{self.path} was cut short while being read")
+                yield chunk
+                start += len(chunk)
+        finally:
+            os.close(fd)
 
     def offset(self, binsha: bytes) -> int | None:
         """Where the object is in the pack (binary search of the index), or None."""
         data, first = self.data, binsha[0]
-        lo, hi = self.fanout[first], self.fanout[first + 1]
+        if self._starts is not None:
+            prefix = (first << 8) | binsha[1]
+            lo, hi = self._starts[prefix], self._starts[prefix + 1]
+        else:
+            lo, hi = self.fanout[first], self.fanout[first + 1]
         while lo < hi:
             mid = (lo + hi) >> 1
             at = _FANOUT_END + mid * SHA_SIZE
@@ -120,14 +168,17 @@ class PackIndex:
 
     def shas(self) -> Iterator[bytes]:
         """The binary SHAs of the pack's objects, sorted."""
-        data, start = self.data, _FANOUT_END
-        return (data[at:at + SHA_SIZE] for at in range(start, start + self.count * SHA_SIZE, SHA_SIZE))
+        for chunk in self._range(_FANOUT_END, self.count * SHA_SIZE):  # (chunks: multiples of 20)
+            yield from (chunk[at:at + SHA_SIZE] for at in range(0, len(chunk), SHA_SIZE))
 
     def offsets(self) -> array:
         """Offset in the pack of each object, in index (SHA) order."""
-        n, data = self.count, self.data
-        start = _FANOUT_END + n * (SHA_SIZE + 4)
-        small, large = array("I", data[start:start + n * 4]), array("Q", data[start + n * 4:-40])
+        n, start = self.count, _FANOUT_END + self.count * (SHA_SIZE + 4)
+        small, large = array("I"), array("Q")
+        for chunk in self._range(start, n * 4):
+            small.frombytes(chunk)
+        for chunk in self._range(start + n * 4, len(self.data) - 40 - start - n * 4):
+            large.frombytes(chunk)
         if sys.byteorder == "little":
             small.byteswap()
             large.byteswap()
@@ -153,7 +204,7 @@ class _Pack:
         """What is wrong with the pack's files: checksums of the index and the pack, the
         index naming the pack, the pack's header and object count."""
         index, problems = self.index, []
-        if hashlib.sha1(index.data[:-SHA_SIZE]).digest() != index.data[-SHA_SIZE:]:
+        if not index.checksum_matches():
             problems.append(f"{index.path} does not match its checksum (damaged)")
         if self.size < 12 + SHA_SIZE:
             return [*problems, f"{self.path} has {self.size} bytes, too few for a pack"]
@@ -362,6 +413,11 @@ class ObjectReader:
                 problem = str(exc)
             if problem is not None:
                 yield sha, problem
+
+    def trim(self) -> None:
+        """Give back the pages of the mapped pack indexes (:meth:`PackIndex.trim`)."""
+        for pack in self._packs:
+            pack.index.trim()
 
     def is_packed(self, sha: bytes) -> bool:
         """Whether a pack this reader knows holds object ``sha`` (hex)."""

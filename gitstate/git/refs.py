@@ -50,6 +50,12 @@ SPACE = b" \t\n\r"  # git's isspace()
 _HEX = re.compile(rb"[0-9a-fA-F]{40}")
 _REFNAME = re.compile(rb"refs(?:/(?!\.)[^/\x00-\x20\x7f~^:?*\[\\]+)+")  # components not starting with '.'
 _HEADER = b"# pack-refs with:"
+# a packed-refs file as git and gitstate write it (lower-case SHAs, one space), whose names
+# pass is_refname if none holds what _WELL_FORMED_NOT leaves out: parse_packed's fast path
+_WELL_FORMED = re.compile(rb"(?:# pack-refs with:[^\n]*\n)?"
+                          rb"(?:[0-9a-f]{40} refs(?:/[^/\x00-\x20\x7f~^:?*\[\\]+)+\n(?:\^[0-9a-f]{40}\n)?)*")
+_WELL_FORMED_NOT = (b"/.", b"..", b"@{", b".\n", b".lock/")  # (and so no name ends in .lock)
+_ENTRY = re.compile(rb"^([0-9a-f]{40}) ([^\n]+)\n(?:\^([0-9a-f]{40})\n)?", re.MULTILINE)
 SYMREF_DEPTH = 5  # symbolic refs followed in a row at most, as git does
 
 
@@ -123,6 +129,13 @@ def parse_head_file(name: str, content: bytes) -> list[bytes]:
 
 def parse_packed(data: bytes) -> PackedRefs:
     """The refs of a ``packed-refs`` file; any line git would refuse raises."""
+    if _WELL_FORMED.fullmatch(data) and not any(bad in data for bad in _WELL_FORMED_NOT):
+        refs = PackedRefs()  # checked as a whole, in C (100,000 refs: ~0.1 s instead of ~0.6 s)
+        entries = _ENTRY.findall(data)
+        refs.update((name, PackedRef(sha, peeled or None)) for sha, name, peeled in entries)
+        if len(refs) == len(entries):  # (else a name comes twice: the line-by-line parse says where)
+            refs.header = data[:data.index(b"\n") + 1] if data.startswith(b"#") else b""
+            return refs
     refs = PackedRefs()
     lines = data.split(b"\n")
     if lines.pop():
@@ -277,14 +290,14 @@ class Refs:
         left out and put there with its error (a damaged ``packed-refs`` file
         under ``b"packed-refs"``: the refs only it holds are then left out).
         """
-        found: dict[bytes, RefValue | CorruptObjectError] = {}
+        packed: dict[bytes, bytes] = {}
         try:
-            found.update((name, RefValue(sha)) for name, sha in self.packed().items()
-                         if name.startswith(prefix))
+            packed = {name: sha for name, sha in self.packed().items() if name.startswith(prefix)}
         except CorruptObjectError as exc:
             if errors is None:
                 raise
             errors[b"packed-refs"] = exc
+        found: dict[bytes, RefValue | CorruptObjectError] = {}  # the loose refs
         folders = [(os.path.join(self.path, os.fsdecode(prefix)), prefix)]
         while folders:
             folder, ref_prefix = folders.pop()
@@ -305,7 +318,7 @@ class Refs:
                         found[ref] = parse_loose(content, f"ref {ref.decode(errors='replace')}")
                     except CorruptObjectError as exc:
                         found[ref] = exc
-        refs = {}
+        refs = {name: sha for name, sha in packed.items() if name not in found}  # (never symbolic)
         for ref, value in found.items():
             try:
                 if isinstance(value, CorruptObjectError):

@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
-from dulwich.objects import ShaFile
 from dulwich.repo import Repo
 
 from ..errors import GitstateError
@@ -32,6 +31,7 @@ from .journal import JOURNAL_DIR, RefUpdate
 from .layout import commit_links
 from .locks import Locks, RefLock
 from .loose import LooseWriter, remove_temporaries
+from .objects import GitObject
 from .reader import CACHE_BYTES, ObjectReader, loose_path
 from .refs import Refs
 
@@ -118,7 +118,7 @@ class Store:
         return (os.path.exists(loose_path(self.objects_dir, sha))
                 or object_id(sha) in self.repo.object_store)
 
-    def write(self, obj: ShaFile) -> None:
+    def write(self, obj: GitObject) -> None:
         """Write ``obj`` as a loose object unless it is already there (:mod:`~gitstate.git.loose`)."""
         self.loose.write(obj)
 
