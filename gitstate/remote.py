@@ -466,6 +466,8 @@ def _fast_forward(core: Core, remote: str, remote_id: str, agent_id: str,
     with core.store.agent_lock(agent_id) as lock:
         while True:
             head = core.store.read_ref(ref)
+            if head is not None:
+                core.commit(head)  # a damaged head is named, not fast-forwarded past
             if head is None or _is_ancestor(core, head, theirs.head):
                 if head == theirs.head:
                     status = TransferStatus.UP_TO_DATE
