@@ -10,7 +10,8 @@ object that git could read before the command, git reads the same afterwards.
 The remote commands talk to a ``git daemon`` on 127.0.0.1 (one per test process):
 fetch and pull never move a branch so that it loses what git read there, a push
 leaves the server as ``git fsck --strict`` accepts it (and untouched if it fails),
-and a clone of the damaged repository (served) fails or gets every agent.
+and a clone of the damaged repository (served) gets every agent git reads there, or
+fails naming the damage or the source.
 """
 
 from __future__ import annotations
@@ -347,12 +348,15 @@ def _push(path: Path, daemon: GitDaemon) -> Outcome:
 
 def _clone(path: Path, daemon: GitDaemon) -> Outcome:
     """Clone the damaged repository (served by the daemon): a clone that works holds every
-    agent git reads there, one that fails leaves no folder."""
+    agent git reads there, one that fails leaves no folder (the server knows the damage: the
+    error names the source if not the damage)."""
     target = path.parent / "clone.git"
     outcome = _invoke(["clone", daemon.url(path.relative_to(daemon.root).as_posix()), str(target)])
     if outcome.code == 0:
         fsck(str(target))
-        assert _branches(target) == _branches(path), outcome.err
+        cloned = {agent: sha.decode().strip() for agent, sha in _branches(target).items()}
+        listed = git(path, "for-each-ref", "--format=%(objectname) %(refname:lstrip=3)", "refs/heads/agents")
+        assert cloned == {agent: sha for sha, agent in map(str.split, listed.splitlines())}, outcome.err
     else:
         assert not target.exists()
     return outcome
@@ -376,7 +380,7 @@ COMMANDS: dict[str, Callable[[Path, GitDaemon], Outcome]] = {
     "push": _push,
     "clone": _clone,
 }
-MOVES_BRANCHES_FORWARD = {"fetch", "pull", "pull-rebase", "pull-merge", "push", "clone"}
+REMOTE = {"fetch", "pull", "pull-rebase", "pull-merge", "push", "clone"}
 
 
 def _branches(path: Path) -> dict[str, bytes]:
@@ -408,16 +412,22 @@ def test_damage(damaged: Callable[[str], Damaged], checker: Path, base: Path, da
         else:
             assert all(line.startswith("Error: ") for line in lines), outcome.err
             assert len(lines) == 1 or command == "agents", outcome.err  # agents: one per agent
-        assert any(name in outcome.err for name in case.names), (case.names, outcome.err)
+        source = [daemon.url(path.relative_to(daemon.root).as_posix())] if command == "clone" else []
+        assert any(name in outcome.err for name in [*case.names, *source]), (case.names, outcome.err)
     after = readable(checker, path, list(case.objects))
     lost = [sha for sha, content in case.objects.items() if after.get(sha) != content]
     assert not lost, f"{len(lost)} object(s) git read before {command} are lost: {lost}"
-    if command in MOVES_BRANCHES_FORWARD:  # a moved branch keeps what it held in its history
+    if command in REMOTE:  # a branch that moved still holds the checkpoint it held (rebased or not)
         for agent, sha in _branches(path).items():
             if sha != before.get(agent):
-                old = _head(base, agent)
-                assert subprocess.run(["git", "--git-dir", str(checker), "merge-base", "--is-ancestor",
-                                       old, sha.decode().strip()]).returncode == 0, (agent, before, sha)
+                ids = git(checker, "log", "--format=%(trailers:key=Checkpoint-Id,valueonly)",
+                          sha.decode().strip()).split()
+                assert _checkpoint_id(base, agent) in ids, (agent, before.get(agent), sha)
+
+
+def _checkpoint_id(path: Path, agent: str) -> str:
+    return git(path, "log", "-1", "--format=%(trailers:key=Checkpoint-Id,valueonly)",
+               f"refs/heads/agents/{agent}").strip()
 
 
 # -- agents lists what it can read ---------------------------------------------------------
