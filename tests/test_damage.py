@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import fsck, git, grow, snapshot
 from gitstate_cli.main import cli
-from servers import GitDaemon, bare
+from servers import GitDaemon, bare, hook
 
 from gitstate import AgentState, CorruptObjectError, GitstateError, StateRepository
 from gitstate.git.layout import state_objects
@@ -474,3 +474,24 @@ def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: State
     with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):
         repo.save({"agent_id": "a"})
     assert snapshot(repo) == before
+
+
+# -- a push sends no damaged object ---------------------------------------------------------
+
+def test_a_push_checks_every_object_before_it_tells_the_server_anything(
+        base: Path, daemon: GitDaemon, tmp_path: Path) -> None:
+    """A loose state blob that inflates to another state (readable, wrong for its name) is
+    found before the server hears of any change: nothing lands there, and no receive-pack
+    session goes beyond the ref advertisement."""
+    path = tmp_path / "repo.git"
+    shutil.copytree(base, path)
+    blob, other = _blob(path, "agents/b"), _blob(path, "agents/b~1")
+    content = git(path, "cat-file", "blob", other).encode()
+    _write(_loose(path, blob), zlib.compress(b"blob %d\0" % len(content) + content))
+    server = bare(daemon.root / "checked.git")
+    hook(server, "pre-receive", f"touch {tmp_path / 'received'}\n")  # runs once a pack arrived
+    StateRepository.open(path).remote_add("checked", daemon.url(server.name))
+    with pytest.raises(CorruptObjectError, match=f"object {blob} is damaged.*nothing was pushed"):
+        StateRepository.open(path).push("checked", ["b"])
+    assert not git(server, "for-each-ref") and not (tmp_path / "received").exists()
+    assert git(server, "count-objects", "-v").splitlines()[:3] == ["count: 0", "size: 0", "in-pack: 0"]

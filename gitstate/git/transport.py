@@ -16,6 +16,7 @@ its text may hold the credentials).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +35,7 @@ from ..errors import CorruptObjectError, GitstateError, InvalidArgumentError, Re
 from .dulwich_types import object_id, plain_refs, raw_object_id, ref_map, remote_path
 from .layout import commit_links
 from .packing import pack_to_send
-from .reader import COMMIT, Raw
+from .reader import COMMIT, Raw, type_name
 from .store import Store
 
 __all__ = ["ZERO_SHA", "check_url", "fetch", "is_local_path", "push", "reachable", "redact", "scrub"]
@@ -146,17 +147,38 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
 
     The objects are read with the store's reader and sent delta-compressed along
     each history (:func:`~gitstate.git.packing.pack_to_send`), with chains of at
-    most ``PUSH_MAX_DEPTH`` deltas.
+    most ``PUSH_MAX_DEPTH`` deltas. Before the server is told of any change,
+    every object to send is read and checked against its SHA (:func:`_checked`):
+    a damaged or missing one raises :class:`CorruptObjectError` naming it, and
+    nothing is sent.
     """
     client, path = _talk(url, "connecting to", lambda: get_transport_and_path(url))
+
+    def has(sha: bytes) -> bool:
+        try:
+            _read(store, sha, "pushed")
+        except KeyError:
+            return False
+        return True
+
+    def read(sha: bytes) -> Raw:
+        return _checked(store, sha)
+
+    def refs_to_send(refs: Mapping[Ref, ObjectID]) -> dict[Ref, ObjectID]:
+        theirs = plain_refs(refs)
+        changes = update_refs(theirs)
+        have = {sha for sha in theirs.values() if sha != ZERO_SHA}
+        want = {sha for sha in changes.values() if sha != ZERO_SHA} - have
+        for _entry in pack_to_send(read, has, want, have, 0)[1]:  # every object, no deltas
+            pass
+        return ref_map(changes)
 
     def pack_data(have: AbstractSet[ObjectID], want: AbstractSet[ObjectID], *, ofs_delta: bool = False,
                   progress: Callable[[bytes], None] | None = None
                   ) -> tuple[int, Iterator[UnpackedObject]]:
         # dulwich writes a delta whose base the pack holds as an offset delta: deltas only
         # with a server that reads those (every git since 1.4.4)
-        count, entries = pack_to_send(store.reader.read, store.contains, want, have,
-                                      PUSH_MAX_DEPTH if ofs_delta else 0)
+        count, entries = pack_to_send(read, has, want, have, PUSH_MAX_DEPTH if ofs_delta else 0)
         if progress is not None:
             progress(f"counting objects: {count}, done.\n".encode())
         return count, (UnpackedObject(kind if base is None else REF_DELTA, delta_base=base,
@@ -164,9 +186,20 @@ def push(store: Store, url: str, update_refs: Callable[[dict[bytes, bytes]], dic
                        for sha, kind, base, body in entries)
 
     sent = _talk(url, "pushing to", lambda: client.send_pack(
-        remote_path(path), lambda refs: ref_map(update_refs(plain_refs(refs))), pack_data,
-        progress=_sink(progress, url)))
+        remote_path(path), refs_to_send, pack_data, progress=_sink(progress, url)))
     return {ref: scrub(str(why), url) for ref, why in (sent.ref_status or {}).items() if why}
+
+
+def _checked(store: Store, sha: bytes) -> Raw:
+    """Object ``sha`` to push, read and hashed: :class:`CorruptObjectError` if its content
+    is not the object its SHA names (the server would store it under another name)."""
+    kind, raw = _read(store, sha, "pushed")
+    actual = hashlib.sha1(b"%s %d\0" % (type_name(kind).encode(), len(raw)) + raw).hexdigest()
+    if actual.encode() != sha:
+        raise CorruptObjectError(f"object {sha.decode()} is damaged: its content is a "
+                                 f"{type_name(kind)} whose SHA is {actual}; nothing was pushed "
+                                 "(gitstate verify names every damage)")
+    return kind, raw
 
 
 def fetch(store: Store, url: str, determine_wants: Callable[[dict[bytes, bytes]], list[bytes]],
@@ -237,14 +270,14 @@ def _parents(store: Store, sha: bytes) -> list[bytes]:
     return commit_links(raw)[1:] if kind == COMMIT else []
 
 
-def _read(store: Store, sha: bytes) -> Raw:
+def _read(store: Store, sha: bytes, action: str = "fetched") -> Raw:
     """Object ``sha`` as the reader reads it; ``KeyError`` if missing, ``CorruptObjectError`` if
-    damaged."""
+    damaged (saying that nothing was ``action``)."""
     try:
         return store.reader.read(sha)
     except ValueError as exc:  # damaged: the reader's message names the object or its file
         raise CorruptObjectError(f"object {sha.decode()} cannot be read: {exc}; nothing was "
-                                 "fetched (gitstate verify names the damage)") from None
+                                 f"{action} (gitstate verify names the damage)") from None
 
 
 class _ReaderObjects(DiskObjectStore):
