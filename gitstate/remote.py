@@ -24,10 +24,12 @@ from . import merge as merging
 from .core import Core
 from .errors import (
     AgentNotFoundError,
+    CorruptObjectError,
     DivergedError,
     InvalidArgumentError,
     MergeConflictError,
     PushRejectedError,
+    RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
 )
@@ -398,6 +400,8 @@ def _fetch(core: Core, remote: str, agents: Sequence[str] | None,
     # pruning maintenance may run in between (gc skips, reclaim waits)
     with core.store.maintenance_lock():
         transport.fetch(core.store, url, determine_wants, _WANTED_PREFIXES, progress)
+        for agent_id, agent in sorted(found.items()):
+            _check_received(core, remote, agent_id, agent)
         tracked = _tracked(core, remote)
         agent_ids = sorted(found.keys() | (tracked.keys() if wanted is None else set()))
         for agent_id in agent_ids:
@@ -415,6 +419,19 @@ def _fetch(core: Core, remote: str, agents: Sequence[str] | None,
         result = TransferResult(agent_id=agent_id, status=status, old=_hex(old), new=_hex(agent.head))
         outcome.append((result, agent))
     return outcome
+
+
+def _check_received(core: Core, remote: str, agent_id: str, agent: _Agent) -> None:
+    """Refuse a fetched agent whose head or names are not commits here: a server whose own
+    repository is damaged may advertise a ref to an object it cannot send, or to a blob."""
+    for sha in (agent.head, *agent.tags.values()):
+        assert sha is not None
+        try:
+            core.commit(sha)
+        except CorruptObjectError as exc:
+            raise RemoteError(f"{remote} sent agent {agent_id} without a readable commit {sha.decode()} "
+                              f"({exc}); no ref was changed. The repository of {remote} may be "
+                              "damaged: run gitstate verify there") from None
 
 
 def pull(core: Core, remote: str, agents: Sequence[str] | None = None, *,
@@ -466,6 +483,8 @@ def _fast_forward(core: Core, remote: str, remote_id: str, agent_id: str,
     with core.store.agent_lock(agent_id) as lock:
         while True:
             head = core.store.read_ref(ref)
+            if head is not None:
+                core.commit(head)  # a damaged head is named, not fast-forwarded past
             if head is None or _is_ancestor(core, head, theirs.head):
                 if head == theirs.head:
                     status = TransferStatus.UP_TO_DATE

@@ -6,6 +6,12 @@ command succeeds or fails with one ``Error:`` line naming the damage (``agents``
 gives one line per unreadable agent; the library raises a ``GitstateError``),
 never with a traceback; ``verify`` finds every damage git minds; and every
 object that git could read before the command, git reads the same afterwards.
+
+The remote commands talk to a ``git daemon`` on 127.0.0.1 (one per test process):
+fetch and pull never move a branch so that it loses what git read there, a push
+leaves the server as ``git fsck --strict`` accepts it (and untouched if it fails),
+and a clone of the damaged repository (served) gets every agent git reads there, or
+fails naming the damage or the source.
 """
 
 from __future__ import annotations
@@ -15,15 +21,16 @@ import shutil
 import subprocess
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, grow, snapshot
+from conftest import fsck, git, grow, snapshot
 from gitstate_cli.main import cli
+from servers import GitDaemon, bare, hook
 
 from gitstate import AgentState, CorruptObjectError, GitstateError, StateRepository
 from gitstate.git.layout import state_objects
@@ -36,9 +43,19 @@ INDEX_HEADER, FANOUT = 8, 256 * 4
 # -- the repository and its damages ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
+    """A git daemon serving the remotes of the repositories below (and clones' sources)."""
+    daemon = GitDaemon(tmp_path_factory.mktemp("served"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def base(daemon: GitDaemon, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 agents of 4 checkpoints: the first 3 of each packed, the newest loose; a packed tag;
-    remote ``origin`` (fetched) where b has another checkpoint than its newest here."""
+    remote ``origin`` (fetched) where b has 2 other checkpoints than its newest here (the
+    second one not fetched yet), remote ``ahead`` holding one more checkpoint of each agent,
+    remote ``backup`` empty (each push gets a new one)."""
     path = tmp_path_factory.mktemp("damage") / "base.git"
     repo = StateRepository.init(path)
     repo.configure_maintenance(auto_objects=0)
@@ -48,15 +65,23 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
             repo.save(grow(state))
     repo.tag("a", "first", "latest~2")
     git(path, "pack-refs")  # the tag goes into packed-refs
-    server = path.parent / "server.git"  # b diverges from it: one checkpoint each side
+    server = daemon.root / "origin.git"  # b diverges from it: one checkpoint here, two there
     shutil.copytree(path, server)
     with StateRepository.open(server) as remote:
         remote.save(grow(remote.load("b")))
-    repo.remote_add("origin", str(server))
-    repo.fetch("origin", ["b"])
+        repo.remote_add("origin", daemon.url(server.name))
+        repo.fetch("origin", ["b"])
+        remote.save(grow(remote.load("b")))
     repo.gc()
     for state in states.values():
         repo.save(grow(state))
+    ahead = daemon.root / "ahead.git"
+    shutil.copytree(path, ahead)
+    with StateRepository.open(ahead) as remote:
+        for agent in AGENTS:
+            remote.save(grow(remote.load(agent)))
+    repo.remote_add("ahead", daemon.url(ahead.name))
+    repo.remote_add("backup", daemon.url("backup.git"))
     repo.close()
     return path
 
@@ -287,15 +312,19 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def _cli(*args: str, input: str | None = None) -> Callable[[Path], Outcome]:
-    def run(path: Path) -> Outcome:
-        result = CliRunner().invoke(cli, ["--repo", str(path), *args], input=input)
-        exception = None if isinstance(result.exception, SystemExit) else result.exception
-        return Outcome(result.exit_code, result.stderr, exception)
+def _invoke(args: list[str], input: str | None = None) -> Outcome:
+    result = CliRunner().invoke(cli, args, input=input)
+    exception = None if isinstance(result.exception, SystemExit) else result.exception
+    return Outcome(result.exit_code, result.stderr, exception)
+
+
+def _cli(*args: str, input: str | None = None) -> Callable[[Path, GitDaemon], Outcome]:
+    def run(path: Path, daemon: GitDaemon) -> Outcome:
+        return _invoke(["--repo", str(path), *args], input=input)
     return run
 
 
-def _reclaim(path: Path) -> Outcome:
+def _reclaim(path: Path, daemon: GitDaemon) -> Outcome:
     try:
         StateRepository.open(path).reclaim(grace=timedelta(0))
     except GitstateError as exc:
@@ -303,7 +332,37 @@ def _reclaim(path: Path) -> Outcome:
     return Outcome(0, "")
 
 
-COMMANDS: dict[str, Callable[[Path], Outcome]] = {
+def _push(path: Path, daemon: GitDaemon) -> Outcome:
+    """Push every agent to an empty server: it stores nothing git finds damaged, and nothing
+    at all if the push fails."""
+    server = daemon.root / "backup.git"
+    shutil.rmtree(server, ignore_errors=True)
+    bare(server)
+    outcome = _cli("push", "backup")(path, daemon)
+    fsck(server)
+    if outcome.code:
+        counts = dict(line.split(": ") for line in git(server, "count-objects", "-v").splitlines())
+        assert not git(server, "for-each-ref") and counts["count"] == counts["in-pack"] == "0", counts
+    return outcome
+
+
+def _clone(path: Path, daemon: GitDaemon) -> Outcome:
+    """Clone the damaged repository (served by the daemon): a clone that works holds every
+    agent git reads there, one that fails leaves no folder (the server knows the damage: the
+    error names the source if not the damage)."""
+    target = path.parent / "clone.git"
+    outcome = _invoke(["clone", daemon.url(path.relative_to(daemon.root).as_posix()), str(target)])
+    if outcome.code == 0:
+        fsck(str(target))
+        cloned = {agent: sha.decode().strip() for agent, sha in _branches(target).items()}
+        listed = git(path, "for-each-ref", "--format=%(objectname) %(refname:lstrip=3)", "refs/heads/agents")
+        assert cloned == {agent: sha for sha, agent in map(str.split, listed.splitlines())}, outcome.err
+    else:
+        assert not target.exists()
+    return outcome
+
+
+COMMANDS: dict[str, Callable[[Path, GitDaemon], Outcome]] = {
     "show": _cli("show", "b", "latest~3"),  # reads the 4 commits and the oldest (packed) state
     "log": _cli("log", "b"),
     "agents": _cli("agents"),
@@ -314,17 +373,31 @@ COMMANDS: dict[str, Callable[[Path], Outcome]] = {
     "reclaim": _reclaim,
     "prune": _cli("prune", "--all", "--keep-last", "1"),
     "merge": _cli("merge", "b", "origin/b", "--strategy", "theirs"),
+    "fetch": _cli("fetch", "origin"),
+    "pull": _cli("pull", "ahead"),  # fast-forwards every agent
+    "pull-rebase": _cli("pull", "origin", "--rebase"),
+    "pull-merge": _cli("pull", "origin", "--merge", "--strategy", "theirs"),
+    "push": _push,
+    "clone": _clone,
 }
+REMOTE = {"fetch", "pull", "pull-rebase", "pull-merge", "push", "clone"}
+
+
+def _branches(path: Path) -> dict[str, bytes]:
+    """The agent branches' loose ref files (the damaged repository's may hold anything)."""
+    folder = path / "refs" / "heads" / "agents"
+    return {file.name: file.read_bytes() for file in folder.iterdir()} if folder.is_dir() else {}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_damage(damaged: Callable[[str], Damaged], checker: Path, tmp_path: Path,
+def test_damage(damaged: Callable[[str], Damaged], checker: Path, base: Path, daemon: GitDaemon,
                 damage: str, command: str) -> None:
     case = damaged(damage)
-    path = tmp_path / "repo.git"
+    path = daemon.root / f"{damage}-{command}" / "repo.git"  # served: clone's source
     shutil.copytree(case.path, path)
-    outcome = COMMANDS[command](path)
+    before = _branches(path)
+    outcome = COMMANDS[command](path, daemon)
     assert outcome.exception is None, "".join(traceback.format_exception(outcome.exception))
     assert outcome.code in (0, 1), outcome.err
     lines = outcome.err.splitlines()
@@ -339,10 +412,22 @@ def test_damage(damaged: Callable[[str], Damaged], checker: Path, tmp_path: Path
         else:
             assert all(line.startswith("Error: ") for line in lines), outcome.err
             assert len(lines) == 1 or command == "agents", outcome.err  # agents: one per agent
-        assert any(name in outcome.err for name in case.names), (case.names, outcome.err)
+        source = [daemon.url(path.relative_to(daemon.root).as_posix())] if command == "clone" else []
+        assert any(name in outcome.err for name in [*case.names, *source]), (case.names, outcome.err)
     after = readable(checker, path, list(case.objects))
     lost = [sha for sha, content in case.objects.items() if after.get(sha) != content]
     assert not lost, f"{len(lost)} object(s) git read before {command} are lost: {lost}"
+    if command in REMOTE:  # a branch that moved still holds the checkpoint it held (rebased or not)
+        for agent, sha in _branches(path).items():
+            if sha != before.get(agent):
+                ids = git(checker, "log", "--format=%(trailers:key=Checkpoint-Id,valueonly)",
+                          sha.decode().strip()).split()
+                assert _checkpoint_id(base, agent) in ids, (agent, before.get(agent), sha)
+
+
+def _checkpoint_id(path: Path, agent: str) -> str:
+    return git(path, "log", "-1", "--format=%(trailers:key=Checkpoint-Id,valueonly)",
+               f"refs/heads/agents/{agent}").strip()
 
 
 # -- agents lists what it can read ---------------------------------------------------------
@@ -395,3 +480,24 @@ def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: State
     with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):
         repo.save({"agent_id": "a"})
     assert snapshot(repo) == before
+
+
+# -- a push sends no damaged object ---------------------------------------------------------
+
+def test_a_push_checks_every_object_before_it_tells_the_server_anything(
+        base: Path, daemon: GitDaemon, tmp_path: Path) -> None:
+    """A loose state blob that inflates to another state (readable, wrong for its name) is
+    found before the server hears of any change: nothing lands there, and no receive-pack
+    session goes beyond the ref advertisement."""
+    path = tmp_path / "repo.git"
+    shutil.copytree(base, path)
+    blob, other = _blob(path, "agents/b"), _blob(path, "agents/b~1")
+    content = git(path, "cat-file", "blob", other).encode()
+    _write(_loose(path, blob), zlib.compress(b"blob %d\0" % len(content) + content))
+    server = bare(daemon.root / "checked.git")
+    hook(server, "pre-receive", f"touch {tmp_path / 'received'}\n")  # runs once a pack arrived
+    StateRepository.open(path).remote_add("checked", daemon.url(server.name))
+    with pytest.raises(CorruptObjectError, match=f"object {blob} is damaged.*nothing was pushed"):
+        StateRepository.open(path).push("checked", ["b"])
+    assert not git(server, "for-each-ref") and not (tmp_path / "received").exists()
+    assert git(server, "count-objects", "-v").splitlines()[:3] == ["count: 0", "size: 0", "in-pack: 0"]
