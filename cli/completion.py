@@ -56,3 +56,19 @@ def complete_revision(ctx: click.Context, param: click.Parameter,
     items += [CompletionItem(name, help=f"named checkpoint {sha[:7]}") for name, sha in sorted(names.items())]
     items += [CompletionItem(c.short, help=c.message) for c in recent]
     return [item for item in items if item.value.startswith(incomplete)]
+
+
+def complete_tag_word(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """``tag``'s words: after a NAME its REV, else (and with ``-d``) the agent's names."""
+    if len(ctx.params.get("words") or ()) == 1 and not ctx.params.get("delete"):
+        return complete_revision(ctx, param, incomplete)
+    repo, agent_id = _repository(ctx), ctx.params.get("agent_id")
+    if repo is None or not agent_id:
+        return []
+    try:
+        names = repo.names(agent_id)
+    except (GitstateError, OSError):
+        return []
+    return [CompletionItem(name, help=f"named checkpoint {sha[:7]}")
+            for name, sha in sorted(names.items()) if name.startswith(incomplete)]

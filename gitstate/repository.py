@@ -121,8 +121,12 @@ class StateRepository:
                                                         message=message, time=time, trailers=trailers))
 
     def tag(self, agent_id: str, name: str, rev: str | None = None) -> Checkpoint:
-        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        """Name the checkpoint at ``rev`` (default: the latest); a name is never moved: :meth:`untag` it."""
         return checkpoints.tag(self._core, agent_id, name, rev)
+
+    def untag(self, agent_id: str, name: str) -> str:
+        """Delete a checkpoint name (the checkpoint stays); return the commit SHA it named."""
+        return checkpoints.untag(self._core, agent_id, name)
 
     def load(self, agent_id: str, rev: str | None = None, *,
              model: type[BaseModel] | None = AgentState) -> Any:  # M, or a dict when model is None

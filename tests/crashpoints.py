@@ -252,6 +252,7 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["save", e.state_file]),
     Operation("tag", "basic", lambda r, e: r.tag("a", "reviewed", "latest~1"),
               lambda e: ["tag", "a", "reviewed", "latest~1"]),
+    Operation("tag_delete", "basic", lambda r, e: r.untag("a", "n2"), lambda e: ["tag", "-d", "a", "n2"]),
     Operation("rollback", "basic", lambda r, e: r.rollback("a", "latest~2"),
               lambda e: ["rollback", "a", "latest~2"]),
     Operation("rollback_hard", "basic", lambda r, e: r.rollback("a", "latest~2", hard=True),

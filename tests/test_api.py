@@ -56,6 +56,7 @@ API = {
     "save": "(state, *agent_id=None, *name=None, *message=None, *time=None, *trailers=None)",
     "tag": "(agent_id, name, rev=None)",
     "timeline": "(agent_id, paths=(), *cache=None)",
+    "untag": "(agent_id, name)",
     "verify": "()",
     "wait_for_maintenance": "()",
 }

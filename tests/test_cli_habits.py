@@ -245,3 +245,22 @@ def test_tag_lists_names_as_git_tag(gitstate):
                                                                  "reviewed": saved[1]["commit"]}
     assert gitstate("tag", AGENT, "x", "--list").code == 2
     assert_gitstate_error(gitstate("tag", "agent_nobody"), "agent_nobody")
+
+
+def test_tag_d_deletes_names_as_git_tag_d(gitstate, tmp_path):
+    saved = save_steps(gitstate, AGENT, 3, first=1, second=2, third=3)
+    deleted = gitstate("tag", "-d", AGENT, "first", "third")
+    assert (deleted.code, deleted.err) == (0, "")
+    assert deleted.out == (f"Deleted name first (was {saved[0]['commit'][:7]})\n"
+                           f"Deleted name third (was {saved[2]['commit'][:7]})\n")
+    assert git(tmp_path / ".gitstate", "for-each-ref", "--format=%(refname)", "refs/tags").split() == [
+        f"refs/tags/agents/{AGENT}/second"]
+    assert gitstate("log", AGENT, "--format", "%h").out.split() == [c["commit"][:7] for c in saved[::-1]]
+    assert gitstate("tag", AGENT, "--delete", "second", "--json").json() == {"second": saved[1]["commit"]}
+    save_steps(gitstate, "agent_9f8e7d6c", 1, kept=1)
+    refs = git(tmp_path / ".gitstate", "for-each-ref")
+    wrong = gitstate("tag", "-d", "agent_9f8e7d6c", "kept", "nosuch")  # deletes none of them
+    assert_gitstate_error(wrong, "no checkpoint named 'nosuch'", "nothing was deleted")
+    assert git(tmp_path / ".gitstate", "for-each-ref") == refs
+    assert gitstate("tag", "-d", AGENT).code == 2
+    assert gitstate("tag", "-d", "-l", AGENT, "x").code == 2

@@ -314,6 +314,7 @@ COMMANDS: dict[str, Callable[[Path], Outcome]] = {
     "reclaim": _reclaim,
     "prune": _cli("prune", "--all", "--keep-last", "1"),
     "merge": _cli("merge", "b", "origin/b", "--strategy", "theirs"),
+    "tag-delete": _cli("tag", "-d", "a", "first"),  # a packed name
 }
 
 
