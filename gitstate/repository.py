@@ -259,6 +259,14 @@ class StateRepository:
         """Remove a remote and its tracking refs (the remote itself is not touched)."""
         transfers.remote_remove(self._core, name)
 
+    def remote_rename(self, old: str, new: str) -> Remote:
+        """Rename a remote: its config and its tracking refs (see :func:`gitstate.remote.remote_rename`)."""
+        return transfers.remote_rename(self._core, old, new)
+
+    def remote_set_url(self, name: str, url: str) -> Remote:
+        """Point a remote at another URL (checked as by :meth:`remote_add`)."""
+        return transfers.remote_set_url(self._core, name, url)
+
     def push(self, remote: str, agents: Sequence[str] | None = None, *, tags: bool = True,
              force: bool = False, progress: Progress | None = None) -> list[TransferResult]:
         """Push agents (default: all) and, with ``tags``, their names, in one connection."""

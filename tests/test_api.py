@@ -50,6 +50,8 @@ API = {
     "reclaim": "(*grace=None)",
     "remote_add": "(name, url)",
     "remote_remove": "(name)",
+    "remote_rename": "(old, new)",
+    "remote_set_url": "(name, url)",
     "remotes": "()",
     "resolve": "(agent_id, rev=None)",
     "rollback": "(agent_id, rev, *hard=False)",

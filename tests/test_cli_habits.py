@@ -264,3 +264,26 @@ def test_tag_d_deletes_names_as_git_tag_d(gitstate, tmp_path):
     assert git(tmp_path / ".gitstate", "for-each-ref") == refs
     assert gitstate("tag", "-d", AGENT).code == 2
     assert gitstate("tag", "-d", "-l", AGENT, "x").code == 2
+
+
+def test_remote_rename_and_set_url_as_git_remote(gitstate, tmp_path):
+    save_steps(gitstate, AGENT, 1)
+    git(tmp_path, "init", "-q", "--bare", "server.git")
+    gitstate("remote", "add", "origin", str(tmp_path / "server.git"))
+    gitstate("push", "-q")
+    gitstate("fetch")
+    renamed = gitstate("remote", "rename", "origin", "upstream")
+    assert (renamed.code, renamed.out, renamed.err) == (0, "Renamed remote origin to upstream\n", "")
+    assert git(tmp_path / ".gitstate", "for-each-ref", "--format=%(refname)", "refs/remotes").split() == [
+        f"refs/remotes/upstream/agents/{AGENT}"]
+    assert gitstate("fetch", "upstream").out == "Everything up-to-date\n"
+    set_url = gitstate("remote", "set-url", "upstream", "https://me:s3cr3t@git.example.com/fleet.git")
+    assert set_url.out == "Set the URL of remote upstream to https://me:***@git.example.com/fleet.git\n"
+    assert gitstate("remote", "-v").out == ("upstream\thttps://me:***@git.example.com/fleet.git (fetch)\n"
+                                            "upstream\thttps://me:***@git.example.com/fleet.git (push)\n")
+    gitstate("remote", "add", "backup", "https://you:t0ken@git.example.com/b.git")
+    assert_gitstate_error(gitstate("remote", "rename", "upstream", "backup"),
+                          "remote 'backup' already exists (https://you:***@git.example.com/b.git)")
+    assert_gitstate_error(gitstate("remote", "rename", "origin", "x"), "no remote 'origin'",
+                          "gitstate remote add origin URL")
+    assert_gitstate_error(gitstate("remote", "set-url", "origin", "x"), "no remote 'origin'")

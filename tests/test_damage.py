@@ -315,6 +315,7 @@ COMMANDS: dict[str, Callable[[Path], Outcome]] = {
     "prune": _cli("prune", "--all", "--keep-last", "1"),
     "merge": _cli("merge", "b", "origin/b", "--strategy", "theirs"),
     "tag-delete": _cli("tag", "-d", "a", "first"),  # a packed name
+    "remote-rename": _cli("remote", "rename", "origin", "upstream"),  # moves origin/b
 }
 
 
