@@ -3,8 +3,10 @@ push, errors in the command line's words (in-process; the executable where a pro
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps
-from conftest import git
+from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps, state_json
+from conftest import fsck, git
 from gitstate import AgentStatus, Checkpoint
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
 
@@ -287,3 +289,29 @@ def test_remote_rename_and_set_url_as_git_remote(gitstate, tmp_path):
     assert_gitstate_error(gitstate("remote", "rename", "origin", "x"), "no remote 'origin'",
                           "gitstate remote add origin URL")
     assert_gitstate_error(gitstate("remote", "set-url", "origin", "x"), "no remote 'origin'")
+
+
+# -- Ctrl-C: as git, killed by SIGINT (130 in a shell), no message -------------------------
+
+def test_ctrl_c_ends_a_command_silently_killed_by_sigint(gitstate, tmp_path):
+    """A save waiting for its agent's lock gets SIGINT (the real signal, sent by strace as the
+    command tries the lock a second time): no traceback, no message, nothing written."""
+    save_steps(gitstate, AGENT, 1)
+    repo = tmp_path / ".gitstate"
+    (tmp_path / "state.json").write_text(state_json(AGENT, 2))
+    lock = repo / "gitstate" / "locks" / "agents" / AGENT
+    refs = git(repo, "for-each-ref")
+    held = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another writer of the agent is busy
+        proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "signal=none", "-P", str(lock),
+                               "-e", "trace=flock", "-e", "inject=flock:signal=INT:when=2",
+                               str(EXECUTABLE), "--repo", str(repo), "save", "state.json"],
+                              cwd=tmp_path, capture_output=True, text=True)
+    finally:
+        os.close(held)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (-signal.SIGINT, "", "")
+    assert git(repo, "for-each-ref") == refs
+    assert not [p for p in repo.rglob("*") if p.name.endswith(".lock") or p.name.startswith("tmp")]
+    fsck(str(repo))
+    assert gitstate("save", "state.json").code == 0  # nothing left in the way
