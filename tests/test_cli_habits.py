@@ -16,7 +16,7 @@ import pytest
 
 from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps, state_json
 from conftest import fsck, git
-from gitstate import AgentStatus, Checkpoint
+from gitstate import AgentStatus, Checkpoint, StateRepository, refnames
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
 
 AGENT = "agent_1a2b3c4d"
@@ -170,19 +170,43 @@ LOADED = ("import atexit, sys\n"
           "cli(sys.argv[2:], prog_name='gitstate')\n")
 
 
-@pytest.mark.parametrize("args, env", [
-    (["--version"], {}), (["--help"], {}), (["log", "--help"], {}),
-    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate lo", "COMP_CWORD": "1"}),
-    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate log --st", "COMP_CWORD": "2"}),
+def completing(line: str) -> dict[str, str]:
+    """What bash sets to complete the last word of ``line`` (its TAB)."""
+    return {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": line, "COMP_CWORD": str(len(line.split(" ")) - 1)}
+
+
+@pytest.mark.parametrize("args, env, shown", [
+    (["--version"], {}, "gitstate, version"), (["--help"], {}, "Exit codes"), (["log", "--help"], {}, "--reverse"),
+    ([], completing("gitstate lo"), "plain,log"),
+    ([], completing("gitstate log --st"), "plain,--status"),
+    ([], completing("gitstate log "), f"plain,{AGENT}\nplain,agent_9f8e7d6c"),  # agent ids
+    ([], completing("gitstate diff agent_9"), "plain,agent_9f8e7d6c"),
+    ([], completing(f"gitstate tag -d {AGENT} "), "plain,reviewed"),  # names
 ])
-def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env):
-    """A fresh interpreter (a real process: what a module imports shows only there)."""
+def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env, shown):
+    """A fresh interpreter (a real process: what a module imports shows only there), in a
+    folder whose repository has two agents, one with a name."""
+    with StateRepository.init(tmp_path / ".gitstate") as repo:
+        repo.save({"agent_id": "agent_9f8e7d6c"})
+        repo.save({"agent_id": AGENT}, name="reviewed")
     report = tmp_path / "modules"
     proc = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{LOADED}", str(report), *args],
                           env={**os.environ, **env}, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout  # it printed the version, the help or the completions
+    assert shown in proc.stdout  # it printed the version, the help or the completions
     assert report.read_text() == "[]\n"
+
+
+def test_completion_reads_packed_and_loose_refs_and_leaves_out_damaged_ones(repo):
+    packed = repo.save({"agent_id": "packed"}, name="first")
+    git(repo, "pack-refs", "--all")
+    loose = repo.save({"agent_id": "loose"})
+    repo.save({"agent_id": "damaged"})
+    Path(repo.path, "refs", "heads", "agents", "damaged").write_text("not a sha\n")
+    assert refnames.agent_ids(repo.path) == {"loose": loose.commit, "packed": packed.commit}
+    assert refnames.checkpoint_names(repo.path, "packed") == {"first": packed.commit}
+    assert refnames.checkpoint_names(repo.path, "../x") == {}
+    assert refnames.agent_ids(Path(repo.path, "nowhere")) == {}
 
 
 def test_a_command_still_loads_what_it_needs(gitstate):
