@@ -62,7 +62,8 @@ pass_settings = click.make_pass_decorator(Settings)
 
 class GitstateGroup(click.Group):
     """A click group that turns gitstate errors into one line on stderr and exit code 1,
-    and ends like git, killed by SIGPIPE, when the reader of its output goes away."""
+    and ends like git, killed by the signal, when the reader of its output goes away
+    (SIGPIPE) or on Ctrl-C (SIGINT): no message, and the shell sees 141 or 130."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         _whole_writes()
@@ -72,14 +73,22 @@ class GitstateGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGPIPE)
-            raise  # not reached: the signal ends the process
+            _die_of(signal.SIGPIPE)
+            raise  # not reached
+        except KeyboardInterrupt:  # what was interrupted released its locks on the way out
+            _die_of(signal.SIGINT)
+            raise  # not reached
         except (GitstateError, OSError) as exc:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
             raise click.ClickException(in_cli_words(one_line(str(exc))) or type(exc).__name__) from exc
+
+
+def _die_of(signum: signal.Signals) -> None:
+    """End the process by the signal ``signum`` with its default action (as git does)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 # The library's messages name its Python API; on the command line they name the commands.

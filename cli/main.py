@@ -27,10 +27,11 @@ Exit codes:
   1  a gitstate error (one line on stderr; --debug shows the traceback),
      problems found by 'verify', agents 'push'/'fetch'/'pull' could not move
   2  a usage error (unknown command or option, bad argument)
-As with git, a command whose output pipe closes is killed by SIGPIPE, and
-log, show and diff page their output on a terminal through $GITSTATE_PAGER,
-else $PAGER, else 'less' (with LESS=FRX unless LESS is set; --no-pager or an
-empty or 'cat' pager turns it off).
+As with git, a command whose output pipe closes is killed by SIGPIPE (141),
+one stopped by Ctrl-C by SIGINT (130), without a message. log, show and diff
+page their output on a terminal through $GITSTATE_PAGER, else $PAGER, else
+'less' (with LESS=FRX unless LESS is set; --no-pager or an empty or 'cat'
+pager turns it off).
 """
 
 

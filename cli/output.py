@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -132,7 +133,11 @@ def page(ctx: click.Context, wanted: bool) -> None:
         except BrokenPipeError:  # the pager quit before the end: as git, no complaint
             pass
         sys.stdout = terminal
-        pager.wait()
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pager's, as in git
+        try:
+            pager.wait()
+        finally:
+            signal.signal(signal.SIGINT, ignored)
 
     ctx.call_on_close(close)
 

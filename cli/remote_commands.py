@@ -77,7 +77,7 @@ VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show each remote's
 @VERBOSE
 @click.pass_context
 def remote(ctx: click.Context, verbose: bool) -> None:
-    """List remotes (-v: with their URLs), or add, rename or remove one.
+    """List remotes (-v: with their URLs), or add, rename, remove one or set its URL.
 
     Remotes are kept in the repository's git config, so git remote -v lists
     them too; a password in a URL is shown as ***.
@@ -111,6 +111,33 @@ def remote_add(settings: Settings, name: str, url: str) -> None:
     """Add remote NAME at URL (http(s)://, git://, ssh://, file:// or a path)."""
     added = settings.open().remote_add(name, url)
     echo(f"Added remote {added.name} at {added.url}")
+
+
+@remote.command("rename")
+@click.argument("old")
+@click.argument("new")
+@pass_settings
+def remote_rename(settings: Settings, old: str, new: str) -> None:
+    """Rename remote OLD to NEW, with its tracking refs (OLD/AGENT becomes NEW/AGENT).
+
+    \b
+    $ gitstate remote add origin fleet.git
+    Added remote origin at /home/me/audit/fleet.git
+    $ gitstate remote rename origin backup
+    Renamed remote origin to backup
+    """
+    settings.open().remote_rename(old, new)
+    echo(f"Renamed remote {old} to {new}")
+
+
+@remote.command("set-url")
+@click.argument("name")
+@click.argument("url")
+@pass_settings
+def remote_set_url(settings: Settings, name: str, url: str) -> None:
+    """Point remote NAME at URL (a password in it is shown as ***)."""
+    changed = settings.open().remote_set_url(name, url)
+    echo(f"Set the URL of remote {changed.name} to {changed.url}")
 
 
 @remote.command("remove")

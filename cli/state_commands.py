@@ -13,7 +13,7 @@ import click
 from gitstate import CorruptObjectError, GitstateError, InvalidArgumentError, codec
 from gitstate.message import one_line
 
-from .completion import complete_agent
+from .completion import complete_agent, complete_tag_word
 from .context import Settings, pass_settings
 from .output import (
     CHECKPOINT_COLUMNS,
@@ -259,18 +259,19 @@ def show(settings: Settings, agent_id: str, rev: str | None, field: str | None,
         click.echo(codec.encode(value), nl=False)
 
 
-@click.command(short_help="Name a checkpoint, or list the names.")
+@click.command(short_help="Name a checkpoint, list the names, or delete names.")
 @agent_argument
-@click.argument("name", required=False)
-@revision_argument()
+@click.argument("words", nargs=-1, metavar="[NAME [REV] | -d NAME...]", shell_complete=complete_tag_word)
 @click.option("--list", "-l", "listing", is_flag=True, help="List AGENT's names (also without NAME).")
-@json_option("Print the named checkpoint (or, listing, each name's commit) as JSON.")
+@click.option("--delete", "-d", is_flag=True, help="Delete the NAMEs (their checkpoints stay).")
+@json_option("Print the named checkpoint (or, listing or deleting, each name's commit) as JSON.")
 @pass_settings
-def tag(settings: Settings, agent_id: str, name: str | None, rev: str | None, listing: bool,
+def tag(settings: Settings, agent_id: str, words: tuple[str, ...], listing: bool, delete: bool,
         as_json: bool) -> None:
-    """Name the checkpoint at REV (default: latest), or list AGENT's names (as git tag).
+    """Name the checkpoint at REV (default: latest), list AGENT's names, or delete
+    names (as git tag, git tag -l, git tag -d).
 
-    Names are never reused.
+    A name is never moved to another checkpoint: delete it, then name again.
 
     \b
     $ gitstate tag agent_7c1e9a42 reviewed latest~1
@@ -279,9 +280,16 @@ def tag(settings: Settings, agent_id: str, name: str | None, rev: str | None, li
     final
     initial
     reviewed
+    $ gitstate tag -d agent_7c1e9a42 reviewed initial
+    Deleted name reviewed (was fb26691)
+    Deleted name initial (was 5e0c5d1)
     """
-    if listing or name is None:
-        if name is not None:
+    if listing and delete:
+        raise click.UsageError("--list and --delete exclude each other")
+    if delete:
+        _delete_names(settings, agent_id, words, as_json)
+    elif listing or not words:
+        if words:
             raise click.UsageError("--list takes no NAME")
         names = settings.open().names(agent_id)
         if as_json:
@@ -289,9 +297,30 @@ def tag(settings: Settings, agent_id: str, name: str | None, rev: str | None, li
         else:
             for listed in sorted(names):
                 echo(listed)
-        return
-    checkpoint = settings.open().tag(agent_id, name, rev)
-    if as_json:
-        emit_json(checkpoint_json(checkpoint))
+    elif len(words) > 2:
+        raise click.UsageError(f"got {len(words)} arguments after AGENT: give NAME and REV "
+                               "(delete several names with -d)")
     else:
-        echo(f"Tagged {describe(checkpoint)} as {name}")
+        name, rev = words[0], words[1] if len(words) == 2 else None
+        checkpoint = settings.open().tag(agent_id, name, rev)
+        if as_json:
+            emit_json(checkpoint_json(checkpoint))
+        else:
+            echo(f"Tagged {describe(checkpoint)} as {name}")
+
+
+def _delete_names(settings: Settings, agent_id: str, names: tuple[str, ...], as_json: bool) -> None:
+    """Delete the agent's ``names``, all known to exist first (a wrong one deletes none)."""
+    if not names:
+        raise click.UsageError("--delete needs the NAMEs to delete")
+    repo = settings.open()
+    missing = [name for name in names if name not in repo.names(agent_id)]
+    if missing:
+        raise click.ClickException(f"agent {agent_id!r} has no checkpoint named {missing[0]!r}; "
+                                   "nothing was deleted (gitstate tag AGENT lists its names)")
+    deleted = {name: repo.untag(agent_id, name) for name in dict.fromkeys(names)}
+    if as_json:
+        emit_json(deleted)
+    else:
+        for name, sha in deleted.items():
+            echo(f"Deleted name {name} (was {sha[:7]})")

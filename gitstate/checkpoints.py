@@ -83,7 +83,8 @@ def save(core: Core, state: BaseModel | Mapping[str, Any], *, agent_id: str | No
 
 
 def tag(core: Core, agent_id: str, name: str, rev: str | None = None) -> Checkpoint:
-    """Name the checkpoint at ``rev`` (default: the latest); names are never reused.
+    """Name the checkpoint at ``rev`` (default: the latest); a name is never moved (see
+    :func:`untag`).
 
     ``rev`` is resolved under the agent's lock, so a concurrent delete, prune or
     rollback cannot leave the name on a checkpoint that left the history.
@@ -99,6 +100,26 @@ def tag(core: Core, agent_id: str, name: str, rev: str | None = None) -> Checkpo
             raise NameTakenError(f"agent {agent_id!r}: the name {name!r} was just taken by a "
                                  "writer outside gitstate")
     return target.model_copy(update={"names": tuple(sorted((*target.names, name)))})
+
+
+def untag(core: Core, agent_id: str, name: str) -> str:
+    """Delete the agent's name ``name`` (``git tag -d``); return the commit SHA it named.
+
+    The checkpoint stays. The name's ref is deleted under the agent's lock by
+    compare-and-swap; ``RevisionNotFoundError`` if the agent has no such name.
+    """
+    validate_agent_id(agent_id, existing=True)
+    validate_name(name)
+    ref = tag_ref(agent_id, name)
+    core.head(agent_id)  # no lock file for an agent that does not exist
+    with core.store.agent_lock(agent_id) as lock:
+        while True:
+            sha = core.store.writable_ref(ref)
+            if sha is None:
+                raise RevisionNotFoundError(f"agent {agent_id!r} has no checkpoint named {name!r}")
+            if core.store.update_ref(lock, ref, sha, None):
+                return sha.decode()
+            # a writer outside gitstate moved it between the read and the swap: read again
 
 
 def move_name(core: Core, agent_id: str, name: str, commit: str) -> None:

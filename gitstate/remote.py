@@ -166,15 +166,11 @@ def remote_add(core: Core, name: str, url: str) -> Remote:
     stock ``git fetch``/``git push`` on this repository move the same refs.
     """
     _check_remote_name(name)
-    transport.check_url(url)
-    url = os.path.abspath(url) if transport.is_local_path(url) else url
-    transport.reachable(url)
+    url = _checked_url(url)
     section = (b"remote", name.encode())
 
     def add(config: Config) -> None:
-        if config.has_section(section):
-            raise RemoteExistsError(f"remote {name!r} already exists "
-                                    f"({redact(config.get(section, b'url').decode())})")
+        _check_free(config, name)
         config.set(section, b"url", url.encode())
         config.add(section, b"fetch", f"+{BRANCH_PREFIX}*:refs/remotes/{name}/agents/*".encode())
         config.add(section, b"fetch", f"+{TAG_PREFIX}*:refs/remotes/{name}/tags/agents/*".encode())
@@ -203,6 +199,78 @@ def remote_remove(core: Core, name: str) -> None:
             del config[(b"remote", name.encode())]
 
     update_config(core.store, remove)
+
+
+def remote_rename(core: Core, old: str, new: str) -> Remote:
+    """Rename remote ``old`` to ``new`` (``git remote rename``): its config section, its fetch
+    refspecs and its tracking refs (``refs/remotes/<old>/agents/...`` and ``.../tags/agents/...``).
+
+    The tracking refs move first, each under its agent's lock (created under ``new``,
+    then deleted under ``old``), and the config last: a process killed halfway leaves
+    ``old`` configured, and renaming again finishes the job.
+    """
+    url = _remote_url(core, old)
+    _check_remote_name(new)
+    _check_free(read_config(core.path), new)
+    for prefix in (f"refs/remotes/{old}/agents/", f"refs/remotes/{old}/tags/agents/"):
+        for ref in sorted(core.store.read_refs(prefix.encode())):
+            agent_id = _as_agent_ref(old, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
+            moved = f"refs/remotes/{new}/".encode() + ref[len(f"refs/remotes/{old}/"):]
+            with core.store.agent_lock(agent_id) as lock:
+                sha = core.store.read_ref(ref)
+                if sha is not None:  # else deleted meanwhile (a fetch, a remote_remove)
+                    _set_ref(core, lock, moved, sha)
+                    _set_ref(core, lock, ref, None)
+
+    def rename(config: Config) -> None:
+        section = (b"remote", old.encode())
+        if not config.has_section(section):
+            raise RemoteNotFoundError(f"remote {old!r} was removed while it was being renamed")
+        _check_free(config, new)
+        tracking = f":refs/remotes/{old}/".encode()
+        for key, value in list(config.items(section)):
+            if key.lower() == b"fetch":
+                value = value.replace(tracking, f":refs/remotes/{new}/".encode())
+            config.add((b"remote", new.encode()), key, value)
+        del config[section]
+
+    update_config(core.store, rename)
+    return Remote(name=new, url=redact(url))
+
+
+def remote_set_url(core: Core, name: str, url: str) -> Remote:
+    """Point remote ``name`` at ``url`` (``git remote set-url``), checked as by :func:`remote_add`;
+    its tracking refs stay until the next fetch."""
+    _remote_url(core, name)
+    url = _checked_url(url)
+
+    def set_url(config: Config) -> None:
+        section = (b"remote", name.encode())
+        if not config.has_section(section):
+            raise RemoteNotFoundError(f"remote {name!r} was removed while its URL was being set")
+        config.set(section, b"url", url.encode())
+
+    update_config(core.store, set_url)
+    return Remote(name=name, url=redact(url))
+
+
+def _check_free(config: Config, name: str) -> None:
+    section = (b"remote", name.encode())
+    if config.has_section(section):
+        try:
+            where = f" ({redact(config.get(section, b'url').decode())})"
+        except KeyError:
+            where = ""
+        raise RemoteExistsError(f"remote {name!r} already exists{where}")
+
+
+def _checked_url(url: str) -> str:
+    """``url`` if a remote can have it (a local path made absolute); ``InvalidArgumentError`` or
+    ``RemoteError`` if not."""
+    transport.check_url(url)
+    url = os.path.abspath(url) if transport.is_local_path(url) else url
+    transport.reachable(url)
+    return url
 
 # -- tracking refs --------------------------------------------------------------------
 def _set_ref(core: Core, lock: RefLock, ref: bytes, new: bytes | None) -> None:

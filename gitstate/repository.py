@@ -121,8 +121,12 @@ class StateRepository:
                                                         message=message, time=time, trailers=trailers))
 
     def tag(self, agent_id: str, name: str, rev: str | None = None) -> Checkpoint:
-        """Name the checkpoint at ``rev`` (default: the latest); names are never reused."""
+        """Name the checkpoint at ``rev`` (default: the latest); a name is never moved: :meth:`untag` it."""
         return checkpoints.tag(self._core, agent_id, name, rev)
+
+    def untag(self, agent_id: str, name: str) -> str:
+        """Delete a checkpoint name (the checkpoint stays); return the commit SHA it named."""
+        return checkpoints.untag(self._core, agent_id, name)
 
     def load(self, agent_id: str, rev: str | None = None, *,
              model: type[BaseModel] | None = AgentState) -> Any:  # M, or a dict when model is None
@@ -255,6 +259,14 @@ class StateRepository:
     def remote_remove(self, name: str) -> None:
         """Remove a remote and its tracking refs (the remote itself is not touched)."""
         transfers.remote_remove(self._core, name)
+
+    def remote_rename(self, old: str, new: str) -> Remote:
+        """Rename a remote: its config and its tracking refs (see :func:`gitstate.remote.remote_rename`)."""
+        return transfers.remote_rename(self._core, old, new)
+
+    def remote_set_url(self, name: str, url: str) -> Remote:
+        """Point a remote at another URL (checked as by :meth:`remote_add`)."""
+        return transfers.remote_set_url(self._core, name, url)
 
     def push(self, remote: str, agents: Sequence[str] | None = None, *, tags: bool = True,
              force: bool = False, progress: Progress | None = None) -> list[TransferResult]:

@@ -252,6 +252,7 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["save", e.state_file]),
     Operation("tag", "basic", lambda r, e: r.tag("a", "reviewed", "latest~1"),
               lambda e: ["tag", "a", "reviewed", "latest~1"]),
+    Operation("tag_delete", "basic", lambda r, e: r.untag("a", "n2"), lambda e: ["tag", "-d", "a", "n2"]),
     Operation("rollback", "basic", lambda r, e: r.rollback("a", "latest~2"),
               lambda e: ["rollback", "a", "latest~2"]),
     Operation("rollback_hard", "basic", lambda r, e: r.rollback("a", "latest~2", hard=True),
@@ -281,6 +282,10 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["merge", "a", "origin/a", "--strategy", "theirs"]),
     Operation("remote_add", "basic", lambda r, e: r.remote_add("backup", e.url),
               lambda e: ["remote", "add", "backup", e.url]),
+    Operation("remote_rename", "remote", lambda r, e: r.remote_rename("origin", "upstream"),
+              lambda e: ["remote", "rename", "origin", "upstream"]),
+    Operation("remote_set_url", "remote", lambda r, e: r.remote_set_url("origin", e.url),
+              lambda e: ["remote", "set-url", "origin", e.url]),
     Operation("configure_maintenance", "basic",
               lambda r, e: r.configure_maintenance(auto_objects=500, grace_seconds=60)),
 )}
@@ -526,9 +531,13 @@ def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
 
     chain("maintenance settings", [("configure_maintenance",
                                     lambda: repo.configure_maintenance(auto_objects=0))])
-    if info.remote:
-        chain("remote", [("fetch", lambda: repo.fetch("origin")),
-                         ("pull", lambda: repo.pull("origin", rebase=info.diverged))])
+    if info.remote:  # the template's one remote: origin, or what remote_rename made of it
+        def remote() -> str:
+            return repo.remotes()[0].name
+        chain("remote", [("fetch", lambda: repo.fetch(remote())),
+                         ("pull", lambda: repo.pull(remote(), rebase=info.diverged)),
+                         ("remote rename", lambda: repo.remote_rename(remote(), "renamed")),
+                         ("fetch after the rename", lambda: repo.fetch("renamed"))])
     def agent_steps(agent: str) -> list[tuple[str, Callable[[], object]]]:
         return [
             (f"save ({agent})", lambda: save(agent)),

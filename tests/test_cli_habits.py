@@ -3,8 +3,10 @@ push, errors in the command line's words (in-process; the executable where a pro
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -12,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps
-from conftest import git
-from gitstate import AgentStatus, Checkpoint
+from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps, state_json
+from conftest import fsck, git
+from gitstate import AgentStatus, Checkpoint, StateRepository, refnames
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
 
 AGENT = "agent_1a2b3c4d"
@@ -168,19 +170,43 @@ LOADED = ("import atexit, sys\n"
           "cli(sys.argv[2:], prog_name='gitstate')\n")
 
 
-@pytest.mark.parametrize("args, env", [
-    (["--version"], {}), (["--help"], {}), (["log", "--help"], {}),
-    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate lo", "COMP_CWORD": "1"}),
-    ([], {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "gitstate log --st", "COMP_CWORD": "2"}),
+def completing(line: str) -> dict[str, str]:
+    """What bash sets to complete the last word of ``line`` (its TAB)."""
+    return {"_GITSTATE_COMPLETE": "bash_complete", "COMP_WORDS": line, "COMP_CWORD": str(len(line.split(" ")) - 1)}
+
+
+@pytest.mark.parametrize("args, env, shown", [
+    (["--version"], {}, "gitstate, version"), (["--help"], {}, "Exit codes"), (["log", "--help"], {}, "--reverse"),
+    ([], completing("gitstate lo"), "plain,log"),
+    ([], completing("gitstate log --st"), "plain,--status"),
+    ([], completing("gitstate log "), f"plain,{AGENT}\nplain,agent_9f8e7d6c"),  # agent ids
+    ([], completing("gitstate diff agent_9"), "plain,agent_9f8e7d6c"),
+    ([], completing(f"gitstate tag -d {AGENT} "), "plain,reviewed"),  # names
 ])
-def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env):
-    """A fresh interpreter (a real process: what a module imports shows only there)."""
+def test_start_up_imports_no_git_code_pydantic_or_deepdiff(tmp_path, args, env, shown):
+    """A fresh interpreter (a real process: what a module imports shows only there), in a
+    folder whose repository has two agents, one with a name."""
+    with StateRepository.init(tmp_path / ".gitstate") as repo:
+        repo.save({"agent_id": "agent_9f8e7d6c"})
+        repo.save({"agent_id": AGENT}, name="reviewed")
     report = tmp_path / "modules"
     proc = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{LOADED}", str(report), *args],
                           env={**os.environ, **env}, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout  # it printed the version, the help or the completions
+    assert shown in proc.stdout  # it printed the version, the help or the completions
     assert report.read_text() == "[]\n"
+
+
+def test_completion_reads_packed_and_loose_refs_and_leaves_out_damaged_ones(repo):
+    packed = repo.save({"agent_id": "packed"}, name="first")
+    git(repo, "pack-refs", "--all")
+    loose = repo.save({"agent_id": "loose"})
+    repo.save({"agent_id": "damaged"})
+    Path(repo.path, "refs", "heads", "agents", "damaged").write_text("not a sha\n")
+    assert refnames.agent_ids(repo.path) == {"loose": loose.commit, "packed": packed.commit}
+    assert refnames.checkpoint_names(repo.path, "packed") == {"first": packed.commit}
+    assert refnames.checkpoint_names(repo.path, "../x") == {}
+    assert refnames.agent_ids(Path(repo.path, "nowhere")) == {}
 
 
 def test_a_command_still_loads_what_it_needs(gitstate):
@@ -245,3 +271,71 @@ def test_tag_lists_names_as_git_tag(gitstate):
                                                                  "reviewed": saved[1]["commit"]}
     assert gitstate("tag", AGENT, "x", "--list").code == 2
     assert_gitstate_error(gitstate("tag", "agent_nobody"), "agent_nobody")
+
+
+def test_tag_d_deletes_names_as_git_tag_d(gitstate, tmp_path):
+    saved = save_steps(gitstate, AGENT, 3, first=1, second=2, third=3)
+    deleted = gitstate("tag", "-d", AGENT, "first", "third")
+    assert (deleted.code, deleted.err) == (0, "")
+    assert deleted.out == (f"Deleted name first (was {saved[0]['commit'][:7]})\n"
+                           f"Deleted name third (was {saved[2]['commit'][:7]})\n")
+    assert git(tmp_path / ".gitstate", "for-each-ref", "--format=%(refname)", "refs/tags").split() == [
+        f"refs/tags/agents/{AGENT}/second"]
+    assert gitstate("log", AGENT, "--format", "%h").out.split() == [c["commit"][:7] for c in saved[::-1]]
+    assert gitstate("tag", AGENT, "--delete", "second", "--json").json() == {"second": saved[1]["commit"]}
+    save_steps(gitstate, "agent_9f8e7d6c", 1, kept=1)
+    refs = git(tmp_path / ".gitstate", "for-each-ref")
+    wrong = gitstate("tag", "-d", "agent_9f8e7d6c", "kept", "nosuch")  # deletes none of them
+    assert_gitstate_error(wrong, "no checkpoint named 'nosuch'", "nothing was deleted")
+    assert git(tmp_path / ".gitstate", "for-each-ref") == refs
+    assert gitstate("tag", "-d", AGENT).code == 2
+    assert gitstate("tag", "-d", "-l", AGENT, "x").code == 2
+
+
+def test_remote_rename_and_set_url_as_git_remote(gitstate, tmp_path):
+    save_steps(gitstate, AGENT, 1)
+    git(tmp_path, "init", "-q", "--bare", "server.git")
+    gitstate("remote", "add", "origin", str(tmp_path / "server.git"))
+    gitstate("push", "-q")
+    gitstate("fetch")
+    renamed = gitstate("remote", "rename", "origin", "upstream")
+    assert (renamed.code, renamed.out, renamed.err) == (0, "Renamed remote origin to upstream\n", "")
+    assert git(tmp_path / ".gitstate", "for-each-ref", "--format=%(refname)", "refs/remotes").split() == [
+        f"refs/remotes/upstream/agents/{AGENT}"]
+    assert gitstate("fetch", "upstream").out == "Everything up-to-date\n"
+    set_url = gitstate("remote", "set-url", "upstream", "https://me:s3cr3t@git.example.com/fleet.git")
+    assert set_url.out == "Set the URL of remote upstream to https://me:***@git.example.com/fleet.git\n"
+    assert gitstate("remote", "-v").out == ("upstream\thttps://me:***@git.example.com/fleet.git (fetch)\n"
+                                            "upstream\thttps://me:***@git.example.com/fleet.git (push)\n")
+    gitstate("remote", "add", "backup", "https://you:t0ken@git.example.com/b.git")
+    assert_gitstate_error(gitstate("remote", "rename", "upstream", "backup"),
+                          "remote 'backup' already exists (https://you:***@git.example.com/b.git)")
+    assert_gitstate_error(gitstate("remote", "rename", "origin", "x"), "no remote 'origin'",
+                          "gitstate remote add origin URL")
+    assert_gitstate_error(gitstate("remote", "set-url", "origin", "x"), "no remote 'origin'")
+
+
+# -- Ctrl-C: as git, killed by SIGINT (130 in a shell), no message -------------------------
+
+def test_ctrl_c_ends_a_command_silently_killed_by_sigint(gitstate, tmp_path):
+    """A save waiting for its agent's lock gets SIGINT (the real signal, sent by strace as the
+    command tries the lock a second time): no traceback, no message, nothing written."""
+    save_steps(gitstate, AGENT, 1)
+    repo = tmp_path / ".gitstate"
+    (tmp_path / "state.json").write_text(state_json(AGENT, 2))
+    lock = repo / "gitstate" / "locks" / "agents" / AGENT
+    refs = git(repo, "for-each-ref")
+    held = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another writer of the agent is busy
+        proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "signal=none", "-P", str(lock),
+                               "-e", "trace=flock", "-e", "inject=flock:signal=INT:when=2",
+                               str(EXECUTABLE), "--repo", str(repo), "save", "state.json"],
+                              cwd=tmp_path, capture_output=True, text=True)
+    finally:
+        os.close(held)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (-signal.SIGINT, "", "")
+    assert git(repo, "for-each-ref") == refs
+    assert not [p for p in repo.rglob("*") if p.name.endswith(".lock") or p.name.startswith("tmp")]
+    fsck(str(repo))
+    assert gitstate("save", "state.json").code == 0  # nothing left in the way

@@ -379,6 +379,8 @@ COMMANDS: dict[str, Callable[[Path, GitDaemon], Outcome]] = {
     "pull-merge": _cli("pull", "origin", "--merge", "--strategy", "theirs"),
     "push": _push,
     "clone": _clone,
+    "tag-delete": _cli("tag", "-d", "a", "first"),  # a packed name
+    "remote-rename": _cli("remote", "rename", "origin", "upstream"),  # moves origin/b
 }
 REMOTE = {"fetch", "pull", "pull-rebase", "pull-merge", "push", "clone"}
 

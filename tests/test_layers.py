@@ -20,7 +20,8 @@ LAYERS = {  # bottom to top
     "base": {"errors", "ids", "codec", "message", "models", "retention", "jsonmerge"},
     "engine": {"git"},
     "core": {"core", "checkpoints", "rewrite", "settings", "maintenance", "merge"},
-    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph", "explore"},
+    "features": {"history", "prune", "diff", "seed_import", "remote", "verify", "langgraph", "explore",
+                 "refnames"},
     "facade": {"repository"},
     "compat": {"compat", "__init__"},
     "web": {"web"},  # gitstate serve: above the façade, like the command line

@@ -523,6 +523,60 @@ def test_remotes_live_in_git_config_and_stock_git_uses_them(tmp_path: Path, repo
     fsck(repo)
 
 
+def test_remote_rename_moves_config_and_tracking_refs(tmp_path: Path, repo: StateRepository) -> None:
+    server = bare(tmp_path / "server.git")
+    agent(repo, "s", 2, name_at=1)
+    agent(repo, "t", 1)
+    repo.remote_add("origin", str(server))
+    repo.remote_add("backup", str(server))
+    repo.push("origin")
+    repo.fetch("origin")
+    tracked = git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin")
+    before = snapshot(repo)
+    with pytest.raises(RemoteNotFoundError, match="'nosuch'"):
+        repo.remote_rename("nosuch", "x")
+    with pytest.raises(RemoteExistsError, match="'backup'"):
+        repo.remote_rename("origin", "backup")
+    with pytest.raises(InvalidArgumentError):
+        repo.remote_rename("origin", "a/b")
+    assert snapshot(repo) == before
+
+    # a rename killed halfway: one tracking ref moved, the config not yet changed
+    git(repo, "update-ref", "refs/remotes/upstream/agents/s", "refs/remotes/origin/agents/s")
+    git(repo, "update-ref", "-d", "refs/remotes/origin/agents/s")
+    assert repo.remote_rename("origin", "upstream").name == "upstream"  # run again: finishes it
+    assert git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/upstream") == \
+        tracked.replace("refs/remotes/origin/", "refs/remotes/upstream/")
+    assert git(repo, "for-each-ref", "refs/remotes/origin") == ""
+    assert git(repo, "remote").split() == ["backup", "upstream"]
+    assert git(repo, "config", "--get-all", "remote.upstream.fetch").split() == [
+        "+refs/heads/agents/*:refs/remotes/upstream/agents/*",
+        "+refs/tags/agents/*:refs/remotes/upstream/tags/agents/*"]
+    git(repo, "fetch", "upstream")  # stock git fetches into the renamed tracking refs
+    assert [r.status for r in repo.fetch("upstream")] == [TransferStatus.UP_TO_DATE] * 2
+    fsck(repo)
+
+
+def test_remote_set_url_changes_the_url_only(tmp_path: Path, repo: StateRepository) -> None:
+    agent(repo, "s", 1)
+    repo.remote_add("origin", str(bare(tmp_path / "old.git")))
+    repo.push("origin")
+    before = snapshot(repo)
+    with pytest.raises(RemoteNotFoundError):
+        repo.remote_set_url("nosuch", str(tmp_path / "new.git"))
+    with pytest.raises(InvalidArgumentError):
+        repo.remote_set_url("origin", "")
+    assert snapshot(repo) == before
+    changed = repo.remote_set_url("origin", "https://me:s3cr3t@git.example.com/fleet.git")
+    assert changed.url == "https://me:***@git.example.com/fleet.git" == repo.remotes()[0].url
+    assert "s3cr3t" not in repr(changed)
+    new = bare(tmp_path / "new.git")
+    repo.remote_set_url("origin", str(new))
+    assert git(repo, "remote", "get-url", "origin").strip() == str(new)
+    assert [r.status for r in repo.push("origin")] == [TransferStatus.NEW]
+    assert git(new, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/agents/s"]
+
+
 def test_pull_beside_a_concurrent_writer_loses_no_save(tmp_path: Path, repo: StateRepository) -> None:
     server = bare(tmp_path / "server.git")
     source = StateRepository.init(tmp_path / "source.git")

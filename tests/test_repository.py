@@ -12,9 +12,9 @@ import pytest
 from dulwich.objects import Blob, Commit, Tree
 from pydantic import BaseModel
 
-from conftest import fsck, git, grow
+from conftest import fsck, git, grow, snapshot
 from gitstate import (AgentNotFoundError, AgentState, AgentStatus, AmbiguousRevisionError, Checkpoint,
-                      InvalidStateError,
+                      InvalidNameError, InvalidStateError, RevisionNotFoundError,
                       StateRepository)
 from gitstate.codec import encode
 from gitstate.ids import branch_ref
@@ -128,6 +128,28 @@ def test_names_tag_checkpoints(repo: StateRepository) -> None:
         "refs/tags/agents/auditor/first"]
     later = repo.tag("auditor", "reviewed")
     assert later.names == ("first", "reviewed")
+
+
+def test_untag_deletes_a_name_and_keeps_its_checkpoint(repo: StateRepository) -> None:
+    first = run(repo, steps=1, name="first")[0]
+    run(repo, steps=1)
+    second = repo.tag("auditor", "reviewed")
+    git(repo, "pack-refs", "--all")  # a packed name is deleted from packed-refs too
+    assert repo.untag("auditor", "first") == first.commit
+    assert repo.names("auditor") == {"reviewed": second.commit}
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/tags").split() == [
+        "refs/tags/agents/auditor/reviewed"]
+    assert repo.load("auditor", first.commit).iteration == first.iteration
+    assert repo.tag("auditor", "first", first.commit).names == ("first",)  # free to name again
+    before = snapshot(repo)
+    with pytest.raises(RevisionNotFoundError, match="no checkpoint named 'nosuch'"):
+        repo.untag("auditor", "nosuch")
+    with pytest.raises(AgentNotFoundError):
+        repo.untag("nobody", "first")
+    with pytest.raises(InvalidNameError):
+        repo.untag("auditor", "../x")
+    assert snapshot(repo) == before
+    fsck(repo)
 
 
 def test_custom_time_message_and_trailers(repo: StateRepository) -> None:
