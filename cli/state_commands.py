@@ -149,7 +149,7 @@ def agents(settings: Settings, as_json: bool) -> None:
 @click.argument("agent_id", metavar="AGENT", required=False, shell_complete=complete_agent)
 @click.option("--all", "all_agents", is_flag=True, help="Every agent's checkpoints, each commit once.")
 @click.option("--graph", "drawn", is_flag=True, help="With --all: draw forks like git log --graph.")
-@click.option("--oneline", is_flag=True, help="With --all: one short line per checkpoint.")
+@click.option("--oneline", is_flag=True, help="One short line per checkpoint: its commit and message.")
 @click.option("--field", "-f", "paths", multiple=True, metavar="PATH",
               help="A column of this field's values, e.g. total_tokens or messages[-1].role; repeatable.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N checkpoints.")
@@ -169,8 +169,8 @@ def log(settings: Settings, agent_id: str | None, all_agents: bool, drawn: bool,
     """List an agent's checkpoints, newest first (--json: one JSON object per line).
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
-    --all lists every agent's checkpoints (--graph draws forks, --oneline is
-    short); --field PATH adds a column per field (negative indexes count from
+    --all lists every agent's checkpoints (--graph draws forks); --oneline
+    prints a commit and its message per line; --field PATH adds a column per field (negative indexes count from
     the end of a list).
 
     \b
@@ -188,8 +188,10 @@ def log(settings: Settings, agent_id: str | None, all_agents: bool, drawn: bool,
     filters = status is not None or since is not None or until is not None
     if all_agents == (agent_id is not None):
         raise click.UsageError("give either AGENT or --all")
-    if (drawn or oneline) and not all_agents:
-        raise click.UsageError("--graph and --oneline go with --all")
+    if drawn and not all_agents:
+        raise click.UsageError("--graph goes with --all")
+    if oneline and (paths or template is not None or as_json):
+        raise click.UsageError("--oneline takes no --field, --format or --json")
     if (all_agents and paths) or ((all_agents or paths) and filters):
         raise click.UsageError("--all and --field take no --status, --since or --until, "
                                "and do not go together")
@@ -209,9 +211,10 @@ def log(settings: Settings, agent_id: str | None, all_agents: bool, drawn: bool,
     page(click.get_current_context(), settings.pager)
     if reverse:
         history.reverse()
-    if template is not None:
+    if template is not None or oneline:
         for checkpoint in history:
-            click.echo(template(checkpoint))
+            click.echo(template(checkpoint) if template is not None
+                       else f"{checkpoint.short} {checkpoint.message}")
     elif as_json:
         for checkpoint in history:
             emit_json(checkpoint_json(checkpoint))

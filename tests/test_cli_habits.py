@@ -13,17 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from cli_helpers import EXECUTABLE, FIXTURE, assert_gitstate_error, save_steps, state_json
+from cli_helpers import EXECUTABLE, FIXTURE, as_a_process, assert_gitstate_error, save_steps, state_json
 from conftest import fsck, git
-from gitstate import AgentStatus, Checkpoint, StateRepository, refnames
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
+
+from gitstate import AgentStatus, Checkpoint, StateRepository, refnames
 
 AGENT = "agent_1a2b3c4d"
 
 
 def test_the_command_lines_lists_match_the_library():
-    assert STATUSES == tuple(s.value for s in AgentStatus)
+    assert tuple(s.value for s in AgentStatus) == STATUSES
     assert set(CHECKPOINT_FIELDS) == set(Checkpoint.model_fields) - {"trailers"}
 
 
@@ -339,3 +339,29 @@ def test_ctrl_c_ends_a_command_silently_killed_by_sigint(gitstate, tmp_path):
     assert not [p for p in repo.rglob("*") if p.name.endswith(".lock") or p.name.startswith("tmp")]
     fsck(str(repo))
     assert gitstate("save", "state.json").code == 0  # nothing left in the way
+
+
+# -- the habits once more, through the installed executable ------------------------------------
+
+@as_a_process
+def test_the_habits_through_the_installed_executable(gitstate, tmp_path):
+    """Each habit above once through the real ``gitstate`` (the tests above run in-process)."""
+    saved = save_steps(gitstate, AGENT, 3, reviewed=2)
+    shas = [c["commit"] for c in saved]
+    oneline = gitstate("log", AGENT, "--oneline", "--reverse")
+    assert oneline.code == 0 and oneline.out == "".join(f"{c['commit'][:7]} {c['message']}\n" for c in saved)
+    assert gitstate("log", AGENT, "--format", "%h %(iteration)", "-n", "1").out == f"{shas[2][:7]} 3\n"
+    assert gitstate("tag", "--list", AGENT).out == "reviewed\n"
+    deleted = gitstate("tag", "--delete", AGENT, "reviewed")
+    assert deleted.code == 0 and "reviewed" in deleted.out and gitstate("tag", "-l", AGENT).out == ""
+    git(tmp_path, "init", "-q", "--bare", "server.git")
+    assert gitstate("remote", "add", "origin", str(tmp_path / "server.git")).code == 0
+    assert gitstate("remote", "-v").out.split() == ["origin", str(tmp_path / "server.git"), "(fetch)",
+                                                   "origin", str(tmp_path / "server.git"), "(push)"]
+    assert gitstate("push", "-q").out == ""
+    assert (gitstate("push").out, gitstate("push").code) == ("Everything up-to-date\n", 0)
+    refused = gitstate("log", AGENT, "--status", "done")
+    assert refused.code == 2 and "'done' is not one of" in refused.err
+    assert gitstate("show", AGENT, "--field", "messages[-1].content").out == "step 3: looked at file_3.py\n"
+    assert_gitstate_error(gitstate("save", input='{"iteration": 1}'), "agent_id", "--agent")
+    assert_gitstate_error(gitstate("delete", AGENT, "--yes", "latest~9"), AGENT)
