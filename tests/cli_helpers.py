@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Gitstate:
 # The ``gitstate`` fixture (conftest.py) runs in-process; these run a test through the executable.
 as_a_process = pytest.mark.parametrize("gitstate", ["executable"], indirect=True)
 both_ways = pytest.mark.parametrize("gitstate", ["runner", "executable"], indirect=True)
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a command a test interrupts with SIGINT: its default action back, as
+    in a terminal (a shell starts background jobs, e.g. a CI script's, with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def state_json(agent_id: str = "agent_1a2b3c4d", steps: int = 0) -> str:

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import EXECUTABLE, FIXTURE, as_a_process, assert_gitstate_error, save_steps, state_json
+from cli_helpers import (
+    EXECUTABLE,
+    FIXTURE,
+    as_a_process,
+    assert_gitstate_error,
+    interruptible,
+    save_steps,
+    state_json,
+)
 from conftest import fsck, git
 from gitstate_cli.params import CHECKPOINT_FIELDS, STATUSES
 
@@ -331,7 +339,7 @@ def test_ctrl_c_ends_a_command_silently_killed_by_sigint(gitstate, tmp_path):
         proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "signal=none", "-P", str(lock),
                                "-e", "trace=flock", "-e", "inject=flock:signal=INT:when=2",
                                str(EXECUTABLE), "--repo", str(repo), "save", "state.json"],
-                              cwd=tmp_path, capture_output=True, text=True)
+                              cwd=tmp_path, capture_output=True, text=True, preexec_fn=interruptible)
     finally:
         os.close(held)
     assert (proc.returncode, proc.stdout, proc.stderr) == (-signal.SIGINT, "", "")

@@ -18,7 +18,7 @@ import pytest
 from gitstate import InvalidArgumentError
 from gitstate.diff import apply_patch
 
-from cli_helpers import EXECUTABLE, assert_gitstate_error
+from cli_helpers import EXECUTABLE, assert_gitstate_error, interruptible
 from conftest import git, snapshot
 from web_helpers import MAIN, RETRY, SOLO, get_json, request, running, sample_repository
 
@@ -209,7 +209,8 @@ def test_the_wheel_ships_the_assets(tmp_path):
 def test_serve_command_prints_its_url_serves_and_stops_on_ctrl_c(sample):
     repo, _saved = sample
     process = subprocess.Popen([str(EXECUTABLE), "--repo", repo.path, "serve", "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible)
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith(f"Serving {repo.path} at http://127.0.0.1:"), line
