@@ -170,8 +170,8 @@ def log(settings: Settings, agent_id: str | None, all_agents: bool, drawn: bool,
 
     Times are ISO-8601 (UTC unless an offset is given) or ages such as 90m, 2d.
     --all lists every agent's checkpoints (--graph draws forks); --oneline
-    prints a commit and its message per line; --field PATH adds a column per field (negative indexes count from
-    the end of a list).
+    prints a commit and its message per line; --field PATH adds a column per
+    field (negative indexes count from the end of a list).
 
     \b
     $ gitstate log agent_7c1e9a42 --limit 1
