@@ -781,7 +781,12 @@ def test_the_documented_example_runs(tmp_path: Path) -> None:
                          check=True).stdout
     assert "human: yes\n" in out and "human: skip the tool\n" in out
     rows = out.split("COMMIT", 1)[1].strip().splitlines()[1:]  # gitstate log of the thread
-    assert len(rows) == 6 and " update " in rows[0] and "step -1 input" in rows[-1]
+    assert " update " in rows[0] and "step -1 input" in rows[-1]
+    # six steps; the first one shows twice when its pending writes came after its put's commit
+    # (depends on LangGraph's threads): the commit recording them again has the root as its
+    # first parent, as a root checkpoint has none
+    steps = [re.search(r"step -?\d+ \w+", row)[0] for row in rows]
+    assert len(set(steps)) == 6 and len(steps) - 6 == steps.count("step -1 input") - 1, rows
     for repo in tmp_path.glob("*/threads.git"):
         fsck(str(repo))
 
