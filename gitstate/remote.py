@@ -183,16 +183,18 @@ def remote_add(core: Core, name: str, url: str) -> Remote:
 
 
 def remote_remove(core: Core, name: str) -> None:
-    """Remove a remote and its tracking refs (the remote itself is not touched).
+    """Remove a remote and the tracking refs of its agents (the remote itself is not touched).
 
     The tracking refs go first: a process killed halfway leaves the remote
-    configured, and removing it again finishes the job.
+    configured, and removing it again finishes the job. Refs another tool wrote
+    under ``refs/remotes/<name>/`` (e.g. ``main`` by a stock ``git fetch``) stay.
     """
     _remote_url(core, name)
-    for ref in core.store.read_refs(f"refs/remotes/{name}/".encode()):
-        agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
-        with core.store.agent_lock(agent_id) as lock:
-            _set_ref(core, lock, ref, None)
+    for prefix in (f"refs/remotes/{name}/agents/", f"refs/remotes/{name}/tags/agents/"):
+        for ref in core.store.read_refs(prefix.encode()):
+            agent_id = _as_agent_ref(name, ref).split(b"/")[3].decode()  # refs/{heads,tags}/agents/<id>
+            with core.store.agent_lock(agent_id) as lock:
+                _set_ref(core, lock, ref, None)
 
     def remove(config: Config) -> None:
         if config.has_section((b"remote", name.encode())):  # else removed meanwhile

@@ -523,6 +523,21 @@ def test_remotes_live_in_git_config_and_stock_git_uses_them(tmp_path: Path, repo
     fsck(repo)
 
 
+def test_remote_remove_leaves_the_refs_another_tool_wrote_under_the_remote(tmp_path: Path,
+                                                                          repo: StateRepository) -> None:
+    # a stock git fetch writes refs/remotes/origin/main: removing the remote raised IndexError
+    server = bare(tmp_path / "server.git")
+    agent(repo, "s", 2, name_at=1)
+    repo.remote_add("origin", str(server))
+    repo.push("origin")
+    repo.fetch("origin")
+    git(repo, "update-ref", "refs/remotes/origin/main", "refs/remotes/origin/agents/s")
+    repo.remote_remove("origin")
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/remotes") == "refs/remotes/origin/main\n"
+    assert git(repo, "remote") == ""
+    fsck(repo)
+
+
 def test_remote_rename_moves_config_and_tracking_refs(tmp_path: Path, repo: StateRepository) -> None:
     server = bare(tmp_path / "server.git")
     agent(repo, "s", 2, name_at=1)
