@@ -109,6 +109,14 @@ def on_terminal(*args: str, env: Optional[dict[str, str]] = None) -> tuple[int, 
     primary, secondary = pty.openpty()
     proc = subprocess.Popen([str(EXECUTABLE), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=secondary, env=env)
+    drawn = drain_terminal(primary, secondary)
+    out, _ = proc.communicate()
+    return proc.returncode, out, drawn
+
+
+def drain_terminal(primary: int, secondary: int) -> bytes:
+    """What a command drew on the pseudo-terminal ``(primary, secondary)`` it was given, read
+    while it runs (so it never blocks on a full terminal); closes both ends."""
     os.close(secondary)
     drawn = b""
     while True:
@@ -120,5 +128,4 @@ def on_terminal(*args: str, env: Optional[dict[str, str]] = None) -> tuple[int, 
             break
         drawn += chunk
     os.close(primary)
-    out, _ = proc.communicate()
-    return proc.returncode, out, drawn
+    return drawn

@@ -18,6 +18,7 @@ from cli_helpers import (
     FIXTURE,
     as_a_process,
     assert_gitstate_error,
+    drain_terminal,
     interruptible,
     save_steps,
     state_json,
@@ -229,17 +230,7 @@ def stdout_on_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes, byt
     primary, secondary = pty.openpty()
     proc = subprocess.Popen([str(EXECUTABLE), *args], stdin=subprocess.DEVNULL, stdout=secondary,
                             stderr=subprocess.PIPE, env={**os.environ, **env})
-    os.close(secondary)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO once the command has exited and the terminal is drained
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(primary)
+    drawn = drain_terminal(primary, secondary)
     _, err = proc.communicate()
     return proc.returncode, drawn, err
 
