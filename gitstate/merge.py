@@ -20,6 +20,8 @@ journaled operation. This module is in the core layer: ``remote`` (``pull
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ from .errors import (
     RevisionNotFoundError,
 )
 from .git.layout import reaches, state_objects
+from .git.store import RefLock
 from .ids import branch_ref, new_checkpoint_id, validate_agent_id
 from .jsonmerge import Conflict, Strategy, check_strategy, three_way
 from .message import build as build_message
@@ -80,6 +83,17 @@ def other_head(core: Core, other: str) -> bytes:
     return core.find(match["name"], "latest" + match["steps"]).id
 
 
+@contextmanager
+def _locked_head(core: Core, agent_id: str) -> Iterator[tuple[RefLock, bytes]]:
+    """The agent's lock, held, and its head read under it (merge and rebase move it by
+    compare-and-swap from there)."""
+    with core.store.agent_lock(agent_id) as lock:
+        head = core.store.writable_ref(branch_ref(agent_id))
+        if head is None:
+            raise ConcurrentUpdateError(f"agent {agent_id!r} was deleted meanwhile")
+        yield lock, head
+
+
 def merge_base(core: Core, agent_id: str, other: str) -> Checkpoint | None:
     """The best common ancestor of the agent's head and ``other`` (see :func:`other_head`),
     None if they share no history. Of several (criss-cross merges), the newest."""
@@ -99,10 +113,7 @@ def merge(core: Core, agent_id: str, other: str, *, strategy: Strategy = None) -
     core.head(agent_id)
     theirs = other_head(core, other)
     store, ref = core.store, branch_ref(agent_id)
-    with store.agent_lock(agent_id) as lock:
-        head = store.writable_ref(ref)
-        if head is None:
-            raise ConcurrentUpdateError(f"agent {agent_id!r} was deleted meanwhile")
+    with _locked_head(core, agent_id) as (lock, head):
         if reaches(_parents(core), head, theirs):
             return MergeResult("up to date", _checkpoint(core, agent_id, head))
         bases = core.merge_bases(head, theirs)
@@ -148,10 +159,7 @@ def rebase(core: Core, agent_id: str, other: str) -> RebaseResult:
     core.head(agent_id)
     onto = other_head(core, other)
     store, ref = core.store, branch_ref(agent_id)
-    with store.agent_lock(agent_id) as lock:
-        head = store.writable_ref(ref)
-        if head is None:
-            raise ConcurrentUpdateError(f"agent {agent_id!r} was deleted meanwhile")
+    with _locked_head(core, agent_id) as (lock, head):
         theirs = core.ancestors(onto)
         if head in theirs:
             status, new = ("up to date" if head == onto else "fast-forward"), onto
