@@ -19,7 +19,7 @@ from .errors import (
     NameTakenError,
     RevisionNotFoundError,
 )
-from .git.layout import aware, checkpoint_time, state_objects
+from .git.layout import aware, checkpoint_time
 from .ids import (
     BRANCH_PREFIX,
     TAG_PREFIX,
@@ -75,10 +75,8 @@ def save(core: Core, state: BaseModel | Mapping[str, Any], *, agent_id: str | No
     summary = message if message is not None else _summary(agent_id, iteration, status, name)
     text = build_message(summary, fields)
 
-    blob, tree = state_objects(data)
-    core.store.write(blob)
-    core.store.write(tree)
-    commit = core.append(agent_id, tree.id, text, when, name)
+    tree = core.store.write_state(data)
+    commit = core.append(agent_id, tree, text, when, name)
     return core.checkpoint(commit, agent_id, (name,) if name else ())
 
 

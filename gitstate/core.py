@@ -344,7 +344,7 @@ class Core:
             while True:
                 parent = store.writable_ref(ref)  # damaged or symbolic: before the commit
                 commit = checkpoint_commit(tree, parent, agent_id, message, when)
-                store.write(commit)
+                store.write(commit, new=True)  # its message names a new checkpoint id
                 updates = [RefUpdate(ref, parent, commit.id)]
                 if name is not None:
                     updates.append(RefUpdate(tag_ref(agent_id, name), None, commit.id))

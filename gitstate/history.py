@@ -17,7 +17,7 @@ from .errors import (
     InvalidArgumentError,
 )
 from .git.journal import RefUpdate
-from .git.layout import checkpoint_commit, state_objects
+from .git.layout import checkpoint_commit
 from .git.store import RefLock
 from .ids import branch_ref, new_checkpoint_id, tag_prefix, tag_ref, validate_agent_id
 from .message import build as build_message
@@ -84,10 +84,7 @@ def rollback(core: Core, agent_id: str, rev: str, *, hard: bool = False) -> Roll
     data = core.state(commit)
     tree_id: bytes
     if isinstance(data, dict) and data.get("agent_id") != agent_id:
-        blob, tree = state_objects({**data, "agent_id": agent_id})  # inherited: as fork does
-        core.store.write(blob)
-        core.store.write(tree)
-        tree_id = tree.id
+        tree_id = core.store.write_state({**data, "agent_id": agent_id})  # inherited: as fork does
     else:  # the same tree, its objects freshened: a reclaim running now spares them
         core.freshen(commit.tree)
         tree_id = commit.tree
@@ -140,17 +137,16 @@ def fork(core: Core, agent_id: str, rev: str | None, new_agent_id: str) -> Check
     data = core.state(core.commit(target.commit.encode()))
     if isinstance(data, dict):
         data["agent_id"] = new_agent_id
-    blob, tree = state_objects(data)
+    tree = core.store.write_state(data)
     trailers = _derived_trailers(target, new_agent_id, {"Forked-From": target.checkpoint_id,
                                                          "Forked-From-Agent": agent_id})
     message = build_message(f"{new_agent_id} fork of {agent_id} at {target.checkpoint_id}", trailers)
-    commit = checkpoint_commit(tree.id, target.commit.encode(), new_agent_id, message)
+    commit = checkpoint_commit(tree, target.commit.encode(), new_agent_id, message)
     with ExitStack() as stack:  # both agents, in id order (no lock-order deadlock)
         locks = {a: stack.enter_context(core.store.agent_lock(a))
                  for a in sorted((agent_id, new_agent_id))}
         core.position(agent_id, core.history(agent_id), target)  # still in the history
-        for obj in (blob, tree, commit):
-            core.store.write(obj)
+        core.store.write(commit, new=True)
         if not core.store.update_ref(locks[new_agent_id], new_ref, None, commit.id):
             raise AgentExistsError(f"agent {new_agent_id!r} already exists")
     return core.checkpoint(commit, new_agent_id)

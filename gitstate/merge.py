@@ -33,7 +33,7 @@ from .errors import (
     MergeConflictError,
     RevisionNotFoundError,
 )
-from .git.layout import reaches, state_objects
+from .git.layout import reaches
 from .git.store import RefLock
 from .ids import branch_ref, new_checkpoint_id, validate_agent_id
 from .jsonmerge import Conflict, Strategy, check_strategy, three_way
@@ -138,11 +138,9 @@ def merge(core: Core, agent_id: str, other: str, *, strategy: Strategy = None) -
                 f"was written; choose a side with strategy 'ours' or 'theirs', for all or per "
                 f"path (gitstate merge {agent_id} {other} --strategy ours, or --resolve "
                 f"PATH=theirs):\n{listed}", result.conflicts)
-        blob, tree = state_objects(result.value)
+        tree = store.write_state(result.value)
         message = _message(core, agent_id, other, ours_commit, theirs_commit, base, result.value)
-        store.write(blob)
-        store.write(tree)
-        commit = core.write_commit(agent_id, tree.id, [head, theirs], message)
+        commit = core.write_commit(agent_id, tree, [head, theirs], message)
         if not store.update_ref(lock, ref, head, commit.id, log=f"gitstate: merge {other}"):
             raise _moved(agent_id)
     return MergeResult("merged", core.checkpoint(commit, agent_id), _checkpoint(core, agent_id, base.id),

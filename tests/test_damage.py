@@ -33,7 +33,9 @@ from gitstate_cli.main import cli
 from servers import GitDaemon, bare, hook
 
 from gitstate import AgentState, CorruptObjectError, GitstateError, StateRepository
-from gitstate.git.layout import state_objects
+from gitstate.codec import encode
+from gitstate.git.objects import object_id
+from gitstate.git.reader import BLOB
 
 AGENTS = ("a", "b", "c")
 BRANCH = "refs/heads/agents/b"  # the agent most damages hit
@@ -474,13 +476,17 @@ def test_agents_command_lists_readable_agents_and_an_error_line_for_each_other(
     assert [(a["agent_id"], a["count"]) for a in json.loads(listed.stdout)] == [("a", 4), ("c", None)]
 
 
-def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: StateRepository) -> None:
-    blob, _tree = state_objects({"agent_id": "a"})
-    folder = Path(repo.path, "objects", blob.id[:2].decode())
+@pytest.mark.parametrize("size", [0, 200_000], ids=["small", "large"])  # large: hashed while written
+def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: StateRepository,
+                                                                    size: int) -> None:
+    state = {"agent_id": "a", "notes": "x" * size}
+    blob = object_id(BLOB, encode(state))
+    folder = Path(repo.path, "objects", blob[:2].decode())
+    folder.rmdir()
     folder.write_bytes(b"")  # where the blob's loose object would go
     before = snapshot(repo)
     with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):
-        repo.save({"agent_id": "a"})
+        repo.save(state)
     assert snapshot(repo) == before
 
 

@@ -13,16 +13,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from dulwich.objects import Commit, parse_tree
 
-from .. import codec
 from ..errors import InvalidArgumentError
 from ..ids import is_sha
 from .dulwich_types import object_id
 from .objects import FILE_MODE, RawObject
-from .reader import BLOB, TREE, TYPE_NAMES
+from .reader import TREE, TYPE_NAMES
 
 STATE_FILE = b"state.json"
 TREE_MODE, GITLINK_MODE = 0o040000, 0o160000  # tree entries naming a tree, a commit (submodule)
@@ -60,11 +58,9 @@ def checkpoint_time(when: object, what: str = "time") -> int:
     return int(when.timestamp())
 
 
-def state_objects(data: Any) -> tuple[RawObject, RawObject]:
-    """The blob holding ``data``'s canonical JSON and the tree naming it ``state.json``
-    (each hashed once; the encoded state is never copied)."""
-    blob = RawObject(BLOB, codec.encode(data))
-    return blob, RawObject(TREE, b"%o %s\0%s" % (FILE_MODE, STATE_FILE, bytes.fromhex(blob.id.decode())))
+def state_tree(blob: bytes) -> RawObject:
+    """The tree of a checkpoint: ``state.json``, the blob ``blob`` (hex SHA)."""
+    return RawObject(TREE, b"%o %s\0%s" % (FILE_MODE, STATE_FILE, bytes.fromhex(blob.decode())))
 
 
 def checkpoint_commit(tree: bytes, parent: bytes | None, agent_id: str, message: bytes,

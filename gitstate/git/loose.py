@@ -1,33 +1,40 @@
 """The one writer of objects: loose objects, written the way git writes them.
 
-An object goes into a temporary ``tmp_obj_*`` file of its fan-out folder
-(which ``git fsck`` ignores if a crash leaves it behind), then is renamed into
-place; with ``durable``, the file and its folder are fsynced. Objects are
-stored uncompressed: the zlib stream git reads is made of stored deflate
-blocks written straight from the object's bytes (:func:`stored_zlib`), so a
-save neither deflates nor copies a state; maintenance packs them. The
-temporary files killed writers leave are removed by maintenance
-(:func:`remove_temporaries`); readers never see them.
+An object goes into a temporary ``tmp_obj_*`` file (which ``git fsck``
+ignores if a crash leaves it behind), then is renamed into place; with
+``durable``, the file and its folder are fsynced. Objects are stored
+uncompressed: the zlib stream git reads is made of stored deflate blocks
+written straight from the object's bytes (:func:`stored_zlib`), so a save
+neither deflates nor copies a state; maintenance packs them. A large object
+given by its content (:meth:`LooseWriter.add`) is written into ``objects/``
+by a worker thread while this one hashes it (both release the GIL), then
+renamed into its fan-out folder once its name is known. The temporary files
+killed writers leave are removed by maintenance (:func:`remove_temporaries`);
+readers never see them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import queue
 import random
 import stat
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from isal import isal_zlib
 
 from ..errors import CorruptObjectError
 from .locks import fsync_path, make_folders
-from .objects import GitObject, header
+from .objects import GitObject, RawObject, header
 from .reader import loose_path
 
 _ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KB window, "fastest" level: what zlib writes at level 0
 _BLOCK = 0xFFFF  # the most a stored deflate block holds
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
+_OVERLAP = 128 << 10  # from this size, add() hashes and writes at once (a hand-off costs ~30 us)
 
 
 def stored_zlib(head: bytes, body: bytes) -> list[bytes | memoryview]:
@@ -62,6 +69,36 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:
     return total
 
 
+class _Worker:
+    """One thread of this process running the functions given to :meth:`run` in turn
+    (made again in a child after ``fork``, which keeps no thread)."""
+
+    _lock = threading.Lock()
+    _queue: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[tuple[Any, BaseException | None]]]]
+    _pid = -1
+
+    @classmethod
+    def run(cls, job: Callable[[], Any]) -> queue.SimpleQueue[tuple[Any, BaseException | None]]:
+        """Start ``job``; ``get()`` on what this returns gives ``(result, exception)``."""
+        with cls._lock:
+            if cls._pid != os.getpid():
+                cls._queue, cls._pid = queue.SimpleQueue(), os.getpid()
+                threading.Thread(target=cls._serve, args=(cls._queue,), daemon=True,
+                                 name="gitstate-loose-writer").start()
+        done: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
+        cls._queue.put((job, done))
+        return done
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]]]) -> None:
+        while True:
+            job, done = jobs.get()
+            try:
+                done.put((job(), None))
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                done.put((None, exc))
+
+
 class LooseWriter:
     """Writes loose objects into ``objects_dir``, counting them; safe to share between threads."""
 
@@ -70,32 +107,87 @@ class LooseWriter:
         self._written = [0, 0]  # objects and bytes written since take_written()
         self._lock = threading.Lock()
 
-    def write(self, obj: GitObject) -> None:
-        """Write ``obj`` as a loose object unless it is already there (then freshen it)."""
+    def write(self, obj: GitObject, *, new: bool = False) -> None:
+        """Write ``obj`` as a loose object unless it is already there (then freshen it).
+        ``new``: the caller knows it is not there (a commit naming a new checkpoint id), so
+        it is not looked for (were it there, it would be replaced by the same bytes)."""
         path = loose_path(self.objects_dir, obj.id)
-        folder = os.path.dirname(path)
-        if os.path.exists(path):
-            try:  # freshen, as git does: reclaim spares unreachable objects younger than its grace
-                os.utime(path)
-                return
-            except FileNotFoundError:
-                pass  # reclaimed meanwhile: write it again
-            except PermissionError:  # another user's object: cannot freshen, still there
-                return
+        if not new and self._freshened(path):
+            return
         raw = obj.as_raw_string()
-        chunks = stored_zlib(header(obj.type_num, len(raw)), raw)
-        tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
+        folder = os.path.dirname(path)
+        tmp = self._temporary(folder)
         while True:
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                size = self._write_file(tmp, header(obj.type_num, len(raw)), raw)
                 break
-            except FileNotFoundError:  # no fan-out folder (maintenance removes empty ones)
+            except FileNotFoundError:  # no fan-out folder (git's gc removes empty ones)
                 make_folders(folder, self.durable)
             except NotADirectoryError:
-                raise CorruptObjectError(f"{folder} is a file where git keeps a folder of loose "
-                                         "objects: move it out of the repository") from None
+                raise self._folder_is_a_file(folder) from None
+        self._move(tmp, path, size)
+
+    def add(self, type_num: int, raw: bytes) -> bytes:
+        """Write an object given by its type and content unless it is already there;
+        return its hex SHA. A large one is hashed by this thread while a worker thread
+        writes it into a temporary file of ``objects/``, renamed into place after."""
+        if len(raw) < _OVERLAP:
+            obj = RawObject(type_num, raw)
+            self.write(obj)
+            return obj.id
+        head = header(type_num, len(raw))
+        tmp = self._temporary(self.objects_dir)
+        writing = _Worker.run(lambda: self._write_file(tmp, head, raw))
         try:
-            size = _write_all(fd, chunks)
+            digest = hashlib.sha1(head)
+            digest.update(raw)
+            sha = digest.hexdigest().encode()
+        except BaseException:  # (an interrupt): the file is not left behind
+            if writing.get()[1] is None:
+                os.unlink(tmp)
+            raise
+        size, failed = writing.get()
+        if failed is not None:
+            raise failed
+        try:
+            path = loose_path(self.objects_dir, sha)
+            if self._freshened(path):
+                os.unlink(tmp)
+                return sha
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self._move(tmp, path, size)
+        return sha
+
+    def _freshened(self, path: str) -> bool:
+        """Whether the object at ``path`` is there; if so its time is refreshed, as git does
+        (reclaim spares unreachable objects younger than its grace period)."""
+        if not os.path.exists(path):
+            return False
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False  # reclaimed meanwhile: write it again
+        except PermissionError:  # another user's object: cannot freshen, still there
+            pass
+        return True
+
+    @staticmethod
+    def _temporary(folder: str) -> str:
+        return os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
+
+    @staticmethod
+    def _folder_is_a_file(folder: str) -> CorruptObjectError:
+        return CorruptObjectError(f"{folder} is a file where git keeps a folder of loose "
+                                  "objects: move it out of the repository")
+
+    def _write_file(self, tmp: str, head: bytes, raw: bytes) -> int:
+        """Create ``tmp`` holding the loose object ``head + raw``; return its size. Nothing is
+        left behind if this fails."""
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            size = _write_all(fd, stored_zlib(head, raw))
             if self.durable:
                 os.fsync(fd)
         except BaseException:
@@ -103,10 +195,28 @@ class LooseWriter:
             os.unlink(tmp)
             raise
         os.close(fd)
+        return size
+
+    def _move(self, tmp: str, path: str, size: int) -> None:
+        """Rename the written ``tmp`` to ``path`` (making its fan-out folder if needed), and
+        count it; ``tmp`` is removed if this fails."""
+        folder = os.path.dirname(path)
         try:
-            os.replace(tmp, path)
+            while True:
+                try:
+                    os.replace(tmp, path)
+                    break
+                except FileNotFoundError:
+                    if os.path.dirname(tmp) == folder or not os.path.exists(tmp):
+                        raise  # (the temporary file itself is gone: not a missing folder)
+                    make_folders(folder, self.durable)
+                except NotADirectoryError:
+                    raise self._folder_is_a_file(folder) from None
         except BaseException:
-            os.unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             raise
         with self._lock:
             self._written[0] += 1

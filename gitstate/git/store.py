@@ -20,19 +20,21 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from dulwich.repo import Repo
 
+from .. import codec
 from ..errors import GitstateError
 from ..ids import is_valid_agent_id
 from . import journal
 from .dulwich_types import object_id
 from .journal import JOURNAL_DIR, RefUpdate
-from .layout import commit_links
+from .layout import commit_links, state_tree
 from .locks import Locks, RefLock
 from .loose import LooseWriter, remove_temporaries
 from .objects import GitObject
-from .reader import CACHE_BYTES, ObjectReader, loose_path
+from .reader import BLOB, CACHE_BYTES, ObjectReader, loose_path
 from .refs import Refs
 
 
@@ -118,9 +120,18 @@ class Store:
         return (os.path.exists(loose_path(self.objects_dir, sha))
                 or object_id(sha) in self.repo.object_store)
 
-    def write(self, obj: GitObject) -> None:
-        """Write ``obj`` as a loose object unless it is already there (:mod:`~gitstate.git.loose`)."""
-        self.loose.write(obj)
+    def write(self, obj: GitObject, *, new: bool = False) -> None:
+        """Write ``obj`` as a loose object unless it is already there (:mod:`~gitstate.git.loose`);
+        ``new``: the caller knows it is not (a commit naming a new checkpoint id)."""
+        self.loose.write(obj, new=new)
+
+    def write_state(self, data: Any) -> bytes:
+        """Write ``data``'s canonical JSON as a blob and the tree naming it ``state.json``
+        (:func:`~gitstate.git.layout.state_tree`); return the tree's hex SHA."""
+        blob = self.loose.add(BLOB, codec.encode(data))
+        tree = state_tree(blob)
+        self.loose.write(tree)
+        return tree.id
 
     def written(self) -> tuple[int, int]:
         """How many loose objects (and bytes) this store wrote since :meth:`take_written`."""
