@@ -6,15 +6,19 @@
     python bench/run.py --only G   # gc memory on synthetic 30k / 300k / 3M-object histories, heads()
 
 Every anchor runs in the same invocation on the same states: each state is
-saved by gitstate, by the seed's ``save_state`` and by the floor (canonical
-encoding, one SHA-1, one write to a new file), one after the other in one
-loop of a child process (as an agent saves between pieces of work), in an
-order that rotates from state to state; naive dulwich saves each state in a
-loop of its own, beside the same (untimed) seed and floor saves (S, L, W, M).
-gitstate runs with default settings (automatic maintenance on); bytes on disk
-are measured after that process has exited, i.e. after the automatic
-maintenance, with no manual step. Prints a table of medians and ratios;
-``--markdown`` also writes it to a file, ``--json`` the raw figures.
+saved by gitstate, by the seed's ``save_state``, by the floor (canonical
+encoding, one SHA-1, one write to a new file) and by naive dulwich (S, L, W,
+M), one after the other in one loop of a child process (as an agent saves
+between pieces of work), in an order that rotates from state to state, so
+that every ratio compares saves made under the same conditions. gitstate
+runs with default settings (automatic maintenance on); bytes on disk are
+measured after that process has exited, i.e. after the automatic
+maintenance, with no manual step. What a workload wrote stays until the end
+of the run: on ext4 without a journal, creating a file within a minute or
+more of many deletions costs up to ~0.5 ms (the inode allocator passes over
+recently freed inodes), which would fall on the workload that runs next.
+Prints a table of medians and ratios; ``--markdown`` also writes it to a
+file, ``--json`` the raw figures.
 """
 
 from __future__ import annotations
@@ -161,8 +165,8 @@ class NaiveDulwich:
 
 def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
     """The workload's save loop (in this, a child, process): each state saved by gitstate
-    into ``<root>/<key>.git``, by the seed into ``<key>-seed`` and by the floor into
-    ``<key>-floor``, in rotating order."""
+    into ``<root>/<key>.git``, by the seed into ``<key>-seed``, by the floor into
+    ``<key>-floor`` and by naive dulwich into ``<key>-naive.git``, in rotating order."""
     folder = Path(root)
     repo = StateRepository.init(folder / f"{key}.git")
     if mode != "default":
@@ -170,6 +174,7 @@ def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
     seed_dir, floor_dir = folder / f"{key}-seed", folder / f"{key}-floor"
     seed_dir.mkdir()
     floor_dir.mkdir()
+    naive = None if key in NO_NAIVE else NaiveDulwich(str(folder / f"{key}-naive.git"))
     times: dict[str, list[float]] = {"gitstate": [], "seed": [], "floor": []}
     seed_paths: dict[str, list[str]] = {}
     first: set[str] = set()
@@ -181,32 +186,16 @@ def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
             ("seed", lambda: seed_paths.setdefault(agent_id, []).append(
                 seed_save(seed_dir, state, f"{i:06d}"))),
             ("floor", lambda: floor_save(floor_dir, state, f"{i:06d}"))]
+        if naive is not None:
+            savers.append(("naive", lambda: naive.save(state)))
         turn = i % len(savers)
         for which, save in savers[turn:] + savers[:turn]:
             start = time.perf_counter()
             save()
-            times[which].append(time.perf_counter() - start)
+            times.setdefault(which, []).append(time.perf_counter() - start)
     largest = len(json.dumps(state.model_dump(mode="json"), indent=2))  # states only grow
     repo.wait_for_maintenance()
     return {"times": times, "rss_mb": rss_mb(), "largest": largest, "seed_paths": seed_paths}
-
-
-def child_naive(key: str, root: str, scale: int) -> dict[str, Any]:
-    """Naive dulwich's save loop into ``<root>/<key>-naive.git``, each state also saved by
-    the seed and the floor (untimed, into a scratch folder), as in gitstate's loop."""
-    folder = Path(root)
-    naive = NaiveDulwich(str(folder / f"{key}-naive.git"))
-    scratch = folder / f"{key}-naive-seed"
-    scratch.mkdir()
-    times = []
-    for i, (_agent_id, state) in enumerate(WORKLOADS[key].make(Text(), scale)):
-        seed_save(scratch, state, f"{i:06d}")
-        floor_save(scratch, state, f"floor-{i:06d}")
-        start = time.perf_counter()
-        naive.save(state)
-        times.append(time.perf_counter() - start)
-    shutil.rmtree(scratch)
-    return {"times": times}
 
 
 def child_gc(path: str) -> dict[str, Any]:
@@ -236,16 +225,12 @@ def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
     saved = in_child("save", key, str(root), str(scale), mode)
     run_s = time.perf_counter() - started
     times, seed_paths = saved["times"], saved["seed_paths"]
-    if key not in NO_NAIVE:
-        os.sync()
-        times["naive"] = in_child("naive", key, str(root), str(scale))["times"]
     out["checkpoints"] = len(times["gitstate"])
     for which, folder in (("seed", seed_dir), ("floor", root / f"{key}-floor"),
                           ("naive", root / f"{key}-naive.git")):
         if which in times:
             out[which] = {"p50": statistics.median(times[which]), "p95": pct(times[which], 0.95),
                           "bytes": file_bytes(str(folder))}
-    shutil.rmtree(root / f"{key}-floor")
     out["gitstate"] = {"p50": statistics.median(times["gitstate"]), "p95": pct(times["gitstate"], 0.95),
                        "run_s": run_s, "bytes": file_bytes(repo_path),
                        "save_rss_mb": saved["rss_mb"], "largest": saved["largest"]}
@@ -255,7 +240,6 @@ def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
     start = time.perf_counter()
     subprocess.run(["git", "--git-dir", copy, "gc", "--aggressive", "--prune=now", "-q"], check=True)
     out["git_gc"] = {"seconds": time.perf_counter() - start, "bytes": file_bytes(copy)}
-    shutil.rmtree(copy)
 
     repo = StateRepository.open(repo_path)
     agent = next(iter(seed_paths))
@@ -279,7 +263,6 @@ def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
     out["gc"] = in_child("gc", repo_path)
     check = repo.verify()
     out["verify_ok"] = check.ok
-    shutil.rmtree(seed_dir)
     return out
 
 
@@ -445,7 +428,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         kind, *rest = args.child
         figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save" else
-                   child_naive(rest[0], rest[1], int(rest[2])) if kind == "naive" else
                    child_heads(rest[0]) if kind == "heads" else child_gc(rest[0]))
         print(json.dumps(figures))
         return 0
