@@ -244,12 +244,18 @@ def _state(env: Env) -> dict[str, Any]:
     return json.loads(Path(env.state_file).read_text())
 
 
+def _large_state(env: Env) -> dict[str, Any]:
+    """A state large enough to be hashed while a worker thread writes it (gitstate.git.loose)."""
+    return {**_state(env), "document": "lorem ipsum " * 20_000}
+
+
 OPERATIONS = {op.name: op for op in (
     Operation("save", "basic", lambda r, e: r.save(_state(e)), lambda e: ["save", e.state_file]),
     Operation("save_named", "basic", lambda r, e: r.save(_state(e), name="fresh"),
               lambda e: ["save", e.state_file, "--name", "fresh"]),
     Operation("save_new_folders", "packed", lambda r, e: r.save(_state(e)),
               lambda e: ["save", e.state_file]),
+    Operation("save_large", "basic", lambda r, e: r.save(_large_state(e))),
     Operation("tag", "basic", lambda r, e: r.tag("a", "reviewed", "latest~1"),
               lambda e: ["tag", "a", "reviewed", "latest~1"]),
     Operation("tag_delete", "basic", lambda r, e: r.untag("a", "n2"), lambda e: ["tag", "-d", "a", "n2"]),

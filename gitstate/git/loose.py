@@ -6,9 +6,10 @@ ignores if a crash leaves it behind), then is renamed into place; with
 uncompressed: the zlib stream git reads is made of stored deflate blocks
 written straight from the object's bytes (:func:`stored_zlib`), so a save
 neither deflates nor copies a state; maintenance packs them. A large object
-given by its content (:meth:`LooseWriter.add`) is written into ``objects/``
-by a worker thread while this one hashes it (both release the GIL), then
-renamed into its fan-out folder once its name is known. The temporary files
+given by its content (:meth:`LooseWriter.add`) is hashed by a worker thread
+while this one writes it into ``objects/`` (both release the GIL; the worker
+makes no system call), then renamed into its fan-out folder once its name is
+known. The temporary files
 killed writers leave are removed by maintenance (:func:`remove_temporaries`);
 readers never see them.
 """
@@ -67,6 +68,12 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:
         if done:  # a short write ended inside a chunk
             chunks[at] = memoryview(chunks[at])[done:]
     return total
+
+
+def _sha1(head: bytes, raw: bytes) -> bytes:
+    digest = hashlib.sha1(head)
+    digest.update(raw)
+    return digest.hexdigest().encode()
 
 
 class _Worker:
@@ -129,27 +136,20 @@ class LooseWriter:
 
     def add(self, type_num: int, raw: bytes) -> bytes:
         """Write an object given by its type and content unless it is already there;
-        return its hex SHA. A large one is hashed by this thread while a worker thread
+        return its hex SHA. A large one is hashed by a worker thread while this one
         writes it into a temporary file of ``objects/``, renamed into place after."""
         if len(raw) < _OVERLAP:
             obj = RawObject(type_num, raw)
             self.write(obj)
             return obj.id
         head = header(type_num, len(raw))
+        hashing = _Worker.run(lambda: _sha1(head, raw))
         tmp = self._temporary(self.objects_dir)
-        writing = _Worker.run(lambda: self._write_file(tmp, head, raw))
+        size = self._write_file(tmp, head, raw)
+        sha, failed = hashing.get()
         try:
-            digest = hashlib.sha1(head)
-            digest.update(raw)
-            sha = digest.hexdigest().encode()
-        except BaseException:  # (an interrupt): the file is not left behind
-            if writing.get()[1] is None:
-                os.unlink(tmp)
-            raise
-        size, failed = writing.get()
-        if failed is not None:
-            raise failed
-        try:
+            if failed is not None:
+                raise failed
             path = loose_path(self.objects_dir, sha)
             if self._freshened(path):
                 os.unlink(tmp)
