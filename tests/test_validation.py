@@ -474,3 +474,43 @@ def test_a_closed_pipe_kills_the_command_with_sigpipe_and_no_message(wordy, args
     proc.stdout.close()
     stderr = proc.stderr.read()
     assert (proc.wait(), stderr) == (-signal.SIGPIPE, b"")
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+def _deep(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("extra", [
+    {}, {"score": 0.25, "tiny": 1e-7, "huge": 1e16}, {"colour": Colour.RED}, {"pair": (1, 2.5)},
+], ids=["plain", "floats", "enum", "tuple"])
+def test_a_large_state_is_written_canonically_whatever_it_holds(repo: StateRepository,
+                                                                extra: dict) -> None:
+    """A state past the size where it is hashed while written is checked for floats, Enums
+    and tuples meanwhile; with any, it is encoded again with them pinned."""
+    state = {"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200, "nested": [{"x": extra}]}
+    repo.save(state)
+    plain = json.loads(json.dumps(state, default=lambda v: v.value))  # the Enum's value
+    reference = json.dumps(plain, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert git(repo, "show", "agents/a:state.json") == reference
+    assert not [p for p in Path(repo.path, "objects").iterdir() if p.name.startswith("tmp")]
+    fsck(repo)
+
+
+@pytest.mark.parametrize("bad, path", [
+    ({"score": math.nan}, "$.nested[0].score"), ({"deep": _deep(MAX_DEPTH)}, "$.nested[0].deep"),
+], ids=["nan", "too-deep"])
+def test_a_large_state_that_cannot_be_encoded_leaves_the_repository_as_it_was(
+        repo: StateRepository, bad: dict, path: str) -> None:
+    repo.save({"agent_id": "a"})
+    before = snapshot(repo)
+    with pytest.raises(EncodingError) as info:
+        repo.save({"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200, "nested": [bad]})
+    assert info.value.path.startswith(path)
+    assert snapshot(repo) == before

@@ -134,11 +134,19 @@ class LooseWriter:
                 raise self._folder_is_a_file(folder) from None
         self._move(tmp, path, size)
 
-    def add(self, type_num: int, raw: bytes) -> bytes:
+    def add(self, type_num: int, raw: bytes,
+            valid: Callable[[], bool] | None = None) -> bytes | None:
         """Write an object given by its type and content unless it is already there;
-        return its hex SHA. A large one is hashed by a worker thread while this one
-        writes it into a temporary file of ``objects/``, renamed into place after."""
+        return its hex SHA, or None, writing nothing, if ``valid`` is given and ``valid()`` is
+        False.
+
+        A large one is hashed by a worker thread while this one writes it into a
+        temporary file of ``objects/``, then calls ``valid``; the file is renamed
+        into place after.
+        """
         if len(raw) < _OVERLAP:
+            if valid is not None and not valid():
+                return None
             obj = RawObject(type_num, raw)
             self.write(obj)
             return obj.id
@@ -146,10 +154,16 @@ class LooseWriter:
         hashing = _Worker.run(lambda: _sha1(head, raw))
         tmp = self._temporary(self.objects_dir)
         size = self._write_file(tmp, head, raw)
-        sha, failed = hashing.get()
+        try:
+            keep = valid is None or valid()
+        finally:
+            sha, failed = hashing.get()  # (the worker is done with raw)
         try:
             if failed is not None:
                 raise failed
+            if not keep:
+                os.unlink(tmp)
+                return None
             path = loose_path(self.objects_dir, sha)
             if self._freshened(path):
                 os.unlink(tmp)

@@ -127,8 +127,17 @@ class Store:
 
     def write_state(self, data: Any) -> bytes:
         """Write ``data``'s canonical JSON as a blob and the tree naming it ``state.json``
-        (:func:`~gitstate.git.layout.state_tree`); return the tree's hex SHA."""
-        blob = self.loose.add(BLOB, codec.encode(data))
+        (:func:`~gitstate.git.layout.state_tree`); return the tree's hex SHA.
+
+        The value is checked for what orjson does not write canonically by itself
+        (:func:`~gitstate.codec.plain`) while its bytes are hashed; it is encoded
+        again the slow way only if that check fails.
+        """
+        raw = codec.encode_if_plain(data)
+        blob = None if raw is None else self.loose.add(BLOB, raw, lambda: codec.plain(data))
+        if blob is None:
+            blob = self.loose.add(BLOB, codec.encode(data))
+            assert blob is not None  # (no check to fail)
         tree = state_tree(blob)
         self.loose.write(tree)
         return tree.id
