@@ -482,7 +482,6 @@ def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: State
     state = {"agent_id": "a", "notes": "x" * size}
     blob = object_id(BLOB, encode(state))
     folder = Path(repo.path, "objects", blob[:2].decode())
-    folder.rmdir()
     folder.write_bytes(b"")  # where the blob's loose object would go
     before = snapshot(repo)
     with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):

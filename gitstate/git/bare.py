@@ -39,8 +39,6 @@ def create(path: str, store: Store) -> None:
     try:
         os.mkdir(tmp)
         repo = Repo.init_bare(tmp)
-        for first in range(256):  # every fan-out folder now, so that no save has to make one
-            os.mkdir(os.path.join(tmp, "objects", f"{first:02x}"))
         repo.refs.set_symbolic_ref(ref_name(b"HEAD"), ref_name(b"refs/heads/main"))
         repo.close()
         update_config(Store(tmp, durable=store.durable, lock_timeout=store.lock_timeout,
