@@ -156,21 +156,17 @@ class LooseWriter:
         size = self._write_file(tmp, head, raw)
         try:
             keep = valid is None or valid()
-        finally:
-            sha, failed = hashing.get()  # (the worker is done with raw)
-        try:
+            sha, failed = hashing.get()
             if failed is not None:
                 raise failed
-            if not keep:
-                os.unlink(tmp)
-                return None
             path = loose_path(self.objects_dir, sha)
-            if self._freshened(path):
-                os.unlink(tmp)
-                return sha
+            there = keep and self._freshened(path)
         except BaseException:
             os.unlink(tmp)
             raise
+        if not keep or there:
+            os.unlink(tmp)
+            return sha if keep else None
         self._move(tmp, path, size)
         return sha
 

@@ -1,0 +1,86 @@
+"""The loose-object writer: large objects hashed by a worker thread while they are written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from gitstate import StateRepository
+from gitstate.git.loose import LooseWriter
+from gitstate.git.reader import BLOB
+
+from conftest import fsck, git, snapshot
+
+LARGE = b"lorem ipsum dolor sit amet\n" * 20_000  # past the size hashed while written
+
+
+def writer(repo: StateRepository) -> LooseWriter:
+    return LooseWriter(os.path.join(repo.path, "objects"), durable=False)
+
+
+def hash_object(repo: StateRepository, data: bytes) -> str:
+    return subprocess.run(["git", "--git-dir", repo.path, "hash-object", "--stdin"], input=data,
+                          capture_output=True, check=True).stdout.decode().strip()
+
+
+@pytest.mark.parametrize("size", [100, len(LARGE)], ids=["small", "large"])
+def test_an_added_object_is_what_git_names_and_reads(repo: StateRepository, size: int) -> None:
+    data = LARGE[:size]
+    sha = writer(repo).add(BLOB, data)
+    assert sha is not None and sha.decode() == hash_object(repo, data)
+    git_read = subprocess.run(["git", "--git-dir", repo.path, "cat-file", "blob", sha.decode()],
+                              capture_output=True, check=True).stdout
+    assert git_read == data
+    assert not [p for p in Path(repo.path, "objects").rglob("tmp*")]
+    fsck(repo)
+
+
+def test_an_object_already_there_is_freshened_not_written_again(repo: StateRepository) -> None:
+    sha = writer(repo).add(BLOB, LARGE)
+    assert sha is not None
+    path = Path(repo.path, "objects", sha[:2].decode(), sha[2:].decode())
+    os.utime(path, (1_000_000, 1_000_000))
+    assert writer(repo).add(BLOB, LARGE) == sha
+    assert path.stat().st_mtime > 1_000_000
+    assert not [p for p in Path(repo.path, "objects").rglob("tmp*")]
+
+
+@pytest.mark.parametrize("size", [100, len(LARGE)], ids=["small", "large"])
+def test_an_object_the_check_refuses_is_not_written(repo: StateRepository, size: int) -> None:
+    before = snapshot(repo)
+    assert writer(repo).add(BLOB, LARGE[:size], lambda: False) is None
+    assert snapshot(repo) == before
+
+
+def test_a_check_that_raises_leaves_no_file(repo: StateRepository) -> None:
+    before = snapshot(repo)
+
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        writer(repo).add(BLOB, LARGE, interrupted)
+    assert snapshot(repo) == before
+
+
+def test_threads_adding_large_objects_at_once_get_their_own_ids(repo: StateRepository) -> None:
+    shared = writer(repo)
+    datas = [LARGE + b"%d\n" % i for i in range(8)]
+    got: dict[int, bytes | None] = {}
+
+    def add(i: int) -> None:
+        got[i] = shared.add(BLOB, datas[i])
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(len(datas))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {i: (sha or b"").decode() for i, sha in got.items()} == {
+        i: hash_object(repo, data) for i, data in enumerate(datas)}
+    assert git(repo, "count-objects").startswith(f"{len(datas)} objects")
+    fsck(repo)
