@@ -237,12 +237,10 @@ class _Objects:
                                for i, (suffix, sha) in enumerate(map(self.leaf, value)))
         return False, (self.leaf(value),)
 
-    def write(self, core: Core, known: frozenset[bytes] = frozenset()) -> None:
-        """Write the new objects but the ``known`` ones (reachable from the head read under
-        the agent's lock, so in the repository)."""
-        for sha, (kind, raw) in self.new.items():
-            if sha not in known:
-                core.store.write(RawObject(kind, raw, sha))
+    def unknown(self, known: frozenset[bytes] = frozenset()) -> list[RawObject]:
+        """The new objects but the ``known`` ones (reachable from the head read under the
+        agent's lock, so in the repository)."""
+        return [RawObject(kind, raw, sha) for sha, (kind, raw) in self.new.items() if sha not in known]
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
@@ -806,8 +804,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     if built is None:
                         held = recorded
                         break
-                    built.objects.write(self.core, built.known)
-                    commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
+                    commit = self.core.write_commit(agent, built.tree, built.parents, built.message,
+                                                    objects=built.objects.unknown(built.known))
                     if self._move(lock, agent, head, commit.id, built.tags):
                         held = recorded
                         self._seed(built, CommitInfo.parse(commit.id, commit.as_raw_string()))
@@ -1325,7 +1323,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             if tuple(parents) == record.parents and tree == record.tree and trailers == record.trailers:
                 sha = record.sha
             else:
-                objects.write(self.core)
+                for obj in objects.unknown():
+                    self.core.store.write(obj)
                 sha = self.core.write_commit(agent, tree, parents, build_message(record.summary, trailers),
                                              record.author_time).id
             mapping[record.sha] = sha
