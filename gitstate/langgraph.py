@@ -40,6 +40,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from . import codec
 from .core import Core
@@ -67,6 +68,7 @@ LIST_BATCH = 32  # tuples alist fetches per trip to the executor
 WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to record its writes
 WRITES_POLL = 0.25  # longest pause between put_writes' tries while its checkpoint is not stored
 CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
+ENCODED_BYTES = 64 << 20  # the lists' last encodings kept per saver (see _Encoded)
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
@@ -181,12 +183,106 @@ def _is_json(value: Any, ordered: bool, depth: int = 1) -> bool:
     return False
 
 
+# msgpack formats 0xc4-0xdf: (bytes of their length or count field, what follows): "data"
+# (that many bytes), "items" (that many values), "pairs" (twice that many), "ext" (a type
+# byte, then that many bytes), "fixed" (the field is the value itself)
+_MSGPACK: dict[int, tuple[int, str]] = {
+    0xc4: (1, "data"), 0xc5: (2, "data"), 0xc6: (4, "data"),
+    0xc7: (1, "ext"), 0xc8: (2, "ext"), 0xc9: (4, "ext"),
+    0xca: (4, "fixed"), 0xcb: (8, "fixed"), 0xcc: (1, "fixed"), 0xcd: (2, "fixed"),
+    0xce: (4, "fixed"), 0xcf: (8, "fixed"), 0xd0: (1, "fixed"), 0xd1: (2, "fixed"),
+    0xd2: (4, "fixed"), 0xd3: (8, "fixed"), 0xd4: (2, "fixed"), 0xd5: (3, "fixed"),
+    0xd6: (5, "fixed"), 0xd7: (9, "fixed"), 0xd8: (17, "fixed"),
+    0xd9: (1, "data"), 0xda: (2, "data"), 0xdb: (4, "data"),
+    0xdc: (2, "items"), 0xdd: (4, "items"), 0xde: (2, "pairs"), 0xdf: (4, "pairs"),
+}
+
+
+def _msgpack_items(data: bytes) -> tuple[int, int]:
+    """(number of items, where the first starts) of a msgpack array; ValueError if not one."""
+    first = data[0]
+    if 0x90 <= first <= 0x9f:
+        return first & 0x0f, 1
+    if first in (0xdc, 0xdd):
+        size = 2 if first == 0xdc else 4
+        return int.from_bytes(data[1:1 + size], "big"), 1 + size
+    raise ValueError("not a msgpack array")
+
+
+def _msgpack_end(data: bytes, pos: int) -> int:
+    """Where the msgpack value starting at ``pos`` ends; ValueError if it is cut short."""
+    pending = 1
+    while pending:
+        pending -= 1
+        first = data[pos]
+        pos += 1
+        if first <= 0x7f or first >= 0xe0 or first in (0xc0, 0xc2, 0xc3):
+            continue  # fixint, nil, false, true
+        if first <= 0x8f:
+            pending += 2 * (first & 0x0f)  # fixmap
+        elif first <= 0x9f:
+            pending += first & 0x0f  # fixarray
+        elif first <= 0xbf:
+            pos += first & 0x1f  # fixstr
+        else:
+            size, kind = _MSGPACK[first]  # KeyError: 0xc1, never used
+            field = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+            if kind == "data":
+                pos += field
+            elif kind == "ext":
+                pos += 1 + field
+            elif kind == "items":
+                pending += field
+            elif kind == "pairs":
+                pending += 2 * field
+    if pos > len(data):
+        raise ValueError("msgpack value cut short")
+    return pos
+
+
+@dataclass
+class _Encoded:
+    """A list channel's last encoding by the default serializer: its elements' msgpack bytes
+    one after the other, and each element's end there, entry suffix, blob SHA and, for a
+    JSON element, its canonical JSON."""
+
+    body: bytes
+    items: list[tuple[int, bytes, bytes, bytes | None]]
+
+
+class _Encodings:
+    """The last encoding of each list channel ((agent, channel) -> :class:`_Encoded`), the
+    least recently used dropped past ``ENCODED_BYTES``; safe to share between threads. Only
+    bytes are compared with it, so an entry from any put (one that failed, another thread's)
+    is as good as any other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, str], _Encoded] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str]) -> _Encoded | None:
+        with self._lock:
+            return self._kept.get(key)
+
+    def put(self, key: tuple[str, str], encoded: _Encoded) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+            self._bytes += len(encoded.body) - (len(old.body) if old is not None else 0)
+            self._kept[key] = encoded
+            while self._bytes > ENCODED_BYTES:
+                _key, dropped = self._kept.popitem(last=False)
+                self._bytes -= len(dropped.body)
+
+
 class _Objects:
     """The new objects of one write, and how values become tree entries."""
 
-    def __init__(self, serde: SerializerProtocol):
+    def __init__(self, serde: SerializerProtocol, encodings: _Encodings | None = None):
         self.serde = serde
-        self.new: dict[bytes, tuple[int, bytes]] = {}
+        self.encodings = encodings
+        self.new: dict[bytes, tuple[int, bytes | memoryview]] = {}
         self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
 
@@ -217,17 +313,74 @@ class _Objects:
             suffix = _SUFFIXES.setdefault(kind, f".{_extension(kind)}".encode())
         return suffix, self.blob(data)
 
-    def value(self, value: Any) -> tuple[bytes, int, bytes]:
+    def value(self, value: Any, key: tuple[str, str] | None = None) -> tuple[bytes, int, bytes]:
         """(name suffix, mode, SHA) of a channel value: a blob, or a folder of one blob per
-        element for a list JSON cannot hold."""
+        element for a list JSON cannot hold (``key``: its (agent, channel), under which
+        ``encodings`` keeps its encoding for the next step: see :meth:`elements`)."""
         if type(value) is list and not _is_json(value, ordered=True):
-            entries = []
-            for i, item in enumerate(value):
-                suffix, sha = self.leaf(item)
-                entries.append((b"%d%s" % (i, suffix), FILE_MODE, sha))
+            last = self.encodings.get(key) if self.encodings is not None and key else None
+            leaves, encoded = self.elements(value, last)
+            if encoded is not None and self.encodings is not None and key:
+                self.encodings.put(key, encoded)
+            entries = [(b"%d%s" % (i, suffix), FILE_MODE, sha) for i, (suffix, sha) in enumerate(leaves)]
             return b"", TREE_MODE, self.tree(entries)
         suffix, sha = self.leaf(value)
         return suffix, FILE_MODE, sha
+
+    def elements(self, value: list[Any], last: _Encoded | None
+                 ) -> tuple[list[tuple[bytes, bytes]], _Encoded | None]:
+        """(name suffix, blob SHA) of each element of a list, as :meth:`leaf` gives them, and
+        the list's encoding to keep for the next step (None: not encoded in one piece).
+
+        With the default serializer, the list is encoded in one call (as SQLite's saver
+        does) and cut into its elements' encodings, which are what encoding each alone
+        gives (msgpack writes a list as its items one after the other). The elements
+        whose bytes equal those at the same place in ``last`` take their entry from it:
+        equal bytes, same blob, not hashed again (identity would not do: a value may be
+        changed in place). Their blobs join the new objects all the same (a put writes
+        those its parent does not hold).
+        """
+        if (type(self.serde) is not JsonPlusSerializer
+                or any(isinstance(item, (bytes, bytearray)) for item in value)):
+            return [self.leaf(item) for item in value], None  # (bytes: their own serde types)
+        try:
+            kind, data = self.serde.dumps_typed(value)
+            count, start = _msgpack_items(data) if kind == "msgpack" else (-1, 0)
+        except Exception:  # encoding each element raises what is wrong with which
+            count = -1
+        if count != len(value):
+            return [self.leaf(item) for item in value], None
+        body = data[start:]
+        view = memoryview(body)
+        leaves: list[tuple[bytes, bytes]] = []
+        items: list[tuple[int, bytes, bytes, bytes | None]] = []
+        pos = 0
+        if last is not None:
+            same = len(last.body) if body.startswith(last.body) else -1  # the usual case: appended
+            for item in last.items:
+                end, suffix, sha, text = item
+                if end > same and (end > len(body) or not body.startswith(last.body[pos:end], pos)):
+                    break
+                self.new[sha] = (BLOB, view[pos:end] if text is None else text)
+                leaves.append((suffix, sha))
+                items.append(item)
+                pos = end
+        try:
+            for element in value[len(leaves):]:
+                end = _msgpack_end(body, pos)
+                if _is_json(element, ordered=True):
+                    suffix, sha = self.leaf(element)
+                    items.append((end, suffix, sha, bytes(self.new[sha][1])))
+                else:
+                    suffix, sha = b".msgpack", self.blob(body[pos:end])
+                    items.append((end, suffix, sha, None))
+                leaves.append((suffix, sha))
+                pos = end
+        except (ValueError, IndexError, KeyError):  # not cut as expected: element by element
+            pos = -1
+        if pos != len(body):
+            return [self.leaf(item) for item in value], None
+        return leaves, _Encoded(body, items)
 
     def parts(self, value: Any) -> tuple[bool, tuple[tuple[bytes, bytes], ...]]:
         """A pending write's value as blobs: (is a list, ((suffix, SHA), ...)): one blob, or
@@ -240,7 +393,7 @@ class _Objects:
     def unknown(self, known: frozenset[bytes] = frozenset()) -> list[RawObject]:
         """The new objects but the ``known`` ones (reachable from the head read under the
         agent's lock, so in the repository)."""
-        return [RawObject(kind, raw, sha) for sha, (kind, raw) in self.new.items() if sha not in known]
+        return [RawObject(kind, bytes(raw), sha) for sha, (kind, raw) in self.new.items() if sha not in known]
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
@@ -462,6 +615,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+        self._encodings = _Encodings()
 
     # -- context manager ---------------------------------------------------------------
     def close(self) -> None:
@@ -831,7 +985,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                 self._remember(self._trees, sha, {name: (mode, entry) for name, mode, entry in entries})
         state = self._trees[built.tree][STATE_FILE][1]
         if state not in self._states:
-            self._remember(self._states, state, codec.decode(built.objects.new[state][1]))
+            self._remember(self._states, state, codec.decode(bytes(built.objects.new[state][1])))
         self._record(commit.id, commit)
 
     def _landed(self, agent: str, commit: bytes) -> bool:
@@ -866,11 +1020,11 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         metadata = get_checkpoint_metadata(config, metadata)
         fields = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
-        objects = _Objects(self.serde)
+        objects = _Objects(self.serde, self._encodings)
         changed, view = {}, {}
         for channel in new_versions:
             if channel in versions and channel in values:
-                changed[channel] = suffix, _mode, sha = objects.value(values[channel])
+                changed[channel] = suffix, _mode, sha = objects.value(values[channel], (agent, channel))
                 if suffix == b".json" and objects.json_bytes[sha] <= VIEW_BYTES:
                     view[channel] = values[channel]
         tops: list[Entry] = []
@@ -900,7 +1054,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     if channel in inherited_view:
                         shown[channel] = inherited_view[channel]
                 elif channel in values:  # not new, yet not in the parent: encode it after all
-                    suffix, mode, sha = objects.value(values[channel])
+                    suffix, mode, sha = objects.value(values[channel], (agent, channel))
                 else:
                     continue  # a channel with a version but no value ("empty")
                 entries.append((_name(channel) + suffix, mode, sha))
