@@ -18,12 +18,15 @@ from conftest import fsck, git
 
 
 def _objects(text: str) -> list:
-    """A blob, a tree holding it and a commit of that tree: what a step writes, in small."""
+    """Blobs (one empty, one of several deflate blocks), a tree holding them and a commit of
+    that tree: what a step writes, in small."""
     blob = RawObject(BLOB, text.encode() * 40)
     other = RawObject(BLOB, b"")
-    tree = RawObject(TREE, tree_raw([(b"a.txt", FILE_MODE, blob.id), (b"empty", FILE_MODE, other.id)]))
+    large = RawObject(BLOB, os.urandom(150_000))
+    tree = RawObject(TREE, tree_raw([(b"a.txt", FILE_MODE, blob.id), (b"empty", FILE_MODE, other.id),
+                                     (b"large", FILE_MODE, large.id)]))
     commit = checkpoint_commit(tree.id, None, "a", b"step\n")
-    return [blob, other, tree, commit]
+    return [blob, other, large, tree, commit]
 
 
 def _no_fallback(sha: bytes):
@@ -53,6 +56,6 @@ def test_the_store_counts_small_pack_objects_for_automatic_maintenance(repo: Sta
     store.write_pack(_objects("one "))
     store.write(RawObject(BLOB, b"loose"))
     objects, nbytes = store.written()
-    assert objects == 5 and nbytes > 0
+    assert objects == 6 and nbytes > 150_000
     assert store.take_written() == (objects, nbytes)
     assert store.written() == (0, 0)

@@ -3,8 +3,9 @@
 A writer that adds a handful of objects at a time (a LangGraph step: a message, its
 folders, ``state.json``, the tree, the commit) pays per new file on most file systems
 (an inode: 0.05-0.8 ms on a loaded virtual machine), not per byte. :func:`write_pack`
-puts them in one pack (undeltified, each object zlib-compressed at the fastest level)
-and its version 2 index, written as git does: temporary files in ``objects/pack``
+puts them in one pack (whole objects in stored, uncompressed zlib streams, as loose objects
+are written: maintenance deltifies and compresses them when it merges packs) and its
+version 2 index, written as git does: temporary files in ``objects/pack``
 (``tmp_pack_*``, ``tmp_idx_*``: ``git fsck`` ignores them, maintenance removes those a
 killed writer left), renamed into place pack first, index last (readers use a pack only
 once its index exists), fsynced when ``durable``. Maintenance merges these packs with
@@ -19,12 +20,26 @@ import random
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import accumulate
 
 from dulwich.object_format import SHA1
 from dulwich.pack import pack_object_header
 
 from .locks import fsync_path, make_folders
 from .objects import GitObject
+
+_BLOCK = 0xFFFF  # the most a stored deflate block holds
+
+
+def stored(raw: bytes) -> bytes:
+    """``raw`` as a zlib stream of stored (uncompressed) deflate blocks: what zlib's level 0
+    writes, without setting up a compressor (RFC 1950/1951)."""
+    parts = [b"\x78\x01"]
+    for start in range(0, len(raw) or 1, _BLOCK):
+        block = raw[start:start + _BLOCK]
+        parts += (struct.pack("<BHH", start + _BLOCK >= len(raw), len(block), len(block) ^ 0xFFFF), block)
+    parts.append(struct.pack(">I", zlib.adler32(raw)))
+    return b"".join(parts)
 
 
 def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
@@ -36,7 +51,7 @@ def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
     for obj in objects:
         raw = obj.as_raw_string()
         head = bytes(pack_object_header(obj.type_num, None, len(raw), SHA1))
-        body = zlib.compress(raw, 1)
+        body = stored(raw)
         entries.append((bytes.fromhex(obj.id.decode()), zlib.crc32(body, zlib.crc32(head)), offset))
         parts += (head, body)
         offset += len(head) + len(body)
@@ -44,11 +59,10 @@ def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
     checksum = hashlib.sha1(pack).digest()
     pack += checksum
     entries.sort()
-    fanout = [0] * 256
+    counts = [0] * 256
     for binsha, _crc, _offset in entries:
-        fanout[binsha[0]] += 1
-    for byte in range(1, 256):
-        fanout[byte] += fanout[byte - 1]
+        counts[binsha[0]] += 1
+    fanout = accumulate(counts)
     index = b"".join((b"\377tOc", struct.pack(">I", 2), struct.pack(">256I", *fanout),
                       *(binsha for binsha, _crc, _offset in entries),
                       struct.pack(f">{len(entries)}I", *(crc for _sha, crc, _offset in entries)),
