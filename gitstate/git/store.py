@@ -126,14 +126,15 @@ class Store:
         self.loose.write(obj)
 
     def write_pack(self, objects: Sequence[GitObject]) -> None:
-        """Write several new objects as one small pack (:mod:`~gitstate.git.smallpack`)."""
+        """Write several new objects as one small pack (:mod:`~gitstate.git.smallpack`);
+        for automatic maintenance it counts as the two files it adds, as two loose objects."""
         size = write_pack(self.objects_dir, objects, self.durable)
         with self._packed_lock:
-            self._packed[0] += len(objects)
+            self._packed[0] += 2
             self._packed[1] += size
 
     def written(self) -> tuple[int, int]:
-        """How many objects (and bytes) this store wrote, loose or in small packs, since
+        """How many loose objects (a small pack: two) and bytes this store wrote since
         :meth:`take_written` (what automatic maintenance counts)."""
         objects, nbytes = self.loose.written()
         with self._packed_lock:
