@@ -828,7 +828,17 @@ class GitstateSaver(BaseCheckpointSaver[str]):
 
     def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None) -> _Values:
         """The list of these blobs' values; in a ``list`` call (``shared``), a blob is decoded
-        once for all tuples, but never twice in one list (a value never aliases itself)."""
+        once for all tuples, but never twice in one list (a value never aliases itself).
+        Else, with the default serializer and msgpack elements only, the blobs are decoded
+        as one msgpack list (their bytes one after the other), as they were encoded."""
+        if (shared is None and type(self.serde) is JsonPlusSerializer
+                and all(name.endswith(b".msgpack") for name, _sha in items)):
+            count = len(items)
+            head = (bytes((0x90 | count,)) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
+                    if count < 1 << 16 else b"\xdd" + count.to_bytes(4, "big"))
+            data = b"".join([head, *(self.core.raw(sha, BLOB) for _name, sha in items)])
+            values: _Values = self.serde.loads_typed(("msgpack", data))
+            return values
         result, used = [], set()
         for item, sha in items:
             if shared is None or sha in used:
