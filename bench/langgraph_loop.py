@@ -121,8 +121,8 @@ def child_read(kind: str, path: str) -> dict[str, Any]:
 
 def file_system_costs(root: Path, count: int = 200) -> dict[str, float]:
     """Median cost (ms) here of what a save does per object and per ref: create a new file
-    (a temporary written and renamed into place, as a loose object or a small pack is) and replace an
-    existing one (a ``.lock`` created and renamed over the ref)."""
+    (a temporary written and renamed into place, as a loose object or a small pack is) and
+    replace an existing one (a ``.lock`` created and renamed over the ref)."""
     folder = root / "fs"
     folder.mkdir()
     creates, replaces = [], []
