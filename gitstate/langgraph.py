@@ -244,11 +244,19 @@ def _msgpack_end(data: bytes, pos: int) -> int:
 @dataclass
 class _Encoded:
     """A list channel's last encoding by the default serializer: its elements' msgpack bytes
-    one after the other, and each element's end there, entry suffix, blob SHA and, for a
-    JSON element, its canonical JSON."""
+    one after the other, and for each element its end there, its tree entry, that entry as
+    a line of the raw tree, and for a JSON element its canonical JSON (its blob)."""
 
     body: bytes
-    items: list[tuple[int, bytes, bytes, bytes | None]]
+    ends: list[int]
+    entries: list[Entry]
+    lines: list[bytes]
+    texts: list[bytes | None]
+
+    def blob(self, i: int) -> bytes:
+        """The content of element ``i``'s blob."""
+        text = self.texts[i]
+        return text if text is not None else self.body[self.ends[i - 1] if i else 0:self.ends[i]]
 
 
 class _Encodings:
@@ -285,6 +293,7 @@ class _Objects:
         self.new: dict[bytes, tuple[int, bytes | memoryview]] = {}
         self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
+        self.lists: list[_Encoded] = []  # lists encoded in one piece: their blobs are new objects too
 
     def blob(self, data: bytes) -> bytes:
         sha = object_id(BLOB, data)
@@ -319,68 +328,78 @@ class _Objects:
         ``encodings`` keeps its encoding for the next step: see :meth:`elements`)."""
         if type(value) is list and not _is_json(value, ordered=True):
             last = self.encodings.get(key) if self.encodings is not None and key else None
-            leaves, encoded = self.elements(value, last)
-            if encoded is not None and self.encodings is not None and key:
+            encoded = self.elements(value, last)
+            if encoded is None:
+                entries = [(b"%d%s" % (i, suffix), FILE_MODE, sha)
+                           for i, (suffix, sha) in enumerate(map(self.leaf, value))]
+                return b"", TREE_MODE, self.tree(entries)
+            if self.encodings is not None and key:
                 self.encodings.put(key, encoded)
-            entries = [(b"%d%s" % (i, suffix), FILE_MODE, sha) for i, (suffix, sha) in enumerate(leaves)]
-            return b"", TREE_MODE, self.tree(entries)
+            self.lists.append(encoded)
+            raw = b"".join(sorted(encoded.lines))  # files only, no name a prefix of another: git's order
+            sha = object_id(TREE, raw)
+            self.new[sha] = (TREE, raw)
+            self.trees[sha] = encoded.entries
+            return b"", TREE_MODE, sha
         suffix, sha = self.leaf(value)
         return suffix, FILE_MODE, sha
 
-    def elements(self, value: list[Any], last: _Encoded | None
-                 ) -> tuple[list[tuple[bytes, bytes]], _Encoded | None]:
-        """(name suffix, blob SHA) of each element of a list, as :meth:`leaf` gives them, and
-        the list's encoding to keep for the next step (None: not encoded in one piece).
+    def elements(self, value: list[Any], last: _Encoded | None) -> _Encoded | None:
+        """The list encoded in one piece, with its elements' tree entries as :meth:`leaf`
+        gives them (None: encode it element by element).
 
         With the default serializer, the list is encoded in one call (as SQLite's saver
         does) and cut into its elements' encodings, which are what encoding each alone
         gives (msgpack writes a list as its items one after the other). The elements
         whose bytes equal those at the same place in ``last`` take their entry from it:
         equal bytes, same blob, not hashed again (identity would not do: a value may be
-        changed in place). Their blobs join the new objects all the same (a put writes
-        those its parent does not hold).
+        changed in place). Their blobs are new objects all the same (a put writes those
+        its parent does not hold: :meth:`unknown`).
         """
         if (type(self.serde) is not JsonPlusSerializer
                 or any(isinstance(item, (bytes, bytearray)) for item in value)):
-            return [self.leaf(item) for item in value], None  # (bytes: their own serde types)
+            return None  # (bytes: their own serde types)
         try:
             kind, data = self.serde.dumps_typed(value)
             count, start = _msgpack_items(data) if kind == "msgpack" else (-1, 0)
         except Exception:  # encoding each element raises what is wrong with which
             count = -1
         if count != len(value):
-            return [self.leaf(item) for item in value], None
+            return None
         body = data[start:]
-        view = memoryview(body)
-        leaves: list[tuple[bytes, bytes]] = []
-        items: list[tuple[int, bytes, bytes, bytes | None]] = []
-        pos = 0
+        kept = 0
         if last is not None:
-            same = len(last.body) if body.startswith(last.body) else -1  # the usual case: appended
-            for item in last.items:
-                end, suffix, sha, text = item
-                if end > same and (end > len(body) or not body.startswith(last.body[pos:end], pos)):
-                    break
-                self.new[sha] = (BLOB, view[pos:end] if text is None else text)
-                leaves.append((suffix, sha))
-                items.append(item)
-                pos = end
+            if body.startswith(last.body):  # the usual case: elements appended
+                kept = len(last.ends)
+            else:
+                pos = 0
+                for end in last.ends:
+                    if end > len(body) or not body.startswith(last.body[pos:end], pos):
+                        break
+                    kept, pos = kept + 1, end
+        if kept and last is not None:
+            found = _Encoded(body, last.ends[:kept], last.entries[:kept], last.lines[:kept],
+                             last.texts[:kept])
+        else:
+            found = _Encoded(body, [], [], [], [])
+        pos = found.ends[-1] if found.ends else 0
         try:
-            for element in value[len(leaves):]:
+            for i, element in enumerate(value[kept:], kept):
                 end = _msgpack_end(body, pos)
                 if _is_json(element, ordered=True):
                     suffix, sha = self.leaf(element)
-                    items.append((end, suffix, sha, bytes(self.new[sha][1])))
+                    found.texts.append(bytes(self.new[sha][1]))
                 else:
                     suffix, sha = b".msgpack", self.blob(body[pos:end])
-                    items.append((end, suffix, sha, None))
-                leaves.append((suffix, sha))
+                    found.texts.append(None)
+                name = b"%d%s" % (i, suffix)
+                found.ends.append(end)
+                found.entries.append((name, FILE_MODE, sha))
+                found.lines.append(b"%o %s\0%s" % (FILE_MODE, name, bytes.fromhex(sha.decode())))
                 pos = end
         except (ValueError, IndexError, KeyError):  # not cut as expected: element by element
             pos = -1
-        if pos != len(body):
-            return [self.leaf(item) for item in value], None
-        return leaves, _Encoded(body, items)
+        return found if pos == len(body) else None
 
     def parts(self, value: Any) -> tuple[bool, tuple[tuple[bytes, bytes], ...]]:
         """A pending write's value as blobs: (is a list, ((suffix, SHA), ...)): one blob, or
@@ -393,7 +412,13 @@ class _Objects:
     def unknown(self, known: frozenset[bytes] = frozenset()) -> list[RawObject]:
         """The new objects but the ``known`` ones (reachable from the head read under the
         agent's lock, so in the repository)."""
-        return [RawObject(kind, bytes(raw), sha) for sha, (kind, raw) in self.new.items() if sha not in known]
+        found = {sha: RawObject(kind, bytes(raw), sha) for sha, (kind, raw) in self.new.items()
+                 if sha not in known}
+        for encoded in self.lists:
+            for i, (_name, _mode, sha) in enumerate(encoded.entries):
+                if sha not in known and sha not in found:
+                    found[sha] = RawObject(BLOB, encoded.blob(i), sha)
+        return list(found.values())
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
