@@ -290,7 +290,7 @@ class _Objects:
     def __init__(self, serde: SerializerProtocol, encodings: _Encodings | None = None):
         self.serde = serde
         self.encodings = encodings
-        self.new: dict[bytes, tuple[int, bytes | memoryview]] = {}
+        self.new: dict[bytes, tuple[int, bytes]] = {}
         self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
         self.lists: list[_Encoded] = []  # lists encoded in one piece: their blobs are new objects too
@@ -388,7 +388,7 @@ class _Objects:
                 end = _msgpack_end(body, pos)
                 if _is_json(element, ordered=True):
                     suffix, sha = self.leaf(element)
-                    found.texts.append(bytes(self.new[sha][1]))
+                    found.texts.append(self.new[sha][1])
                 else:
                     suffix, sha = b".msgpack", self.blob(body[pos:end])
                     found.texts.append(None)
@@ -412,8 +412,7 @@ class _Objects:
     def unknown(self, known: frozenset[bytes] = frozenset()) -> list[RawObject]:
         """The new objects but the ``known`` ones (reachable from the head read under the
         agent's lock, so in the repository)."""
-        found = {sha: RawObject(kind, bytes(raw), sha) for sha, (kind, raw) in self.new.items()
-                 if sha not in known}
+        found = {sha: RawObject(kind, raw, sha) for sha, (kind, raw) in self.new.items() if sha not in known}
         for encoded in self.lists:
             for i, (_name, _mode, sha) in enumerate(encoded.entries):
                 if sha not in known and sha not in found:
@@ -1020,7 +1019,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                 self._remember(self._trees, sha, {name: (mode, entry) for name, mode, entry in entries})
         state = self._trees[built.tree][STATE_FILE][1]
         if state not in self._states:
-            self._remember(self._states, state, codec.decode(bytes(built.objects.new[state][1])))
+            self._remember(self._states, state, codec.decode(built.objects.new[state][1]))
         self._record(commit.id, commit)
 
     def _landed(self, agent: str, commit: bytes) -> bool:
