@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from langchain_core.runnables import RunnableConfig
@@ -59,6 +59,8 @@ from .message import parse as parse_message
 __all__ = ["GitstateSaver", "agent_id"]
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 Entry = tuple[bytes, int, bytes]  # (name, mode, hex SHA) of a tree entry
 _Write = tuple[dict[str, Any], bool, tuple[tuple[bytes, bytes], ...]]  # fields, is a list, blobs
 
@@ -69,6 +71,7 @@ WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to re
 WRITES_POLL = 0.25  # longest pause between put_writes' tries while its checkpoint is not stored
 CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
 ENCODED_BYTES = 64 << 20  # the lists' last encodings kept per saver (see _Encoded)
+JOINED_BYTES = 32 << 20  # msgpack lists kept in one piece per saver, by folder (see _list)
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
@@ -259,29 +262,34 @@ class _Encoded:
         return text if text is not None else self.body[self.ends[i - 1] if i else 0:self.ends[i]]
 
 
-class _Encodings:
-    """The last encoding of each list channel ((agent, channel) -> :class:`_Encoded`), the
-    least recently used dropped past ``ENCODED_BYTES``; safe to share between threads. Only
-    bytes are compared with it, so an entry from any put (one that failed, another thread's)
-    is as good as any other."""
+class _Kept(Generic[K, V]):
+    """The values last put, by key, the least recently put dropped past ``limit`` bytes
+    (``size(value)``); safe to share between threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int, size: Callable[[V], int]) -> None:
+        self.limit, self.size = limit, size
         self._lock = threading.Lock()
-        self._kept: OrderedDict[tuple[str, str], _Encoded] = OrderedDict()
+        self._kept: OrderedDict[K, V] = OrderedDict()
         self._bytes = 0
 
-    def get(self, key: tuple[str, str]) -> _Encoded | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
             return self._kept.get(key)
 
-    def put(self, key: tuple[str, str], encoded: _Encoded) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
             old = self._kept.pop(key, None)
-            self._bytes += len(encoded.body) - (len(old.body) if old is not None else 0)
-            self._kept[key] = encoded
-            while self._bytes > ENCODED_BYTES:
+            self._bytes += self.size(value) - (self.size(old) if old is not None else 0)
+            self._kept[key] = value
+            while self._bytes > self.limit:
                 _key, dropped = self._kept.popitem(last=False)
-                self._bytes -= len(dropped.body)
+                self._bytes -= self.size(dropped)
+
+
+# The last encoding of each list channel ((agent, channel) -> _Encoded). Only bytes are
+# compared with it, so an entry from any put (one that failed, another thread's) is as
+# good as any other.
+_Encodings = _Kept[tuple[str, str], _Encoded]
 
 
 class _Objects:
@@ -639,7 +647,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
-        self._encodings = _Encodings()
+        self._encodings: _Encodings = _Kept(ENCODED_BYTES, lambda encoded: len(encoded.body))
+        self._joined: _Kept[bytes, bytes] = _Kept(JOINED_BYTES, len)  # folder SHA -> msgpack list
 
     # -- context manager ---------------------------------------------------------------
     def close(self) -> None:
@@ -846,21 +855,28 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """The value an entry holds (a folder: a list of its entries, by position)."""
         if mode != TREE_MODE:
             return self._leaf(name, sha)
+        joined = self._joined.get(sha) if shared is None else None
+        if joined is not None:
+            return self.serde.loads_typed(("msgpack", joined))
         items = sorted((int(item.partition(b".")[0]), item, entry_sha)
                        for item, (_mode, entry_sha) in self._entries(sha).items())
-        return self._list([(item, entry_sha) for _position, item, entry_sha in items], shared)
+        return self._list([(item, entry_sha) for _position, item, entry_sha in items], shared, sha)
 
-    def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None) -> _Values:
+    def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None,
+              folder: bytes | None = None) -> _Values:
         """The list of these blobs' values; in a ``list`` call (``shared``), a blob is decoded
         once for all tuples, but never twice in one list (a value never aliases itself).
         Else, with the default serializer and msgpack elements only, the blobs are decoded
-        as one msgpack list (their bytes one after the other), as they were encoded."""
+        as one msgpack list (their bytes one after the other), as they were encoded; those
+        bytes are kept by ``folder`` (the list's tree) for the next read of it."""
         if (shared is None and type(self.serde) is JsonPlusSerializer
                 and all(name.endswith(b".msgpack") for name, _sha in items)):
             count = len(items)
             head = (bytes((0x90 | count,)) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
                     if count < 1 << 16 else b"\xdd" + count.to_bytes(4, "big"))
             data = b"".join([head, *(self.core.raw(sha, BLOB) for _name, sha in items)])
+            if folder is not None:
+                self._joined.put(folder, data)
             values: _Values = self.serde.loads_typed(("msgpack", data))
             return values
         result, used = [], set()

@@ -448,6 +448,15 @@ def test_a_list_encoded_in_one_piece_is_stored_as_its_elements_encoded_alone(pat
     fsck(path)
 
 
+def test_get_tuple_reads_a_list_in_one_piece_and_gives_new_objects_each_call(path: str) -> None:
+    saver = GitstateSaver(path)
+    stored = put(saver, "t", values={"messages": VALUES["messages"], "mixed": VALUES["mixed"]})
+    for reader in (saver, GitstateSaver(path)):
+        first, again = (reader.get_tuple(stored).checkpoint["channel_values"] for _ in range(2))
+        assert first == again == {"messages": VALUES["messages"], "mixed": VALUES["mixed"]}
+        assert all(a is not b for a, b in zip(first["messages"], again["messages"], strict=True))
+
+
 def test_elements_changed_in_place_are_stored_again(path: str) -> None:
     """A step's list elements whose bytes equal the last step's take their blobs without
     hashing; one changed in place (same object) does not."""
