@@ -121,8 +121,8 @@ def child_read(kind: str, path: str) -> dict[str, Any]:
 
 def file_system_costs(root: Path, count: int = 200) -> dict[str, float]:
     """Median cost (ms) here of what a save does per object and per ref: create a new file
-    (a temporary written and renamed into place, as a loose object is) and replace an
-    existing one (a ``.lock`` created and renamed over the ref)."""
+    (a temporary written and renamed into place, as a loose object or a small pack is) and
+    replace an existing one (a ``.lock`` created and renamed over the ref)."""
     folder = root / "fs"
     folder.mkdir()
     creates, replaces = [], []
@@ -151,7 +151,7 @@ def in_child(*args: str) -> dict[str, Any]:
 
 def run(kind: str, root: Path, steps: int) -> dict[str, Any]:
     path = str(root / ("sqlite.db" if kind == "sqlite" else "threads.git"))
-    if kind == "gitstate-no-maintenance":  # a diagnostic: the writer alone, loose objects only
+    if kind == "gitstate-no-maintenance":  # a diagnostic: the writer alone, its small packs unmerged
         from gitstate import StateRepository
         path = str(root / "threads-no-maintenance.git")
         StateRepository.init(path).configure_maintenance(auto_objects=0)
@@ -196,7 +196,7 @@ def table(results: dict[str, dict[str, Any]], steps: int, costs: dict[str, float
     quiet = results["gitstate-no-maintenance"]
     lines += ["", f"Without automatic maintenance (gitstate.autoobjects=0, the writer alone): median "
               f"step {quiet['step_ms']:.2f} ms ({quiet['step_ms'] / lite['step_ms']:.3f}x), "
-              f"{quiet['bytes'] / 1e6:.2f} MB of loose objects ({quiet['bytes'] / lite['bytes']:.3f}x).",
+              f"{quiet['bytes'] / 1e6:.2f} MB of unmerged small packs ({quiet['bytes'] / lite['bytes']:.3f}x).",
               f"File system here (median of 200): a new file {costs['create_ms']:.3f} ms, "
               f"replacing a file by rename (a ref update) {costs['replace_ms']:.3f} ms."]
     return "\n".join(lines) + "\n"

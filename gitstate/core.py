@@ -352,12 +352,18 @@ class Core:
                     return commit
 
     def write_commit(self, agent_id: str, tree: bytes, parents: Sequence[bytes], message: bytes,
-                     when: int | None = None) -> Any:
+                     when: int | None = None, objects: Sequence[RawObject] = ()) -> Any:
         """Write a commit of ``tree`` by ``agent_id`` with ``parents`` (the first parent first)
         and return it; no ref moves (the caller moves one by compare-and-swap under the
         agent's lock). For histories that are not a line (``gitstate.langgraph``).
-        ``when`` is the author time (Unix seconds, default now)."""
+        ``when`` is the author time (Unix seconds, default now). ``objects``, the new
+        objects its tree needs, are written with it as one small pack (two files instead of
+        one per object: :meth:`Store.write_pack <gitstate.git.store.Store.write_pack>`);
+        without them the commit is a loose object."""
         commit: Any = checkpoint_commit(tree, None, agent_id, message, when)  # the engine's object
         commit.parents = list(parents)
-        self.store.write(commit)
+        if objects:
+            self.store.write_pack([*objects, commit])
+        else:
+            self.store.write(commit)
         return commit

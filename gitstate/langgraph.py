@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from langchain_core.runnables import RunnableConfig
@@ -40,6 +40,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from . import codec
 from .core import Core
@@ -58,6 +59,8 @@ from .message import parse as parse_message
 __all__ = ["GitstateSaver", "agent_id"]
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 Entry = tuple[bytes, int, bytes]  # (name, mode, hex SHA) of a tree entry
 _Write = tuple[dict[str, Any], bool, tuple[tuple[bytes, bytes], ...]]  # fields, is a list, blobs
 
@@ -67,6 +70,8 @@ LIST_BATCH = 32  # tuples alist fetches per trip to the executor
 WRITES_LINGER = 0.01  # seconds put_writes waits for the thread's next put to record its writes
 WRITES_POLL = 0.25  # longest pause between put_writes' tries while its checkpoint is not stored
 CACHE_ENTRIES = 4096  # parsed trees and decoded state.json kept per saver
+ENCODED_BYTES = 64 << 20  # the lists' last encodings kept per saver (see _Encoded)
+JOINED_BYTES = 32 << 20  # msgpack lists kept in one piece per saver, by folder (see _list)
 RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
@@ -181,14 +186,122 @@ def _is_json(value: Any, ordered: bool, depth: int = 1) -> bool:
     return False
 
 
+# msgpack formats 0xc4-0xdf: (bytes of their length or count field, what follows): "data"
+# (that many bytes), "items" (that many values), "pairs" (twice that many), "ext" (a type
+# byte, then that many bytes), "fixed" (the field is the value itself)
+_MSGPACK: dict[int, tuple[int, str]] = {
+    0xc4: (1, "data"), 0xc5: (2, "data"), 0xc6: (4, "data"),
+    0xc7: (1, "ext"), 0xc8: (2, "ext"), 0xc9: (4, "ext"),
+    0xca: (4, "fixed"), 0xcb: (8, "fixed"), 0xcc: (1, "fixed"), 0xcd: (2, "fixed"),
+    0xce: (4, "fixed"), 0xcf: (8, "fixed"), 0xd0: (1, "fixed"), 0xd1: (2, "fixed"),
+    0xd2: (4, "fixed"), 0xd3: (8, "fixed"), 0xd4: (2, "fixed"), 0xd5: (3, "fixed"),
+    0xd6: (5, "fixed"), 0xd7: (9, "fixed"), 0xd8: (17, "fixed"),
+    0xd9: (1, "data"), 0xda: (2, "data"), 0xdb: (4, "data"),
+    0xdc: (2, "items"), 0xdd: (4, "items"), 0xde: (2, "pairs"), 0xdf: (4, "pairs"),
+}
+
+
+def _msgpack_items(data: bytes) -> tuple[int, int]:
+    """(number of items, where the first starts) of a msgpack array; ValueError if not one."""
+    first = data[0]
+    if 0x90 <= first <= 0x9f:
+        return first & 0x0f, 1
+    if first in (0xdc, 0xdd):
+        size = 2 if first == 0xdc else 4
+        return int.from_bytes(data[1:1 + size], "big"), 1 + size
+    raise ValueError("not a msgpack array")
+
+
+def _msgpack_end(data: bytes, pos: int) -> int:
+    """Where the msgpack value starting at ``pos`` ends; ValueError if it is cut short."""
+    pending = 1
+    while pending:
+        pending -= 1
+        first = data[pos]
+        pos += 1
+        if first <= 0x7f or first >= 0xe0 or first in (0xc0, 0xc2, 0xc3):
+            continue  # fixint, nil, false, true
+        if first <= 0x8f:
+            pending += 2 * (first & 0x0f)  # fixmap
+        elif first <= 0x9f:
+            pending += first & 0x0f  # fixarray
+        elif first <= 0xbf:
+            pos += first & 0x1f  # fixstr
+        else:
+            size, kind = _MSGPACK[first]  # KeyError: 0xc1, never used
+            field = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+            if kind == "data":
+                pos += field
+            elif kind == "ext":
+                pos += 1 + field
+            elif kind == "items":
+                pending += field
+            elif kind == "pairs":
+                pending += 2 * field
+    if pos > len(data):
+        raise ValueError("msgpack value cut short")
+    return pos
+
+
+@dataclass
+class _Encoded:
+    """A list channel's last encoding by the default serializer: its elements' msgpack bytes
+    one after the other, and for each element its end there, its tree entry, that entry as
+    a line of the raw tree, and for a JSON element its canonical JSON (its blob)."""
+
+    body: bytes
+    ends: list[int]
+    entries: list[Entry]
+    lines: list[bytes]
+    texts: list[bytes | None]
+
+    def blob(self, i: int) -> bytes:
+        """The content of element ``i``'s blob."""
+        text = self.texts[i]
+        return text if text is not None else self.body[self.ends[i - 1] if i else 0:self.ends[i]]
+
+
+class _Kept(Generic[K, V]):
+    """The values last put, by key, the least recently put dropped past ``limit`` bytes
+    (``size(value)``); safe to share between threads."""
+
+    def __init__(self, limit: int, size: Callable[[V], int]) -> None:
+        self.limit, self.size = limit, size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[K, V] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._kept.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+            self._bytes += self.size(value) - (self.size(old) if old is not None else 0)
+            self._kept[key] = value
+            while self._bytes > self.limit:
+                _key, dropped = self._kept.popitem(last=False)
+                self._bytes -= self.size(dropped)
+
+
+# The last encoding of each list channel ((agent, channel) -> _Encoded). Only bytes are
+# compared with it, so an entry from any put (one that failed, another thread's) is as
+# good as any other.
+_Encodings = _Kept[tuple[str, str], _Encoded]
+
+
 class _Objects:
     """The new objects of one write, and how values become tree entries."""
 
-    def __init__(self, serde: SerializerProtocol):
+    def __init__(self, serde: SerializerProtocol, encodings: _Encodings | None = None):
         self.serde = serde
+        self.encodings = encodings
         self.new: dict[bytes, tuple[int, bytes]] = {}
         self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
+        self.lists: list[_Encoded] = []  # lists encoded in one piece: their blobs are new objects too
 
     def blob(self, data: bytes) -> bytes:
         sha = object_id(BLOB, data)
@@ -217,17 +330,84 @@ class _Objects:
             suffix = _SUFFIXES.setdefault(kind, f".{_extension(kind)}".encode())
         return suffix, self.blob(data)
 
-    def value(self, value: Any) -> tuple[bytes, int, bytes]:
+    def value(self, value: Any, key: tuple[str, str] | None = None) -> tuple[bytes, int, bytes]:
         """(name suffix, mode, SHA) of a channel value: a blob, or a folder of one blob per
-        element for a list JSON cannot hold."""
+        element for a list JSON cannot hold (``key``: its (agent, channel), under which
+        ``encodings`` keeps its encoding for the next step: see :meth:`elements`)."""
         if type(value) is list and not _is_json(value, ordered=True):
-            entries = []
-            for i, item in enumerate(value):
-                suffix, sha = self.leaf(item)
-                entries.append((b"%d%s" % (i, suffix), FILE_MODE, sha))
-            return b"", TREE_MODE, self.tree(entries)
+            last = self.encodings.get(key) if self.encodings is not None and key else None
+            encoded = self.elements(value, last)
+            if encoded is None:
+                entries = [(b"%d%s" % (i, suffix), FILE_MODE, sha)
+                           for i, (suffix, sha) in enumerate(map(self.leaf, value))]
+                return b"", TREE_MODE, self.tree(entries)
+            if self.encodings is not None and key:
+                self.encodings.put(key, encoded)
+            self.lists.append(encoded)
+            raw = b"".join(sorted(encoded.lines))  # files only, no name a prefix of another: git's order
+            sha = object_id(TREE, raw)
+            self.new[sha] = (TREE, raw)
+            self.trees[sha] = encoded.entries
+            return b"", TREE_MODE, sha
         suffix, sha = self.leaf(value)
         return suffix, FILE_MODE, sha
+
+    def elements(self, value: list[Any], last: _Encoded | None) -> _Encoded | None:
+        """The list encoded in one piece, with its elements' tree entries as :meth:`leaf`
+        gives them (None: encode it element by element).
+
+        With the default serializer, the list is encoded in one call (as SQLite's saver
+        does) and cut into its elements' encodings, which are what encoding each alone
+        gives (msgpack writes a list as its items one after the other). The elements
+        whose bytes equal those at the same place in ``last`` take their entry from it:
+        equal bytes, same blob, not hashed again (identity would not do: a value may be
+        changed in place). Their blobs are new objects all the same (a put writes those
+        its parent does not hold: :meth:`unknown`).
+        """
+        if (type(self.serde) is not JsonPlusSerializer
+                or any(isinstance(item, (bytes, bytearray)) for item in value)):
+            return None  # (bytes: their own serde types)
+        try:
+            kind, data = self.serde.dumps_typed(value)
+            count, start = _msgpack_items(data) if kind == "msgpack" else (-1, 0)
+        except Exception:  # encoding each element raises what is wrong with which
+            count = -1
+        if count != len(value):
+            return None
+        body = data[start:]
+        kept = 0
+        if last is not None:
+            if body.startswith(last.body):  # the usual case: elements appended
+                kept = len(last.ends)
+            else:
+                pos = 0
+                for end in last.ends:
+                    if end > len(body) or not body.startswith(last.body[pos:end], pos):
+                        break
+                    kept, pos = kept + 1, end
+        if kept and last is not None:
+            found = _Encoded(body, last.ends[:kept], last.entries[:kept], last.lines[:kept],
+                             last.texts[:kept])
+        else:
+            found = _Encoded(body, [], [], [], [])
+        pos = found.ends[-1] if found.ends else 0
+        try:
+            for i, element in enumerate(value[kept:], kept):
+                end = _msgpack_end(body, pos)
+                if _is_json(element, ordered=True):
+                    suffix, sha = self.leaf(element)
+                    found.texts.append(self.new[sha][1])
+                else:
+                    suffix, sha = b".msgpack", self.blob(body[pos:end])
+                    found.texts.append(None)
+                name = b"%d%s" % (i, suffix)
+                found.ends.append(end)
+                found.entries.append((name, FILE_MODE, sha))
+                found.lines.append(b"%o %s\0%s" % (FILE_MODE, name, bytes.fromhex(sha.decode())))
+                pos = end
+        except (ValueError, IndexError, KeyError):  # not cut as expected: element by element
+            pos = -1
+        return found if pos == len(body) else None
 
     def parts(self, value: Any) -> tuple[bool, tuple[tuple[bytes, bytes], ...]]:
         """A pending write's value as blobs: (is a list, ((suffix, SHA), ...)): one blob, or
@@ -237,12 +417,15 @@ class _Objects:
                                for i, (suffix, sha) in enumerate(map(self.leaf, value)))
         return False, (self.leaf(value),)
 
-    def write(self, core: Core, known: frozenset[bytes] = frozenset()) -> None:
-        """Write the new objects but the ``known`` ones (reachable from the head read under
-        the agent's lock, so in the repository)."""
-        for sha, (kind, raw) in self.new.items():
-            if sha not in known:
-                core.store.write(RawObject(kind, raw, sha))
+    def unknown(self, known: frozenset[bytes] = frozenset()) -> list[RawObject]:
+        """The new objects but the ``known`` ones (reachable from the head read under the
+        agent's lock, so in the repository)."""
+        found = {sha: RawObject(kind, raw, sha) for sha, (kind, raw) in self.new.items() if sha not in known}
+        for encoded in self.lists:
+            for i, (_name, _mode, sha) in enumerate(encoded.entries):
+                if sha not in known and sha not in found:
+                    found[sha] = RawObject(BLOB, encoded.blob(i), sha)
+        return list(found.values())
 
 
 def _channel(name: bytes, mode: int) -> tuple[str, bytes]:
@@ -464,6 +647,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+        self._encodings: _Encodings = _Kept(ENCODED_BYTES, lambda encoded: len(encoded.body))
+        self._joined: _Kept[bytes, bytes] = _Kept(JOINED_BYTES, len)  # folder SHA -> msgpack list
 
     # -- context manager ---------------------------------------------------------------
     def close(self) -> None:
@@ -670,13 +855,30 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         """The value an entry holds (a folder: a list of its entries, by position)."""
         if mode != TREE_MODE:
             return self._leaf(name, sha)
+        joined = self._joined.get(sha) if shared is None else None
+        if joined is not None:
+            return self.serde.loads_typed(("msgpack", joined))
         items = sorted((int(item.partition(b".")[0]), item, entry_sha)
                        for item, (_mode, entry_sha) in self._entries(sha).items())
-        return self._list([(item, entry_sha) for _position, item, entry_sha in items], shared)
+        return self._list([(item, entry_sha) for _position, item, entry_sha in items], shared, sha)
 
-    def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None) -> _Values:
+    def _list(self, items: Sequence[tuple[bytes, bytes]], shared: dict[bytes, Any] | None,
+              folder: bytes | None = None) -> _Values:
         """The list of these blobs' values; in a ``list`` call (``shared``), a blob is decoded
-        once for all tuples, but never twice in one list (a value never aliases itself)."""
+        once for all tuples, but never twice in one list (a value never aliases itself).
+        Else, with the default serializer and msgpack elements only, the blobs are decoded
+        as one msgpack list (their bytes one after the other), as they were encoded; those
+        bytes are kept by ``folder`` (the list's tree) for the next read of it."""
+        if (shared is None and type(self.serde) is JsonPlusSerializer
+                and all(name.endswith(b".msgpack") for name, _sha in items)):
+            count = len(items)
+            head = (bytes((0x90 | count,)) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
+                    if count < 1 << 16 else b"\xdd" + count.to_bytes(4, "big"))
+            data = b"".join([head, *(self.core.raw(sha, BLOB) for _name, sha in items)])
+            if folder is not None:
+                self._joined.put(folder, data)
+            values: _Values = self.serde.loads_typed(("msgpack", data))
+            return values
         result, used = [], set()
         for item, sha in items:
             if shared is None or sha in used:
@@ -806,8 +1008,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     if built is None:
                         held = recorded
                         break
-                    built.objects.write(self.core, built.known)
-                    commit = self.core.write_commit(agent, built.tree, built.parents, built.message)
+                    commit = self.core.write_commit(agent, built.tree, built.parents, built.message,
+                                                    objects=built.objects.unknown(built.known))
                     if self._move(lock, agent, head, commit.id, built.tags):
                         held = recorded
                         self._seed(built, CommitInfo.parse(commit.id, commit.as_raw_string()))
@@ -868,11 +1070,11 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         metadata = get_checkpoint_metadata(config, metadata)
         fields = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
-        objects = _Objects(self.serde)
+        objects = _Objects(self.serde, self._encodings)
         changed, view = {}, {}
         for channel in new_versions:
             if channel in versions and channel in values:
-                changed[channel] = suffix, _mode, sha = objects.value(values[channel])
+                changed[channel] = suffix, _mode, sha = objects.value(values[channel], (agent, channel))
                 if suffix == b".json" and objects.json_bytes[sha] <= VIEW_BYTES:
                     view[channel] = values[channel]
         tops: list[Entry] = []
@@ -902,7 +1104,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
                     if channel in inherited_view:
                         shown[channel] = inherited_view[channel]
                 elif channel in values:  # not new, yet not in the parent: encode it after all
-                    suffix, mode, sha = objects.value(values[channel])
+                    suffix, mode, sha = objects.value(values[channel], (agent, channel))
                 else:
                     continue  # a channel with a version but no value ("empty")
                 entries.append((_name(channel) + suffix, mode, sha))
@@ -1325,7 +1527,8 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             if tuple(parents) == record.parents and tree == record.tree and trailers == record.trailers:
                 sha = record.sha
             else:
-                objects.write(self.core)
+                for obj in objects.unknown():
+                    self.core.store.write(obj)
                 sha = self.core.write_commit(agent, tree, parents, build_message(record.summary, trailers),
                                              record.author_time).id
             mapping[record.sha] = sha

@@ -24,13 +24,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from .core import Core
 from .errors import GitstateError, InvalidArgumentError
+from .git import bare
 from .git import gc as engine
 from .git.config import Config, update_config
 from .git.gc import GcResult
+from .git.store import Store
 from .settings import MaintenanceSettings, grace_period
 
 __all__ = ["GcResult", "Maintenance", "MaintenanceSettings"]
@@ -43,10 +44,21 @@ EXIT_MIN_BYTES = 1 << 20  # ... or this many bytes since its last maintenance
 _WAITING: dict[str, Maintenance] = {}  # by repository path: wrote since their last run
 
 
-class Maintenance:
-    """Settings, ``gc`` and automatic maintenance of one repository (a :class:`Core`)."""
+class Repository(Protocol):
+    """What maintenance uses of a repository: a :class:`~gitstate.core.Core`, or the engine
+    alone (the background worker: importing the core, and its models, doubles its start-up)."""
 
-    def __init__(self, core: Core):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
+class Maintenance:
+    """Settings, ``gc`` and automatic maintenance of one repository (a :class:`Repository`)."""
+
+    def __init__(self, core: Repository):
         self.core = core
         self._lock = threading.Lock()
         self._settings: MaintenanceSettings | None = None
@@ -188,5 +200,14 @@ def _start_worker(path: str) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
+class _Engine:
+    """The repository at ``path`` as the background worker sees it: its engine alone."""
+
+    def __init__(self, path: str):
+        bare.check(path)
+        self.path = os.path.abspath(path)
+        self.store = Store(self.path)
+
+
 if __name__ == "__main__":  # the background worker: python -m gitstate.maintenance <repo>
-    Maintenance(Core.open(sys.argv[1])).run_quietly()
+    Maintenance(_Engine(sys.argv[1])).run_quietly()

@@ -245,8 +245,33 @@ def _state(env: Env) -> dict[str, Any]:
 
 
 def _large_state(env: Env) -> dict[str, Any]:
-    """A state large enough to be hashed while a worker thread writes it (gitstate.git.loose)."""
+    """A state large enough to be hashed by a worker thread while it is written (gitstate.git.loose)."""
     return {**_state(env), "document": "lorem ipsum " * 20_000}
+
+
+THREAD = "crash thread"
+
+
+def langgraph_step(repo: StateRepository, env: Env | None = None) -> None:
+    """A LangGraph step: a checkpoint whose message list grows by one, with the pending
+    write that carried the message (one small pack, one ref move)."""
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from gitstate.langgraph import GitstateSaver
+
+    saver = GitstateSaver(repo)
+    config = {"configurable": {"thread_id": THREAD, "checkpoint_ns": ""}}
+    latest = saver.get_tuple(config)
+    messages = list(latest.checkpoint["channel_values"]["messages"]) if latest else []
+    new = HumanMessage(f"step {len(messages)}", id=str(len(messages)))
+    if latest is not None:
+        saver.put_writes(latest.config, [("messages", [new])], "task")
+        config = latest.config
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": [*messages, new]}
+    checkpoint["channel_versions"] = {"messages": len(messages) + 1}
+    saver.put(config, checkpoint, {"source": "loop", "step": len(messages)}, {"messages": 1})
 
 
 OPERATIONS = {op.name: op for op in (
@@ -294,6 +319,7 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["remote", "set-url", "origin", e.url]),
     Operation("configure_maintenance", "basic",
               lambda r, e: r.configure_maintenance(auto_objects=500, grace_seconds=60)),
+    Operation("langgraph_put", "thread", langgraph_step),
 )}
 
 
@@ -370,6 +396,14 @@ def build_auto(path: Path, size: int) -> None:
     build_basic(path, size)
     with StateRepository.open(path) as repo:
         repo.configure_maintenance(auto_objects=1, background=False)
+
+
+def build_thread(path: Path, size: int) -> None:
+    """``basic`` with a LangGraph thread of one checkpoint (``langgraph_step``)."""
+    build_basic(path, size)
+    with StateRepository.open(path) as repo:
+        langgraph_step(repo)
+    _age_objects(path)
 
 
 def build_remote(path: Path, size: int, server: Path, url: str) -> None:
@@ -558,8 +592,12 @@ def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
              lambda: repo.prune(agent, RetentionPolicy(keep_last=2), grace=timedelta(0))),
         ]
 
+    def thread_steps(agent: str) -> list[tuple[str, Callable[[], object]]]:
+        return [(f"langgraph put ({agent})", lambda: langgraph_step(repo)),
+                (f"langgraph put again ({agent})", lambda: langgraph_step(repo))]
+
     for agent in info.agents:  # (one the operation creates or deletes may be there or not)
-        chain(agent, agent_steps(agent))
+        chain(agent, thread_steps(agent) if agent.startswith("lg.") else agent_steps(agent))
     chain("gc", [("gc", repo.gc)])
     chain("gc --prune", [("gc --prune", lambda: repo.gc(prune=True, grace_seconds=0))])
     chain("reclaim", [("reclaim", lambda: repo.reclaim(grace=timedelta(0)))])
@@ -847,7 +885,7 @@ class Harness:
                 build_diverged(path, self.template("remote"))
             else:
                 {"basic": build_basic, "packed": build_packed, "auto": build_auto,
-                 "young": build_young}[name](path, self.size)
+                 "young": build_young, "thread": build_thread}[name](path, self.size)
             self.templates[name] = path
         return self.templates[name]
 

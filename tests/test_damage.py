@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import fsck, git, grow, snapshot
+from crashpoints import langgraph_step
 from gitstate_cli.main import cli
 from servers import GitDaemon, bare, hook
 
@@ -334,6 +335,16 @@ def _reclaim(path: Path, daemon: GitDaemon) -> Outcome:
     return Outcome(0, "")
 
 
+def _langgraph_put(path: Path, daemon: GitDaemon) -> Outcome:
+    """A LangGraph step on a new thread (a put: a small pack and a new branch)."""
+    try:
+        with StateRepository.open(path) as repo:
+            langgraph_step(repo)
+    except GitstateError as exc:
+        return Outcome(1, f"Error: {exc}\n")
+    return Outcome(0, "")
+
+
 def _push(path: Path, daemon: GitDaemon) -> Outcome:
     """Push every agent to an empty server: it stores nothing git finds damaged, and nothing
     at all if the push fails."""
@@ -383,6 +394,7 @@ COMMANDS: dict[str, Callable[[Path, GitDaemon], Outcome]] = {
     "clone": _clone,
     "tag-delete": _cli("tag", "-d", "a", "first"),  # a packed name
     "remote-rename": _cli("remote", "rename", "origin", "upstream"),  # moves origin/b
+    "langgraph-put": _langgraph_put,
 }
 REMOTE = {"fetch", "pull", "pull-rebase", "pull-merge", "push", "clone"}
 
