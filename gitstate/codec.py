@@ -56,10 +56,11 @@ class _Rejected(Exception):
     """Raised by _pin_floats for what orjson would write wrongly (NaN) or not at all (depth)."""
 
 
-def encode(value: Any) -> bytes:
-    """Return the canonical JSON bytes of ``value`` (see the module docstring)."""
+def encode(value: Any, *, known_plain: bool | None = None) -> bytes:
+    """Return the canonical JSON bytes of ``value`` (see the module docstring);
+    ``known_plain``: what :func:`plain` says of it, if the caller asked already."""
     try:
-        if plain(value):  # no float, Enum or tuple: orjson writes it as it is
+        if plain(value) if known_plain is None else known_plain:  # orjson writes it as it is
             return orjson.dumps(value, option=_OPTIONS)
         return orjson.dumps(_pin_floats(value, 1), option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError, _Rejected) as exc:

@@ -489,14 +489,18 @@ def test_agents_command_lists_readable_agents_and_an_error_line_for_each_other(
 
 
 @pytest.mark.parametrize("size", [0, 200_000], ids=["small", "large"])  # large: hashed while written
-def test_a_save_into_a_fanout_folder_that_is_a_file_is_a_typed_error(repo: StateRepository,
-                                                                    size: int) -> None:
+@pytest.mark.parametrize("kind", ["file", "broken link"])
+def test_a_save_into_a_fanout_folder_that_is_not_a_folder_is_a_typed_error(
+        repo: StateRepository, size: int, kind: str) -> None:
     state = {"agent_id": "a", "notes": "x" * size}
     blob = object_id(BLOB, encode(state))
     folder = Path(repo.path, "objects", blob[:2].decode())
-    folder.write_bytes(b"")  # where the blob's loose object would go
+    if kind == "file":  # where the blob's loose object would go
+        folder.write_bytes(b"")
+    else:
+        folder.symlink_to(Path(repo.path, "nowhere"))
     before = snapshot(repo)
-    with pytest.raises(CorruptObjectError, match=f"{folder} is a file where git keeps a folder"):
+    with pytest.raises(CorruptObjectError, match=f"{folder} is not a folder .* move it out"):
         repo.save(state)
     assert snapshot(repo) == before
 

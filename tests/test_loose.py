@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 import threading
 from pathlib import Path
@@ -84,3 +85,25 @@ def test_threads_adding_large_objects_at_once_get_their_own_ids(repo: StateRepos
         i: hash_object(repo, data) for i, data in enumerate(datas)}
     assert git(repo, "count-objects").startswith(f"{len(datas)} objects")
     fsck(repo)
+
+
+def test_a_process_that_cannot_start_the_worker_thread_hashes_on_its_own(tmp_path: Path) -> None:
+    """Out of address space for a thread's stack (as under ``ulimit -v``), a large save
+    hashes on the saving thread, and later ones still work once memory is back."""
+    script = f"""
+import os, resource, signal
+from gitstate import StateRepository
+repo = StateRepository.init({str(tmp_path / 'state.git')!r})
+state = {{"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200}}
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 20), hard))  # no room for a thread stack
+repo.save(state)
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+signal.alarm(20)  # a worker that never started would make this wait forever
+repo.save({{**state, "i": 2}})
+print(len(repo.log("a")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "2", result.stderr
+    fsck(str(tmp_path / "state.git"))

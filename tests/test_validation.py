@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
 from pathlib import Path
@@ -514,3 +515,22 @@ def test_a_large_state_that_cannot_be_encoded_leaves_the_repository_as_it_was(
         repo.save({"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200, "nested": [bad]})
     assert info.value.path.startswith(path)
     assert snapshot(repo) == before
+
+
+def test_a_large_state_that_cannot_be_encoded_names_its_fault_even_on_a_full_disk(
+        tmp_path: Path) -> None:
+    """The state is written while it is checked: a write that fails (here: past the file
+    size limit, as on a full disk) must not hide that the state itself is wrong."""
+    script = f"""
+import math, resource, signal
+from gitstate import EncodingError, StateRepository
+repo = StateRepository.init({str(tmp_path / 'state.git')!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+try:
+    repo.save({{"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200, "score": math.nan}})
+except EncodingError as exc:
+    print("EncodingError", exc.path)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "EncodingError $.score", result.stderr

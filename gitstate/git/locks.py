@@ -46,7 +46,9 @@ def make_folders(path: str, durable: bool) -> None:
     for folder in reversed(missing):
         try:
             os.mkdir(folder)
-        except FileExistsError:  # made meanwhile by another writer (or a file: the caller fails)
+        except FileExistsError:  # made meanwhile by another writer, or not a folder
+            if not os.path.isdir(folder):
+                raise NotADirectoryError(f"{folder} is not a folder") from None
             continue
         if durable:
             fsync_path(os.path.dirname(folder))
@@ -195,5 +197,8 @@ class Locks:
             if lock.fd != -1:
                 os.close(lock.fd)
             if not lock.committed:
-                os.unlink(lock_path)  # if this fails, the record stays: the next holder removes it
+                try:  # if this fails, the record stays: the next holder removes it
+                    os.unlink(lock_path)
+                except FileNotFoundError:  # renamed into place just before an interrupt
+                    pass
             guard.forget()

@@ -8,7 +8,7 @@ written straight from the object's bytes (:func:`stored_zlib`), so a save
 neither deflates nor copies a state; maintenance packs them. A large object
 given by its content (:meth:`LooseWriter.add`) is hashed by a worker thread
 while this one writes it into ``objects/`` (both release the GIL; the worker
-makes no system call), then renamed into its fan-out folder once its name is
+makes no file-system call), then renamed into its fan-out folder once its name is
 known. The temporary files
 killed writers leave are removed by maintenance (:func:`remove_temporaries`);
 readers never see them.
@@ -70,10 +70,21 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:
     return total
 
 
+def _remove(tmp: str) -> None:
+    """Remove a temporary file of this writer (``git prune`` may have removed it already)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
 def _sha1(head: bytes, raw: bytes) -> bytes:
     digest = hashlib.sha1(head)
     digest.update(raw)
     return digest.hexdigest().encode()
+
+
+_Result = queue.SimpleQueue[tuple[Any, BaseException | None]]
 
 
 class _Worker:
@@ -81,29 +92,46 @@ class _Worker:
     (made again in a child after ``fork``, which keeps no thread)."""
 
     _lock = threading.Lock()
-    _queue: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[tuple[Any, BaseException | None]]]]
+    _queue: queue.SimpleQueue[tuple[Callable[[], Any], _Result]]
     _pid = -1
 
     @classmethod
-    def run(cls, job: Callable[[], Any]) -> queue.SimpleQueue[tuple[Any, BaseException | None]]:
-        """Start ``job``; ``get()`` on what this returns gives ``(result, exception)``."""
+    def run(cls, job: Callable[[], Any]) -> _Result:
+        """Start ``job``; ``get()`` on what this returns gives ``(result, exception)``. Where
+        no thread can be started (at interpreter shutdown, out of memory), ``job`` runs here."""
+        done: _Result = queue.SimpleQueue()
         with cls._lock:
             if cls._pid != os.getpid():
-                cls._queue, cls._pid = queue.SimpleQueue(), os.getpid()
-                threading.Thread(target=cls._serve, args=(cls._queue,), daemon=True,
-                                 name="gitstate-loose-writer").start()
-        done: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
+                jobs: queue.SimpleQueue[tuple[Callable[[], Any], _Result]] = queue.SimpleQueue()
+                try:
+                    threading.Thread(target=cls._serve, args=(jobs,), daemon=True,
+                                     name="gitstate-loose-writer").start()
+                except RuntimeError:
+                    _serve_one(job, done)
+                    return done
+                cls._queue, cls._pid = jobs, os.getpid()
         cls._queue.put((job, done))
         return done
 
+    @classmethod
+    def _forget(cls) -> None:
+        """In a child after ``fork``: no worker, and a lock no other thread can hold."""
+        cls._lock, cls._pid = threading.Lock(), -1
+
     @staticmethod
-    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]]]) -> None:
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], Any], _Result]]) -> None:
         while True:
-            job, done = jobs.get()
-            try:
-                done.put((job(), None))
-            except BaseException as exc:  # handed to the waiting thread, which raises it
-                done.put((None, exc))
+            _serve_one(*jobs.get())
+
+
+def _serve_one(job: Callable[[], Any], done: _Result) -> None:
+    try:
+        done.put((job(), None))
+    except BaseException as exc:  # handed to the waiting thread, which raises it
+        done.put((None, exc))
+
+
+os.register_at_fork(after_in_child=_Worker._forget)
 
 
 class LooseWriter:
@@ -129,9 +157,9 @@ class LooseWriter:
                 size = self._write_file(tmp, header(obj.type_num, len(raw)), raw)
                 break
             except FileNotFoundError:  # no fan-out folder (git's gc removes empty ones)
-                make_folders(folder, self.durable)
+                self._make_folder(folder)
             except NotADirectoryError:
-                raise self._folder_is_a_file(folder) from None
+                raise self._not_a_folder(folder) from None
         self._move(tmp, path, size)
 
     def add(self, type_num: int, raw: bytes,
@@ -162,10 +190,10 @@ class LooseWriter:
             path = loose_path(self.objects_dir, sha)
             there = keep and self._freshened(path)
         except BaseException:
-            os.unlink(tmp)
+            _remove(tmp)
             raise
         if not keep or there:
-            os.unlink(tmp)
+            _remove(tmp)
             return sha if keep else None
         self._move(tmp, path, size)
         return sha
@@ -188,13 +216,19 @@ class LooseWriter:
         return os.path.join(folder, f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}")
 
     @staticmethod
-    def _folder_is_a_file(folder: str) -> CorruptObjectError:
-        return CorruptObjectError(f"{folder} is a file where git keeps a folder of loose "
-                                  "objects: move it out of the repository")
+    def _not_a_folder(folder: str) -> CorruptObjectError:
+        return CorruptObjectError(f"{folder} is not a folder (a file or a broken link) where git "
+                                  "keeps a folder of loose objects: move it out of the repository")
+
+    def _make_folder(self, folder: str) -> None:
+        try:
+            make_folders(folder, self.durable)
+        except NotADirectoryError:
+            raise self._not_a_folder(folder) from None
 
     def _write_file(self, tmp: str, head: bytes, raw: bytes) -> int:
-        """Create ``tmp`` holding the loose object ``head + raw``; return its size. Nothing is
-        left behind if this fails."""
+        """Create ``tmp`` holding the loose object ``head + raw``; return its size. A failed
+        call leaves nothing behind (a signal may: maintenance removes such files)."""
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             size = _write_all(fd, stored_zlib(head, raw))
@@ -219,14 +253,11 @@ class LooseWriter:
                 except FileNotFoundError:
                     if os.path.dirname(tmp) == folder or not os.path.exists(tmp):
                         raise  # (the temporary file itself is gone: not a missing folder)
-                    make_folders(folder, self.durable)
+                    self._make_folder(folder)
                 except NotADirectoryError:
-                    raise self._folder_is_a_file(folder) from None
+                    raise self._not_a_folder(folder) from None
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _remove(tmp)
             raise
         with self._lock:
             self._written[0] += 1
