@@ -14,9 +14,11 @@ that every ratio compares saves made under the same conditions. gitstate
 runs with default settings (automatic maintenance on); bytes on disk are
 measured after that process has exited, i.e. after the automatic
 maintenance, with no manual step. What a workload wrote stays until the end
-of the run: on ext4 without a journal, creating a file within a minute or
-more of many deletions costs up to ~0.5 ms (the inode allocator passes over
-recently freed inodes), which would fall on the workload that runs next.
+of the run, and every save loop runs before anything else is measured (git gc
+on a copy, gitstate's gc, loads): on ext4 without a journal, creating a file
+within a minute or more of many deletions costs up to ~0.5 ms (the inode
+allocator passes over recently freed inodes), which would fall on the save
+loop that runs next.
 Prints a table of medians and ratios; ``--markdown`` also writes it to a
 file, ``--json`` the raw figures.
 """
@@ -216,15 +218,20 @@ def in_child(*args: str) -> dict[str, Any]:
 
 # -- one workload -----------------------------------------------------------------------------
 
-def run_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
-    work = WORKLOADS[key]
-    out: dict[str, Any] = {"key": key, "title": work.title}
-    repo_path, seed_dir = str(root / f"{key}.git"), root / f"{key}-seed"
+def save_workload(key: str, scale: int, root: Path, mode: str) -> dict[str, Any]:
+    """The save loop of workload ``key`` (in a child process), timed."""
     os.sync()  # each save loop starts with no dirty data of earlier runs being written back
     started = time.perf_counter()
     saved = in_child("save", key, str(root), str(scale), mode)
-    run_s = time.perf_counter() - started
-    times, seed_paths = saved["times"], saved["seed_paths"]
+    return {**saved, "run_s": time.perf_counter() - started}
+
+
+def run_workload(key: str, root: Path, saved: dict[str, Any]) -> dict[str, Any]:
+    """Everything measured of workload ``key`` after its save loop ``saved``."""
+    work = WORKLOADS[key]
+    out: dict[str, Any] = {"key": key, "title": work.title}
+    repo_path, seed_dir = str(root / f"{key}.git"), root / f"{key}-seed"
+    times, seed_paths, run_s = saved["times"], saved["seed_paths"], saved["run_s"]
     out["checkpoints"] = len(times["gitstate"])
     for which, folder in (("seed", seed_dir), ("floor", root / f"{key}-floor"),
                           ("naive", root / f"{key}-naive.git")):
@@ -435,10 +442,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     keys = [k.strip().upper() for k in args.only.split(",") if k.strip()]
     results = []
     with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
+        saved = {}
+        for key in keys:  # every save loop first: what is measured after deletes files
+            if key != "G":
+                print(f"saving {key} ...", file=sys.stderr, flush=True)
+                saved[key] = save_workload(key, scale, Path(tmp), args.maintenance)
         for key in keys:
-            print(f"running {key} ...", file=sys.stderr, flush=True)
+            print(f"measuring {key} ...", file=sys.stderr, flush=True)
             results.append(run_gc_memory(scale, Path(tmp)) if key == "G" else
-                           run_workload(key, scale, Path(tmp), args.maintenance))
+                           run_workload(key, Path(tmp), saved[key]))
     header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
               f"{args.maintenance}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")
