@@ -48,7 +48,7 @@ _OPTIONS = (
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 _LEAVES = (str, int, bool, type(None), uuid.UUID)
 _PLAIN = frozenset(_LEAVES)  # what orjson writes as is: _pin_floats need not look into it
-_SCALARS = frozenset((str, int, bool, type(None)))  # what plain() lets through, with:
+_SCALARS = frozenset((str, int, bool, type(None)))  # what _only_plain lets through, with:
 _UNPINNED = _SCALARS | {dict, list}
 
 
@@ -56,26 +56,15 @@ class _Rejected(Exception):
     """Raised by _pin_floats for what orjson would write wrongly (NaN) or not at all (depth)."""
 
 
-def encode(value: Any, *, known_plain: bool | None = None) -> bytes:
-    """Return the canonical JSON bytes of ``value`` (see the module docstring);
-    ``known_plain``: what :func:`plain` says of it, if the caller asked already."""
+def encode(value: Any) -> bytes:
+    """Return the canonical JSON bytes of ``value`` (see the module docstring)."""
     try:
-        if plain(value) if known_plain is None else known_plain:  # orjson writes it as it is
+        if _only_plain(value):  # no float, Enum or tuple: orjson writes it as it is
             return orjson.dumps(value, option=_OPTIONS)
         return orjson.dumps(_pin_floats(value, 1), option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError, _Rejected) as exc:
         check(value)  # raises an EncodingError naming the path
         raise EncodingError(f"cannot encode the value: {exc}") from exc  # an orjson check does not know
-
-
-def encode_if_plain(value: Any) -> bytes | None:
-    """orjson's bytes for ``value``, which are :func:`encode`'s if :func:`plain` says so
-    (else not canonical); None if orjson refuses it. For a writer that checks
-    :func:`plain` while it hashes the bytes, and else falls back to :func:`encode`."""
-    try:
-        return orjson.dumps(value, option=_OPTIONS)
-    except (orjson.JSONEncodeError, TypeError):
-        return None
 
 
 def decode(data: bytes | str) -> Any:
@@ -91,7 +80,7 @@ def check(value: Any) -> None:
     _find_problem(value, "$", 1)
 
 
-def plain(value: Any) -> bool:
+def _only_plain(value: Any) -> bool:
     """Whether ``value`` holds only dicts, lists, strings, integers, booleans and None,
     nested at most ``MAX_DEPTH`` levels: what orjson writes canonically by itself.
 

@@ -50,24 +50,6 @@ def test_an_object_already_there_is_freshened_not_written_again(repo: StateRepos
     assert not [p for p in Path(repo.path, "objects").rglob("tmp*")]
 
 
-@pytest.mark.parametrize("size", [100, len(LARGE)], ids=["small", "large"])
-def test_an_object_the_check_refuses_is_not_written(repo: StateRepository, size: int) -> None:
-    before = snapshot(repo)
-    assert writer(repo).add(BLOB, LARGE[:size], lambda: False) is None
-    assert snapshot(repo) == before
-
-
-def test_a_check_that_raises_leaves_no_file(repo: StateRepository) -> None:
-    before = snapshot(repo)
-
-    def interrupted() -> bool:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        writer(repo).add(BLOB, LARGE, interrupted)
-    assert snapshot(repo) == before
-
-
 def test_threads_adding_large_objects_at_once_get_their_own_ids(repo: StateRepository) -> None:
     shared = writer(repo)
     datas = [LARGE + b"%d\n" % i for i in range(8)]

@@ -493,8 +493,8 @@ def _deep(levels: int) -> object:
 ], ids=["plain", "floats", "enum", "tuple"])
 def test_a_large_state_is_written_canonically_whatever_it_holds(repo: StateRepository,
                                                                 extra: dict) -> None:
-    """A state past the size where it is hashed while written is checked for floats, Enums
-    and tuples meanwhile; with any, it is encoded again with them pinned."""
+    """A state past the size where it is hashed while it is written: floats, Enums and
+    tuples are pinned as in a small one."""
     state = {"agent_id": "a", "notes": ["lorem ipsum " * 100] * 200, "nested": [{"x": extra}]}
     repo.save(state)
     plain = json.loads(json.dumps(state, default=lambda v: v.value))  # the Enum's value
@@ -519,8 +519,8 @@ def test_a_large_state_that_cannot_be_encoded_leaves_the_repository_as_it_was(
 
 def test_a_large_state_that_cannot_be_encoded_names_its_fault_even_on_a_full_disk(
         tmp_path: Path) -> None:
-    """The state is written while it is checked: a write that fails (here: past the file
-    size limit, as on a full disk) must not hide that the state itself is wrong."""
+    """A state that cannot be encoded is refused before anything is written, even where
+    a write would fail (here: past the file size limit, as on a full disk)."""
     script = f"""
 import math, resource, signal
 from gitstate import EncodingError, StateRepository

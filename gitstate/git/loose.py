@@ -162,19 +162,11 @@ class LooseWriter:
                 raise self._not_a_folder(folder) from None
         self._move(tmp, path, size)
 
-    def add(self, type_num: int, raw: bytes,
-            valid: Callable[[], bool] | None = None) -> bytes | None:
+    def add(self, type_num: int, raw: bytes) -> bytes:
         """Write an object given by its type and content unless it is already there;
-        return its hex SHA, or None, writing nothing, if ``valid`` is given and ``valid()`` is
-        False.
-
-        A large one is hashed by a worker thread while this one writes it into a
-        temporary file of ``objects/``, then calls ``valid``; the file is renamed
-        into place after.
-        """
+        return its hex SHA. A large one is hashed by a worker thread while this one
+        writes it into a temporary file of ``objects/``, renamed into place after."""
         if len(raw) < _OVERLAP:
-            if valid is not None and not valid():
-                return None
             obj = RawObject(type_num, raw)
             self.write(obj)
             return obj.id
@@ -183,18 +175,17 @@ class LooseWriter:
         tmp = self._temporary(self.objects_dir)
         size = self._write_file(tmp, head, raw)
         try:
-            keep = valid is None or valid()
             sha, failed = hashing.get()
             if failed is not None:
                 raise failed
             path = loose_path(self.objects_dir, sha)
-            there = keep and self._freshened(path)
+            there = self._freshened(path)
         except BaseException:
             _remove(tmp)
             raise
-        if not keep or there:
+        if there:
             _remove(tmp)
-            return sha if keep else None
+            return sha
         self._move(tmp, path, size)
         return sha
 

@@ -76,7 +76,6 @@ class Store:
         weakref.finalize(self, _close_repos, self._repos)  # also runs at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
         self.loose = LooseWriter(self.objects_dir, durable)
-        self._plain_states = True  # whether the last state written was plain (see write_state)
         self._packed = [0, 0]  # objects and bytes written by write_pack since take_written()
         self._packed_lock = threading.Lock()
         self.locks = Locks(path, lock_timeout, durable)
@@ -131,28 +130,8 @@ class Store:
 
     def write_state(self, data: Any) -> bytes:
         """Write ``data``'s canonical JSON as a blob and the tree naming it ``state.json``
-        (:func:`~gitstate.git.layout.state_tree`); return the tree's hex SHA.
-
-        When the last state written was plain (:func:`~gitstate.codec.plain`: what orjson
-        writes canonically by itself), this one is assumed to be too: its orjson bytes
-        are written and hashed while it is checked, and encoded again the slow way only
-        if the check fails. Otherwise it is checked first.
-        """
-        blob = None
-        if self._plain_states:
-            raw = codec.encode_if_plain(data)
-            if raw is not None:
-                try:
-                    blob = self.loose.add(BLOB, raw, lambda: codec.plain(data))
-                except OSError:
-                    if codec.plain(data):
-                        raise
-                    # else what is wrong with the state, if anything, is the error to give
-        if blob is None:
-            plain = codec.plain(data)
-            self._plain_states = plain
-            blob = self.loose.add(BLOB, codec.encode(data, known_plain=plain))
-            assert blob is not None  # (no check to fail)
+        (:func:`~gitstate.git.layout.state_tree`); return the tree's hex SHA."""
+        blob = self.loose.add(BLOB, codec.encode(data))
         tree = state_tree(blob)
         self.loose.write(tree)
         return tree.id
