@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 from langgraph.graph.message import add_messages  # noqa: E402
 
-from bench.run import file_bytes, rss_mb  # noqa: E402
+from bench.run import file_bytes, file_system_costs, rss_mb  # noqa: E402
 from bench.workloads import Text  # noqa: E402
 
 THREAD = {"configurable": {"thread_id": "bench-thread"}}
@@ -117,30 +117,6 @@ def child_read(kind: str, path: str) -> dict[str, Any]:
     return {"get_first": first_get, "get_median": statistics.median(gets), "list_first": lists[0],
             "list_median": statistics.median(lists), "checkpoints": count,
             "messages": len(latest.checkpoint["channel_values"]["messages"])}
-
-
-def file_system_costs(root: Path, count: int = 200) -> dict[str, float]:
-    """Median cost (ms) here of what a save does per object and per ref: create a new file
-    (a temporary written and renamed into place, as a loose object or a small pack is) and
-    replace an existing one (a ``.lock`` created and renamed over the ref)."""
-    folder = root / "fs"
-    folder.mkdir()
-    creates, replaces = [], []
-    for i in range(count):
-        start = time.perf_counter()
-        fd = os.open(folder / f"tmp{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        os.write(fd, b"x" * 1024)
-        os.close(fd)
-        os.replace(folder / f"tmp{i}", folder / f"object{i}")
-        creates.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        fd = os.open(folder / "ref.lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, b"%040d\n" % i)
-        os.close(fd)
-        os.replace(folder / "ref.lock", folder / "ref")
-        replaces.append(time.perf_counter() - start)
-    shutil.rmtree(folder)
-    return {"create_ms": statistics.median(creates) * 1000, "replace_ms": statistics.median(replaces) * 1000}
 
 
 def in_child(*args: str) -> dict[str, Any]:

@@ -210,6 +210,29 @@ def child_gc(path: str) -> dict[str, Any]:
             "bytes_after": file_bytes(path), "packed": result.packed_objects}
 
 
+def file_system_costs(root: Path, count: int = 200) -> dict[str, float]:
+    """Median cost (ms) here of what a save does per object and per ref: create a new file
+    (a temporary written and renamed into place, as a loose object or a small pack is) and
+    replace an existing one (a ``.lock`` created and renamed over the ref)."""
+    folder = root / "fs"
+    folder.mkdir()  # (left for the caller to remove: see "File creation" in docs/performance.md)
+    creates, replaces = [], []
+    for i in range(count):
+        start = time.perf_counter()
+        fd = os.open(folder / f"tmp{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        os.write(fd, b"x" * 1024)
+        os.close(fd)
+        os.replace(folder / f"tmp{i}", folder / f"object{i}")
+        creates.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fd = os.open(folder / "ref.lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, b"%040d\n" % i)
+        os.close(fd)
+        os.replace(folder / "ref.lock", folder / "ref")
+        replaces.append(time.perf_counter() - start)
+    return {"create_ms": statistics.median(creates) * 1000, "replace_ms": statistics.median(replaces) * 1000}
+
+
 def in_child(*args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
                          capture_output=True, text=True)
@@ -442,6 +465,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     keys = [k.strip().upper() for k in args.only.split(",") if k.strip()]
     results = []
     with tempfile.TemporaryDirectory(prefix="gitstate-bench-") as tmp:
+        costs = file_system_costs(Path(tmp))  # what a new file costs here, before any save
         saved = {}
         for key in keys:  # every save loop first: what is measured after deletes files
             if key != "G":
@@ -454,12 +478,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     header = (f"gitstate benchmark ({'full' if scale == 1 else f'1/{scale} size'}, maintenance "
               f"{args.maintenance}; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cpus; medians)")
-    table = markdown(results, header)
+    table = markdown(results, header) + (
+        f"- file system at the start (median of 200): a new file {costs['create_ms']:.3f} ms, "
+        f"replacing a file by rename (a ref update) {costs['replace_ms']:.3f} ms\n")
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"results": results, "file_system": costs}, indent=2))
     return 0
 
 

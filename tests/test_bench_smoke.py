@@ -41,7 +41,10 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
         assert row[5] and row[6] in ("yes", "NO"), row  # a target and its verdict
     assert cells[("A", "heads(): ids and heads (new repository object)")][2].endswith("ms")
     assert {k for k, _ in cells} == {"S", "L", "W", "M", "H", "A", "G"}
-    figures = json.loads(out_json.read_text())
+    assert "- file system at the start (median of 200): a new file " in run.stdout
+    saved = json.loads(out_json.read_text())
+    assert saved["file_system"]["create_ms"] > 0
+    figures = saved["results"]
     assert [f["key"] for f in figures] == ["S", "L", "W", "M", "H", "A", "G"]
     assert all(f["floor"]["p50"] > 0 for f in figures[:-1])  # measured in the same loop
     assert all(f["verify_ok"] for f in figures[:-1])
