@@ -8,10 +8,9 @@ written straight from the object's bytes (:func:`stored_zlib`), so a save
 neither deflates nor copies a state; maintenance packs them. A large object
 given by its content (:meth:`LooseWriter.add`) is hashed by a worker thread
 while this one writes it into ``objects/`` (both release the GIL; the worker
-makes no file-system call), then renamed into its fan-out folder once its name is
-known. The temporary files
-killed writers leave are removed by maintenance (:func:`remove_temporaries`);
-readers never see them.
+makes no file-system call), then renamed into its fan-out folder once its
+name is known. The temporary files killed writers leave are removed by
+maintenance (:func:`remove_temporaries`); readers never see them.
 """
 
 from __future__ import annotations
@@ -250,14 +249,18 @@ class LooseWriter:
         except BaseException:
             _remove(tmp)
             raise
-        with self._lock:
-            self._written[0] += 1
-            self._written[1] += size
+        self.count(1, size)
         if self.durable:
             fsync_path(folder)
 
+    def count(self, objects: int, nbytes: int) -> None:
+        """Count ``objects`` files of ``nbytes`` bytes written (here, or as a small pack)."""
+        with self._lock:
+            self._written[0] += objects
+            self._written[1] += nbytes
+
     def written(self) -> tuple[int, int]:
-        """How many loose objects (and bytes) were written since :meth:`take_written`."""
+        """How many files (and bytes) of objects were written since :meth:`take_written`."""
         with self._lock:
             return self._written[0], self._written[1]
 

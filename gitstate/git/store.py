@@ -76,8 +76,6 @@ class Store:
         weakref.finalize(self, _close_repos, self._repos)  # also runs at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
         self.loose = LooseWriter(self.objects_dir, durable)
-        self._packed = [0, 0]  # objects and bytes written by write_pack since take_written()
-        self._packed_lock = threading.Lock()
         self.locks = Locks(path, lock_timeout, durable)
         self.refs = Refs(path, self.locks)
 
@@ -139,25 +137,16 @@ class Store:
     def write_pack(self, objects: Sequence[GitObject]) -> None:
         """Write several new objects as one small pack (:mod:`~gitstate.git.smallpack`);
         for automatic maintenance it counts as the two files it adds, as two loose objects."""
-        size = write_pack(self.objects_dir, objects, self.durable)
-        with self._packed_lock:
-            self._packed[0] += 2
-            self._packed[1] += size
+        self.loose.count(2, write_pack(self.objects_dir, objects, self.durable))
 
     def written(self) -> tuple[int, int]:
         """How many loose objects (a small pack: two) and bytes this store wrote since
         :meth:`take_written` (what automatic maintenance counts)."""
-        objects, nbytes = self.loose.written()
-        with self._packed_lock:
-            return objects + self._packed[0], nbytes + self._packed[1]
+        return self.loose.written()
 
     def take_written(self) -> tuple[int, int]:
         """:meth:`written`, and start counting again from zero."""
-        objects, nbytes = self.loose.take_written()
-        with self._packed_lock:
-            counts = objects + self._packed[0], nbytes + self._packed[1]
-            self._packed = [0, 0]
-            return counts
+        return self.loose.take_written()
 
     def remove_temporaries(self, cutoff: float) -> int:
         """Delete killed writers' temporary files older than ``cutoff`` (the caller holds the
