@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..errors import CorruptObjectError, InvalidArgumentError
 from ..ids import branch_ref, tag_prefix
 from .layout import reaches
-from .locks import RefLock, fsync_path, make_folders
+from .locks import RefLock, fsync_path, make_folders, write_all
 from .refs import Refs
 from .refs import parse_journal as parse_lines
 
@@ -113,9 +113,7 @@ def _write(refs: Refs, agent_id: str, updates: Sequence[RefUpdate]) -> None:
     make_folders(os.path.dirname(path), durable)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        data = format_journal(updates)
-        while data:
-            data = data[os.write(fd, data):]
+        write_all(fd, format_journal(updates))
         if durable:
             os.fsync(fd)
     finally:

@@ -36,6 +36,13 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` whole (a short write is continued)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def make_folders(path: str, durable: bool) -> None:
     """Create folder ``path`` and its missing parents; when ``durable``, fsync the parent of
     each folder created, so that a power loss cannot take back an entry written into it."""
@@ -98,9 +105,7 @@ class LockFile:
         self.committed = False
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
 
     def commit(self) -> None:
         """Make the written content ``<file>``'s (fsynced with its folder when durable)."""

@@ -25,7 +25,7 @@ from itertools import accumulate
 from dulwich.object_format import SHA1
 from dulwich.pack import pack_object_header
 
-from .locks import fsync_path, make_folders
+from .locks import fsync_path, make_folders, write_all
 from .objects import GitObject
 
 _BLOCK = 0xFFFF  # the most a stored deflate block holds
@@ -87,9 +87,7 @@ def write_pack(objects_dir: str, objects: Sequence[GitObject], durable: bool) ->
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             left.append(tmp)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 if durable:
                     os.fsync(fd)
             finally:
