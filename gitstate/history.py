@@ -137,15 +137,15 @@ def fork(core: Core, agent_id: str, rev: str | None, new_agent_id: str) -> Check
     data = core.state(core.commit(target.commit.encode()))
     if isinstance(data, dict):
         data["agent_id"] = new_agent_id
-    tree = core.store.write_state(data)
     trailers = _derived_trailers(target, new_agent_id, {"Forked-From": target.checkpoint_id,
                                                          "Forked-From-Agent": agent_id})
     message = build_message(f"{new_agent_id} fork of {agent_id} at {target.checkpoint_id}", trailers)
-    commit = checkpoint_commit(tree, target.commit.encode(), new_agent_id, message)
     with ExitStack() as stack:  # both agents, in id order (no lock-order deadlock)
         locks = {a: stack.enter_context(core.store.agent_lock(a))
                  for a in sorted((agent_id, new_agent_id))}
         core.position(agent_id, core.history(agent_id), target)  # still in the history
+        tree = core.store.write_state(data)
+        commit = checkpoint_commit(tree, target.commit.encode(), new_agent_id, message)
         core.store.write(commit, new=True)
         if not core.store.update_ref(locks[new_agent_id], new_ref, None, commit.id):
             raise AgentExistsError(f"agent {new_agent_id!r} already exists")
