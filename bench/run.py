@@ -9,8 +9,10 @@ Every anchor runs in the same invocation on the same states: each state is
 saved by gitstate, by the seed's ``save_state``, by the floor (canonical
 encoding, one SHA-1, one write to a new file) and by naive dulwich (S, L, W,
 M), one after the other in one loop of a child process (as an agent saves
-between pieces of work), in an order that rotates from state to state, so
-that every ratio compares saves made under the same conditions. gitstate
+between pieces of work), in every order in turn, so that every ratio compares
+saves made under the same conditions: each saver runs as often after each other
+one (a save pays for the caches the one before it evicted, and for collecting
+its garbage). gitstate
 runs with default settings (automatic maintenance on); bytes on disk are
 measured after that process has exited, i.e. after the automatic
 maintenance, with no manual step. What a workload wrote stays until the end
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -168,7 +171,7 @@ class NaiveDulwich:
 def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
     """The workload's save loop (in this, a child, process): each state saved by gitstate
     into ``<root>/<key>.git``, by the seed into ``<key>-seed``, by the floor into
-    ``<key>-floor`` and by naive dulwich into ``<key>-naive.git``, in rotating order."""
+    ``<key>-floor`` and by naive dulwich into ``<key>-naive.git``, in every order in turn."""
     folder = Path(root)
     repo = StateRepository.init(folder / f"{key}.git")
     if mode != "default":
@@ -178,6 +181,7 @@ def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
     floor_dir.mkdir()
     naive = None if key in NO_NAIVE else NaiveDulwich(str(folder / f"{key}-naive.git"))
     times: dict[str, list[float]] = {"gitstate": [], "seed": [], "floor": []}
+    orders = list(itertools.permutations(range(4 if naive is not None else 3)))
     seed_paths: dict[str, list[str]] = {}
     first: set[str] = set()
     for i, (agent_id, state) in enumerate(WORKLOADS[key].make(Text(), scale)):
@@ -190,8 +194,7 @@ def child_save(key: str, root: str, scale: int, mode: str) -> dict[str, Any]:
             ("floor", lambda: floor_save(floor_dir, state, f"{i:06d}"))]
         if naive is not None:
             savers.append(("naive", lambda: naive.save(state)))
-        turn = i % len(savers)
-        for which, save in savers[turn:] + savers[:turn]:
+        for which, save in (savers[k] for k in orders[i % len(orders)]):
             start = time.perf_counter()
             save()
             times.setdefault(which, []).append(time.perf_counter() - start)
