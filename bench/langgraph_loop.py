@@ -1,7 +1,7 @@
 """LangGraph's 300-step message loop with SqliteSaver and GitstateSaver, side by side.
 
-    python bench/langgraph_loop.py                    # 300 super-steps, both savers
-    python bench/langgraph_loop.py --steps 60         # a quick run
+    python bench/langgraph_loop.py                    # 300 super-steps, 3 rounds of both savers
+    python bench/langgraph_loop.py --steps 60 --rounds 1   # a quick run
     python bench/langgraph_loop.py --markdown out.md --json figures.json
 
 The graph: one ``messages`` channel (``add_messages``); a fake model node appends a
@@ -12,10 +12,15 @@ between two consecutive stream updates), then, after it exited, the bytes of its
 (gitstate: the repository after its automatic maintenance, default settings; SQLite: the
 database file and any -wal/-shm), then a reader process: ``get_tuple`` of the latest
 checkpoint (the first call, then the median of 15) and ``list`` of the whole thread (the
-first call in the process, then the median of 3). Targets (issue 12): bytes at least 10x
-smaller, median step no higher, ``list`` at most 0.2x, ``get_tuple`` no slower. A third
-writer runs with automatic maintenance off, to show what its background gc costs the steps,
-and the run ends with the file system's cost of a new file and of a ref update.
+first call in the process, then the median of 3). That pair runs ``--rounds`` times per
+saver, in alternating order (SQLite first in even rounds, gitstate first in odd ones), each
+round into new files, so that both savers see the same spells of a shared machine: step
+times are the median (and p90) of every round's steps, the other figures the median of the
+rounds' figures, and the table ends with each round's median step. Targets (issue 12):
+bytes at least 10x smaller, median step no higher, ``list`` at most 0.2x, ``get_tuple`` no
+slower. A last writer runs with automatic maintenance off, to show what its background gc
+costs the steps, and the run ends with the file system's cost of a new file and of a ref
+update.
 """
 
 from __future__ import annotations
@@ -133,19 +138,32 @@ def run(kind: str, root: Path, steps: int) -> dict[str, Any]:
         StateRepository.init(path).configure_maintenance(auto_objects=0)
         os.sync()
         written = in_child("write", "gitstate", path, str(steps))
-        return {"bytes": file_bytes(path), "step_ms": statistics.median(written["times"]) * 1000}
+        return {"bytes": file_bytes(path), "times": written["times"]}
     os.sync()
     written = in_child("write", kind, path, str(steps))
     files = (path, path + "-wal", path + "-shm")
     size = (sum(os.path.getsize(p) for p in files if os.path.exists(p)) if kind == "sqlite"
             else file_bytes(path))
     read = in_child("read", kind, path)
-    return {"bytes": size, "step_ms": statistics.median(written["times"]) * 1000,
-            "step_p90_ms": sorted(written["times"])[int(0.9 * (len(written["times"]) - 1))] * 1000,
-            "writer_rss_mb": written["rss_mb"], **read}
+    return {"bytes": size, "times": written["times"], "writer_rss_mb": written["rss_mb"], **read}
 
 
-def table(results: dict[str, dict[str, Any]], steps: int, costs: dict[str, float]) -> str:
+def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One saver's figures over its rounds: step times pooled, the rest the rounds' median."""
+    times = sorted(t for r in rounds for t in r["times"])
+    counts = {(r["checkpoints"], r["messages"]) for r in rounds}
+    if len(counts) != 1:
+        raise SystemExit(f"the rounds read different histories: {sorted(counts)}")
+    return {"step_ms": statistics.median(times) * 1000,
+            "step_p90_ms": times[int(0.9 * (len(times) - 1))] * 1000,
+            "round_step_ms": [statistics.median(r["times"]) * 1000 for r in rounds],
+            **{key: statistics.median(r[key] for r in rounds)
+               for key in ("bytes", "writer_rss_mb", "get_first", "get_median", "list_first",
+                           "list_median")},
+            "checkpoints": rounds[0]["checkpoints"], "messages": rounds[0]["messages"]}
+
+
+def table(results: dict[str, dict[str, Any]], steps: int, rounds: int, costs: dict[str, float]) -> str:
     git, lite = results["gitstate"], results["sqlite"]
     rows = [
         ("bytes on disk after the writer exited", "bytes", lambda v: f"{v / 1e6:.2f} MB",
@@ -161,7 +179,8 @@ def table(results: dict[str, dict[str, Any]], steps: int, costs: dict[str, float
         ("writer peak memory", "writer_rss_mb", lambda v: f"{v:.0f} MB", "", None),
     ]
     lines = [f"LangGraph message loop: {steps} super-steps, {git['checkpoints']} checkpoints, "
-             f"{git['messages']} messages (python {platform.python_version()}, {os.cpu_count()} cpus)",
+             f"{git['messages']} messages, {rounds} rounds of each saver "
+             f"(python {platform.python_version()}, {os.cpu_count()} cpus)",
              "", "| figure | GitstateSaver | SqliteSaver | ratio | target | met |",
              "|---|---|---|---|---|---|"]
     for title, key, shown, target, check in rows:
@@ -170,8 +189,13 @@ def table(results: dict[str, dict[str, Any]], steps: int, costs: dict[str, float
         lines.append(f"| {title} | {shown(git[key])} | {shown(lite[key])} | {ratio:.3f}x | {target} "
                      f"| {met} |")
     quiet = results["gitstate-no-maintenance"]
-    lines += ["", f"Without automatic maintenance (gitstate.autoobjects=0, the writer alone): median "
-              f"step {quiet['step_ms']:.2f} ms ({quiet['step_ms'] / lite['step_ms']:.3f}x), "
+    quiet_ms = statistics.median(quiet["times"]) * 1000
+    each = {kind: ", ".join(f"{ms:.2f}" for ms in results[kind]["round_step_ms"])
+            for kind in ("gitstate", "sqlite")}
+    lines += ["", f"Median step of each round (ms): GitstateSaver {each['gitstate']}; "
+              f"SqliteSaver {each['sqlite']}.",
+              f"Without automatic maintenance (gitstate.autoobjects=0, the writer alone): median "
+              f"step {quiet_ms:.2f} ms ({quiet_ms / lite['step_ms']:.3f}x), "
               f"{quiet['bytes'] / 1e6:.2f} MB of unmerged small packs ({quiet['bytes'] / lite['bytes']:.3f}x).",
               f"File system here (median of 200): a new file {costs['create_ms']:.3f} ms, "
               f"replacing a file by rename (a ref update) {costs['replace_ms']:.3f} ms."]
@@ -181,6 +205,8 @@ def table(results: dict[str, dict[str, Any]], steps: int, costs: dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, choices=range(1, 100), metavar="N",
+                        help="writer and reader runs per saver, in alternating order (default 3)")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--json", help="write the raw figures to this file")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -192,8 +218,14 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="gitstate-langgraph-"))
     try:
-        results = {kind: run(kind, root, args.steps)
-                   for kind in ("sqlite", "gitstate", "gitstate-no-maintenance")}
+        rounds: dict[str, list[dict[str, Any]]] = {"sqlite": [], "gitstate": []}
+        for number in range(args.rounds):
+            folder = root / f"round-{number}"
+            folder.mkdir()
+            for kind in ("sqlite", "gitstate") if number % 2 == 0 else ("gitstate", "sqlite"):
+                rounds[kind].append(run(kind, folder, args.steps))
+        results = {kind: pooled(figures) for kind, figures in rounds.items()}
+        results["gitstate-no-maintenance"] = run("gitstate-no-maintenance", root, args.steps)
         costs = file_system_costs(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -201,12 +233,12 @@ def main() -> None:
         if results[kind]["messages"] != args.steps + 1:
             raise SystemExit(f"{kind}: the latest checkpoint holds {results[kind]['messages']} messages, "
                              f"expected {args.steps + 1}")
-    out = table(results, args.steps, costs)
+    out = table(results, args.steps, args.rounds, costs)
     print(out)
     if args.markdown:
         Path(args.markdown).write_text(out)
     if args.json:
-        Path(args.json).write_text(json.dumps({**results, "file_system": costs}, indent=2))
+        Path(args.json).write_text(json.dumps({**results, "rounds": rounds, "file_system": costs}, indent=2))
 
 
 if __name__ == "__main__":

@@ -49,3 +49,21 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
     assert all(f["floor"]["p50"] > 0 for f in figures[:-1])  # measured in the same loop
     assert all(f["verify_ok"] for f in figures[:-1])
     assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000, 30000]  # G: every object repacked
+
+
+def test_langgraph_bench_prints_the_table(tmp_path: Path) -> None:
+    out_json = tmp_path / "figures.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "langgraph_loop.py"), "--steps", "6",
+                          "--rounds", "2", "--json", str(out_json)],
+                         capture_output=True, text=True, check=True)
+    rows = {r[1].strip(): [c.strip() for c in r[1:-1]]
+            for r in (line.split("|") for line in run.stdout.splitlines() if line.startswith("| "))}
+    for figure in ("bytes on disk after the writer exited", "median time per super-step",
+                   "list of the whole thread (first call)", "get_tuple of the latest (median of 15)"):
+        assert rows[figure][4] and rows[figure][5] in ("yes", "NO"), rows[figure]  # target, verdict
+    assert "Median step of each round (ms): GitstateSaver " in run.stdout
+    saved = json.loads(out_json.read_text())
+    assert [len(saved["rounds"][kind]) for kind in ("gitstate", "sqlite")] == [2, 2]
+    assert all(len(r["times"]) == 6 for kind in ("gitstate", "sqlite") for r in saved["rounds"][kind])
+    assert saved["gitstate"]["messages"] == saved["sqlite"]["messages"] == 7  # and one per step
+    assert saved["gitstate"]["checkpoints"] == saved["sqlite"]["checkpoints"] == 8
