@@ -317,6 +317,8 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["remote", "rename", "origin", "upstream"]),
     Operation("remote_set_url", "remote", lambda r, e: r.remote_set_url("origin", e.url),
               lambda e: ["remote", "set-url", "origin", e.url]),
+    Operation("remote_remove", "remote", lambda r, e: r.remote_remove("origin"),
+              lambda e: ["remote", "remove", "origin"]),
     Operation("configure_maintenance", "basic",
               lambda r, e: r.configure_maintenance(auto_objects=500, grace_seconds=60)),
     Operation("langgraph_put", "thread", langgraph_step),
@@ -573,7 +575,11 @@ def _run_next(repo: StateRepository, info: TrialInfo) -> list[tuple[str, str]]:
                                     lambda: repo.configure_maintenance(auto_objects=0))])
     if info.remote:  # the template's one remote: origin, or what remote_rename made of it
         def remote() -> str:
-            return repo.remotes()[0].name
+            remotes = repo.remotes()
+            if not remotes:  # remote_remove went through: the next fetch needs it added again
+                repo.remote_add("origin", info.url)
+                return "origin"
+            return remotes[0].name
         chain("remote", [("fetch", lambda: repo.fetch(remote())),
                          ("pull", lambda: repo.pull(remote(), rebase=info.diverged)),
                          ("remote rename", lambda: repo.remote_rename(remote(), "renamed")),
