@@ -230,14 +230,16 @@ class Env:
 @dataclass(frozen=True)
 class Operation:
     """A write operation: its library call, its command line (None: library only), the
-    template it starts from, and whether it may remove checkpoints (then the checkpoints
-    the untroubled run removed need not load after a crash)."""
+    template it starts from, whether it may remove checkpoints (then the checkpoints
+    the untroubled run removed need not load after a crash), and whether it changes the
+    server (then each run pushes to a copy of it of its own)."""
 
     name: str
     template: str
     library: Callable[[StateRepository, Env], object]
     cli: Callable[[Env], list[str]] | None = None
     removes: bool = False
+    own_server: bool = False
 
 
 def _state(env: Env) -> dict[str, Any]:
@@ -319,6 +321,8 @@ OPERATIONS = {op.name: op for op in (
               lambda e: ["remote", "set-url", "origin", e.url]),
     Operation("remote_remove", "remote", lambda r, e: r.remote_remove("origin"),
               lambda e: ["remote", "remove", "origin"]),
+    Operation("push", "ahead", lambda r, e: r.push("origin", ["b", "d"]),
+              lambda e: ["push", "origin", "b", "d"], own_server=True),
     Operation("configure_maintenance", "basic",
               lambda r, e: r.configure_maintenance(auto_objects=500, grace_seconds=60)),
     Operation("langgraph_put", "thread", langgraph_step),
@@ -432,6 +436,18 @@ def build_diverged(path: Path, remote: Path) -> None:
     with StateRepository.open(path) as repo:
         repo.save(_grow(repo.load("a"), 80), name="local-n")
         repo.fetch("origin")
+    _age_objects(path)
+
+
+def build_ahead(path: Path, remote: Path) -> None:
+    """``remote`` (copied) where ``b`` got two checkpoints (the second named) and a new agent
+    ``d`` one (named) after the fetch: a push of ``b`` and ``d`` fast-forwards the server."""
+    shutil.copytree(remote, path, symlinks=True)
+    with StateRepository.open(path) as repo:
+        b = repo.load("b")
+        repo.save(_grow(b, 70))
+        repo.save(_grow(b, 71), name="local-b")
+        repo.save(_grow(AgentState(agent_id="d"), 1), name="d1")
     _age_objects(path)
 
 
@@ -889,6 +905,8 @@ class Harness:
                 build_remote(path, self.size, self.workdir / "server" / "server.git", self.env.url)
             elif name == "diverged":
                 build_diverged(path, self.template("remote"))
+            elif name == "ahead":
+                build_ahead(path, self.template("remote"))
             else:
                 {"basic": build_basic, "packed": build_packed, "auto": build_auto,
                  "young": build_young, "thread": build_thread}[name](path, self.size)
@@ -907,6 +925,13 @@ class Harness:
         trial.mkdir(parents=True)
         repo = trial / "repo"
         shutil.copytree(self.template(op.template), repo, symlinks=True)
+        if op.own_server:  # a copy of the server for this run, named in the copy's config
+            own = f"{op.name}{self.slot}.git"
+            shutil.rmtree(self.workdir / "server" / own, ignore_errors=True)
+            shutil.copytree(self.workdir / "server" / "server.git", self.workdir / "server" / own,
+                            symlinks=True)
+            config = repo / "config"
+            config.write_text(config.read_text().replace(self.env.url, self.daemon.url(own)))
         logs = trial / "strace"
         result_file = trial / "outcome.json"
         pid = os.fork()
@@ -1045,8 +1070,8 @@ class Harness:
         info = TrialInfo(path=path, fault=fault,
                          outcome=traced.outcome if fault != "KILL" else {"ok": False, "typed": True},
                          kept=kept, success_shape=_shape(after), url=self.env.url,
-                         remote=op.template in ("remote", "diverged"), agents=_touched(before, after),
-                         diverged=op.template == "diverged")
+                         remote=op.template in ("remote", "diverged", "ahead"),
+                         agents=_touched(before, after), diverged=op.template == "diverged")
         try:
             failed = in_child(check, info)
         except HarnessError as exc:
