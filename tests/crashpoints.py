@@ -229,14 +229,14 @@ class Env:
 
 @dataclass(frozen=True)
 class Operation:
-    """A write operation: its library call, its command line (None: library only), the
+    """A write operation: its Python API call, its command line (None: library only), the
     template it starts from, whether it may remove checkpoints (then the checkpoints
     the untroubled run removed need not load after a crash), and whether it changes the
     server (then each run pushes to a copy of it of its own)."""
 
     name: str
     template: str
-    library: Callable[[StateRepository, Env], object]
+    api: Callable[[StateRepository, Env], object]
     cli: Callable[[Env], list[str]] | None = None
     removes: bool = False
     own_server: bool = False
@@ -751,7 +751,7 @@ def _run_operation(op: Operation, path: str, env: Env, via: str, durable: bool,
         return {"ok": code == 0, "typed": code == 0 or one_error,
                 "error": f"exit {code}, stderr: {' | '.join(err[-6:])}"}
     try:
-        op.library(StateRepository.open(path, durable=durable), env)
+        op.api(StateRepository.open(path, durable=durable), env)
         return {"ok": True, "typed": True, "error": ""}
     except GitstateError as exc:
         return {"ok": False, "typed": True, "error": f"{type(exc).__name__}: {exc}"}
