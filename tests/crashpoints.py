@@ -421,12 +421,19 @@ def build_remote(path: Path, size: int, server: Path, url: str) -> None:
         repo.remote_add("origin", url)
         repo.fetch("origin")
     with StateRepository.open(server) as remote:
-        a = remote.load("a")
-        remote.save(_grow(a, 90))
-        remote.save(_grow(a, 91), name="remote-n")
-        remote.save(_grow(AgentState(agent_id="c"), 1), name="c1")
+        _advance(remote, "a", 90, "remote-n", new_agent="c", new_name="c1")
     _age_objects(path)
     _fan_out(path)
+
+
+def _advance(repo: StateRepository, agent: str, step: int, name: str, *, new_agent: str,
+             new_name: str) -> None:
+    """Two more checkpoints of ``agent`` (steps ``step`` and ``step + 1``, the second named
+    ``name``) and a new agent ``new_agent`` of one checkpoint named ``new_name``."""
+    state = repo.load(agent)
+    repo.save(_grow(state, step))
+    repo.save(_grow(state, step + 1), name=name)
+    repo.save(_grow(AgentState(agent_id=new_agent), 1), name=new_name)
 
 
 def build_diverged(path: Path, remote: Path) -> None:
@@ -444,10 +451,7 @@ def build_ahead(path: Path, remote: Path) -> None:
     ``d`` one (named) after the fetch: a push of ``b`` and ``d`` fast-forwards the server."""
     shutil.copytree(remote, path, symlinks=True)
     with StateRepository.open(path) as repo:
-        b = repo.load("b")
-        repo.save(_grow(b, 70))
-        repo.save(_grow(b, 71), name="local-b")
-        repo.save(_grow(AgentState(agent_id="d"), 1), name="d1")
+        _advance(repo, "b", 70, "local-b", new_agent="d", new_name="d1")
     _age_objects(path)
 
 
