@@ -4,7 +4,8 @@ An object goes into a temporary ``tmp_obj_*`` file (which ``git fsck``
 ignores if a crash leaves it behind), then is renamed into place; with
 ``durable``, the file and its folder are fsynced. Objects are stored
 uncompressed: the zlib stream git reads is made of stored deflate blocks
-written straight from the object's bytes (:func:`stored_zlib`), so a save
+written straight from the object's bytes
+(:func:`~gitstate.git.objects.stored_zlib`), so a save
 neither deflates nor copies a state; maintenance packs them. A large object
 given by its content (:meth:`LooseWriter.add`) is hashed by a worker thread
 while this one writes it into ``objects/`` (both release the GIL; the worker
@@ -24,35 +25,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from isal import isal_zlib
-
 from ..errors import CorruptObjectError
 from .locks import fsync_path, make_folders
-from .objects import GitObject, RawObject, header
+from .objects import GitObject, RawObject, header, stored_zlib
 from .reader import loose_path
 
-_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KB window, "fastest" level: what zlib writes at level 0
-_BLOCK = 0xFFFF  # the most a stored deflate block holds
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
 _OVERLAP = 128 << 10  # from this size, add() hashes and writes at once (a hand-off costs ~30 us)
-
-
-def stored_zlib(head: bytes, body: bytes) -> list[bytes | memoryview]:
-    """A zlib stream of ``head + body`` in stored (uncompressed) deflate blocks, as the
-    buffers to write: ``body`` is not copied (RFC 1950/1951; zlib's level 0 writes the
-    same format, through a copy, at ~3x the cost; ISA-L's adler32 is ~5x zlib's)."""
-    view = memoryview(body)
-    chunks: list[bytes | memoryview] = [_ZLIB_HEADER, _stored_block(head, not body), head]
-    for start in range(0, len(body), _BLOCK):
-        part = view[start:start + _BLOCK]
-        chunks += (_stored_block(part, start + _BLOCK >= len(body)), part)
-    chunks.append(isal_zlib.adler32(body, isal_zlib.adler32(head)).to_bytes(4, "big"))
-    return chunks
-
-
-def _stored_block(data: bytes | memoryview, final: bool) -> bytes:
-    """The header of a stored deflate block holding ``data`` (at most 65,535 bytes)."""
-    return bytes((final,)) + len(data).to_bytes(2, "little") + (len(data) ^ 0xFFFF).to_bytes(2, "little")
 
 
 def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:

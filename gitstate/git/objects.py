@@ -1,4 +1,5 @@
-"""Git objects built from raw bytes: their ids, trees of many entries, and the objects to write.
+"""Git objects built from raw bytes: their ids, trees of many entries, the objects to write,
+and the stored (uncompressed) zlib stream loose objects and small packs hold them in.
 
 Hashing the raw bytes directly is ~5x cheaper than building a dulwich object per
 entry (writers of many small objects: one blob per list element, a tree of
@@ -12,16 +13,41 @@ import hashlib
 from collections.abc import Iterable
 from typing import Protocol
 
+from isal import isal_zlib
+
 from .reader import TYPE_NAMES
 
 FILE_MODE = 0o100644
 TREE_MODE = 0o40000
 _HEADERS = {number: name for name, number in TYPE_NAMES.items()}
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KB window, "fastest" level: what zlib writes at level 0
+_BLOCK = 0xFFFF  # the most a stored deflate block holds
 
 
 def header(type_num: int, size: int) -> bytes:
     """The header git hashes and stores before an object's content: ``<type> <size>\0``."""
     return b"%s %d\0" % (_HEADERS[type_num], size)
+
+
+def stored_zlib(head: bytes, body: bytes) -> list[bytes | memoryview]:
+    """A zlib stream of ``head + body`` in stored (uncompressed) deflate blocks, as the
+    buffers to write: ``body`` is not copied (RFC 1950/1951; zlib's level 0 writes the
+    same format, through a copy, at ~3x the cost; ISA-L's adler32 is ~5x zlib's). A loose
+    object's stream starts with its header (``head``); an object in a pack has none."""
+    view = memoryview(body)
+    chunks: list[bytes | memoryview] = [_ZLIB_HEADER]
+    if head or not body:  # (an empty stream still needs its one final block)
+        chunks += (_stored_block(head, not body), head)
+    for start in range(0, len(body), _BLOCK):
+        part = view[start:start + _BLOCK]
+        chunks += (_stored_block(part, start + _BLOCK >= len(body)), part)
+    chunks.append(isal_zlib.adler32(body, isal_zlib.adler32(head)).to_bytes(4, "big"))
+    return chunks
+
+
+def _stored_block(data: bytes | memoryview, final: bool) -> bytes:
+    """The header of a stored deflate block holding ``data`` (at most 65,535 bytes)."""
+    return bytes((final,)) + len(data).to_bytes(2, "little") + (len(data) ^ 0xFFFF).to_bytes(2, "little")
 
 
 def object_id(type_num: int, raw: bytes) -> bytes:

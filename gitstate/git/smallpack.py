@@ -26,20 +26,7 @@ from dulwich.object_format import SHA1
 from dulwich.pack import pack_object_header
 
 from .locks import fsync_path, make_folders, write_all
-from .objects import GitObject
-
-_BLOCK = 0xFFFF  # the most a stored deflate block holds
-
-
-def stored(raw: bytes) -> bytes:
-    """``raw`` as a zlib stream of stored (uncompressed) deflate blocks: what zlib's level 0
-    writes, without setting up a compressor (RFC 1950/1951)."""
-    parts = [b"\x78\x01"]
-    for start in range(0, len(raw) or 1, _BLOCK):
-        block = raw[start:start + _BLOCK]
-        parts += (struct.pack("<BHH", start + _BLOCK >= len(raw), len(block), len(block) ^ 0xFFFF), block)
-    parts.append(struct.pack(">I", zlib.adler32(raw)))
-    return b"".join(parts)
+from .objects import GitObject, stored_zlib
 
 
 def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
@@ -51,7 +38,7 @@ def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
     for obj in objects:
         raw = obj.as_raw_string()
         head = bytes(pack_object_header(obj.type_num, None, len(raw), SHA1))
-        body = stored(raw)
+        body = b"".join(stored_zlib(b"", raw))
         entries.append((bytes.fromhex(obj.id.decode()), zlib.crc32(body, zlib.crc32(head)), offset))
         parts += (head, body)
         offset += len(head) + len(body)
