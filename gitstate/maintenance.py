@@ -6,7 +6,8 @@ merges packs (see there), and with ``prune`` deletes what nothing reaches.
 Automatic maintenance: the engine counts the loose objects and bytes each
 repository object writes; after a write operation, :meth:`Maintenance.after`
 starts a ``gc`` (in a background process by default) once ``auto_objects``
-objects or ``auto_bytes`` bytes were written since the last one, and at process
+objects or ``auto_bytes`` bytes were written since the last one, or the spare
+files run low (:mod:`gitstate.git.spares`), and at process
 exit one more if at least 30 objects or 1 MB are waiting. It never breaks the
 write it follows. Settings live in the repository's git config (``gitstate.*``,
 :class:`~gitstate.settings.MaintenanceSettings`) and are changed with
@@ -131,8 +132,10 @@ class Maintenance:
         if not objects:
             return result
         _WAITING[self.core.path] = self
-        if objects < settings.auto_objects and nbytes < settings.auto_bytes:
+        spares = self.core.store.spares
+        if objects < settings.auto_objects and nbytes < settings.auto_bytes and not spares.running_low:
             return result
+        spares.running_low = False  # the run makes more
         with self._lock:
             if self._worker is not None and self._worker.poll() is None:
                 return result  # the last run is still going

@@ -10,13 +10,14 @@ import os
 
 from .git.locks import Locks
 from .git.refs import Refs
+from .git.spares import Spares
 from .ids import BRANCH_PREFIX, is_valid_name, naming_problem, tag_prefix
 
 
 def _refs(path: str | os.PathLike[str], prefix: bytes) -> dict[bytes, bytes]:
     """The readable refs under ``prefix`` of the repository at ``path`` ({} if there is none)."""
     path = os.fspath(path)
-    return Refs(path, Locks(path, 0.0, False)).read_all(prefix, errors={})
+    return Refs(path, Locks(path, 0.0, False, Spares(path))).read_all(prefix, errors={})
 
 
 def agent_ids(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -64,11 +64,11 @@ def test_a_config_lock_held_by_a_live_process_is_waited_for(repo):
     lock = Path(repo.path, "config.lock")
     lock.write_text("held by git config\n")  # as a running `git config` holds it
     child = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "signal=none", "-P", str(lock), "-e", "trace=openat",
+        ["strace", "-f", "-qq", "-e", "signal=none", "-P", str(lock), "-e", "trace=openat,renameat2",
          sys.executable, "-c", CHILD + "repo.remote_add('origin', 'https://example.invalid/o.git')",
          repo.path], stderr=subprocess.PIPE, text=True)
     assert child.stderr is not None
-    line = child.stderr.readline()  # its first attempt: the lock is held, it waits
+    line = child.stderr.readline()  # its first attempt (a spare file renamed there): the lock is held, it waits
     assert "config.lock" in line and "EEXIST" in line, line
     assert lock.read_text() == "held by git config\n"
     lock.unlink()  # the git process is done

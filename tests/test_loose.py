@@ -13,6 +13,7 @@ import pytest
 from gitstate import StateRepository
 from gitstate.git.loose import LooseWriter
 from gitstate.git.reader import BLOB
+from gitstate.git.spares import Spares
 
 from conftest import fsck, git, snapshot
 
@@ -20,7 +21,7 @@ LARGE = b"lorem ipsum dolor sit amet\n" * 20_000  # past the size hashed while w
 
 
 def writer(repo: StateRepository) -> LooseWriter:
-    return LooseWriter(os.path.join(repo.path, "objects"), durable=False)
+    return LooseWriter(os.path.join(repo.path, "objects"), durable=False, spares=Spares(repo.path))
 
 
 def hash_object(repo: StateRepository, data: bytes) -> str:

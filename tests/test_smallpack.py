@@ -12,6 +12,7 @@ from gitstate.git.layout import checkpoint_commit
 from gitstate.git.objects import FILE_MODE, RawObject, tree_raw
 from gitstate.git.reader import BLOB, TREE, ObjectReader
 from gitstate.git.smallpack import write_pack
+from gitstate.git.spares import Spares
 from gitstate.git.store import Store
 
 from conftest import fsck, git
@@ -36,7 +37,8 @@ def _no_fallback(sha: bytes):
 @pytest.mark.parametrize("durable", [False, True])
 def test_git_and_the_reader_read_a_small_pack(repo: StateRepository, durable: bool) -> None:
     objects = _objects("hello ")
-    size = write_pack(os.path.join(repo.path, "objects"), [*objects, objects[0]], durable)  # a duplicate
+    size = write_pack(os.path.join(repo.path, "objects"), [*objects, objects[0]], durable,
+                      Spares(repo.path))  # a duplicate
     packs = sorted(Path(repo.path, "objects", "pack").iterdir())
     assert [p.suffix for p in packs] == [".idx", ".pack"]  # no temporary file left
     assert size == sum(p.stat().st_size for p in packs)

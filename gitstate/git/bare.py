@@ -11,6 +11,7 @@ from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
 from ..errors import NotARepositoryError
+from . import spares
 from .config import check_format, update_config
 from .dulwich_types import ref_name
 from .locks import fsync_path
@@ -19,7 +20,8 @@ from .store import Store
 
 def create(path: str, store: Store) -> None:
     """Create a bare repository at ``path`` (``store``'s; missing or an empty folder), its
-    ``HEAD`` naming ``refs/heads/main``, with gitstate's settings in its config.
+    ``HEAD`` naming ``refs/heads/main``, with gitstate's settings in its config and its
+    first spare files (:mod:`~gitstate.git.spares`).
 
     It is built whole in a temporary folder beside ``path`` and renamed into place, so
     a process killed meanwhile leaves no half-made repository there, and of several
@@ -41,8 +43,9 @@ def create(path: str, store: Store) -> None:
         repo = Repo.init_bare(tmp)
         repo.refs.set_symbolic_ref(ref_name(b"HEAD"), ref_name(b"refs/heads/main"))
         repo.close()
-        update_config(Store(tmp, durable=store.durable, lock_timeout=store.lock_timeout,
-                            cache_bytes=0), _gitstate_settings)
+        made = Store(tmp, durable=store.durable, lock_timeout=store.lock_timeout, cache_bytes=0)
+        update_config(made, _gitstate_settings)
+        made.spares.fill(spares.INITIAL)
         if into_folder:
             for entry in sorted(os.listdir(tmp), key=lambda entry: entry == "HEAD"):
                 os.rename(os.path.join(tmp, entry), os.path.join(path, entry))

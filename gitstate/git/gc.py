@@ -29,6 +29,10 @@ Safety beside concurrent writers and readers:
   if its files are sound (:func:`~gitstate.git.reclaim.check_packs`);
 - a loose object is deleted only if it is in the new pack, or proven unreachable
   and older than the grace period.
+
+A run starts by making spare files for the writes until the next one
+(:mod:`gitstate.git.spares`): writers may be waiting for them, and files are
+created faster before the run deletes any.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DamagedObjectError
+from . import spares
 from .objects import RawObject
 from .objectset import (
     Scratch,
@@ -86,9 +91,9 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
     """One run (see the module docstring); ``grace`` in seconds.
 
     Returns at once, with ``skipped=True``, if another maintenance runs on the
-    repository. First, operations a killed process left half done are completed
-    (``Store.complete_journals``) and the temporary files of killed writers older
-    than the grace period deleted (``Store.remove_temporaries``).
+    repository. First, spare files are made, operations a killed process left half
+    done are completed (``Store.complete_journals``) and the temporary files of
+    killed writers older than the grace period deleted (``Store.remove_temporaries``).
     """
     result = GcResult()
     started = time.perf_counter()
@@ -96,6 +101,7 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
         if held is None:
             result.skipped = True
             return result
+        store.spares.fill(spares.TARGET)  # first: writers waiting for them, before deletions
         store.complete_journals()  # interrupted operations: their refs final first
         store.remove_temporaries(time.time() - grace)
         result.bytes_before = _dir_size(store.objects_dir)

@@ -6,7 +6,8 @@ releases when the holder dies (:meth:`Locks.flock`).
 
 A file git also writes (a ref, ``packed-refs``, ``config``) is replaced with
 git's own protocol, so that git and gitstate never lose each other's changes
-(:meth:`Locks.replacing`): ``<file>.lock`` created with O_EXCL, the new content
+(:meth:`Locks.replacing`): ``<file>.lock`` created with O_EXCL (a spare file renamed
+there without replacing, :mod:`~gitstate.git.spares`), the new content
 written into it (fsynced when durable), then renamed over ``<file>``. Before
 creating a ``<file>.lock``, the holder of a ``flock`` writes its path into the
 ``flock``'s file and clears it afterwards; so whoever takes that ``flock`` next
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import ConcurrentUpdateError
+from .spares import Spares
 
 
 def fsync_path(path: str) -> None:
@@ -98,21 +100,29 @@ class RefLock:
 
 class LockFile:
     """A held ``<file>.lock`` (git's protocol): :meth:`write` the new content, then
-    :meth:`commit` renames it over ``<file>``; left uncommitted, it is removed."""
+    :meth:`commit` renames it over ``<file>``; left uncommitted, it is removed. It may be
+    a reused file holding ``old`` bytes (:meth:`Spares.replacement`): they are written over,
+    and cut off at commit if the new content is shorter."""
 
-    def __init__(self, fd: int, path: str, durable: bool):
-        self.fd, self.path, self.durable = fd, path, durable
+    def __init__(self, fd: int, path: str, durable: bool, spares: Spares, old: int):
+        self.fd, self.path, self.durable, self.spares, self.old = fd, path, durable, spares, old
+        self.size = 0
         self.committed = False
 
     def write(self, data: bytes) -> None:
         write_all(self.fd, data)
+        self.size += len(data)
 
     def commit(self) -> None:
-        """Make the written content ``<file>``'s (fsynced with its folder when durable)."""
+        """Make the written content ``<file>``'s (fsynced with its folder when durable); the
+        file replaced is kept as a spare (:meth:`Spares.keep`)."""
+        if self.size < self.old:
+            os.ftruncate(self.fd, self.size)
         if self.durable:
             os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
+        self.spares.keep(self.path)
         os.rename(self.path + ".lock", self.path)
         self.committed = True
         if self.durable:
@@ -123,8 +133,8 @@ class Locks:
     """The locks of the repository at ``path``; a lock held elsewhere is waited for up to
     ``timeout`` seconds, then :class:`ConcurrentUpdateError`."""
 
-    def __init__(self, path: str, timeout: float, durable: bool):
-        self.path, self.timeout, self.durable = path, timeout, durable
+    def __init__(self, path: str, timeout: float, durable: bool, spares: Spares):
+        self.path, self.timeout, self.durable, self.spares = path, timeout, durable, spares
 
     @contextmanager
     def flock(self, name: str, wait: bool = True) -> Iterator[RefLock | None]:
@@ -177,7 +187,7 @@ class Locks:
         backoff = _Backoff(self.timeout)
         while True:
             try:
-                fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd, old = self.spares.replacement(lock_path)
                 break
             except FileNotFoundError:
                 try:
@@ -195,7 +205,7 @@ class Locks:
             except BaseException:  # no lock file was made (no space, an I/O error...)
                 guard.forget()
                 raise
-        lock = LockFile(fd, path, self.durable)
+        lock = LockFile(fd, path, self.durable, self.spares, old)
         try:
             yield lock
         finally:

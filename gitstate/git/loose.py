@@ -1,7 +1,8 @@
 """The one writer of objects: loose objects, written the way git writes them.
 
-An object goes into a temporary ``tmp_obj_*`` file (which ``git fsck``
-ignores if a crash leaves it behind), then is renamed into place; with
+An object goes into a temporary ``tmp_obj_*`` file (a spare file renamed there,
+:mod:`~gitstate.git.spares`; ``git fsck`` ignores it if a crash leaves it behind),
+then is renamed into place; with
 ``durable``, the file and its folder are fsynced. Objects are stored
 uncompressed: the zlib stream git reads is made of stored deflate blocks
 written straight from the object's bytes
@@ -29,6 +30,7 @@ from ..errors import CorruptObjectError
 from .locks import fsync_path, make_folders
 from .objects import GitObject, RawObject, header, stored_zlib
 from .reader import loose_path
+from .spares import Spares
 
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
 _OVERLAP = 128 << 10  # from this size, add() hashes and writes at once (a hand-off costs ~30 us)
@@ -115,8 +117,8 @@ os.register_at_fork(after_in_child=_Worker._forget)
 class LooseWriter:
     """Writes loose objects into ``objects_dir``, counting them; safe to share between threads."""
 
-    def __init__(self, objects_dir: str, durable: bool):
-        self.objects_dir, self.durable = objects_dir, durable
+    def __init__(self, objects_dir: str, durable: bool, spares: Spares):
+        self.objects_dir, self.durable, self.spares = objects_dir, durable, spares
         self._written = [0, 0]  # objects and bytes written since take_written()
         self._lock = threading.Lock()
 
@@ -198,7 +200,7 @@ class LooseWriter:
     def _write_file(self, tmp: str, head: bytes, raw: bytes) -> int:
         """Create ``tmp`` holding the loose object ``head + raw``; return its size. A failed
         call leaves nothing behind (a signal may: maintenance removes such files)."""
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        fd = self.spares.create(tmp, 0o444)
         try:
             size = _write_all(fd, stored_zlib(head, raw))
             if self.durable:

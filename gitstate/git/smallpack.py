@@ -5,7 +5,8 @@ folders, ``state.json``, the tree, the commit) pays per new file on most file sy
 (an inode: 0.05-0.8 ms on a loaded virtual machine), not per byte. :func:`write_pack`
 puts them in one pack (whole objects in stored, uncompressed zlib streams, as loose objects
 are written: maintenance deltifies and compresses them when it merges packs) and its
-version 2 index, written as git does: temporary files in ``objects/pack``
+version 2 index, written as git does: temporary files (spare files renamed there,
+:mod:`~gitstate.git.spares`) in ``objects/pack``
 (``tmp_pack_*``, ``tmp_idx_*``: ``git fsck`` ignores them, maintenance removes those a
 killed writer left), renamed into place pack first, index last (readers use a pack only
 once its index exists), fsynced when ``durable``. Maintenance merges these packs with
@@ -27,6 +28,7 @@ from dulwich.pack import pack_object_header
 
 from .locks import fsync_path, make_folders, write_all
 from .objects import GitObject, stored_zlib
+from .spares import Spares
 
 
 def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
@@ -59,7 +61,7 @@ def pack_bytes(objects: Sequence[GitObject]) -> tuple[bytes, bytes, bytes]:
     return pack, index, checksum
 
 
-def write_pack(objects_dir: str, objects: Sequence[GitObject], durable: bool) -> int:
+def write_pack(objects_dir: str, objects: Sequence[GitObject], durable: bool, spares: Spares) -> int:
     """Write ``objects`` (at least one) as a pack in ``objects_dir/pack``; return the bytes
     written. When this returns, git and gitstate read them."""
     pack, index, checksum = pack_bytes(objects)
@@ -71,7 +73,7 @@ def write_pack(objects_dir: str, objects: Sequence[GitObject], durable: bool) ->
     left = []  # temporary files to remove if this fails
     try:
         for tmp, data in zip(temporaries, (pack, index), strict=True):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            fd = spares.create(tmp, 0o444)
             left.append(tmp)
             try:
                 write_all(fd, data)

@@ -37,6 +37,7 @@ from .objects import GitObject
 from .reader import BLOB, CACHE_BYTES, ObjectReader, loose_path
 from .refs import Refs
 from .smallpack import write_pack
+from .spares import Spares
 
 
 class _ThreadRepo:
@@ -75,8 +76,9 @@ class Store:
         self._generation = 0  # bumped by close(): each thread then closes and reopens its own
         weakref.finalize(self, _close_repos, self._repos)  # also runs at exit
         self.reader = ObjectReader(self.objects_dir, self._read_with_dulwich, cache_bytes)
-        self.loose = LooseWriter(self.objects_dir, durable)
-        self.locks = Locks(path, lock_timeout, durable)
+        self.spares = Spares(path)
+        self.locks = Locks(path, lock_timeout, durable, self.spares)
+        self.loose = LooseWriter(self.objects_dir, durable, self.spares)
         self.refs = Refs(path, self.locks)
 
     # -- dulwich ---------------------------------------------------------------------
@@ -137,7 +139,7 @@ class Store:
     def write_pack(self, objects: Sequence[GitObject]) -> None:
         """Write several new objects as one small pack (:mod:`~gitstate.git.smallpack`);
         for automatic maintenance it counts as the two files it adds, as two loose objects."""
-        self.loose.count(2, write_pack(self.objects_dir, objects, self.durable))
+        self.loose.count(2, write_pack(self.objects_dir, objects, self.durable, self.spares))
 
     def written(self) -> tuple[int, int]:
         """How many loose objects (a small pack: two) and bytes this store wrote since
