@@ -31,7 +31,8 @@ Safety beside concurrent writers and readers:
   and older than the grace period.
 
 A run starts by making spare files for the writes until the next one
-(:mod:`gitstate.git.spares`): writers may be waiting for them, and files are
+(:mod:`gitstate.git.spares`) and the missing fan-out folders of loose objects,
+so that saves create neither: writers may be waiting for them, and files are
 created faster before the run deletes any.
 """
 
@@ -91,9 +92,10 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
     """One run (see the module docstring); ``grace`` in seconds.
 
     Returns at once, with ``skipped=True``, if another maintenance runs on the
-    repository. First, spare files are made, operations a killed process left half
-    done are completed (``Store.complete_journals``) and the temporary files of
-    killed writers older than the grace period deleted (``Store.remove_temporaries``).
+    repository. First, spare files and the missing fan-out folders are made,
+    operations a killed process left half done are completed
+    (``Store.complete_journals``) and the temporary files of killed writers older
+    than the grace period deleted (``Store.remove_temporaries``).
     """
     result = GcResult()
     started = time.perf_counter()
@@ -101,7 +103,8 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
         if held is None:
             result.skipped = True
             return result
-        store.spares.fill(spares.TARGET)  # first: writers waiting for them, before deletions
+        store.spares.fill(spares.TARGET)  # first: writers may wait for them; before deletions
+        store.loose.make_all_folders()
         store.complete_journals()  # interrupted operations: their refs final first
         store.remove_temporaries(time.time() - grace)
         result.bytes_before = _dir_size(store.objects_dir)

@@ -154,12 +154,12 @@ class Spares:
 
     def _next(self, kind: str) -> str | None:
         """The name of a spare of ``kind`` to try, or None if none is left. The folder is
-        listed again once the empty ones run out and it has changed since."""
+        listed again when fewer than :data:`LOW` empty ones are left and it has changed since."""
         if not self.usable():
             return None
         with self._lock:
             names = self._names[kind]
-            if not names and kind == _EMPTY:
+            if len(names) <= LOW and kind == _EMPTY:  # what is left may be more than was listed
                 try:
                     changed = os.stat(self.folder).st_mtime_ns
                 except FileNotFoundError:
