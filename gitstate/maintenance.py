@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from .errors import GitstateError, InvalidArgumentError
-from .git import bare
+from .git import bare, spares
 from .git import gc as engine
 from .git.config import Config, update_config
 from .git.gc import GcResult
@@ -116,7 +116,7 @@ class Maintenance:
         self.core.store.take_written()  # what is written from now on counts towards the next run
         return engine.gc(self.core.store, prune=prune, grace=grace.total_seconds(),
                          max_depth=settings.max_depth, pack_factor=settings.pack_factor,
-                         progress=progress)
+                         spare_files=spares.target(settings.auto_objects), progress=progress)
 
     def after(self, result: T) -> T:
         """Return ``result`` (of a write operation), starting automatic maintenance first if

@@ -53,13 +53,14 @@ def fsck(repo: StateRepository | str) -> None:
 
 
 def snapshot(repo: StateRepository) -> dict[str, str]:
-    """Every file of the repository with a hash of its content (gitstate's locks and spare
-    files excluded: a failed write may use up a spare, never change what the repository holds)."""
+    """Every file of the repository with a hash of its content (gitstate's locks, spare and
+    replaced files excluded: a failed write may use up a spare and maintenance frees replaced
+    files, neither changes what the repository holds)."""
     root = Path(repo.path)
     files = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not rel.startswith(("gitstate/locks", "gitstate/spares")):
+        if path.is_file() and not rel.startswith(("gitstate/locks", "gitstate/spares", "gitstate/replaced")):
             files[rel] = hashlib.sha1(path.read_bytes()).hexdigest()
     return files
 

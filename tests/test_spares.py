@@ -16,7 +16,10 @@ from conftest import fsck, git
 
 from gitstate import StateRepository
 from gitstate.errors import ConcurrentUpdateError
-from gitstate.git.spares import INITIAL, LOW, TARGET, Spares
+from gitstate.git.spares import INITIAL, LOW, Spares, target
+from gitstate.settings import MaintenanceSettings
+
+TARGET = target(MaintenanceSettings().auto_objects)  # what maintenance leaves by default
 
 pytestmark = pytest.mark.skipif(not Spares("/").usable(), reason="no renameat2 on this system")
 
@@ -49,22 +52,28 @@ def test_a_new_repository_has_spares_and_a_save_uses_four(new: StateRepository) 
     assert Path(repo.path, "refs", "heads", "agents", "a").stat().st_mode & 0o777 == 0o644
 
 
-def test_a_ref_update_keeps_the_file_it_replaces_for_the_next_one(new: StateRepository) -> None:
+def test_a_ref_update_frees_no_file_and_maintenance_frees_the_replaced_ones(
+        new: StateRepository) -> None:
+    """The ref a save replaces keeps a link in ``gitstate/replaced/`` and its content: a
+    reader that opened it before the rename reads what it held. Maintenance deletes them."""
     repo = new
-    """The replaced ref is kept as an ``old-*`` spare, and the next update of a ref writes
-    its lock over it: from the third save on, no file is freed and none created for the ref."""
-    ref = Path(repo.path, "refs", "heads", "agents", "a")
+    ref, folder = Path(repo.path, "refs", "heads", "agents", "a"), Path(repo.path, "gitstate", "replaced")
     repo.save({"agent_id": "a", "n": 1})
-    first = ref.stat().st_ino
-    repo.save({"agent_id": "a", "n": 2})
-    assert len(_spares(repo, "old-")) == 1
-    assert Path(repo.path, "gitstate", "spares", _spares(repo, "old-")[0]).stat().st_ino == first
-    empty = len(_spares(repo, "spare-"))
-    repo.save({"agent_id": "a", "n": 3})
-    assert ref.stat().st_ino == first  # the first ref's file holds the newest SHA again
-    assert ref.read_text().strip() == git(repo, "rev-parse", "agents/a").strip()
-    assert len(_spares(repo, "spare-")) == empty - 3 and len(_spares(repo, "old-")) == 1
-    assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [3, 2, 1]
+    first, held = ref.stat().st_ino, ref.read_bytes()
+    before = set(folder.iterdir())  # the config init replaced
+    with open(ref, "rb") as reader:  # a reader between its open and its read
+        repo.save({"agent_id": "a", "n": 2})
+        repo.save({"agent_id": "a", "n": 3})
+        repo.save({"agent_id": "a", "n": 4})
+        assert reader.read() == held
+    replaced = sorted(set(folder.iterdir()) - before)
+    assert len(replaced) == 3 and first in {p.stat().st_ino for p in replaced}
+    assert all(p.stat().st_nlink == 1 for p in replaced)
+    assert {p.read_bytes() for p in replaced} < {
+        (git(repo, "rev-parse", f"agents/a~{k}").strip() + "\n").encode() for k in range(4)}
+    repo.gc()
+    assert list(folder.iterdir()) == []
+    assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [4, 3, 2, 1]
     fsck(repo)
 
 
@@ -111,7 +120,7 @@ def test_without_spares_files_are_created(repo: StateRepository) -> None:
     assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [2, 1, 0]
     fsck(repo)
     repo.gc()
-    assert len(_spares(repo)) == TARGET
+    assert len(_spares(repo, "spare-")) == INITIAL  # automatic maintenance is off here
 
 
 @pytest.mark.parametrize("kind", ["not empty", "hard link", "symlink", "folder"])
@@ -210,3 +219,9 @@ def test_git_keeps_out_of_the_spares_and_gitstate_goes_on_after_its_gc(new: Stat
     repo.save({"agent_id": "a", "n": 3})
     assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [3, 2, 1]
     fsck(repo)
+
+
+def test_the_spares_kept_follow_the_automatic_maintenance_threshold() -> None:
+    assert target(0) == INITIAL  # no automatic maintenance: what a new repository has
+    assert target(256) == 512  # the default: 85 saves between runs use ~340
+    assert target(1_000_000) == 4096

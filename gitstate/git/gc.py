@@ -32,8 +32,9 @@ Safety beside concurrent writers and readers:
 
 A run starts by making spare files for the writes until the next one
 (:mod:`gitstate.git.spares`) and the missing fan-out folders of loose objects,
-so that saves create neither: writers may be waiting for them, and files are
-created faster before the run deletes any.
+so that saves create neither (writers may be waiting for them, and files are
+created faster before the run deletes any), then deletes the files (refs, mostly)
+that ``<file>.lock`` renames replaced since the last run, so that saves free none.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DamagedObjectError
-from . import spares
 from .objects import RawObject
 from .objectset import (
     Scratch,
@@ -88,12 +88,13 @@ class GcResult:
 
 
 def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: int,
-       progress: Callable[[int, int], None] | None = None) -> GcResult:
-    """One run (see the module docstring); ``grace`` in seconds.
+       spare_files: int, progress: Callable[[int, int], None] | None = None) -> GcResult:
+    """One run (see the module docstring); ``grace`` in seconds, ``spare_files`` the empty
+    spares to leave (:func:`gitstate.git.spares.target`).
 
     Returns at once, with ``skipped=True``, if another maintenance runs on the
-    repository. First, spare files and the missing fan-out folders are made,
-    operations a killed process left half done are completed
+    repository. First, spare files and the missing fan-out folders are made, the
+    replaced files deleted, operations a killed process left half done completed
     (``Store.complete_journals``) and the temporary files of killed writers older
     than the grace period deleted (``Store.remove_temporaries``).
     """
@@ -103,8 +104,9 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
         if held is None:
             result.skipped = True
             return result
-        store.spares.fill(spares.TARGET)  # first: writers may wait for them; before deletions
+        store.spares.fill(spare_files)  # first: writers may wait for them; before deletions
         store.loose.make_all_folders()
+        store.spares.free_replaced()
         store.complete_journals()  # interrupted operations: their refs final first
         store.remove_temporaries(time.time() - grace)
         result.bytes_before = _dir_size(store.objects_dir)

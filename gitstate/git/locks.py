@@ -100,24 +100,18 @@ class RefLock:
 
 class LockFile:
     """A held ``<file>.lock`` (git's protocol): :meth:`write` the new content, then
-    :meth:`commit` renames it over ``<file>``; left uncommitted, it is removed. It may be
-    a reused file holding ``old`` bytes (:meth:`Spares.replacement`): they are written over,
-    and cut off at commit if the new content is shorter."""
+    :meth:`commit` renames it over ``<file>``; left uncommitted, it is removed."""
 
-    def __init__(self, fd: int, path: str, durable: bool, spares: Spares, old: int):
-        self.fd, self.path, self.durable, self.spares, self.old = fd, path, durable, spares, old
-        self.size = 0
+    def __init__(self, fd: int, path: str, durable: bool, spares: Spares):
+        self.fd, self.path, self.durable, self.spares = fd, path, durable, spares
         self.committed = False
 
     def write(self, data: bytes) -> None:
         write_all(self.fd, data)
-        self.size += len(data)
 
     def commit(self) -> None:
         """Make the written content ``<file>``'s (fsynced with its folder when durable); the
-        file replaced is kept as a spare (:meth:`Spares.keep`)."""
-        if self.size < self.old:
-            os.ftruncate(self.fd, self.size)
+        file replaced is freed later, by maintenance (:meth:`Spares.keep`)."""
         if self.durable:
             os.fsync(self.fd)
         os.close(self.fd)
@@ -187,7 +181,7 @@ class Locks:
         backoff = _Backoff(self.timeout)
         while True:
             try:
-                fd, old = self.spares.replacement(lock_path)
+                fd = self.spares.create(lock_path, 0o644)
                 break
             except FileNotFoundError:
                 try:
@@ -205,7 +199,7 @@ class Locks:
             except BaseException:  # no lock file was made (no space, an I/O error...)
                 guard.forget()
                 raise
-        lock = LockFile(fd, path, self.durable, self.spares, old)
+        lock = LockFile(fd, path, self.durable, self.spares)
         try:
             yield lock
         finally:
