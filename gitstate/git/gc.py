@@ -31,10 +31,10 @@ Safety beside concurrent writers and readers:
   and older than the grace period.
 
 A run starts by making spare files for the writes until the next one
-(:mod:`gitstate.git.spares`) and the missing fan-out folders of loose objects,
-so that saves create neither (writers may be waiting for them, and files are
-created faster before the run deletes any), then deletes the files (refs, mostly)
-that ``<file>.lock`` renames replaced since the last run, so that saves free none.
+(:mod:`gitstate.git.spares`), so that saves create no file (writers may be
+waiting for them, and files are created faster before the run deletes any),
+then deletes the files (refs, mostly) that ``<file>.lock`` renames replaced
+since the last run, so that saves free none.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
     spares to leave (:func:`gitstate.git.spares.target`).
 
     Returns at once, with ``skipped=True``, if another maintenance runs on the
-    repository. First, spare files and the missing fan-out folders are made, the
-    replaced files deleted, operations a killed process left half done completed
+    repository. First, spare files are made, the replaced files deleted,
+    operations a killed process left half done completed
     (``Store.complete_journals``) and the temporary files of killed writers older
     than the grace period deleted (``Store.remove_temporaries``).
     """
@@ -105,7 +105,6 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
             result.skipped = True
             return result
         store.spares.fill(spare_files)  # first: writers may wait for them; before deletions
-        store.loose.make_all_folders()
         store.spares.free_replaced()
         store.complete_journals()  # interrupted operations: their refs final first
         store.remove_temporaries(time.time() - grace)

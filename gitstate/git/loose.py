@@ -191,21 +191,6 @@ class LooseWriter:
         return CorruptObjectError(f"{folder} is not a folder (a file or a broken link) where git "
                                   "keeps a folder of loose objects: move it out of the repository")
 
-    def make_all_folders(self) -> int:
-        """Make the missing fan-out folders, so that later writes make none (a folder costs
-        what a file does to make); return how many were made. A name taken by a file is left
-        to the write that needs it (:class:`CorruptObjectError`, naming it)."""
-        made = 0
-        for first in range(256):
-            folder = os.path.join(self.objects_dir, f"{first:02x}")
-            if not os.path.isdir(folder):
-                try:
-                    self._make_folder(folder)
-                except CorruptObjectError:
-                    continue
-                made += 1
-        return made
-
     def _make_folder(self, folder: str) -> None:
         try:
             make_folders(folder, self.durable)
