@@ -285,6 +285,8 @@ OPERATIONS = {op.name: op for op in (
     Operation("save_new_folders", "packed", lambda r, e: r.save(_state(e)),
               lambda e: ["save", e.state_file]),
     Operation("save_large", "basic", lambda r, e: r.save(_large_state(e))),
+    Operation("save_without_spares", "nospares", lambda r, e: r.save(_state(e)),
+              lambda e: ["save", e.state_file]),
     Operation("tag", "basic", lambda r, e: r.tag("a", "reviewed", "latest~1"),
               lambda e: ["tag", "a", "reviewed", "latest~1"]),
     Operation("tag_delete", "basic", lambda r, e: r.untag("a", "n2"), lambda e: ["tag", "-d", "a", "n2"]),
@@ -404,6 +406,14 @@ def build_auto(path: Path, size: int) -> None:
     build_basic(path, size)
     with StateRepository.open(path) as repo:
         repo.configure_maintenance(auto_objects=1, background=False)
+
+
+def build_nospares(path: Path, size: int) -> None:
+    """``basic`` without spare or replaced files (made by git, or by an older gitstate): a
+    save creates its files."""
+    build_basic(path, size)
+    for folder in ("spares", "replaced"):
+        shutil.rmtree(path / "gitstate" / folder, ignore_errors=True)
 
 
 def build_thread(path: Path, size: int) -> None:
@@ -915,7 +925,7 @@ class Harness:
                 build_ahead(path, self.template("remote"))
             else:
                 {"basic": build_basic, "packed": build_packed, "auto": build_auto,
-                 "young": build_young, "thread": build_thread}[name](path, self.size)
+                 "young": build_young, "thread": build_thread, "nospares": build_nospares}[name](path, self.size)
             self.templates[name] = path
         return self.templates[name]
 
