@@ -192,7 +192,7 @@ def normalize(path: str, root: str) -> str:
     rel = re.sub(r"^objects/[0-9a-f]{2}(?=/|$)", "objects/xx", rel)
     rel = re.sub(r"^objects/xx/[0-9a-f]{38}$", "objects/xx/<sha>", rel)
     rel = re.sub(r"/pack-[0-9a-f]{40}\.", "/pack-<sha>.", rel)  # a pack may hold a new commit
-    rel = re.sub(r"^gitstate/spares/spare-[0-9a-f]{12}$", "gitstate/spares/spare-*", rel)
+    rel = re.sub(r"^gitstate/(spares|spare-folders)/spare-[0-9a-f]{12}$", r"gitstate/\1/spare-*", rel)
     rel = re.sub(r"^gitstate/replaced/[0-9a-f]{16}$", "gitstate/replaced/*", rel)
     return re.sub(r"(tmp_obj_|tmp_pack_|tmp_idx_|tmp)\w+", r"\1*", rel)
 
@@ -412,7 +412,7 @@ def build_nospares(path: Path, size: int) -> None:
     """``basic`` without spare or replaced files (made by git, or by an older gitstate): a
     save creates its files."""
     build_basic(path, size)
-    for folder in ("spares", "replaced"):
+    for folder in ("spares", "spare-folders", "replaced"):
         shutil.rmtree(path / "gitstate" / folder, ignore_errors=True)
 
 
@@ -924,8 +924,9 @@ class Harness:
             elif name == "ahead":
                 build_ahead(path, self.template("remote"))
             else:
-                {"basic": build_basic, "packed": build_packed, "auto": build_auto,
-                 "young": build_young, "thread": build_thread, "nospares": build_nospares}[name](path, self.size)
+                builders = {"basic": build_basic, "packed": build_packed, "auto": build_auto,
+                            "young": build_young, "thread": build_thread, "nospares": build_nospares}
+                builders[name](path, self.size)
             self.templates[name] = path
         return self.templates[name]
 

@@ -16,7 +16,7 @@ from conftest import fsck, git
 
 from gitstate import StateRepository
 from gitstate.errors import ConcurrentUpdateError
-from gitstate.git.spares import INITIAL, LOW, Spares, target
+from gitstate.git.spares import FOLDERS, INITIAL, LOW, Spares, target
 from gitstate.settings import MaintenanceSettings
 
 TARGET = target(MaintenanceSettings().auto_objects)  # what maintenance leaves by default
@@ -110,10 +110,27 @@ def test_a_repository_without_spares_gets_them_from_maintenance(tmp_path: Path) 
     fsck(repo)
 
 
+def test_maintenance_makes_spare_folders_for_the_missing_fan_out_folders(
+        repo: StateRepository) -> None:
+    folders = Path(repo.path, "gitstate", "spare-folders")
+    repo.save({"agent_id": "a", "n": 0})
+    assert not folders.exists()  # a new repository has none: they cost what files do
+    repo.gc()
+    fan_out = {p.name for p in Path(repo.path, "objects").glob("??")}
+    assert len(list(folders.iterdir())) == min(FOLDERS, 256 - len(fan_out))
+    for n in range(1, 10):
+        repo.save({"agent_id": "a", "n": n})
+    made = {p.name for p in Path(repo.path, "objects").glob("??")} - fan_out
+    assert made and len(list(folders.iterdir())) == min(FOLDERS, 256 - len(fan_out)) - len(made)
+    assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a", limit=3)] == [9, 8, 7]
+    fsck(repo)
+
+
 def test_without_spares_files_are_created(repo: StateRepository) -> None:
     for name in _spares(repo):
         os.unlink(Path(repo.path, "gitstate", "spares", name))
     os.rmdir(Path(repo.path, "gitstate", "spares"))  # a repository made by git, or an older gitstate
+    shutil.rmtree(Path(repo.path, "gitstate", "spare-folders"), ignore_errors=True)
     for n in range(3):
         repo.save({"agent_id": "a", "n": n})
     repo.tag("a", "third")

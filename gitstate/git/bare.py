@@ -45,7 +45,7 @@ def create(path: str, store: Store) -> None:
         repo.close()
         made = Store(tmp, durable=store.durable, lock_timeout=store.lock_timeout, cache_bytes=0)
         update_config(made, _gitstate_settings)
-        made.spares.fill(spares.INITIAL)
+        made.spares.fill(spares.INITIAL, 0)
         if into_folder:
             for entry in sorted(os.listdir(tmp), key=lambda entry: entry == "HEAD"):
                 os.rename(os.path.join(tmp, entry), os.path.join(path, entry))

@@ -30,9 +30,10 @@ Safety beside concurrent writers and readers:
 - a loose object is deleted only if it is in the new pack, or proven unreachable
   and older than the grace period.
 
-A run starts by making spare files for the writes until the next one
-(:mod:`gitstate.git.spares`), so that saves create no file (writers may be
-waiting for them, and files are created faster before the run deletes any),
+A run starts by making spare files for the writes until the next one, and spare
+folders for the fan-out folders missing (:mod:`gitstate.git.spares`), so that
+saves create neither (writers may be waiting for them, and files are created
+faster before the run deletes any),
 then deletes the files (refs, mostly) that ``<file>.lock`` renames replaced
 since the last run, so that saves free none.
 """
@@ -104,7 +105,7 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
         if held is None:
             result.skipped = True
             return result
-        store.spares.fill(spare_files)  # first: writers may wait for them; before deletions
+        store.spares.fill(spare_files, store.loose.missing_folders())  # first: see the docstring
         store.spares.free_replaced()
         store.complete_journals()  # interrupted operations: their refs final first
         store.remove_temporaries(time.time() - grace)

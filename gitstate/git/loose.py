@@ -191,9 +191,21 @@ class LooseWriter:
         return CorruptObjectError(f"{folder} is not a folder (a file or a broken link) where git "
                                   "keeps a folder of loose objects: move it out of the repository")
 
+    def missing_folders(self) -> int:
+        """How many of the 256 fan-out folders do not exist."""
+        return sum(not os.path.isdir(os.path.join(self.objects_dir, f"{first:02x}"))
+                   for first in range(256))
+
     def _make_folder(self, folder: str) -> None:
+        """Make the fan-out folder ``folder``: a spare folder renamed there if one is left."""
         try:
-            make_folders(folder, self.durable)
+            if not self.spares.make_folder(folder):
+                make_folders(folder, self.durable)
+            elif self.durable:
+                fsync_path(os.path.dirname(folder))
+        except FileExistsError:  # made meanwhile by another writer, or not a folder
+            if not os.path.isdir(folder):
+                raise self._not_a_folder(folder) from None
         except NotADirectoryError:
             raise self._not_a_folder(folder) from None
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 
 INITIAL = 128  # empty spares in a new repository (each costs its creation when it is made)
 MOST = 4096  # empty spares kept at most (see target())
+FOLDERS = 64  # spare folders kept at most (as many as fan-out folders are missing)
 LOW = 64  # fewer left: maintenance runs to make more
 _EMPTY = "spare-"  # how a spare's name starts
 _RENAME_NOREPLACE = 1
@@ -74,11 +75,16 @@ def _rename_noreplace() -> Callable[[str, str], None] | None:
     return rename_noreplace
 
 
+def _new_file(path: str) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
 class Spares:
     """The spare and replaced files of the repository at ``path``; safe to share between threads."""
 
     def __init__(self, path: str):
         self.folder = os.path.join(path, "gitstate", "spares")
+        self.folders = os.path.join(path, "gitstate", "spare-folders")
         self.replaced = os.path.join(path, "gitstate", "replaced")
         self.running_low = False  # fewer than LOW spares left: maintenance makes more
         self._names: list[str] = []  # spares not yet tried, from the last listing
@@ -133,20 +139,47 @@ class Spares:
         except OSError:
             return
 
-    def fill(self, count: int) -> int:
-        """Make spares until there are ``count``, where spares can be used; return how many
-        were made. The caller holds the maintenance lock (or owns the repository alone)."""
+    def make_folder(self, path: str) -> bool:
+        """Rename a spare folder to ``path`` (whose parent exists): True if done, False if
+        there is none left (``FileExistsError`` if ``path`` exists)."""
+        if not self.usable() or not os.path.isdir(os.path.dirname(path)):
+            return False
+        try:
+            names = os.listdir(self.folders)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        random.shuffle(names)
+        for name in names:
+            assert self._rename is not None  # usable() found it
+            try:
+                self._rename(os.path.join(self.folders, name), path)
+            except FileNotFoundError:
+                continue  # another writer took it
+            except OSError as exc:
+                if exc.errno in _UNSUPPORTED:
+                    return False
+                raise
+            return True
+        return False
+
+    def fill(self, files: int, folders: int) -> int:
+        """Make spares until there are ``files`` spare files and ``folders`` spare folders
+        (at most :data:`FOLDERS`), where spares can be used; return how many were made. The
+        caller holds the maintenance lock (or owns the repository alone)."""
         if not self.usable():
             return 0
-        os.makedirs(self.folder, exist_ok=True)
         made = 0
-        for _ in range(count - len(os.listdir(self.folder))):
-            try:
-                os.close(os.open(os.path.join(self.folder, f"{_EMPTY}{random.getrandbits(48):012x}"),
-                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
+        for where, count, make in ((self.folder, files, _new_file),
+                                   (self.folders, min(folders, FOLDERS), os.mkdir)):
+            if count <= 0:
                 continue
-            made += 1
+            os.makedirs(where, exist_ok=True)
+            for _ in range(count - len(os.listdir(where))):
+                try:
+                    make(os.path.join(where, f"{_EMPTY}{random.getrandbits(48):012x}"))
+                except FileExistsError:
+                    continue
+                made += 1
         return made
 
     def free_replaced(self) -> int:
