@@ -409,9 +409,9 @@ def build_auto(path: Path, size: int) -> None:
 
 
 def build_nospares(path: Path, size: int) -> None:
-    """``basic`` without spare or replaced files (made by git, or by an older gitstate): a
-    save creates its files."""
-    build_basic(path, size)
+    """``packed`` (no fan-out folder) without spare files and folders or replaced files
+    (made by git, or by an older gitstate): a save creates its files and folders."""
+    build_packed(path, size)
     for folder in ("spares", "spare-folders", "replaced"):
         shutil.rmtree(path / "gitstate" / folder, ignore_errors=True)
 
