@@ -7,7 +7,7 @@ Automatic maintenance: the engine counts the loose objects and bytes each
 repository object writes; after a write operation, :meth:`Maintenance.after`
 starts a ``gc`` (in a background process by default) once ``auto_objects``
 objects or ``auto_bytes`` bytes were written since the last one, or the spare
-files run low (:mod:`gitstate.git.spares`), and at process
+files run low (:mod:`gitstate.git.spares`; at most every 30 s), and at process
 exit one more if at least 30 objects or 1 MB are waiting. It never breaks the
 write it follows. Settings live in the repository's git config (``gitstate.*``,
 :class:`~gitstate.settings.MaintenanceSettings`) and are changed with
@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import timedelta
@@ -38,6 +39,7 @@ from .settings import MaintenanceSettings, grace_period
 __all__ = ["GcResult", "Maintenance", "MaintenanceSettings"]
 
 log = logging.getLogger("gitstate.maintenance")
+LOW_SPARES_RETRY = 30.0  # seconds between runs started because spares run low (one may be skipped)
 T = TypeVar("T")
 
 EXIT_MIN_OBJECTS = 30  # pack at exit only if this process wrote this many objects ...
@@ -64,6 +66,7 @@ class Maintenance:
         self._lock = threading.Lock()
         self._settings: MaintenanceSettings | None = None
         self._worker: subprocess.Popen[bytes] | None = None  # the background maintenance
+        self._low_at = -LOW_SPARES_RETRY  # when a run was last started for want of spares
 
     @property
     def settings(self) -> MaintenanceSettings:
@@ -126,16 +129,19 @@ class Maintenance:
         except GitstateError as exc:  # the config was damaged since open: the write stands
             log.warning("no automatic maintenance of %s: %s", self.core.path, exc)
             return result
+        spares = self.core.store.spares
+        spares.keep_replaced = settings.auto_objects > 0  # runs will free what is kept
         if not settings.auto_objects:
             return result
         objects, nbytes = self.core.store.written()
         if not objects:
             return result
         _WAITING[self.core.path] = self
-        spares = self.core.store.spares
-        if objects < settings.auto_objects and nbytes < settings.auto_bytes and not spares.running_low:
+        low = spares.running_low and time.monotonic() - self._low_at >= LOW_SPARES_RETRY
+        if objects < settings.auto_objects and nbytes < settings.auto_bytes and not low:
             return result
-        spares.running_low = False  # the run makes more
+        if spares.running_low:
+            spares.running_low, self._low_at = False, time.monotonic()
         with self._lock:
             if self._worker is not None and self._worker.poll() is None:
                 return result  # the last run is still going

@@ -166,7 +166,7 @@ def test_delete_agent_killed_before_its_names_lets_the_names_be_reused(repo):
 def test_named_save_killed_after_the_branch_moved_gets_its_name(repo):
     repo.save({"agent_id": "a", "iteration": 1})
     kill_at(repo, "repo.save({'agent_id': 'a', 'iteration': 2}, name='two')",
-            "openat", "refs/tags/agents/a/two.lock")
+            "renameat2", "refs/tags/agents/a/two.lock")  # (the name's lock: a spare renamed there)
     assert repo.latest("a").iteration == 2  # the branch moved ...
     result = repo.verify()  # ... and maintenance (here verify) names it
     assert result.ok, result.problems

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,13 @@ def test_a_ref_update_frees_no_file_and_maintenance_frees_the_replaced_ones(
     ref, folder = Path(repo.path, "refs", "heads", "agents", "a"), Path(repo.path, "gitstate", "replaced")
     repo.save({"agent_id": "a", "n": 1})
     first, held = ref.stat().st_ino, ref.read_bytes()
-    before = set(folder.iterdir())  # the config init replaced
+    assert not folder.exists()  # init replaced its config before maintenance could run
     with open(ref, "rb") as reader:  # a reader between its open and its read
         repo.save({"agent_id": "a", "n": 2})
         repo.save({"agent_id": "a", "n": 3})
         repo.save({"agent_id": "a", "n": 4})
         assert reader.read() == held
-    replaced = sorted(set(folder.iterdir()) - before)
+    replaced = sorted(folder.iterdir())
     assert len(replaced) == 3 and first in {p.stat().st_ino for p in replaced}
     assert all(p.stat().st_nlink == 1 for p in replaced)
     assert {p.read_bytes() for p in replaced} < {
@@ -101,11 +102,14 @@ def test_spares_running_low_start_maintenance_which_makes_more(new: StateReposit
     fsck(repo)
 
 
-def test_a_repository_without_spares_gets_them_from_maintenance(tmp_path: Path) -> None:
+def test_a_repository_without_spares_gets_them_from_its_next_run(tmp_path: Path) -> None:
+    """A repository made by git (or an older gitstate) has no spares folder: saves create
+    their files without starting a run for it; the next run makes spares."""
     repo = StateRepository.init(tmp_path / "r.git")
-    shutil.rmtree(Path(repo.path, "gitstate", "spares"))  # made by git, or an older gitstate
+    shutil.rmtree(Path(repo.path, "gitstate", "spares"))
     repo.save({"agent_id": "a", "n": 1})
-    repo.wait_for_maintenance()
+    assert repo._maintenance._worker is None
+    repo.gc()
     assert len(_spares(repo, "spare-")) == TARGET
     fsck(repo)
 
@@ -140,27 +144,123 @@ def test_without_spares_files_are_created(repo: StateRepository) -> None:
     assert len(_spares(repo, "spare-")) == INITIAL  # automatic maintenance is off here
 
 
-@pytest.mark.parametrize("kind", ["not empty", "hard link", "symlink", "folder"])
+ODD = ["not empty", "hard link", "symlink", "folder", "folder with a file", "fifo"]
+
+
+def _odd(path: Path, kind: str, outside: Path) -> None:
+    """Put at ``path`` something that is not an empty file of this user with one link."""
+    if kind == "not empty":
+        path.write_text("someone's file\n")
+    elif kind == "hard link":  # a copy of the repository made with cp -al shares its files
+        os.link(outside, path)
+    elif kind == "symlink":
+        path.symlink_to(outside)
+    elif kind == "fifo":  # opening it for writing would wait for a reader
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+        if kind == "folder with a file":
+            (path / "x").write_text("x\n")
+
+
+@pytest.mark.parametrize("kind", ODD)
 def test_a_spare_that_is_not_an_empty_file_of_its_own_is_never_written_into(
         repo: StateRepository, tmp_path: Path, kind: str) -> None:
+    """For objects and for the ref's lock alike: the save goes through, the odd spare is
+    removed, nothing outside the spares changes."""
     folder = Path(repo.path, "gitstate", "spares")
     for name in _spares(repo):
         os.unlink(folder / name)
     outside = tmp_path / "outside"
     outside.write_text("someone's file\n")
-    odd = folder / "spare-000000000000"
-    if kind == "not empty":
-        odd.write_text("someone's file\n")
-    elif kind == "hard link":  # a copy of the repository made with cp -al shares its files
-        os.link(outside, odd)
+    for n in range(4):
+        _odd(folder / f"spare-00000000000{n}", kind, outside)
+    repo.save({"agent_id": "a", "n": 1})
+    assert outside.read_text() == "someone's file\n"
+    assert repo.load("a", model=None)["n"] == 1
+    assert _spares(repo) == []  # each was taken, found unusable and removed
+    assert not list(Path(repo.path, "refs", "heads", "agents").glob("*.lock"))
+    assert not [p for p in Path(repo.path, "objects").rglob("tmp_*")]
+    fsck(repo)
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "folder with a file"])
+def test_a_spare_folder_that_is_not_an_empty_folder_of_its_own_is_never_used(
+        repo: StateRepository, tmp_path: Path, kind: str) -> None:
+    repo.save({"agent_id": "a", "n": 0})
+    repo.gc()
+    for folder in Path(repo.path, "objects").glob("??"):
+        folder.rmdir()  # (git's gc removes the empty ones)
+    spare = Path(repo.path, "gitstate", "spare-folders")
+    shutil.rmtree(spare, ignore_errors=True)  # (the gc made some)
+    spare.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    odd = spare / "spare-000000000000"
+    if kind == "file":  # (a .DS_Store, say)
+        odd.write_text("x\n")
     elif kind == "symlink":
         odd.symlink_to(outside)
     else:
         odd.mkdir()
+        (odd / "x").write_text("x\n")
     repo.save({"agent_id": "a", "n": 1})
-    assert outside.read_text() == "someone's file\n"
+    assert list(outside.iterdir()) == []
+    assert all(p.is_dir() and not p.is_symlink() for p in Path(repo.path, "objects").glob("??"))
+    assert list(spare.iterdir()) == []
     assert repo.load("a", model=None)["n"] == 1
-    assert _spares(repo) == []  # it was taken, found unusable and removed
+    fsck(repo)
+
+
+def test_odd_spare_and_replaced_folders_stop_neither_saves_nor_maintenance(new: StateRepository) -> None:
+    repo = new
+    shutil.rmtree(Path(repo.path, "gitstate", "spares"))
+    Path(repo.path, "gitstate", "spares").write_text("not a folder\n")
+    Path(repo.path, "gitstate", "replaced").mkdir()
+    Path(repo.path, "gitstate", "replaced", "a folder").mkdir()
+    repo.save({"agent_id": "a", "n": 1})
+    repo.save({"agent_id": "a", "n": 2})
+    repo.gc()
+    assert list(Path(repo.path, "gitstate", "replaced").iterdir()) == []
+    assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [2, 1]
+    fsck(repo)
+
+
+def test_a_spare_taken_after_waiting_long_is_not_a_killed_writers_file(new: StateRepository) -> None:
+    """Maintenance removes temporary files by their age: a spare made hours ago gets the
+    time of its taking, so a run beside the writer does not remove it while it is written."""
+    repo = new
+    folder = Path(repo.path, "gitstate", "spares")
+    hours_ago = time.time() - 7200
+    for name in _spares(repo):
+        os.utime(folder / name, (hours_ago, hours_ago))
+    spares = Spares(repo.path)
+    path = os.path.join(repo.path, "objects", "tmp_obj_taken")
+    fd = spares.create(path, 0o444)
+    try:
+        assert os.fstat(fd).st_mtime > time.time() - 60
+    finally:
+        os.close(fd)
+    repo.gc(grace_seconds=60)  # a run beside the writer: the file is young
+    assert os.path.exists(path)
+
+
+def test_an_interrupt_just_after_a_lock_is_taken_leaves_no_lock(new: StateRepository) -> None:
+    """SIGINT delivered as the ``<ref>.lock`` is renamed from a spare: the lock is removed
+    as the KeyboardInterrupt unwinds, and the next tag of the agent goes through."""
+    repo = new
+    repo.save({"agent_id": "a", "n": 1})
+    lock = os.path.join(repo.path, "refs", "tags", "agents", "a", "one.lock")
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "signal=none", "-P", lock, "-e", "trace=renameat2",
+         "-e", "inject=renameat2:signal=INT:when=1", sys.executable, "-c",
+         "import sys; from gitstate import StateRepository; "
+         "StateRepository.open(sys.argv[1]).tag('a', 'one')", repo.path],
+        capture_output=True, text=True, check=False)
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
+    assert not os.path.exists(lock)
+    repo.tag("a", "one")
+    assert repo.names("a") == {"one": repo.latest("a").commit}
     fsck(repo)
 
 
@@ -199,16 +299,59 @@ def test_writers_in_several_processes_share_the_spares(repo: StateRepository) ->
     fsck(repo)
 
 
-def test_the_umask_applies_to_files_made_from_spares(tmp_path: Path) -> None:
+def test_the_writers_umask_applies_to_files_made_from_spares(new: StateRepository) -> None:
+    """Spares are made by init and maintenance (here under umask 022); a writer under umask
+    077 gets the files os.open would give it."""
+    repo = new
+    repo.gc()
     script = ("import os, sys; os.umask(0o077); from gitstate import StateRepository; "
-              "r = StateRepository.init(sys.argv[1]); r.save({'agent_id': 'a'}); r.gc(); "
-              "r.save({'agent_id': 'a', 'n': 2})")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "r.git")], check=True)
-    repo = StateRepository.open(tmp_path / "r.git")
+              "r = StateRepository.open(sys.argv[1]); r.save({'agent_id': 'a'}); "
+              "r._core.store.loose._make_folder(os.path.join(sys.argv[1], 'objects', 'zz'))")
+    for folder in Path(repo.path, "objects").glob("??"):
+        shutil.rmtree(folder)
+    subprocess.run([sys.executable, "-c", script, repo.path], check=True)
     loose = [p for p in _files(repo, "objects") if len(p.parent.name) == 2]
     assert len(loose) == 3 and {p.stat().st_mode & 0o777 for p in loose} == {0o400}
+    assert {p.stat().st_mode & 0o777 for p in Path(repo.path, "objects").glob("??")} == {0o700}
     assert Path(repo.path, "refs", "heads", "agents", "a").stat().st_mode & 0o777 == 0o600
     fsck(repo)
+
+
+def test_spares_that_cannot_be_moved_are_left_and_files_created(new: StateRepository) -> None:
+    """Spares this writer may not take (made by another user, say, or here in folders
+    marked immutable, which stops even root): saves create their files and folders."""
+    repo = new
+    repo.gc()  # its loose objects packed: the fan-out folders are empty
+    for folder in Path(repo.path, "objects").glob("??"):
+        folder.rmdir()
+    repo.gc()  # spare folders made for them
+    frozen = [os.path.join(repo.path, "gitstate", name) for name in ("spares", "spare-folders")]
+    subprocess.run(["chattr", "+i", *frozen], check=True)
+    try:
+        repo.save({"agent_id": "a", "n": 1})
+        repo.save({"agent_id": "a", "n": 2})
+    finally:
+        subprocess.run(["chattr", "-i", *frozen], check=True)
+    assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [2, 1]
+    assert len(_spares(repo, "spare-")) == TARGET
+    fsck(repo)
+
+
+def test_spares_running_low_start_one_run_while_maintenance_is_busy(new: StateRepository) -> None:
+    """With the maintenance lock held (a long run elsewhere), saves short of spares start one
+    background run (which finds the lock held and stops), not one per save."""
+    repo = new
+    for name in _spares(repo):
+        os.unlink(Path(repo.path, "gitstate", "spares", name))
+    with repo._core.store.maintenance_lock(wait=False):
+        repo.save({"agent_id": "a", "n": 0})
+        first = repo._maintenance._worker
+        assert first is not None
+        first.wait()
+        for n in range(1, 11):
+            repo.save({"agent_id": "a", "n": n})
+        assert repo._maintenance._worker is first
+    assert _spares(repo) == []  # the run found the lock held: no spares were made
 
 
 def test_a_file_system_that_refuses_the_rename_gets_files_created(

@@ -28,12 +28,13 @@ refuses it), files are created as usual. None of this is part of git's format: g
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import random
+import shutil
 import stat
 import threading
+import time
 from collections.abc import Callable
 
 INITIAL = 128  # empty spares in a new repository (each costs its creation when it is made)
@@ -41,9 +42,9 @@ MOST = 4096  # empty spares kept at most (see target())
 FOLDERS = 64  # spare folders kept at most (as many as fan-out folders are missing)
 LOW = 64  # fewer left: maintenance runs to make more
 _EMPTY = "spare-"  # how a spare's name starts
+_FRESH = 60  # seconds: a spare taken older than this gets the time of its taking (see _take)
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
-_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP}
 
 
 def target(auto_objects: int) -> int:
@@ -75,6 +76,46 @@ def _rename_noreplace() -> Callable[[str, str], None] | None:
     return rename_noreplace
 
 
+@functools.cache
+def _umask() -> int:
+    """This process's umask, read once (from /proc: setting it to read it back would race
+    with other threads creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _discard(path: str) -> None:
+    """Remove what is at ``path`` in a spares folder (something that is not a usable spare)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_ours(path: str, ours: os.stat_result) -> None:
+    """Remove ``path`` if it is the file ``ours`` (a spare renamed there, then interrupted)."""
+    try:
+        st = os.lstat(path)
+        if (st.st_ino, st.st_dev) == (ours.st_ino, ours.st_dev):
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+    except OSError:
+        pass
+
+
 def _new_file(path: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
@@ -83,12 +124,15 @@ class Spares:
     """The spare and replaced files of the repository at ``path``; safe to share between threads."""
 
     def __init__(self, path: str):
+        self.path = path
         self.folder = os.path.join(path, "gitstate", "spares")
         self.folders = os.path.join(path, "gitstate", "spare-folders")
         self.replaced = os.path.join(path, "gitstate", "replaced")
-        self.running_low = False  # fewer than LOW spares left: maintenance makes more
+        self.running_low = False  # fewer than LOW spares left in their folder: maintenance makes more
+        self.keep_replaced = False  # whether keep() keeps: set where maintenance runs by itself
         self._names: list[str] = []  # spares not yet tried, from the last listing
         self._listed = -1  # the folder's mtime_ns when it was last listed
+        self._found = False  # whether that listing found any
         self._rename: Callable[[str, str], None] | None = None  # set at first use
         self._usable = True  # until renameat2 is found missing or refused
         self._lock = threading.Lock()
@@ -98,34 +142,49 @@ class Spares:
         open for writing, a renamed spare if one is left; the same errors (``FileExistsError``
         if ``path`` exists, ``FileNotFoundError`` if its folder does not)."""
         while (name := self._next()) is not None:
-            spare = os.path.join(self.folder, name)
-            assert self._rename is not None  # _next() found spares usable
-            try:
-                self._rename(spare, path)
-            except FileNotFoundError:
-                if not os.path.isdir(os.path.dirname(path)):
-                    self._give_back(name)
-                    raise
-                continue  # another writer took it
-            except FileExistsError:
-                self._give_back(name)
-                raise
-            except OSError as exc:
-                if exc.errno not in _UNSUPPORTED:
-                    self._give_back(name)
-                    raise
-                self._usable = False  # this file system refuses the rename: create files
-                break
-            fd = self._opened(path, mode)
+            fd = self._take(os.path.join(self.folder, name), path, mode)
             if fd is not None:
                 return fd
-        self.running_low = self._usable
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+
+    def make_folder(self, path: str) -> bool:
+        """Rename a spare folder to ``path`` (whose parent exists): True if done, False if
+        there is none left (``FileExistsError`` if ``path`` exists)."""
+        if not self.usable() or not os.path.isdir(os.path.dirname(path)):
+            return False
+        try:
+            names = os.listdir(self.folders)
+        except OSError:
+            return False
+        random.shuffle(names)
+        for name in names:
+            spare = os.path.join(self.folders, name)
+            try:
+                st = os.lstat(spare)
+                if not (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not os.listdir(spare)):
+                    _discard(spare)
+                    continue
+            except FileNotFoundError:
+                continue  # another writer took it
+            if not self._renamed(spare, path, st):
+                if not self._usable:
+                    return False
+                continue
+            try:
+                wanted = 0o777 & ~_umask()
+                if stat.S_IMODE(st.st_mode) != wanted:
+                    os.chmod(path, wanted)
+            except BaseException:
+                _remove_ours(path, st)
+                raise
+            return True
+        return False
 
     def keep(self, path: str) -> None:
         """Link the file at ``path``, about to be replaced by a rename, into ``replaced/``, so
-        that the rename frees nothing; nothing if it cannot be (no such file, an error)."""
-        if not self.usable():
+        that the rename frees nothing (only where maintenance runs by itself, to free them:
+        :attr:`keep_replaced`); nothing if it cannot be (no such file, an error)."""
+        if not self.keep_replaced or not self.usable():
             return
         try:
             os.link(path, os.path.join(self.replaced, f"{random.getrandbits(64):016x}"))
@@ -139,42 +198,31 @@ class Spares:
         except OSError:
             return
 
-    def make_folder(self, path: str) -> bool:
-        """Rename a spare folder to ``path`` (whose parent exists): True if done, False if
-        there is none left (``FileExistsError`` if ``path`` exists)."""
-        if not self.usable() or not os.path.isdir(os.path.dirname(path)):
-            return False
-        try:
-            names = os.listdir(self.folders)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        random.shuffle(names)
-        for name in names:
-            assert self._rename is not None  # usable() found it
-            try:
-                self._rename(os.path.join(self.folders, name), path)
-            except FileNotFoundError:
-                continue  # another writer took it
-            except OSError as exc:
-                if exc.errno in _UNSUPPORTED:
-                    return False
-                raise
-            return True
-        return False
-
     def fill(self, files: int, folders: int) -> int:
         """Make spares until there are ``files`` spare files and ``folders`` spare folders
-        (at most :data:`FOLDERS`), where spares can be used; return how many were made. The
-        caller holds the maintenance lock (or owns the repository alone)."""
-        if not self.usable():
+        (at most :data:`FOLDERS`, and spare folders beyond it removed), where spares can be
+        used and this user owns the repository; return how many were made. The caller holds
+        the maintenance lock (or owns the repository alone)."""
+        try:
+            if not self.usable() or os.stat(self.path).st_uid != os.geteuid():
+                return 0  # (another user's spares: its writers could not take them)
+        except OSError:
             return 0
         made = 0
         for where, count, make in ((self.folder, files, _new_file),
                                    (self.folders, min(folders, FOLDERS), os.mkdir)):
-            if count <= 0:
+            try:
+                names = os.listdir(where)
+            except FileNotFoundError:
+                names = []
+            except OSError:  # not a folder: left as it is (files are then created)
+                continue
+            for extra in names[max(count, 0):] if make is os.mkdir else ():
+                _discard(os.path.join(where, extra))
+            if count <= len(names):
                 continue
             os.makedirs(where, exist_ok=True)
-            for _ in range(count - len(os.listdir(where))):
+            for _ in range(count - len(names)):
                 try:
                     make(os.path.join(where, f"{_EMPTY}{random.getrandbits(48):012x}"))
                 except FileExistsError:
@@ -183,20 +231,15 @@ class Spares:
         return made
 
     def free_replaced(self) -> int:
-        """Delete the files :meth:`keep` kept; return how many. The caller holds the
-        maintenance lock."""
+        """Delete the files :meth:`keep` kept (and anything else in ``replaced/``); return how
+        many. The caller holds the maintenance lock."""
         try:
             names = os.listdir(self.replaced)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return 0
-        freed = 0
         for name in names:
-            try:
-                os.unlink(os.path.join(self.replaced, name))
-            except FileNotFoundError:
-                continue
-            freed += 1
-        return freed
+            _discard(os.path.join(self.replaced, name))
+        return len(names)
 
     def usable(self) -> bool:
         """Whether spares are used here (``renameat2`` exists, and no rename was refused)."""
@@ -204,6 +247,61 @@ class Spares:
             self._rename = _rename_noreplace()
             self._usable = self._rename is not None
         return self._usable
+
+    def _take(self, spare: str, path: str, mode: int) -> int | None:
+        """The spare file ``spare`` renamed to ``path``, open for writing with the permissions
+        ``os.open`` would give and, if it is older, the time of now (maintenance removes
+        temporary files by their age); None if another writer took it, or if it is not an empty
+        regular file of this user with one link (then it is removed), or if the rename is
+        refused here (then spares are no longer used)."""
+        try:
+            fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None  # another writer took it
+        except OSError:  # a link, a folder, a file this user cannot write
+            _discard(spare)
+            return None
+        try:
+            st = os.fstat(fd)
+            if not (stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_nlink == 1
+                    and st.st_uid == os.geteuid()):
+                os.close(fd)
+                _discard(spare)
+                return None
+            if not self._renamed(spare, path, st):
+                os.close(fd)
+                return None
+            wanted = mode & ~_umask()
+            if stat.S_IMODE(st.st_mode) != wanted:
+                os.fchmod(fd, wanted)
+            if st.st_mtime < time.time() - _FRESH:  # an old spare: not a killed writer's file
+                os.utime(fd)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _renamed(self, spare: str, path: str, st: os.stat_result) -> bool:
+        """Rename ``spare`` (which is ``st``) to ``path``: False if it was gone, or if the
+        file system refuses the rename (then spares are no longer used); ``FileExistsError``
+        if ``path`` exists, ``FileNotFoundError`` if its folder does not. Interrupted, it
+        leaves nothing at ``path``."""
+        assert self._rename is not None  # usable() found it
+        try:
+            self._rename(spare, path)
+        except FileNotFoundError:
+            if not os.path.isdir(os.path.dirname(path)):
+                raise
+            return False  # another writer took it
+        except FileExistsError:
+            raise
+        except OSError:  # EINVAL, EXDEV, EACCES, EROFS...: create files instead
+            self._usable = False
+            return False
+        except BaseException:  # interrupted: the rename may have been made
+            _remove_ours(path, st)
+            raise
+        return True
 
     def _next(self) -> str | None:
         """The name of a spare to try, or None if none is left. The folder is listed again
@@ -214,48 +312,16 @@ class Spares:
             if len(self._names) <= LOW:  # what is left may be more than was listed
                 try:
                     changed = os.stat(self.folder).st_mtime_ns
-                except FileNotFoundError:
+                    # (an mtime can stay the same over changes a few ms apart: once all
+                    # listed names were tried, the folder is listed again all the same)
+                    if changed != self._listed or (not self._names and self._found):
+                        self._listed = changed
+                        self._names = os.listdir(self.folder)
+                        self._found = bool(self._names)
+                        random.shuffle(self._names)  # so that writers in other processes try others
+                except OSError:  # no such folder (or not one): files are created
                     return None
-                if changed != self._listed:
-                    self._listed = changed
-                    self._names = os.listdir(self.folder)
-                    random.shuffle(self._names)  # so that writers in other processes try others
+            self.running_low = len(self._names) <= LOW  # (none left: maintenance makes more)
             if not self._names:
                 return None
-            self.running_low = len(self._names) <= LOW
             return self._names.pop()
-
-    def _give_back(self, name: str) -> None:
-        with self._lock:
-            self._names.append(name)
-
-    @staticmethod
-    def _opened(path: str, mode: int) -> int | None:
-        """The spare just renamed to ``path``, open for writing with ``mode``'s permissions
-        (within those the umask gave it); None, the file removed, unless it is an empty
-        regular file of this user with one link."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-        except OSError:  # a link, a folder, or a file this user cannot write
-            pass
-        else:
-            try:
-                st = os.fstat(fd)
-                if (stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_nlink == 1
-                        and st.st_uid == os.geteuid()):
-                    wanted = stat.S_IMODE(st.st_mode) & mode
-                    if wanted != stat.S_IMODE(st.st_mode):
-                        os.fchmod(fd, wanted)
-                    return fd
-            except BaseException:
-                os.close(fd)
-                os.unlink(path)
-                raise
-            os.close(fd)
-        for remove in (os.unlink, os.rmdir):
-            try:
-                remove(path)
-                break
-            except OSError:
-                continue
-        return None
