@@ -271,15 +271,20 @@ class Spares:
             if not self._renamed(spare, path, st):
                 os.close(fd)
                 return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
             wanted = mode & ~_umask()
             if stat.S_IMODE(st.st_mode) != wanted:
                 os.fchmod(fd, wanted)
             if st.st_mtime < time.time() - _FRESH:  # an old spare: not a killed writer's file
                 os.utime(fd)
-            return fd
-        except BaseException:
+        except BaseException:  # (an I/O error): nothing left at path, as os.open would
             os.close(fd)
+            _remove_ours(path, st)
             raise
+        return fd
 
     def _renamed(self, spare: str, path: str, st: os.stat_result) -> bool:
         """Rename ``spare`` (which is ``st``) to ``path``: False if it was gone, or if the
