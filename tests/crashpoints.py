@@ -342,11 +342,14 @@ def _grow(state: AgentState, step: int) -> AgentState:
 
 
 def _age_objects(path: Path) -> None:
-    """Make every object file old, as in a repository in use (past any grace period)."""
+    """Make every object file old, as in a repository in use (past any grace period), and
+    the spare files and folders too (so that every trial finds them equally old: a writer
+    gives an old spare the time of its taking, one more call)."""
     old = time.time() - AGED
-    for folder, _dirs, files in os.walk(path / "objects"):
-        for name in files:
-            os.utime(os.path.join(folder, name), (old, old))
+    for top in ("objects", "gitstate/spares", "gitstate/spare-folders"):
+        for folder, dirs, files in os.walk(path / top):
+            for name in [*files, *(dirs if top == "gitstate/spare-folders" else ())]:
+                os.utime(os.path.join(folder, name), (old, old))
 
 
 def _fan_out(path: Path) -> None:
