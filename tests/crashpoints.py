@@ -343,8 +343,7 @@ def _grow(state: AgentState, step: int) -> AgentState:
 
 def _age_objects(path: Path) -> None:
     """Make every object file old, as in a repository in use (past any grace period), and
-    the spare files and folders too (so that every trial finds them equally old: a writer
-    gives an old spare the time of its taking, one more call)."""
+    the spare files and folders too."""
     old = time.time() - AGED
     for top in ("objects", "gitstate/spares", "gitstate/spare-folders"):
         for folder, dirs, files in os.walk(path / top):

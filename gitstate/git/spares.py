@@ -34,7 +34,6 @@ import random
 import shutil
 import stat
 import threading
-import time
 from collections.abc import Callable
 
 INITIAL = 128  # empty spares in a new repository (each costs its creation when it is made)
@@ -42,7 +41,6 @@ MOST = 4096  # empty spares kept at most (see target())
 FOLDERS = 64  # spare folders kept at most (as many as fan-out folders are missing)
 LOW = 64  # fewer left: maintenance runs to make more
 _EMPTY = "spare-"  # how a spare's name starts
-_FRESH = 60  # seconds: a spare taken older than this gets the time of its taking (see _take)
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -250,8 +248,8 @@ class Spares:
 
     def _take(self, spare: str, path: str, mode: int) -> int | None:
         """The spare file ``spare`` renamed to ``path``, open for writing with the permissions
-        ``os.open`` would give and, if it is older, the time of now (maintenance removes
-        temporary files by their age); None if another writer took it, or if it is not an empty
+        ``os.open`` would give and the time of now (maintenance removes temporary files by
+        their age); None if another writer took it, or if it is not an empty
         regular file of this user with one link (then it is removed), or if the rename is
         refused here (then spares are no longer used)."""
         try:
@@ -278,8 +276,7 @@ class Spares:
             wanted = mode & ~_umask()
             if stat.S_IMODE(st.st_mode) != wanted:
                 os.fchmod(fd, wanted)
-            if st.st_mtime < time.time() - _FRESH:  # an old spare: not a killed writer's file
-                os.utime(fd)
+            os.utime(fd)  # its time is now: not a killed writer's old file to maintenance
         except BaseException:  # (an I/O error): nothing left at path, as os.open would
             os.close(fd)
             _remove_ours(path, st)
