@@ -11,7 +11,7 @@ from array import array
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index_file
 
-from gitstate.git.objectset import Scratch, ShaTable
+from gitstate.git.objectset import Scratch, ShaTable, _by_offset
 from gitstate.git.packing import write_index
 
 
@@ -68,3 +68,19 @@ def test_scratch_tables_in_a_file_keep_their_values_when_their_pages_are_given_b
     assert table.find(rnd.randbytes(20)) == -1
     assert list(os.listdir(tmp_path)) == []  # the scratch file has no name
     scratch.close()
+
+
+def test_offsets_sorted_in_buckets_in_memory_and_in_a_scratch_file(tmp_path) -> None:
+    rnd = random.Random(11)
+    size = 1 << 33  # offsets past 4 GB too
+    offsets = rnd.sample(range(size), 20_000)
+    expected = sorted((offset, -i) for i, offset in enumerate(offsets))
+    for scratch in (Scratch(), Scratch(str(tmp_path))):
+        table, numbers = scratch.table("Q", len(offsets)), scratch.table("i", len(offsets))
+        for i, offset in enumerate(offsets):
+            table[i], numbers[i] = offset, -i
+        if scratch.mapped:
+            scratch.trim()
+        sorted_offsets, order = _by_offset(table, numbers, size, scratch)
+        assert list(zip(sorted_offsets, order, strict=True)) == expected
+        scratch.close()

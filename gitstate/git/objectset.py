@@ -38,7 +38,11 @@ from .reader import SHA_SIZE, ObjectReader, PackIndex, Raw, read_entry_header
 MAINTENANCE_CACHE = 8 << 20  # delta chains only: maintenance reads each object about once
 SCRATCH_OBJECTS = 250_000  # past this many objects, per-object tables go to a scratch file
 RESIDENT_BUDGET = 24 << 20  # mapped pages are given back when the resident set grew this much
-CHECK_EVERY = 128  # steps (objects handled, ~16 pages each) between two looks at the resident set
+# Steps (objects handled) between two looks at the resident set (~15 us each). A step
+# touches a few table entries, and each first touch of a mapped page maps its 16
+# neighbours too (the kernel's fault-around, 64 KB), so that a step can add ~0.3 MB:
+# 16 steps bound the overshoot past the budget to a few MB whatever the history's size.
+CHECK_EVERY = 16
 _PAGE = mmap.PAGESIZE
 _HEX = frozenset("0123456789abcdef")
 STOPPED = "maintenance stopped before deleting anything, nothing was lost"
@@ -298,12 +302,9 @@ def pack_layout(base: str, table: ShaTable, kinds: Any) -> tuple[Any, Any]:
     for p, sha in enumerate(index.shas()):
         numbers[p] = table.find(sha)
         scratch.step()
-    offsets = index.offsets()
-    by_offset = _by_offset(offsets)
-    sorted_offsets, order = scratch.table("Q", len(offsets)), scratch.table("i", len(offsets))
-    for pos, p in enumerate(by_offset):
-        sorted_offsets[pos], order[pos] = offsets[p], numbers[p]
-    del by_offset, numbers, offsets
+    offsets = index.offsets(scratch.table("Q", index.count))
+    sorted_offsets, order = _by_offset(offsets, numbers, os.path.getsize(base + ".pack"), scratch)
+    del numbers, offsets
     bases = scratch.table("i", len(order), -1)
     pending = []  # positions of deltas on bases that come later in the pack (git never does this)
     with open(base + ".pack", "rb") as f:
@@ -333,16 +334,32 @@ def pack_layout(base: str, table: ShaTable, kinds: Any) -> tuple[Any, Any]:
     return order, bases
 
 
-def _by_offset(offsets: array) -> array:
-    """Positions 0..n-1 ordered by their offset, sorted in buckets (no list of n Python ints)."""
-    if not offsets:
-        return array("I")
-    count = max(1, len(offsets) >> 8)
-    span = max(offsets) // count + 1
-    buckets = [array("I") for _ in range(count)]
-    for pos, offset in enumerate(offsets):
-        buckets[offset // span].append(pos)
-    ordered = array("I")
-    for bucket in buckets:
-        ordered.extend(sorted(bucket, key=offsets.__getitem__))
-    return ordered
+def _by_offset(offsets: Any, numbers: Any, size: int, scratch: Scratch) -> tuple[Any, Any]:
+    """(the ``offsets`` sorted, the ``numbers`` in the same order), offsets being below
+    ``size``: a bucket sort into two tables of the scratch, with at most 65,536 buckets
+    (no list of n Python ints, nothing in memory that grows with n past that)."""
+    n = len(offsets)
+    count = min(1 << 16, max(1, n >> 8))
+    span = size // count + 1
+    ends = array("I", bytes(4 * count))
+    for offset in offsets:
+        ends[min(offset // span, count - 1)] += 1
+        scratch.step()
+    ends = array("I", accumulate(ends))
+    free = array("I", [0]) + ends[:-1]  # the next free slot of each bucket
+    sorted_offsets, order = scratch.table("Q", n), scratch.table("i", n)
+    for p, offset in enumerate(offsets):
+        bucket = min(offset // span, count - 1)
+        slot = free[bucket]
+        free[bucket] = slot + 1
+        sorted_offsets[slot], order[slot] = offset, numbers[p]
+        scratch.step()
+    start = 0
+    for end in ends:
+        if end - start > 1:
+            pairs = sorted(zip(sorted_offsets[start:end], order[start:end], strict=True))
+            sorted_offsets[start:end] = array("Q", [offset for offset, _number in pairs])
+            order[start:end] = array("i", [number for _offset, number in pairs])
+        start = end
+        scratch.step()
+    return sorted_offsets, order

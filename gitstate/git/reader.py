@@ -32,13 +32,12 @@ import hashlib
 import mmap
 import os
 import struct
-import sys
 import threading
 import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import Any, cast
 
 from dulwich.errors import ApplyDeltaError
 from dulwich.pack import (  # the compiled one when built
@@ -171,21 +170,17 @@ class PackIndex:
         for chunk in self._range(_FANOUT_END, self.count * SHA_SIZE):  # (chunks: multiples of 20)
             yield from (chunk[at:at + SHA_SIZE] for at in range(0, len(chunk), SHA_SIZE))
 
-    def offsets(self) -> array:
-        """Offset in the pack of each object, in index (SHA) order."""
-        n, start = self.count, _FANOUT_END + self.count * (SHA_SIZE + 4)
-        small, large = array("I"), array("Q")
-        for chunk in self._range(start, n * 4):
-            small.frombytes(chunk)
-        for chunk in self._range(start + n * 4, len(self.data) - 40 - start - n * 4):
-            large.frombytes(chunk)
-        if sys.byteorder == "little":
-            small.byteswap()
-            large.byteswap()
-        try:
-            return array("Q", (o if o < 0x80000000 else large[o & 0x7FFFFFFF] for o in small))
-        except IndexError:
-            raise DamagedObjectError(f"{self.path}: a 64-bit offset entry is missing") from None
+    def offsets(self, into: Any = None) -> Any:
+        """Offset in the pack of each object, in index (SHA) order: written into ``into`` (a
+        table of ``count`` 8-byte items, as :meth:`objectset.Scratch.table` gives) or a new
+        ``array``."""
+        out = array("Q", bytes(8 * self.count)) if into is None else into
+        start, i = _FANOUT_END + self.count * (SHA_SIZE + 4), 0
+        for chunk in self._range(start, self.count * 4):
+            for (offset,) in struct.iter_unpack(">I", chunk):
+                out[i] = offset if offset < 0x80000000 else self._offset_at(i)
+                i += 1
+        return out
 
 
 class _Pack:
