@@ -3,7 +3,7 @@
     python bench/run.py            # full sizes (S, L, W, M, H, A, G); ~15 minutes on 2 cores
     python bench/run.py --quick    # 1/10 of the sizes: a smoke test
     python bench/run.py --only S,L --markdown out.md
-    python bench/run.py --only G   # gc memory on synthetic 30k / 300k / 3M-object histories, heads()
+    python bench/run.py --only G   # gc and reclaim memory on synthetic 30k / 300k / 3M-object histories, heads()
 
 Every anchor runs in the same invocation on the same states: each state is
 saved by gitstate, by the seed's ``save_state``, by the floor (canonical
@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -311,11 +311,15 @@ def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
         objects, largest = build_synthetic(path, agents, 100)
         build_s = time.perf_counter() - start
         gc = in_child("gc", path)
-        out["runs"].append({"objects": objects, "largest": largest, "build_s": build_s, **gc})
+        reclaim = in_child("reclaim", path)
+        out["runs"].append({"objects": objects, "largest": largest, "build_s": build_s, **gc,
+                            "reclaim": reclaim})
         shutil.rmtree(path)
     middle, large = out["runs"][-2:]
     out["per_object"] = ((large["rss_growth_mb"] - middle["rss_growth_mb"]) * 2**20
                          / (large["objects"] - middle["objects"]))
+    out["reclaim_per_object"] = ((large["reclaim"]["rss_growth_mb"] - middle["reclaim"]["rss_growth_mb"])
+                                 * 2**20 / (large["objects"] - middle["objects"]))
     out["checkpoints"] = large["objects"] // 3
     out["heads_agents"] = agents = max(1, HEADS_AGENTS // scale)
     path = str(root / f"G-heads-{agents}.git")
@@ -323,6 +327,21 @@ def run_gc_memory(scale: int, root: Path) -> dict[str, Any]:
     out["heads"] = in_child("heads", path)["seconds"]
     shutil.rmtree(path)
     return out
+
+
+def child_reclaim(path: str) -> dict[str, Any]:
+    """Every other agent deleted, then ``reclaim`` (its packs rewritten without what they
+    held): its peak memory counted from after the deletes."""
+    repo = StateRepository.open(path)
+    for agent in sorted(repo.heads())[::2]:
+        repo.delete_agent(agent)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from the current resident set
+    before = rss_mb("VmRSS")
+    start = time.perf_counter()
+    result = repo.reclaim(grace=timedelta(0))
+    return {"seconds": time.perf_counter() - start, "rss_growth_mb": rss_mb() - before,
+            "objects": result.objects}
 
 
 def child_heads(path: str) -> dict[str, Any]:
@@ -426,9 +445,15 @@ def gc_memory_rows(r: dict[str, Any], add: Callable[..., None]) -> None:
             f"<= {limit:.1f} MB", run["rss_growth_mb"] <= limit)
         add("G", f"gc time, {run['objects']:,} objects", fmt_time(run["seconds"]),
             f"built in {fmt_time(run['build_s'])}")
+        reclaim = run["reclaim"]
+        add("G", f"reclaim peak memory, half of {run['objects']:,} objects deleted (RSS growth)",
+            f"{reclaim['rss_growth_mb']:.1f} MB", f"in {fmt_time(reclaim['seconds'])}", None,
+            f"<= {limit:.1f} MB", reclaim["rss_growth_mb"] <= limit)
     middle, large = r["runs"][-2:]
     add("G", f"gc memory per object (slope, {middle['objects']:,} to {large['objects']:,})",
         f"{r['per_object']:.0f} B", target="< 20 B", ok=r["per_object"] < 20)
+    add("G", f"reclaim memory per object (slope, {middle['objects']:,} to {large['objects']:,})",
+        f"{r['reclaim_per_object']:.0f} B", target="< 20 B", ok=r["reclaim_per_object"] < 20)
     add("G", f"heads() on {r['heads_agents']:,} agents (new process)", fmt_time(r["heads"]),
         target="<= 1 s", ok=r["heads"] <= 1)
 
@@ -461,7 +486,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         kind, *rest = args.child
         figures = (child_save(rest[0], rest[1], int(rest[2]), rest[3]) if kind == "save" else
-                   child_heads(rest[0]) if kind == "heads" else child_gc(rest[0]))
+                   child_heads(rest[0]) if kind == "heads" else
+                   child_reclaim(rest[0]) if kind == "reclaim" else child_gc(rest[0]))
         print(json.dumps(figures))
         return 0
     scale = args.scale or (QUICK_SCALE if args.quick else 1)

@@ -22,7 +22,8 @@ TARGETS = {
     ("A", "agents() (first call, new repository object)"),
     ("L", "gc peak memory (RSS growth)"),
 }
-G_TARGETS = ("gc memory per object (slope", "heads() on ")  # figures named with their sizes
+G_TARGETS = ("gc memory per object (slope", "reclaim memory per object (slope", "heads() on ",
+             "reclaim peak memory, half of ")  # figures named with their sizes
 
 
 def test_bench_prints_the_table(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
                                                   "ratio", "target", "met"]
     cells = {(r[0].strip(), r[1].strip()): [c.strip() for c in r] for r in body}
     g_rows = [name for key, name in cells if key == "G" and name.startswith(G_TARGETS)]
-    assert len(g_rows) == 2, g_rows
+    assert len(g_rows) == 6, g_rows
     for key in [*TARGETS, *(("G", name) for name in g_rows)]:
         row = cells[key]
         assert row[5] and row[6] in ("yes", "NO"), row  # a target and its verdict
@@ -49,6 +50,8 @@ def test_bench_prints_the_table(tmp_path: Path) -> None:
     assert all(f["floor"]["p50"] > 0 for f in figures[:-1])  # measured in the same loop
     assert all(f["verify_ok"] for f in figures[:-1])
     assert [run["packed"] for run in figures[-1]["runs"]] == [300, 3000, 30000]  # G: every object repacked
+    # reclaim deleted the objects of every other agent: 1 agent of 1, then 5 of 10, 50 of 100
+    assert [run["reclaim"]["objects"] for run in figures[-1]["runs"]] == [300, 1500, 15000]
 
 
 def test_langgraph_bench_prints_the_table(tmp_path: Path) -> None:
