@@ -3,7 +3,7 @@
     python bench/run.py            # full sizes (S, L, W, M, H, A, G); ~15 minutes on 2 cores
     python bench/run.py --quick    # 1/10 of the sizes: a smoke test
     python bench/run.py --only S,L --markdown out.md
-    python bench/run.py --only G   # gc and reclaim memory on synthetic 30k / 300k / 3M-object histories, heads()
+    python bench/run.py --only G   # gc, reclaim memory: synthetic 30k / 300k / 3M objects; heads()
 
 Every anchor runs in the same invocation on the same states: each state is
 saved by gitstate, by the seed's ``save_state``, by the floor (canonical
