@@ -249,24 +249,26 @@ class _Packer:
         period of an object no ref reaches counts from when a save wrote it.
         """
         scratch = Scratch.for_objects(count_loose(self.objects_dir), self.path)
-        table = ShaTable.merged([loose_shas(self.objects_dir)], scratch)
-        objects, wanted = Objects(table), scratch.table("B", len(table))
-        for i in range(len(table)):
-            scratch.step()
-            sha = table.hex(i)
-            if not self.reader.is_packed(sha):
-                objects.kinds[i] = _loose_type(self.objects_dir, sha)
-                wanted[i] = 1
-        newest = max((_mtime(loose_path(self.objects_dir, table.hex(i)))
-                      for i in range(len(table)) if wanted[i]), default=0.0)
-        new = self.write(objects, wanted)
-        removed = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table)) if wanted[i]))
-        # a copy of a packed object younger than the grace (a save wrote it again): kept, so
-        # the object still counts as young if no ref reaches it
-        copies = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table))
-                                                 if not wanted[i]), cutoff)
-        self.result.loose_removed += removed[0] + copies[0]
-        scratch.close()
+        try:
+            table = ShaTable.merged([loose_shas(self.objects_dir)], scratch)
+            objects, wanted = Objects(table), scratch.table("B", len(table))
+            for i in range(len(table)):
+                scratch.step()
+                sha = table.hex(i)
+                if not self.reader.is_packed(sha):
+                    objects.kinds[i] = _loose_type(self.objects_dir, sha)
+                    wanted[i] = 1
+            newest = max((_mtime(loose_path(self.objects_dir, table.hex(i)))
+                          for i in range(len(table)) if wanted[i]), default=0.0)
+            new = self.write(objects, wanted)
+            removed = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table)) if wanted[i]))
+            # a copy of a packed object younger than the grace (a save wrote it again): kept, so
+            # the object still counts as young if no ref reaches it
+            copies = remove_loose(self.objects_dir, (table.hex(i) for i in range(len(table))
+                                                     if not wanted[i]), cutoff)
+            self.result.loose_removed += removed[0] + copies[0]
+        finally:
+            scratch.close()
         if new is not None:
             _date_pack(new, newest)
 
@@ -285,16 +287,18 @@ class _Packer:
         check_packs(merged)  # each is deleted once rewritten: only if its files are sound
         indexes = [PackIndex(base + ".idx") for base in merged]
         scratch = Scratch.for_objects(sum(index.count for index in indexes), self.path)
-        scratch.on_trim(self.reader.trim)
-        table = ShaTable.merged((index.shas() for index in indexes), scratch)
-        del indexes
-        objects = Objects(table)
-        for base in merged:
-            pack_layout(base, table, objects.kinds)
-        newest = max(os.stat(base + ".pack").st_mtime for base in merged)
-        new = self.write(objects, scratch.table("B", len(table), 1))
-        self.replace(merged, new)
-        scratch.close()
+        try:
+            scratch.on_trim(self.reader.trim)
+            table = ShaTable.merged((index.shas() for index in indexes), scratch)
+            del indexes
+            objects = Objects(table)
+            for base in merged:
+                pack_layout(base, table, objects.kinds)
+            newest = max(os.stat(base + ".pack").st_mtime for base in merged)
+            new = self.write(objects, scratch.table("B", len(table), 1))
+            self.replace(merged, new)
+        finally:
+            scratch.close()
         if new is not None:
             _date_pack(new, newest)
 
@@ -306,23 +310,25 @@ class _Packer:
         as ``git repack -A`` does; what they reach is kept (docs/guarantees.md).
         """
         census = Census(self.reader, self.path, time.time() - grace)
-        census.mark()
-        flags = census.flags
-        wanted = census.scratch.table("B", len(flags))
-        for i, f in enumerate(flags):
-            wanted[i] = 1 if f & REACHED and not f & LEFT_LOOSE else 0
-            census.scratch.step()
-        old = [base for base in census.packs if not os.path.exists(base + ".keep")]
-        check_packs(old)
-        for base, mtime in census.young_packs:  # newest first: an object keeps its youngest time
-            for sha in PackIndex(base + ".idx").shas():
-                i = census.table.find(sha)
-                if flags[i] & LEFT_LOOSE and not flags[i] & LOOSE:
-                    self.unpack(census, i, mtime)
-        self.replace(old, self.write(census.objects, wanted))
-        packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
-                                                    if f & LOOSE and wanted[i]))
-        dropped, _ = census.remove_unreached_loose()
-        self.result.loose_removed += packed + dropped
-        self.result.pruned_objects = census.unreached()
-        census.scratch.close()
+        try:
+            census.mark()
+            flags = census.flags
+            wanted = census.scratch.table("B", len(flags))
+            for i, f in enumerate(flags):
+                wanted[i] = 1 if f & REACHED and not f & LEFT_LOOSE else 0
+                census.scratch.step()
+            old = [base for base in census.packs if not os.path.exists(base + ".keep")]
+            check_packs(old)
+            for base, mtime in census.young_packs:  # newest first: an object keeps its youngest time
+                for sha in PackIndex(base + ".idx").shas():
+                    i = census.table.find(sha)
+                    if flags[i] & LEFT_LOOSE and not flags[i] & LOOSE:
+                        self.unpack(census, i, mtime)
+            self.replace(old, self.write(census.objects, wanted))
+            packed, _ = remove_loose(self.objects_dir, (census.table.hex(i) for i, f in enumerate(flags)
+                                                        if f & LOOSE and wanted[i]))
+            dropped, _ = census.remove_unreached_loose()
+            self.result.loose_removed += packed + dropped
+            self.result.pruned_objects = census.unreached()
+        finally:
+            census.scratch.close()
