@@ -8,9 +8,11 @@ import os
 import random
 from array import array
 
+import pytest
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index_file
 
+from gitstate.git import objectset
 from gitstate.git.objectset import Scratch, ShaTable, _by_offset
 from gitstate.git.packing import write_index
 
@@ -84,3 +86,30 @@ def test_offsets_sorted_in_buckets_in_memory_and_in_a_scratch_file(tmp_path) -> 
         sorted_offsets, order = _by_offset(table, numbers, size, scratch)
         assert list(zip(sorted_offsets, order, strict=True)) == expected
         scratch.close()
+
+
+def test_resident_pages_of_a_scratch_stay_near_their_budget_under_random_lookups(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first touch of a mapped page maps more than the page (64 KB of neighbours, or the
+    whole large folio it is in: 1 MB on kernel 6.18), so random lookups grow the resident
+    set fast: it is looked at often enough that it never passes the budget by more than
+    ``CHECK_EVERY`` touches (with a look every 128 steps, the whole table stayed mapped)."""
+    monkeypatch.setattr(objectset, "RESIDENT_BUDGET", 2 << 20)
+    scratch = Scratch(str(tmp_path))
+    table = scratch.table("Q", 8 << 20, 7)  # 64 MB, written through the file: in the page cache
+    rnd = random.Random(13)
+    per_touch = 0  # what one touch maps here
+    for _ in range(32):
+        scratch.trim()
+        before = scratch._resident()
+        assert table[rnd.randrange(len(table))] == 7
+        per_touch = max(per_touch, scratch._resident() - before)
+    scratch.trim()
+    most = 0
+    for _step in range(4_000):
+        assert table[rnd.randrange(len(table))] == 7
+        scratch.step()
+        most = max(most, scratch._resident() - scratch._base)
+    assert most > 2 << 20  # the budget was reached (so pages were given back)
+    assert most <= (2 << 20) + objectset.CHECK_EVERY * per_touch + (4 << 20), (most, per_touch)
+    scratch.close()
