@@ -192,7 +192,7 @@ def normalize(path: str, root: str) -> str:
     rel = re.sub(r"^objects/[0-9a-f]{2}(?=/|$)", "objects/xx", rel)
     rel = re.sub(r"^objects/xx/[0-9a-f]{38}$", "objects/xx/<sha>", rel)
     rel = re.sub(r"/pack-[0-9a-f]{40}\.", "/pack-<sha>.", rel)  # a pack may hold a new commit
-    rel = re.sub(r"^gitstate/(spares|spare-folders)/spare-[0-9a-f]{12}$", r"gitstate/\1/spare-*", rel)
+    rel = re.sub(r"^gitstate/(spares|spare-folders|spares-new)/spare-[0-9a-f]{12}$", r"gitstate/\1/spare-*", rel)
     rel = re.sub(r"^gitstate/replaced/[0-9a-f]{16}$", "gitstate/replaced/*", rel)
     return re.sub(r"(tmp_obj_|tmp_pack_|tmp_idx_|tmp)\w+", r"\1*", rel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from conftest import fsck, git
 
 from gitstate import StateRepository
 from gitstate.errors import ConcurrentUpdateError
-from gitstate.git.spares import FOLDERS, INITIAL, LOW, Spares, target
+from gitstate.git.spares import _EMPTY, FOLDERS, INITIAL, LOW, Spares, target
 from gitstate.settings import MaintenanceSettings
 
 TARGET = target(MaintenanceSettings().auto_objects)  # what maintenance leaves by default
@@ -114,6 +115,35 @@ def test_a_repository_without_spares_gets_them_from_its_next_run(tmp_path: Path)
     assert len(_spares(repo, "spare-")) == TARGET
     fsck(repo)
 
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_maintenance_makes_spares_beside_the_folders_writers_take_them_from(
+        new: StateRepository, tmp_path: Path) -> None:
+    """A file system finds an inode for a new entry under its folder's lock (up to ~1 ms on
+    a busy ext4): maintenance makes each spare in ``gitstate/spares-new/`` and renames it in,
+    so a writer renaming a spare out of ``gitstate/spares/`` never waits for a creation."""
+    repo = new
+    for name in _spares(repo):
+        os.unlink(Path(repo.path, "gitstate", "spares", name))
+    Path(repo.path, "gitstate", "spares-new", "spare-0123456789ab").write_bytes(b"")  # a killed run's
+    missing = 256 - len(list(Path(repo.path, "objects").glob("??")))
+    log = tmp_path / "strace.log"
+    subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=openat,mkdir,rename,renameat2",
+                    sys.executable, "-c",
+                    f"from gitstate import StateRepository; StateRepository.open({repo.path!r}).gc()"],
+                   check=True, capture_output=True)
+    calls = log.read_text().splitlines()
+    spares, folders, new_ = (os.path.join(repo.path, "gitstate", name)
+                             for name in ("spares", "spare-folders", "spares-new"))
+    spare = re.compile(rf'"([^"]*)/{_EMPTY}[0-9a-f]{{12}}"')  # the folder of a spare named in a call
+    made = [c for c in calls if ("O_CREAT" in c or " mkdir(" in c) and spare.search(c)]
+    assert made and {spare.search(c)[1] for c in made} == {new_}
+    moved = [c for c in calls if " renameat2(" in c and f'"{new_}/' in c]
+    assert len(moved) == len(made) == TARGET + min(FOLDERS, missing)
+    assert all(f'"{spares}/' in c or f'"{folders}/' in c for c in moved)
+    assert len(_spares(repo, "spare-")) == TARGET and os.listdir(new_) == []
+    fsck(repo)
 
 def test_maintenance_makes_spare_folders_for_the_missing_fan_out_folders(
         repo: StateRepository) -> None:

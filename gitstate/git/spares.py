@@ -126,6 +126,7 @@ class Spares:
         self.folder = os.path.join(path, "gitstate", "spares")
         self.folders = os.path.join(path, "gitstate", "spare-folders")
         self.replaced = os.path.join(path, "gitstate", "replaced")
+        self.new = os.path.join(path, "gitstate", "spares-new")  # where fill() makes them
         self.running_low = False  # fewer than LOW spares left in their folder: maintenance makes more
         self.keep_replaced = False  # whether keep() keeps: set where maintenance runs by itself
         self._names: list[str] = []  # spares not yet tried, from the last listing
@@ -200,12 +201,18 @@ class Spares:
         """Make spares until there are ``files`` spare files and ``folders`` spare folders
         (at most :data:`FOLDERS`, and spare folders beyond it removed), where spares can be
         used and this user owns the repository; return how many were made. The caller holds
-        the maintenance lock (or owns the repository alone)."""
+        the maintenance lock (or owns the repository alone).
+
+        Each is made in ``gitstate/spares-new/``, then renamed into its folder: a file
+        system holds a folder's lock while it finds an inode for a new entry (up to ~1 ms
+        here), and writers taking spares from that folder would wait for it.
+        """
         try:
             if not self.usable() or os.stat(self.path).st_uid != os.geteuid():
                 return 0  # (another user's spares: its writers could not take them)
         except OSError:
             return 0
+        assert self._rename is not None  # usable() found it
         made = 0
         for where, count, make in ((self.folder, files, _new_file),
                                    (self.folders, min(folders, FOLDERS), os.mkdir)):
@@ -220,11 +227,15 @@ class Spares:
             if count <= len(names):
                 continue
             os.makedirs(where, exist_ok=True)
+            _discard(self.new)  # what a killed run left (or something that is not a folder)
+            os.mkdir(self.new)
             for _ in range(count - len(names)):
+                name = f"{_EMPTY}{random.getrandbits(48):012x}"
                 try:
-                    make(os.path.join(where, f"{_EMPTY}{random.getrandbits(48):012x}"))
+                    make(os.path.join(self.new, name))
+                    self._rename(os.path.join(self.new, name), os.path.join(where, name))
                 except FileExistsError:
-                    continue
+                    continue  # (a name taken: a 48-bit random collision)
                 made += 1
         return made
 
