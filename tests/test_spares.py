@@ -91,6 +91,25 @@ def test_maintenance_tops_the_spares_up(new: StateRepository) -> None:
     assert len(_spares(repo, "spare-")) == TARGET  # none made when none were used
 
 
+
+def test_maintenance_makes_the_spares_taken_while_it_packed(new: StateRepository, tmp_path: Path) -> None:
+    """Writers take spares while a run packs (a LangGraph writer one a millisecond): the run
+    makes them again before it ends, so they do not run out before the next run."""
+    repo = new
+    for n in range(10):
+        repo.save({"agent_id": "a", "n": n})
+    writer = Spares(repo.path)
+    taken: list[Path] = []
+
+    def take_some(done: int, total: int) -> None:  # called while objects go into the pack
+        while len(taken) < 20:
+            taken.append(tmp_path / f"taken-{len(taken)}")
+            os.close(writer.create(str(taken[-1]), 0o444))
+
+    repo.gc(progress=take_some)
+    assert len(taken) == 20 and all(path.stat().st_size == 0 for path in taken)
+    assert len(_spares(repo, "spare-")) == TARGET
+
 def test_spares_running_low_start_maintenance_which_makes_more(new: StateRepository) -> None:
     repo = new
     n = 0
