@@ -9,8 +9,10 @@ lock replaces); a LangGraph step creates three. So writers take files made ahead
 and free nothing, and maintenance (in its background process) does both:
 
 - ``<repo>/gitstate/spares/spare-*`` are empty files, :data:`INITIAL` in a new
-  repository, topped up by each maintenance run (:func:`target`), which a writer starts
-  once fewer than :data:`LOW` are left. :meth:`Spares.create` takes one with ``renameat2``
+  repository, topped up by each maintenance run at its start and at its end
+  (:func:`target`), which a writer starts once fewer than :data:`LOW` are left; each is
+  made in ``gitstate/spares-new/`` and renamed in (:meth:`Spares.fill`), so that a writer
+  never waits for a creation. :meth:`Spares.create` takes one with ``renameat2``
   and ``RENAME_NOREPLACE`` (Linux): atomic, so two writers never take the same one, and
   failing if the path exists, as ``O_CREAT | O_EXCL`` does, so git's ``<file>.lock``
   protocol holds. It is written into only if it is still an empty regular file of this
