@@ -234,6 +234,28 @@ def test_a_spare_that_is_not_an_empty_file_of_its_own_is_never_written_into(
     fsck(repo)
 
 
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_a_spares_new_that_is_not_a_folder_of_its_own_is_replaced(
+        new: StateRepository, tmp_path: Path, kind: str) -> None:
+    """``gitstate/spares-new/`` (where maintenance makes spares) replaced by a file, or by a
+    link to a folder elsewhere: the run removes it, makes its own, and touches nothing outside."""
+    repo = new
+    for name in _spares(repo)[:40]:
+        os.unlink(Path(repo.path, "gitstate", "spares", name))
+    made = Path(repo.path, "gitstate", "spares-new")
+    shutil.rmtree(made)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if kind == "file":
+        made.write_text("x\n")
+    else:
+        made.symlink_to(outside)
+    repo.gc()
+    assert list(outside.iterdir()) == []
+    assert made.is_dir() and not made.is_symlink() and list(made.iterdir()) == []
+    assert len(_spares(repo, "spare-")) == TARGET
+    fsck(repo)
+
 @pytest.mark.parametrize("kind", ["file", "symlink", "folder with a file"])
 def test_a_spare_folder_that_is_not_an_empty_folder_of_its_own_is_never_used(
         repo: StateRepository, tmp_path: Path, kind: str) -> None:
