@@ -414,7 +414,7 @@ def build_nospares(path: Path, size: int) -> None:
     """``packed`` (no fan-out folder) without spare files and folders or replaced files
     (made by git, or by an older gitstate): a save creates its files and folders."""
     build_packed(path, size)
-    for folder in ("spares", "spare-folders", "replaced"):
+    for folder in ("spares", "spare-folders", "spares-new", "replaced"):
         shutil.rmtree(path / "gitstate" / folder, ignore_errors=True)
 
 

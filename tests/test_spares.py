@@ -19,6 +19,7 @@ from conftest import fsck, git
 
 from gitstate import StateRepository
 from gitstate.errors import ConcurrentUpdateError
+from gitstate.git import spares as spares_module
 from gitstate.git.spares import _EMPTY, FOLDERS, INITIAL, LOW, Spares, target
 from gitstate.settings import MaintenanceSettings
 
@@ -91,7 +92,6 @@ def test_maintenance_tops_the_spares_up(new: StateRepository) -> None:
     assert len(_spares(repo, "spare-")) == TARGET  # none made when none were used
 
 
-
 def test_maintenance_makes_the_spares_taken_while_it_packed(new: StateRepository, tmp_path: Path) -> None:
     """Writers take spares while a run packs (a LangGraph writer one a millisecond): the run
     makes them again before it ends, so they do not run out before the next run."""
@@ -109,6 +109,7 @@ def test_maintenance_makes_the_spares_taken_while_it_packed(new: StateRepository
     repo.gc(progress=take_some)
     assert len(taken) == 20 and all(path.stat().st_size == 0 for path in taken)
     assert len(_spares(repo, "spare-")) == TARGET
+
 
 def test_spares_running_low_start_maintenance_which_makes_more(new: StateRepository) -> None:
     repo = new
@@ -135,7 +136,6 @@ def test_a_repository_without_spares_gets_them_from_its_next_run(tmp_path: Path)
     fsck(repo)
 
 
-
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_maintenance_makes_spares_beside_the_folders_writers_take_them_from(
         new: StateRepository, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_maintenance_makes_spares_beside_the_folders_writers_take_them_from(
     Path(repo.path, "gitstate", "spares-new", "spare-0123456789ab").write_bytes(b"")  # a killed run's
     missing = 256 - len(list(Path(repo.path, "objects").glob("??")))
     log = tmp_path / "strace.log"
-    subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=openat,mkdir,rename,renameat2",
+    subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=openat,?mkdir,mkdirat,?rename,renameat2",
                     sys.executable, "-c",
                     f"from gitstate import StateRepository; StateRepository.open({repo.path!r}).gc()"],
                    check=True, capture_output=True)
@@ -156,13 +156,14 @@ def test_maintenance_makes_spares_beside_the_folders_writers_take_them_from(
     spares, folders, new_ = (os.path.join(repo.path, "gitstate", name)
                              for name in ("spares", "spare-folders", "spares-new"))
     spare = re.compile(rf'"([^"]*)/{_EMPTY}[0-9a-f]{{12}}"')  # the folder of a spare named in a call
-    made = [c for c in calls if ("O_CREAT" in c or " mkdir(" in c) and spare.search(c)]
+    made = [c for c in calls if ("O_CREAT" in c or re.search(r" mkdir(at)?\(", c)) and spare.search(c)]
     assert made and {spare.search(c)[1] for c in made} == {new_}
     moved = [c for c in calls if " renameat2(" in c and f'"{new_}/' in c]
     assert len(moved) == len(made) == TARGET + min(FOLDERS, missing)
     assert all(f'"{spares}/' in c or f'"{folders}/' in c for c in moved)
     assert len(_spares(repo, "spare-")) == TARGET and os.listdir(new_) == []
     fsck(repo)
+
 
 def test_maintenance_makes_spare_folders_for_the_missing_fan_out_folders(
         repo: StateRepository) -> None:
@@ -246,15 +247,18 @@ def test_a_spares_new_that_is_not_a_folder_of_its_own_is_replaced(
     shutil.rmtree(made)
     outside = tmp_path / "outside"
     outside.mkdir()
+    (outside / "spare-0123456789ab").write_text("someone's file\n")
     if kind == "file":
         made.write_text("x\n")
     else:
         made.symlink_to(outside)
     repo.gc()
-    assert list(outside.iterdir()) == []
+    assert [p.name for p in outside.iterdir()] == ["spare-0123456789ab"]
+    assert (outside / "spare-0123456789ab").read_text() == "someone's file\n"
     assert made.is_dir() and not made.is_symlink() and list(made.iterdir()) == []
     assert len(_spares(repo, "spare-")) == TARGET
     fsck(repo)
+
 
 @pytest.mark.parametrize("kind", ["file", "symlink", "folder with a file"])
 def test_a_spare_folder_that_is_not_an_empty_folder_of_its_own_is_never_used(
@@ -407,6 +411,11 @@ def test_spares_that_cannot_be_moved_are_left_and_files_created(new: StateReposi
         repo.save({"agent_id": "a", "n": 1})
         repo.save({"agent_id": "a", "n": 2})
         assert len(_spares(repo, "spare-")) == count  # none taken, none lost
+        for name in _spares(repo)[:5]:
+            os.unlink(elsewhere / "spares" / name)
+        reopened = StateRepository.open(repo.path)  # (whose writers have not found that out)
+        assert reopened.gc().packed_objects > 0  # the spares it makes cannot be moved there: none
+        assert len(_spares(repo, "spare-")) == count - 5
     finally:
         shutil.rmtree(elsewhere)
     assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [2, 1]
@@ -442,6 +451,22 @@ def test_a_file_system_that_refuses_the_rename_gets_files_created(
     repo.save({"agent_id": "a", "n": 2})
     assert len(_spares(repo)) == count
     assert repo.load("a", model=None)["n"] == 2
+    fsck(repo)
+
+
+def test_init_and_gc_go_on_where_the_file_system_refuses_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``RENAME_NOREPLACE`` is refused (EINVAL, as NFS does), ``init`` and maintenance
+    make no spares (writers could not take them) and do all the rest."""
+    def refused(source: str, target: str) -> None:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), source, None, target)
+    monkeypatch.setattr(spares_module, "_rename_noreplace", lambda: refused)
+    repo = StateRepository.init(tmp_path / "r.git")
+    assert _spares(repo) == [] and os.listdir(Path(repo.path, "gitstate", "spares-new")) == []
+    repo.save({"agent_id": "a", "n": 1})
+    assert repo.gc().packed_objects > 0
+    assert _spares(repo) == []
+    assert repo.load("a", model=None)["n"] == 1
     fsck(repo)
 
 

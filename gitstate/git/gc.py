@@ -41,6 +41,7 @@ that writers took while it packed (a fast writer takes one a millisecond).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import zlib
@@ -73,6 +74,8 @@ from .reclaim import (
     remove_pack,
 )
 from .store import Store
+
+log = logging.getLogger("gitstate.maintenance")
 
 
 @dataclass
@@ -115,7 +118,10 @@ def gc(store: Store, *, prune: bool, grace: float, max_depth: int, pack_factor: 
         with maintenance_reader(store.objects_dir) as reader:
             _Packer(store, reader, result, max_depth=max_depth, pack_factor=pack_factor,
                     progress=progress).run(prune, grace)
-        store.spares.fill(spare_files, store.loose.missing_folders())  # those taken meanwhile
+        try:
+            store.spares.fill(spare_files, store.loose.missing_folders())  # those taken meanwhile
+        except OSError as exc:  # (out of space, say): the run's work stands
+            log.warning("gc of %s made no spares at its end: %s", store.path, exc)
         result.bytes_after = _dir_size(store.objects_dir)
     store.forget_repo()  # drop the cached packs that were replaced
     result.seconds = time.perf_counter() - started

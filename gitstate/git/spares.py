@@ -207,7 +207,9 @@ class Spares:
 
         Each is made in ``gitstate/spares-new/``, then renamed into its folder: a file
         system holds a folder's lock while it finds an inode for a new entry (up to ~1 ms
-        here), and writers taking spares from that folder would wait for it.
+        here), and writers taking spares from that folder would wait for it. Where that
+        rename is refused, or ``spares-new`` cannot be made, it stops (writers create their
+        files); an error making a spare is raised.
         """
         try:
             if not self.usable() or os.stat(self.path).st_uid != os.geteuid():
@@ -229,15 +231,25 @@ class Spares:
             if count <= len(names):
                 continue
             os.makedirs(where, exist_ok=True)
-            _discard(self.new)  # what a killed run left (or something that is not a folder)
-            os.mkdir(self.new)
+            try:
+                _discard(self.new)  # what a killed run left (or something that is not a folder)
+                os.makedirs(self.new, exist_ok=True)
+            except OSError:  # (gitstate/ read-only, say): none made, writers create their files
+                return made
             for _ in range(count - len(names)):
                 name = f"{_EMPTY}{random.getrandbits(48):012x}"
+                spare = os.path.join(self.new, name)
                 try:
-                    make(os.path.join(self.new, name))
-                    self._rename(os.path.join(self.new, name), os.path.join(where, name))
+                    make(spare)
                 except FileExistsError:
                     continue  # (a name taken: a 48-bit random collision)
+                try:
+                    self._rename(spare, os.path.join(where, name))
+                except OSError as exc:  # refused (EINVAL on NFS, EXDEV behind a link to another
+                    _discard(spare)  # file system): writers could not take spares either
+                    if isinstance(exc, FileExistsError):
+                        continue
+                    return made
                 made += 1
         return made
 
