@@ -245,10 +245,11 @@ class Spares:
                     continue  # (a name taken: a 48-bit random collision)
                 try:
                     self._rename(spare, os.path.join(where, name))
-                except OSError as exc:  # refused (EINVAL on NFS, EXDEV behind a link to another
-                    _discard(spare)  # file system): writers could not take spares either
-                    if isinstance(exc, FileExistsError):
-                        continue
+                except FileExistsError:
+                    _discard(spare)
+                    continue
+                except OSError:  # refused (EINVAL on NFS, EXDEV behind a link to another file
+                    _discard(spare)  # system): writers could not take spares either
                     return made
                 made += 1
         return made
