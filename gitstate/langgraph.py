@@ -62,6 +62,7 @@ T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
 Entry = tuple[bytes, int, bytes]  # (name, mode, hex SHA) of a tree entry
+Entries = dict[bytes, tuple[int, bytes]]  # a tree's entries by name: (mode, hex SHA)
 _Write = tuple[dict[str, Any], bool, tuple[tuple[bytes, bytes], ...]]  # fields, is a list, blobs
 
 AGENT_PREFIX = "lg"
@@ -248,13 +249,16 @@ def _msgpack_end(data: bytes, pos: int) -> int:
 class _Encoded:
     """A list channel's last encoding by the default serializer: its elements' msgpack bytes
     one after the other, and for each element its end there, its tree entry, that entry as
-    a line of the raw tree, and for a JSON element its canonical JSON (its blob)."""
+    a line of the raw tree, and for a JSON element its canonical JSON (its blob); and the
+    entries by name, as the saver caches its tree (the next encoding copies them: no new
+    tuple per element and step for the cyclic garbage collector to go through)."""
 
     body: bytes
     ends: list[int]
     entries: list[Entry]
     lines: list[bytes]
     texts: list[bytes | None]
+    names: Entries
 
     def blob(self, i: int) -> bytes:
         """The content of element ``i``'s blob."""
@@ -299,7 +303,7 @@ class _Objects:
         self.serde = serde
         self.encodings = encodings
         self.new: dict[bytes, tuple[int, bytes]] = {}
-        self.trees: dict[bytes, Sequence[Entry]] = {}  # the entries of each tree made
+        self.trees: dict[bytes, Entries] = {}  # the entries of each tree made
         self.json_bytes: dict[bytes, int] = {}  # size of each canonical JSON blob made
         self.lists: list[_Encoded] = []  # lists encoded in one piece: their blobs are new objects too
 
@@ -312,7 +316,7 @@ class _Objects:
         raw = tree_raw(entries)
         sha = object_id(TREE, raw)
         self.new[sha] = (TREE, raw)
-        self.trees[sha] = entries
+        self.trees[sha] = {name: (mode, entry) for name, mode, entry in entries}
         return sha
 
     def leaf(self, value: Any) -> tuple[bytes, bytes]:
@@ -347,7 +351,7 @@ class _Objects:
             raw = b"".join(sorted(encoded.lines))  # files only, no name a prefix of another: git's order
             sha = object_id(TREE, raw)
             self.new[sha] = (TREE, raw)
-            self.trees[sha] = encoded.entries
+            self.trees[sha] = encoded.names
             return b"", TREE_MODE, sha
         suffix, sha = self.leaf(value)
         return suffix, FILE_MODE, sha
@@ -386,10 +390,12 @@ class _Objects:
                         break
                     kept, pos = kept + 1, end
         if kept and last is not None:
+            names = (last.names.copy() if kept == len(last.ends) else
+                     {name: (mode, sha) for name, mode, sha in last.entries[:kept]})
             found = _Encoded(body, last.ends[:kept], last.entries[:kept], last.lines[:kept],
-                             last.texts[:kept])
+                             last.texts[:kept], names)
         else:
-            found = _Encoded(body, [], [], [], [])
+            found = _Encoded(body, [], [], [], [], {})
         pos = found.ends[-1] if found.ends else 0
         try:
             for i, element in enumerate(value[kept:], kept):
@@ -403,6 +409,7 @@ class _Objects:
                 name = b"%d%s" % (i, suffix)
                 found.ends.append(end)
                 found.entries.append((name, FILE_MODE, sha))
+                found.names[name] = (FILE_MODE, sha)
                 found.lines.append(b"%o %s\0%s" % (FILE_MODE, name, bytes.fromhex(sha.decode())))
                 pos = end
         except (ValueError, IndexError, KeyError):  # not cut as expected: element by element
@@ -646,7 +653,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         self._records: dict[bytes, _Record] = {}
         self._indexes: dict[str, _Index] = {}
         self._states: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
-        self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+        self._trees: OrderedDict[bytes, Entries] = OrderedDict()
         self._encodings: _Encodings = _Kept(ENCODED_BYTES, lambda encoded: len(encoded.body))
         self._joined: _Kept[bytes, bytes] = _Kept(JOINED_BYTES, len)  # folder SHA -> msgpack list
 
@@ -701,7 +708,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             self._records[sha] = record
         return record
 
-    def _entries(self, tree: bytes) -> dict[bytes, tuple[int, bytes]]:
+    def _entries(self, tree: bytes) -> Entries:
         """A tree's entries by name: (mode, hex SHA); cached (trees never change)."""
         found = self._trees.get(tree)
         if found is None:
@@ -1032,7 +1039,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
         next write reads them."""
         for sha, entries in built.objects.trees.items():
             if sha not in self._trees:
-                self._remember(self._trees, sha, {name: (mode, entry) for name, mode, entry in entries})
+                self._remember(self._trees, sha, entries)
         state = self._trees[built.tree][STATE_FILE][1]
         if state not in self._states:
             self._remember(self._states, state, codec.decode(built.objects.new[state][1]))

@@ -475,6 +475,26 @@ def test_elements_changed_in_place_are_stored_again(path: str) -> None:
     fsck(path)
 
 
+def test_each_step_of_a_growing_list_reads_as_it_was_through_its_writer(path: str) -> None:
+    """A step that appends to a list shares the last step's entries, not its tree: the
+    writer's own reads of the earlier steps (from its caches) and git's are unchanged."""
+    saver = GitstateSaver(path)
+    messages: list[AnyMessage] = []
+    stored = None
+    for i in range(4):
+        messages = [*messages, HumanMessage(f"message {i}", id=str(i))]
+        stored = put(saver, "t", stored, values={"messages": messages})
+    for reader in (saver, GitstateSaver(path)):
+        got = [t.checkpoint["channel_values"]["messages"] for t in reader.list(config("t"))]
+        assert [[m.content for m in step] for step in got] == [
+            [f"message {i}" for i in range(n)] for n in (4, 3, 2, 1)]
+    commits = git(path, "rev-list", "--all").split()
+    folders = sorted(len(git(path, "ls-tree", f"{commit}:channels/messages").splitlines())
+                     for commit in commits)
+    assert folders == [1, 2, 3, 4]
+    fsck(path)
+
+
 def test_elements_taken_from_the_last_step_are_written_if_the_parent_lacks_them(path: str) -> None:
     """Elements whose bytes equal the last step's keep their SHA, but their blobs are written
     unless the new commit's parent holds them: here the thread was deleted and pruned."""
