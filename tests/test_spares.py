@@ -482,7 +482,34 @@ def test_git_keeps_out_of_the_spares_and_gitstate_goes_on_after_its_gc(new: Stat
     fsck(repo)
 
 
+def test_a_writer_lists_the_spares_again_at_low_and_once_all_are_tried(
+        new: StateRepository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each take changes the folder: listing it again at each take once LOW are left cost a
+    listing per file; a writer lists it when its names fall to LOW (which says whether
+    maintenance should run) and again when all are tried, then creates files."""
+    folder = os.path.join(new.path, "gitstate", "spares")
+    listings = []
+    listdir = os.listdir
+
+    def counting(path: str) -> list[str]:
+        if os.fspath(path) == folder:
+            listings.append(len(listdir(path)))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", counting)
+    writer = Spares(new.path)
+    lows = []
+    for i in range(INITIAL + 3):
+        os.close(writer.create(str(tmp_path / f"file-{i}"), 0o444))
+        lows.append(writer.running_low)
+    assert listings == [INITIAL, LOW, 0]
+    assert lows.index(True) == INITIAL - LOW and all(lows[INITIAL - LOW:])
+    assert _spares(new, "spare-") == []
+    assert all(path.stat().st_size == 0 for path in tmp_path.glob("file-*"))
+
+
 def test_the_spares_kept_follow_the_automatic_maintenance_threshold() -> None:
     assert target(0) == INITIAL  # no automatic maintenance: what a new repository has
-    assert target(256) == 512  # the default: 85 saves between runs use ~340
+    assert target(256) == 1024  # the default: 85 saves between runs use ~340, and a
+    # LangGraph writer (3 a step) takes ~600 while a run packs
     assert target(1_000_000) == 4096

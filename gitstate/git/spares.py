@@ -10,7 +10,7 @@ and free nothing, and maintenance (in its background process) does both:
 
 - ``<repo>/gitstate/spares/spare-*`` are empty files, :data:`INITIAL` in a new
   repository, topped up by each maintenance run at its start and at its end
-  (:func:`target`), which a writer starts once fewer than :data:`LOW` are left; each is
+  (:func:`target`), which a writer starts once :data:`LOW` are left; each is
   made in ``gitstate/spares-new/`` and renamed in (:meth:`Spares.fill`), so that a writer
   never waits for a creation. :meth:`Spares.create` takes one with ``renameat2``
   and ``RENAME_NOREPLACE`` (Linux): atomic, so two writers never take the same one, and
@@ -38,10 +38,10 @@ import stat
 import threading
 from collections.abc import Callable
 
-INITIAL = 128  # empty spares in a new repository (each costs its creation when it is made)
+INITIAL = 256  # empty spares in a new repository (each costs its creation when it is made)
 MOST = 4096  # empty spares kept at most (see target())
 FOLDERS = 64  # spare folders kept at most (as many as fan-out folders are missing)
-LOW = 64  # fewer left: maintenance runs to make more
+LOW = 192  # this many left: maintenance runs to make more (its first comes ~0.1 s later)
 _EMPTY = "spare-"  # how a spare's name starts
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -49,9 +49,10 @@ _AT_FDCWD = -100
 
 def target(auto_objects: int) -> int:
     """The empty spares a maintenance run leaves, for the writes until automatic maintenance
-    runs again (after ``auto_objects`` loose objects: a save writes three, and a lock), at
-    least :data:`INITIAL` and at most :data:`MOST`."""
-    return min(MOST, max(INITIAL, 2 * auto_objects))
+    runs again (after ``auto_objects`` loose objects: a save writes three, and a lock) and
+    while that run packs (none starts while one runs; a LangGraph writer takes one every
+    ~0.8 ms), at least :data:`INITIAL` and at most :data:`MOST`."""
+    return min(MOST, max(INITIAL, 4 * auto_objects))
 
 
 @functools.cache
@@ -134,6 +135,7 @@ class Spares:
         self._names: list[str] = []  # spares not yet tried, from the last listing
         self._listed = -1  # the folder's mtime_ns when it was last listed
         self._found = False  # whether that listing found any
+        self._low = False  # whether it found LOW or fewer (then listed again once all are tried)
         self._rename: Callable[[str, str], None] | None = None  # set at first use
         self._usable = True  # until renameat2 is found missing or refused
         self._lock = threading.Lock()
@@ -333,11 +335,12 @@ class Spares:
 
     def _next(self) -> str | None:
         """The name of a spare to try, or None if none is left. The folder is listed again
-        when fewer than :data:`LOW` are left and it has changed since."""
+        (if it has changed since) when the names listed fall to :data:`LOW`, then once they
+        are all tried: not at each take, which changes it."""
         if not self.usable():
             return None
         with self._lock:
-            if len(self._names) <= LOW:  # what is left may be more than was listed
+            if not self._names or (len(self._names) <= LOW and not self._low):
                 try:
                     changed = os.stat(self.folder).st_mtime_ns
                     # (an mtime can stay the same over changes a few ms apart: once all
@@ -349,7 +352,7 @@ class Spares:
                         random.shuffle(self._names)  # so that writers in other processes try others
                 except OSError:  # no such folder (or not one): files are created
                     return None
-            self.running_low = len(self._names) <= LOW  # (none left: maintenance makes more)
+                self._low = self.running_low = len(self._names) <= LOW  # (none: maintenance makes more)
             if not self._names:
                 return None
             return self._names.pop()
