@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import islice, repeat
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -78,8 +79,8 @@ RECORD_ENTRIES = 200_000  # parsed commits kept per saver
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # not in a commit's summary line
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+_-]{0,63}")
-_NAME_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,=@+-")
-_TRAILER_SAFE = frozenset(range(0x21, 0x7F)) - frozenset(b"%,=~")
+_NAME_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,=@+-"
+_TRAILER_SAFE = bytes(sorted(set(range(0x21, 0x7F)) - set(b"%,=~")))
 _CHANNELS, _WRITES = b"channels", b"writes"
 _THREAD, _NS, _CHECKPOINT, _PARENT = ("LangGraph-Thread", "LangGraph-Namespace",
                                       "LangGraph-Checkpoint", "LangGraph-Parent")
@@ -115,8 +116,11 @@ def agent_id(thread_id: object, checkpoint_ns: str = "") -> str:
     return f"{base}.{_slug(checkpoint_ns)}.{_digest(checkpoint_ns)}" if checkpoint_ns else base
 
 
-def _quote(text: str, safe: frozenset[int]) -> str:
-    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8", "surrogatepass"))
+def _quote(text: str, safe: bytes) -> str:
+    data = text.encode("utf-8", "surrogatepass")
+    if not data.translate(None, safe):  # all safe (the usual case)
+        return text
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in data)
 
 
 def _unquote(text: str) -> str:
@@ -369,7 +373,7 @@ class _Objects:
         its parent does not hold: :meth:`unknown`).
         """
         if (type(self.serde) is not JsonPlusSerializer
-                or any(isinstance(item, (bytes, bytearray)) for item in value)):
+                or any(map(isinstance, value, repeat((bytes, bytearray))))):
             return None  # (bytes: their own serde types)
         try:
             kind, data = self.serde.dumps_typed(value)
@@ -1165,7 +1169,7 @@ class GitstateSaver(BaseCheckpointSaver[str]):
             for mode, sha in self._entries(top[_CHANNELS][1]).values():
                 known.add(sha)
                 if mode == TREE_MODE:
-                    known.update(entry for _mode, entry in self._entries(sha).values())
+                    known.update(map(itemgetter(1), self._entries(sha).values()))
         return frozenset(known)
 
     def _own(self, agent: str, head: bytes | None, thread: str, ns: str) -> _Record | None:
