@@ -118,7 +118,7 @@ def agent_id(thread_id: object, checkpoint_ns: str = "") -> str:
 
 def _quote(text: str, safe: bytes) -> str:
     data = text.encode("utf-8", "surrogatepass")
-    if not data.translate(None, safe):  # all safe (the usual case)
+    if type(text) is str and not data.translate(None, safe):  # all safe (the usual case)
         return text
     return "".join(chr(b) if b in safe else f"%{b:02X}" for b in data)
 

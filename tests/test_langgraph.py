@@ -620,6 +620,21 @@ def test_awkward_thread_ids_and_namespaces_round_trip(path: str) -> None:
     fsck(path)
 
 
+def test_a_namespace_given_as_a_str_enum_is_its_value(path: str) -> None:
+    """A str subclass (an Enum's member) is taken as the plain string it holds."""
+
+    class Namespace(str, Enum):
+        INNER = "inner"
+
+    with GitstateSaver(path) as saver:
+        first = put(saver, "t", ns=Namespace.INNER)
+        second = put(saver, "t", first, ns=Namespace.INNER)
+        got = saver.get_tuple(config("t", "inner"))
+        assert got is not None and got.checkpoint["id"] == second["configurable"]["checkpoint_id"]
+        assert got.config["configurable"]["checkpoint_ns"] == "inner"
+    fsck(path)
+
+
 def test_a_thread_whose_agent_holds_another_thread_is_refused(path: str) -> None:
     with GitstateSaver(path) as saver:
         put(saver, "mine")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import interruptible
 from concurrent_writer import ConcurrentWriter
 from conftest import fsck, git
 
@@ -326,17 +327,19 @@ def test_an_interrupt_just_after_a_lock_is_taken_leaves_no_lock(new: StateReposi
     as the KeyboardInterrupt unwinds, and the next tag of the agent goes through."""
     repo = new
     repo.save({"agent_id": "a", "n": 1})
+    repo.tag("a", "zero")  # the folder exists: the lock's first rename is the one that lands
     lock = os.path.join(repo.path, "refs", "tags", "agents", "a", "one.lock")
     result = subprocess.run(
         ["strace", "-f", "-qq", "-e", "signal=none", "-P", lock, "-e", "trace=renameat2",
          "-e", "inject=renameat2:signal=INT:when=1", sys.executable, "-c",
          "import sys; from gitstate import StateRepository; "
          "StateRepository.open(sys.argv[1]).tag('a', 'one')", repo.path],
-        capture_output=True, text=True, check=False)
+        capture_output=True, text=True, check=False, preexec_fn=interruptible)
     assert "KeyboardInterrupt" in result.stderr, result.stderr
+    assert re.search(r"renameat2\(.*one\.lock.* = 0$", result.stderr, re.MULTILINE), result.stderr
     assert not os.path.exists(lock)
     repo.tag("a", "one")
-    assert repo.names("a") == {"one": repo.latest("a").commit}
+    assert repo.names("a") == {"zero": repo.latest("a").commit, "one": repo.latest("a").commit}
     fsck(repo)
 
 
@@ -394,8 +397,8 @@ def test_the_writers_umask_applies_to_files_made_from_spares(new: StateRepositor
 
 
 def test_spares_that_cannot_be_moved_are_left_and_files_created(new: StateRepository) -> None:
-    """Spares the rename cannot take (here on another file system, behind a link: EXDEV;
-    another user's, EACCES, is the same case): saves create their files and folders."""
+    """Spares the rename cannot take (here on another file system, behind a link: EXDEV):
+    saves create their files and folders."""
     repo = new
     repo.gc()  # its loose objects packed: the fan-out folders are empty
     for folder in Path(repo.path, "objects").glob("??"):
@@ -419,6 +422,27 @@ def test_spares_that_cannot_be_moved_are_left_and_files_created(new: StateReposi
     finally:
         shutil.rmtree(elsewhere)
     assert [repo.load("a", c.commit, model=None)["n"] for c in repo.log("a")] == [2, 1]
+    fsck(repo)
+
+
+def test_spares_that_can_be_neither_taken_nor_removed_end_their_use(new: StateRepository) -> None:
+    """Spares this user can neither open for writing nor remove (another user's repository;
+    here, immutable files): a save creates its files at once, as without spares, instead of
+    listing the folder and trying them again and again (which never ended)."""
+    repo = new
+    names = [str(Path(repo.path, "gitstate", "spares", name)) for name in _spares(repo, "spare-")]
+    try:
+        if subprocess.run(["chattr", "+i", *names], capture_output=True, check=False).returncode:
+            pytest.skip("chattr +i refused here (it needs root and ext2/3/4, xfs or btrfs)")
+        saved = subprocess.run(
+            [sys.executable, "-c", "import sys; from gitstate import StateRepository; "
+             "StateRepository.open(sys.argv[1]).save({'agent_id': 'a', 'n': 1})", repo.path],
+            capture_output=True, text=True, check=False, timeout=120)
+        assert saved.returncode == 0, saved.stderr
+        assert len(_spares(repo, "spare-")) == INITIAL  # none taken, none lost
+    finally:
+        subprocess.run(["chattr", "-i", *names], check=False)
+    assert repo.load("a", model=None)["n"] == 1
     fsck(repo)
 
 
@@ -506,6 +530,20 @@ def test_a_writer_lists_the_spares_again_at_low_and_once_all_are_tried(
     assert lows.index(True) == INITIAL - LOW and all(lows[INITIAL - LOW:])
     assert _spares(new, "spare-") == []
     assert all(path.stat().st_size == 0 for path in tmp_path.glob("file-*"))
+
+
+def test_writers_in_turn_see_the_spares_running_low_in_time(new: StateRepository, tmp_path: Path) -> None:
+    """Four writers (as four processes) take in turn: each one's names include those the
+    others took, so a writer that tried MISSED of them in vain lists the folder again, and
+    one of them sees LOW left well before they run out (before, with one to spare)."""
+    Spares(new.path).fill(TARGET, 0)
+    folder = Path(new.path, "gitstate", "spares")
+    writers = [Spares(new.path) for _ in range(4)]
+    taken = 0
+    while not any(writer.running_low for writer in writers):
+        os.close(writers[taken % 4].create(str(tmp_path / f"file-{taken}"), 0o444))
+        taken += 1
+    assert LOW // 3 <= len(os.listdir(folder)) <= LOW
 
 
 def test_the_spares_kept_follow_the_automatic_maintenance_threshold() -> None:

@@ -42,6 +42,7 @@ INITIAL = 256  # empty spares in a new repository (each costs its creation when 
 MOST = 4096  # empty spares kept at most (see target())
 FOLDERS = 64  # spare folders kept at most (as many as fan-out folders are missing)
 LOW = 192  # this many left: maintenance runs to make more (its first comes ~0.1 s later)
+MISSED = 32  # names tried in vain since the last listing: other writers take too, list again
 _EMPTY = "spare-"  # how a spare's name starts
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -130,12 +131,13 @@ class Spares:
         self.folders = os.path.join(path, "gitstate", "spare-folders")
         self.replaced = os.path.join(path, "gitstate", "replaced")
         self.new = os.path.join(path, "gitstate", "spares-new")  # where fill() makes them
-        self.running_low = False  # fewer than LOW spares left in their folder: maintenance makes more
+        self.running_low = False  # the last listing found LOW or fewer: maintenance makes more
         self.keep_replaced = False  # whether keep() keeps: set where maintenance runs by itself
         self._names: list[str] = []  # spares not yet tried, from the last listing
         self._listed = -1  # the folder's mtime_ns when it was last listed
         self._found = False  # whether that listing found any
         self._low = False  # whether it found LOW or fewer (then listed again once all are tried)
+        self._missed = 0  # names tried since, gone (other writers took them) or not spares
         self._rename: Callable[[str, str], None] | None = None  # set at first use
         self._usable = True  # until renameat2 is found missing or refused
         self._lock = threading.Lock()
@@ -148,6 +150,7 @@ class Spares:
             fd = self._take(os.path.join(self.folder, name), path, mode)
             if fd is not None:
                 return fd
+            self._missed += 1  # (a lost count between threads is harmless)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
 
     def make_folder(self, path: str) -> bool:
@@ -285,14 +288,14 @@ class Spares:
         except FileNotFoundError:
             return None  # another writer took it
         except OSError:  # a link, a folder, a file this user cannot write
-            _discard(spare)
+            self._drop(spare)
             return None
         try:
             st = os.fstat(fd)
             if not (stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_nlink == 1
                     and st.st_uid == os.geteuid()):
                 os.close(fd)
-                _discard(spare)
+                self._drop(spare)
                 return None
             if not self._renamed(spare, path, st):
                 os.close(fd)
@@ -310,6 +313,13 @@ class Spares:
             _remove_ours(path, st)
             raise
         return fd
+
+    def _drop(self, spare: str) -> None:
+        """Remove ``spare``, which cannot be taken; if it cannot be removed either, this user
+        cannot change the folder (another user's repository): spares are not used here."""
+        _discard(spare)
+        if os.path.lexists(spare):
+            self._usable = False
 
     def _renamed(self, spare: str, path: str, st: os.stat_result) -> bool:
         """Rename ``spare`` (which is ``st``) to ``path``: False if it was gone, or if the
@@ -336,11 +346,13 @@ class Spares:
     def _next(self) -> str | None:
         """The name of a spare to try, or None if none is left. The folder is listed again
         (if it has changed since) when the names listed fall to :data:`LOW`, then once they
-        are all tried: not at each take, which changes it."""
+        are all tried, and after :data:`MISSED` names tried in vain (other writers took
+        them): not at each take, which changes it."""
         if not self.usable():
             return None
         with self._lock:
-            if not self._names or (len(self._names) <= LOW and not self._low):
+            if (not self._names or (len(self._names) <= LOW and not self._low)
+                    or self._missed >= MISSED):
                 try:
                     changed = os.stat(self.folder).st_mtime_ns
                     # (an mtime can stay the same over changes a few ms apart: once all
@@ -352,6 +364,7 @@ class Spares:
                         random.shuffle(self._names)  # so that writers in other processes try others
                 except OSError:  # no such folder (or not one): files are created
                     return None
+                self._missed = 0
                 self._low = self.running_low = len(self._names) <= LOW  # (none: maintenance makes more)
             if not self._names:
                 return None
