@@ -252,14 +252,14 @@ def _msgpack_end(data: bytes, pos: int) -> int:
 @dataclass
 class _Encoded:
     """A list channel's last encoding by the default serializer: its elements' msgpack bytes
-    one after the other, and for each element its end there, its tree entry, that entry as
-    a line of the raw tree, and for a JSON element its canonical JSON (its blob); and the
-    entries by name, as the saver caches its tree (the next encoding copies them: no new
-    tuple per element and step for the cyclic garbage collector to go through)."""
+    one after the other, and for each element its end there, its tree entry as a line of
+    the raw tree, and for a JSON element its canonical JSON (its blob); and the tree's
+    entries by name, in the elements' order, as the saver caches the tree (the next
+    encoding copies them: no new tuple per element and step for the cyclic garbage
+    collector to go through)."""
 
     body: bytes
     ends: list[int]
-    entries: list[Entry]
     lines: list[bytes]
     texts: list[bytes | None]
     names: Entries
@@ -394,12 +394,11 @@ class _Objects:
                         break
                     kept, pos = kept + 1, end
         if kept and last is not None:
-            names = (last.names.copy() if kept == len(last.ends) else
-                     {name: (mode, sha) for name, mode, sha in last.entries[:kept]})
-            found = _Encoded(body, last.ends[:kept], last.entries[:kept], last.lines[:kept],
-                             last.texts[:kept], names)
+            names = (last.names.copy() if kept == len(last.ends)
+                     else dict(islice(last.names.items(), kept)))
+            found = _Encoded(body, last.ends[:kept], last.lines[:kept], last.texts[:kept], names)
         else:
-            found = _Encoded(body, [], [], [], [], {})
+            found = _Encoded(body, [], [], [], {})
         pos = found.ends[-1] if found.ends else 0
         try:
             for i, element in enumerate(value[kept:], kept):
@@ -412,7 +411,6 @@ class _Objects:
                     found.texts.append(None)
                 name = b"%d%s" % (i, suffix)
                 found.ends.append(end)
-                found.entries.append((name, FILE_MODE, sha))
                 found.names[name] = (FILE_MODE, sha)
                 found.lines.append(b"%o %s\0%s" % (FILE_MODE, name, bytes.fromhex(sha.decode())))
                 pos = end
@@ -433,7 +431,7 @@ class _Objects:
         agent's lock, so in the repository)."""
         found = {sha: RawObject(kind, raw, sha) for sha, (kind, raw) in self.new.items() if sha not in known}
         for encoded in self.lists:
-            for i, (_name, _mode, sha) in enumerate(encoded.entries):
+            for i, (_mode, sha) in enumerate(encoded.names.values()):
                 if sha not in known and sha not in found:
                     found[sha] = RawObject(BLOB, encoded.blob(i), sha)
         return list(found.values())
