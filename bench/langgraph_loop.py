@@ -16,7 +16,9 @@ first call in the process, then the median of 3). That pair runs ``--rounds`` ti
 saver, in alternating order (SQLite first in even rounds, gitstate first in odd ones), each
 round into new files, so that both savers see the same spells of a shared machine: step
 times are the median (and p90) of every round's steps, the other figures the median of the
-rounds' figures, and the table ends with each round's median step. Targets (issue 12):
+rounds' figures, and the table ends with each round's median step and the median step of
+each fifth of the run (pooled over the rounds: the message list grows with the steps, and
+what a step costs with it). Targets (issue 12):
 bytes at least 10x smaller, median step no higher, ``list`` at most 0.2x, ``get_tuple`` no
 slower. A last writer runs with automatic maintenance off, to show what its background gc
 costs the steps, and the run ends with the file system's cost of a new file and of a ref
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -49,6 +52,7 @@ from bench.workloads import Text  # noqa: E402
 
 THREAD = {"configurable": {"thread_id": "bench-thread"}}
 READS = 15
+PARTS = 5  # the run's steps in fifths, for the median step of each
 
 
 class State(TypedDict):
@@ -148,13 +152,22 @@ def run(kind: str, root: Path, steps: int) -> dict[str, Any]:
     return {"bytes": size, "times": written["times"], "writer_rss_mb": written["rss_mb"], **read}
 
 
+def part_bounds(steps: int) -> list[int]:
+    """Where each fifth of ``steps`` steps starts, and the end (fewer parts for fewer steps)."""
+    parts = min(PARTS, steps)
+    return [round(k * steps / parts) for k in range(parts + 1)]
+
+
 def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One saver's figures over its rounds: step times pooled, the rest the rounds' median."""
     times = sorted(t for r in rounds for t in r["times"])
     counts = {(r["checkpoints"], r["messages"]) for r in rounds}
     if len(counts) != 1:
         raise SystemExit(f"the rounds read different histories: {sorted(counts)}")
+    bounds = part_bounds(len(rounds[0]["times"]))
     return {"step_ms": statistics.median(times) * 1000,
+            "part_step_ms": [statistics.median(t for r in rounds for t in r["times"][lo:hi]) * 1000
+                             for lo, hi in pairwise(bounds)],
             "step_p90_ms": times[int(0.9 * (len(times) - 1))] * 1000,
             "round_step_ms": [statistics.median(r["times"]) * 1000 for r in rounds],
             **{key: statistics.median(r[key] for r in rounds)
@@ -192,8 +205,14 @@ def table(results: dict[str, dict[str, Any]], steps: int, rounds: int, costs: di
     quiet_ms = statistics.median(quiet["times"]) * 1000
     each = {kind: ", ".join(f"{ms:.2f}" for ms in results[kind]["round_step_ms"])
             for kind in ("gitstate", "sqlite")}
+    bounds = part_bounds(steps)
+    spans = ", ".join(f"{lo + 1}-{hi}" for lo, hi in pairwise(bounds))
+    parts = {kind: ", ".join(f"{ms:.2f}" for ms in results[kind]["part_step_ms"])
+             for kind in ("gitstate", "sqlite")}
     lines += ["", f"Median step of each round (ms): GitstateSaver {each['gitstate']}; "
               f"SqliteSaver {each['sqlite']}.",
+              f"Median step of steps {spans} (ms, all rounds): GitstateSaver {parts['gitstate']}; "
+              f"SqliteSaver {parts['sqlite']}.",
               f"Without automatic maintenance (gitstate.autoobjects=0, the writer alone): median "
               f"step {quiet_ms:.2f} ms ({quiet_ms / lite['step_ms']:.3f}x), "
               f"{quiet['bytes'] / 1e6:.2f} MB of unmerged small packs ({quiet['bytes'] / lite['bytes']:.3f}x).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,12 @@ def test_langgraph_bench_prints_the_table(tmp_path: Path) -> None:
                    "list of the whole thread (first call)", "get_tuple of the latest (median of 15)"):
         assert rows[figure][4] and rows[figure][5] in ("yes", "NO"), rows[figure]  # target, verdict
     assert "Median step of each round (ms): GitstateSaver " in run.stdout
+    assert "Median step of steps 1-1, 2-2, 3-4, 5-5, 6-6 (ms, all rounds): GitstateSaver " in run.stdout
     saved = json.loads(out_json.read_text())
     assert [len(saved["rounds"][kind]) for kind in ("gitstate", "sqlite")] == [2, 2]
     assert all(len(r["times"]) == 6 for kind in ("gitstate", "sqlite") for r in saved["rounds"][kind])
+    for kind in ("gitstate", "sqlite"):  # each fifth's median, over both rounds' steps
+        steps = [r["times"] for r in saved["rounds"][kind]]
+        assert saved[kind]["part_step_ms"][2] == statistics.median(steps[0][2:4] + steps[1][2:4]) * 1000
     assert saved["gitstate"]["messages"] == saved["sqlite"]["messages"] == 7  # and one per step
     assert saved["gitstate"]["checkpoints"] == saved["sqlite"]["checkpoints"] == 8
