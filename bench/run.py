@@ -60,7 +60,7 @@ HEADS_AGENTS = 100_000  # G: heads() on that many synthetic agents (one checkpoi
 LOADED = ("S", "L", "W", "M")  # workloads whose newest and oldest checkpoints are loaded
 NO_NAIVE = ("H", "A")  # workloads without the naive dulwich anchor (too slow at their size)
 CANONICAL = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
-LOAD_REPEATS = 15
+LOAD_REPEATS = 31
 
 
 # -- measuring helpers ----------------------------------------------------------------------
@@ -85,6 +85,20 @@ def median_time(fn: Callable[[], Any], repeats: int = LOAD_REPEATS) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_times(fns: dict[str, Callable[[], Any]], repeats: int = LOAD_REPEATS) -> dict[str, float]:
+    """The median time of each function, called ``repeats`` times in turn (each round calls
+    every one once, starting one further along), so that a spell of a shared machine falls
+    on gitstate's loads and the seed's alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    calls = list(fns.items())
+    for round_ in range(repeats):
+        for name, fn in calls[round_ % len(calls):] + calls[:round_ % len(calls)]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def rss_mb(field: str = "VmHWM") -> float:
@@ -277,15 +291,15 @@ def run_workload(key: str, root: Path, saved: dict[str, Any]) -> dict[str, Any]:
     repo = StateRepository.open(repo_path)
     agent = next(iter(seed_paths))
     if key in LOADED:
-        out["load"] = {
-            "newest": median_time(lambda: repo.load(agent)),
-            "oldest": median_time(lambda: repo.load(agent, "first")),
+        out["load"] = median_times({
+            "newest": lambda: repo.load(agent),
+            "oldest": lambda: repo.load(agent, "first"),
             # a new repository object each time: nothing read yet, packs not yet mapped
-            "newest_first": median_time(lambda: StateRepository(repo_path).load(agent)),
-            "oldest_first": median_time(lambda: StateRepository(repo_path).load(agent, "first")),
-            "seed_newest": median_time(lambda: seed_load(seed_paths[agent][-1])),
-            "seed_oldest": median_time(lambda: seed_load(seed_paths[agent][0])),
-        }
+            "newest_first": lambda: StateRepository(repo_path).load(agent),
+            "oldest_first": lambda: StateRepository(repo_path).load(agent, "first"),
+            "seed_newest": lambda: seed_load(seed_paths[agent][-1]),
+            "seed_oldest": lambda: seed_load(seed_paths[agent][0]),
+        })
     if key == "H":
         out["log20"] = median_time(lambda: repo.log(agent, limit=20))
         out["log_full"] = median_time(lambda: repo.log(agent), repeats=3)
