@@ -78,15 +78,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def median_time(fn: Callable[[], Any], repeats: int = LOAD_REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def median_times(fns: dict[str, Callable[[], Any]], repeats: int = LOAD_REPEATS) -> dict[str, float]:
     """The median time of each function, called ``repeats`` times in turn (each round calls
     every one once, starting one further along), so that a spell of a shared machine falls
@@ -99,6 +90,10 @@ def median_times(fns: dict[str, Callable[[], Any]], repeats: int = LOAD_REPEATS)
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def median_time(fn: Callable[[], Any], repeats: int = LOAD_REPEATS) -> float:
+    return median_times({"": fn}, repeats)[""]
 
 
 def rss_mb(field: str = "VmHWM") -> float:
